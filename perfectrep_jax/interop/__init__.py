@@ -1,0 +1,1 @@
+"""perfectrep_jax.interop."""
