@@ -1,0 +1,24 @@
+"""Shared test helpers: where the upstream parity fixtures live."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+# ../shared beside the checkout (CI puts it there too).
+SHARED_DIR = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+def parity_path() -> Path:
+    """Directory of the fixtures written by the upstream PyTorch code (see its README.md)."""
+    return SHARED_DIR / "fixtures" / "parity"
+
+
+@pytest.fixture(scope="session")
+def parity_dir() -> Path:
+    """``parity_path()``, skipping the test when the shared fixtures are not there."""
+    path = parity_path()
+    if not path.is_dir():
+        pytest.skip(f"parity fixtures not found at {path}")
+    return path
