@@ -1,0 +1,167 @@
+"""The model's own loader: a directory that holds a model's kind, config and weights.
+
+Layout of a model directory (what ``perfectrep-jax convert`` writes)::
+
+    OUT_DIR/model.json   {"format": 1, "kind": "lifter" | "action", "config": {...}, "source": ...}
+    OUT_DIR/params/      an orbax checkpoint of the model's parameters and batch statistics
+
+A training run directory (``perfectrep-jax train --workdir``) holds ``model.json`` too, with its
+checkpoints under ``checkpoints/<step>/model``; ``load_model`` reads either.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from perfectrep_jax.errors import UserError
+from perfectrep_jax.models.dstformer import DSTformer, DSTformerConfig
+from perfectrep_jax.models.heads import ActionConfig, ActionNet
+
+FORMAT_VERSION = 1
+MODEL_JSON = "model.json"
+PARAMS_DIR = "params"
+KINDS = ("lifter", "action")
+
+# What a checkpoint stores of a model: its parameters and BatchNorm statistics, not RNG state.
+WEIGHTS = nnx.Any(nnx.Param, nnx.BatchStat)
+
+
+def model_kind(model: nnx.Module) -> str:
+  if isinstance(model, DSTformer):
+    return "lifter"
+  if isinstance(model, ActionNet):
+    return "action"
+  raise TypeError(f"not a perfectrep_jax model: {type(model).__name__}")
+
+
+def build_model(kind: str, config: dict[str, Any] | DSTformerConfig | ActionConfig, *,
+                dtype=None, seed: int = 0) -> nnx.Module:
+  """Makes a freshly initialised lifter or action model from its config."""
+  rngs = nnx.Rngs(params=seed, dropout=seed + 1)
+  if kind == "lifter":
+    cfg = config if isinstance(config, DSTformerConfig) else DSTformerConfig.from_dict(config)
+    return DSTformer(cfg, dtype=dtype, rngs=rngs)
+  if kind == "action":
+    cfg = config if isinstance(config, ActionConfig) else ActionConfig.from_dict(config)
+    return ActionNet(cfg, dtype=dtype, rngs=rngs)
+  raise ValueError(f"model kind must be one of {KINDS}, got {kind!r}")
+
+
+def abstract_model(kind: str, config, *, dtype=None) -> nnx.Module:
+  """The model with ShapeDtypeStructs for arrays: its structure, without allocating weights."""
+  return nnx.eval_shape(lambda: build_model(kind, config, dtype=dtype))
+
+
+def weights_of(model: nnx.Module) -> dict[str, Any]:
+  """The model's parameters and batch statistics as a nested dict of arrays."""
+  return nnx.to_pure_dict(nnx.state(model, WEIGHTS))
+
+
+def set_weights(model: nnx.Module, weights: dict[str, Any]) -> None:
+  """Writes a nested dict of arrays (as ``weights_of`` gives) into the model, in place."""
+  state = nnx.state(model, WEIGHTS)
+  nnx.replace_by_pure_dict(state, weights)
+  nnx.update(model, state)
+
+
+def model_meta(model: nnx.Module, **extra: Any) -> dict[str, Any]:
+  return {"format": FORMAT_VERSION, "kind": model_kind(model),
+          "config": model.config.to_dict(), **extra}
+
+
+def save_model_dir(out_dir: str | Path, model: nnx.Module, **extra_meta: Any) -> Path:
+  """Writes ``model.json`` and the weights into ``out_dir`` atomically.
+
+  Everything is written to a temporary sibling that replaces ``out_dir`` only once complete, so an
+  error leaves nothing behind. An existing non-empty ``out_dir`` is an error, never overwritten.
+  """
+  import orbax.checkpoint as ocp
+
+  out_dir = Path(out_dir).absolute()
+  if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+    raise UserError(f"{out_dir}: already exists and is not empty; choose a new output directory")
+  out_dir.parent.mkdir(parents=True, exist_ok=True)
+  tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+  try:
+    weights = jax.tree.map(np.asarray, weights_of(model))
+    ckptr = ocp.StandardCheckpointer()
+    ckptr.save(tmp / PARAMS_DIR, weights)
+    ckptr.wait_until_finished()
+    (tmp / MODEL_JSON).write_text(json.dumps(model_meta(model, **extra_meta), indent=2) + "\n")
+    if out_dir.exists():
+      out_dir.rmdir()
+    os.replace(tmp, out_dir)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise
+  return out_dir
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+  """Reads and checks ``model.json`` of a model or run directory."""
+  path = Path(path)
+  meta_path = path / MODEL_JSON
+  if not path.is_dir():
+    raise UserError(f"{path}: no such directory")
+  if not meta_path.is_file():
+    raise UserError(f"{path}: not a model directory (no {MODEL_JSON}); "
+                    "make one with `perfectrep-jax convert` or `perfectrep-jax train`")
+  try:
+    meta = json.loads(meta_path.read_text())
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise UserError(f"{meta_path}: corrupt JSON ({e})") from None
+  if not isinstance(meta, dict) or meta.get("kind") not in KINDS or "config" not in meta:
+    raise UserError(f"{meta_path}: not a perfectrep-jax model description (kind/config missing)")
+  return meta
+
+
+def _weights_dir(path: Path, step: int | None) -> Path:
+  """Where the weights of a model directory or of a run's checkpoint live."""
+  if (path / PARAMS_DIR).is_dir() and step is None:
+    return path / PARAMS_DIR
+  ckpt_root = path / "checkpoints"
+  steps = sorted(int(p.name) for p in ckpt_root.glob("*") if p.name.isdigit()) \
+      if ckpt_root.is_dir() else []
+  if not steps:
+    raise UserError(f"{path}: holds no weights ({PARAMS_DIR}/ or checkpoints/<step>/)")
+  if step is not None and step not in steps:
+    raise UserError(f"{path}: no checkpoint at step {step} (have {steps})")
+  return ckpt_root / str(step if step is not None else steps[-1]) / "model"
+
+
+def load_model(path: str | Path, *, step: int | None = None, dtype=None,
+               eval_mode: bool = True) -> tuple[nnx.Module, dict[str, Any]]:
+  """Loads a model directory (or a run directory's latest checkpoint) into a Flax model.
+
+  Returns:
+    (model, meta): the model in eval mode unless ``eval_mode=False``, and ``model.json``.
+  """
+  import orbax.checkpoint as ocp
+
+  path = Path(path)
+  meta = read_meta(path)
+  try:
+    model = build_model(meta["kind"], meta["config"], dtype=dtype)
+  except (TypeError, ValueError) as e:
+    raise UserError(f"{path / MODEL_JSON}: invalid model config ({e})") from None
+  weights_dir = _weights_dir(path, step)
+  target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), weights_of(model))
+  try:
+    weights = ocp.StandardCheckpointer().restore(weights_dir.absolute(), target)
+  except Exception as e:  # orbax raises many kinds for a missing or damaged checkpoint
+    first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise UserError(f"{weights_dir}: cannot restore weights ({first_line})") from None
+  set_weights(model, jax.tree.map(jnp.asarray, weights))
+  if eval_mode:
+    model.eval()
+  return model, meta
