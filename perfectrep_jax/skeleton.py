@@ -103,3 +103,57 @@ def coco_to_h36m(x: np.ndarray) -> np.ndarray:
         raise ValueError(f"expected {len(COCO_JOINTS)} COCO joints on axis -2, got shape {x.shape}")
     dtype = np.float32 if x.dtype == np.float32 else np.float64
     return np.einsum("dj,...jc->...dc", COCO_TO_H36M_MATRIX, x.astype(np.float64)).astype(dtype)
+
+
+# --------------------------------------------------------------------------- body parts
+# Joint groups for anatomy-aware masking (perfectrep_jax.data.corruption) and analysis.
+LIMBS: dict[str, tuple[int, ...]] = {
+    "right_leg": (1, 2, 3),
+    "left_leg": (4, 5, 6),
+    "left_arm": (11, 12, 13),
+    "right_arm": (14, 15, 16),
+    "head": (9, 10),
+    "torso": (7, 8),
+}
+BODY_HALVES: dict[str, tuple[int, ...]] = {
+    "upper": (7, 8, 9, 10, 11, 12, 13, 14, 15, 16),
+    "lower": (0, 1, 2, 3, 4, 5, 6),
+    "left": LEFT_JOINTS,
+    "right": RIGHT_JOINTS,
+}
+
+# --------------------------------------------------------------------------- Fit3D-25
+# Fit3D's ``joints3d_25`` starts with the 17 Human3.6M joints in the H36M order; the last 8 are
+# two extra points per foot and per hand, which the lifter does not use (upstream drops them too).
+FIT3D_JOINTS: tuple[str, ...] = H36M_JOINTS + tuple(f"fit3d_extra_{i}" for i in range(17, 25))
+FIT3D_TO_H36M: tuple[int, ...] = tuple(range(NUM_JOINTS))
+
+
+def fit3d_to_h36m(x: np.ndarray) -> np.ndarray:
+    """Keeps the Human3.6M-17 joints of Fit3D-25 data, as upstream's ``fit3d_to_h36m``.
+
+    Args:
+      x: (..., 25, C) in Fit3D order.
+    Returns:
+      (..., 17, C) in H36M order (a copy, same dtype).
+    """
+    x = np.asarray(x)
+    if x.shape[-2] != len(FIT3D_JOINTS):
+        raise ValueError(f"expected {len(FIT3D_JOINTS)} Fit3D joints on axis -2, got shape {x.shape}")
+    return x[..., list(FIT3D_TO_H36M), :].copy()
+
+
+# --------------------------------------------------------------------------- Human3.6M-32
+# The raw Human3.6M mocap skeleton (VideoPose3D's ``data_3d_h36m.npz``) has 32 joints; these are
+# the 17 that make the H36M-17 skeleton, in H36M-17 order.
+H36M32_TO_H36M17: tuple[int, ...] = (0, 1, 2, 3, 6, 7, 8, 12, 13, 14, 15, 17, 18, 19, 25, 26, 27)
+
+# --------------------------------------------------------------------------- MPI-INF-3DHP-17
+# The 17-joint MPI-INF-3DHP order of the P-STMO ``data_*_3dhp.npz`` files (the test-set order).
+MPI_INF_3DHP_JOINTS: tuple[str, ...] = (
+    "head_top", "neck", "right_shoulder", "right_elbow", "right_wrist",
+    "left_shoulder", "left_elbow", "left_wrist", "right_hip", "right_knee", "right_ankle",
+    "left_hip", "left_knee", "left_ankle", "pelvis", "spine", "head",
+)
+# H36M joint j <- MPI-INF-3DHP joint MPI_INF_3DHP_TO_H36M[j] (3DHP's "head" stands in for the nose).
+MPI_INF_3DHP_TO_H36M: tuple[int, ...] = (14, 8, 9, 10, 11, 12, 13, 15, 1, 16, 0, 5, 6, 7, 2, 3, 4)
