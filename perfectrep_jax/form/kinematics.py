@@ -1,0 +1,227 @@
+"""Body kinematics from 3D joints: the vertical, joint angles, depth and other per-frame signals.
+
+Every function takes Human3.6M-17 joints ``(T, 17, 3)`` in any rigid frame and any unit (the
+lifter's normalised camera frame, pixels, or motion capture in millimetres) and returns figures
+that do not change when the whole sequence is rotated, translated or scaled: angles are in
+degrees and lengths are divided by the body's own size. The only frame-dependent quantity, the
+vertical, is estimated from the skeleton itself (or given).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+
+from perfectrep_jax.skeleton import BONES, JOINT_INDEX as J
+
+Posture = Literal["standing", "supine", "prone"]
+
+_EPS = 1e-9
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    """Normalises vectors on the last axis; zero vectors stay zero."""
+    n = np.linalg.norm(v, axis=-1, keepdims=True)
+    return v / np.maximum(n, _EPS)
+
+
+def angle_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Angle in degrees between vectors ``a`` and ``b`` (..., 3) -> (...)."""
+    cos = np.sum(_unit(a) * _unit(b), axis=-1)
+    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+
+
+def joint_angle(joints: np.ndarray, a: int, b: int, c: int) -> np.ndarray:
+    """Included angle at joint ``b`` between the segments to ``a`` and ``c``.
+
+    Args:
+      joints: (T, 17, 3).
+    Returns:
+      (T,) degrees; 180 when a, b, c are in a straight line.
+    """
+    return angle_between(joints[:, a] - joints[:, b], joints[:, c] - joints[:, b])
+
+
+def body_scale(joints: np.ndarray) -> float:
+    """The body's size: the sum of the median lengths of the 16 bones (same unit as ``joints``).
+
+    Medians over time make it robust to a few bad frames; being a sum of bone lengths it does not
+    depend on the pose.
+    """
+    lengths = np.stack([np.linalg.norm(joints[:, c] - joints[:, p], axis=-1) for p, c in BONES], axis=1)
+    return float(np.sum(np.median(lengths, axis=0)))
+
+
+def segment_length(joints: np.ndarray, a: int, b: int) -> float:
+    """Median length over time of the segment between joints ``a`` and ``b``."""
+    return float(np.median(np.linalg.norm(joints[:, a] - joints[:, b], axis=-1)))
+
+
+def _mean_direction(vectors: np.ndarray) -> np.ndarray:
+    """Unit mean of unit vectors (N, 3) -> (3,)."""
+    return _unit(np.mean(_unit(vectors), axis=0))
+
+
+def estimate_up(joints: np.ndarray, posture: Posture = "standing") -> np.ndarray:
+    """Estimates the world's up direction from the skeleton alone.
+
+    - ``standing`` (squats, lunges, deadlifts, ...): in the frames where the body is most extended
+      (head top farthest from the ankles, the top fifth), the direction from the mid-ankle to the
+      thorax is the vertical to within a few degrees.
+    - ``supine`` (bench press): at the top of a press the arms point up, so up is the mean
+      shoulder-to-wrist direction in the frames where the arms are straightest.
+    - ``prone`` (push-up): the hands push on the floor, so up is the mean wrist-to-shoulder
+      direction in those frames.
+
+    Args:
+      joints: (T, 17, 3).
+      posture: which of the rules above applies.
+    Returns:
+      (3,) unit vector.
+    """
+    joints = np.asarray(joints, np.float64)
+    mid_ankle = 0.5 * (joints[:, J["left_ankle"]] + joints[:, J["right_ankle"]])
+    if posture == "standing":
+        extension = np.linalg.norm(joints[:, J["head"]] - mid_ankle, axis=-1)
+        top = extension >= np.quantile(extension, 0.8)
+        return _mean_direction(joints[top, J["thorax"]] - mid_ankle[top])
+    if posture not in ("supine", "prone"):
+        raise ValueError(f"unknown posture {posture!r}")
+    arms = []
+    straightness = []
+    for s, e, w in (("left_shoulder", "left_elbow", "left_wrist"), ("right_shoulder", "right_elbow", "right_wrist")):
+        arms.append(joints[:, J[w]] - joints[:, J[s]])
+        straightness.append(joint_angle(joints, J[s], J[e], J[w]))
+    arm = _unit(arms[0]) + _unit(arms[1])
+    straight = np.minimum(straightness[0], straightness[1])
+    top = straight >= np.quantile(straight, 0.8)
+    up = _mean_direction(arm[top])
+    return up if posture == "supine" else -up
+
+
+def heights(joints: np.ndarray, up: np.ndarray) -> np.ndarray:
+    """Height of every joint along ``up`` (T, 17), relative to the lowest ankle of the sequence."""
+    h = np.asarray(joints, np.float64) @ _unit(np.asarray(up, np.float64))
+    floor = np.min(h[:, [J["left_ankle"], J["right_ankle"]]])
+    return h - floor
+
+
+# Included joint angles: name -> (a, b, c) with the angle measured at b.
+_ANGLE_TRIPLES: dict[str, tuple[int, int, int]] = {
+    "knee_left": (J["left_hip"], J["left_knee"], J["left_ankle"]),
+    "knee_right": (J["right_hip"], J["right_knee"], J["right_ankle"]),
+    "elbow_left": (J["left_shoulder"], J["left_elbow"], J["left_wrist"]),
+    "elbow_right": (J["right_shoulder"], J["right_elbow"], J["right_wrist"]),
+}
+
+ANGLE_NAMES: tuple[str, ...] = (
+    "knee_left", "knee_right", "hip_left", "hip_right", "elbow_left", "elbow_right",
+    "shoulder_left", "shoulder_right", "trunk",
+)
+
+
+def joint_angles(joints: np.ndarray, up: np.ndarray) -> dict[str, np.ndarray]:
+    """Joint angles over time, in degrees.
+
+    - ``knee_*``: hip-knee-ankle included angle (180 straight leg, smaller when bent).
+    - ``hip_*``: angle between the trunk (pelvis to thorax) and the thigh (hip to knee), 180
+      standing straight, about 90 seated or at the bottom of a deep squat.
+    - ``elbow_*``: shoulder-elbow-wrist included angle (180 straight arm).
+    - ``shoulder_*``: elevation of the upper arm from the trunk (0 arm hanging, 90 raised
+      sideways or forwards, 180 overhead).
+    - ``trunk``: inclination of the trunk from ``up`` (0 upright, 90 horizontal).
+
+    Args:
+      joints: (T, 17, 3).
+      up: (3,) world up (see :func:`estimate_up`).
+    Returns:
+      name -> (T,) for every name in :data:`ANGLE_NAMES`.
+    """
+    joints = np.asarray(joints, np.float64)
+    out = {name: joint_angle(joints, *abc) for name, abc in _ANGLE_TRIPLES.items()}
+    trunk_up = joints[:, J["thorax"]] - joints[:, J["pelvis"]]
+    for side in ("left", "right"):
+        thigh = joints[:, J[f"{side}_knee"]] - joints[:, J[f"{side}_hip"]]
+        out[f"hip_{side}"] = angle_between(trunk_up, thigh)
+        upper_arm = joints[:, J[f"{side}_elbow"]] - joints[:, J[f"{side}_shoulder"]]
+        out[f"shoulder_{side}"] = angle_between(-trunk_up, upper_arm)
+    out["trunk"] = angle_between(trunk_up, np.broadcast_to(np.asarray(up, np.float64), trunk_up.shape))
+    return {name: out[name] for name in ANGLE_NAMES}
+
+
+def hip_depth(joints: np.ndarray, up: np.ndarray) -> np.ndarray:
+    """How far the hips are below the knees, in thigh lengths (T,).
+
+    Positive below parallel (the squat standard "hip crease below the knee"), about -1 standing.
+    """
+    joints = np.asarray(joints, np.float64)
+    u = _unit(np.asarray(up, np.float64))
+    hips = 0.5 * (joints[:, J["left_hip"]] + joints[:, J["right_hip"]])
+    knees = 0.5 * (joints[:, J["left_knee"]] + joints[:, J["right_knee"]])
+    thigh = 0.5 * (segment_length(joints, J["left_hip"], J["left_knee"])
+                   + segment_length(joints, J["right_hip"], J["right_knee"]))
+    return (knees - hips) @ u / max(thigh, _EPS)
+
+
+def pelvis_height(joints: np.ndarray, up: np.ndarray) -> np.ndarray:
+    """Pelvis height above the lowest ankle position, in leg lengths (hip to knee to ankle) (T,)."""
+    joints = np.asarray(joints, np.float64)
+    leg = 0.5 * sum(
+        segment_length(joints, J[f"{s}_hip"], J[f"{s}_knee"]) + segment_length(joints, J[f"{s}_knee"], J[f"{s}_ankle"])
+        for s in ("left", "right"))
+    return heights(joints, up)[:, J["pelvis"]] / max(leg, _EPS)
+
+
+def _horizontal(v: np.ndarray, up: np.ndarray) -> np.ndarray:
+    u = _unit(np.asarray(up, np.float64))
+    return v - (v @ u)[..., None] * u
+
+
+def knee_width_ratio(joints: np.ndarray, up: np.ndarray) -> np.ndarray:
+    """Distance between the knees over distance between the ankles, seen from above (T,).
+
+    Below 1 the knees come in towards each other (valgus); about 1 or more the knees track over
+    the feet.
+    """
+    joints = np.asarray(joints, np.float64)
+    knees = _horizontal(joints[:, J["left_knee"]] - joints[:, J["right_knee"]], up)
+    ankles = _horizontal(joints[:, J["left_ankle"]] - joints[:, J["right_ankle"]], up)
+    return np.linalg.norm(knees, axis=-1) / np.maximum(np.linalg.norm(ankles, axis=-1), _EPS)
+
+
+def wrist_height(joints: np.ndarray, up: np.ndarray) -> np.ndarray:
+    """Height of the higher wrist above the thorax, in body scales (T,)."""
+    joints = np.asarray(joints, np.float64)
+    h = heights(joints, up)
+    top = np.maximum(h[:, J["left_wrist"]], h[:, J["right_wrist"]])
+    return (top - h[:, J["thorax"]]) / max(body_scale(joints), _EPS)
+
+
+def signals(joints: np.ndarray, up: np.ndarray) -> dict[str, np.ndarray]:
+    """Every per-frame signal the form analysis uses: the joint angles plus depth-like figures.
+
+    Returns:
+      name -> (T,): the :data:`ANGLE_NAMES` angles (degrees), ``hip_depth`` (thigh lengths,
+      positive below parallel), ``pelvis_height`` (leg lengths), ``knee_width_ratio`` and
+      ``wrist_height`` (body scales above the thorax).
+    """
+    out = joint_angles(joints, up)
+    out["hip_depth"] = hip_depth(joints, up)
+    out["pelvis_height"] = pelvis_height(joints, up)
+    out["knee_width_ratio"] = knee_width_ratio(joints, up)
+    out["wrist_height"] = wrist_height(joints, up)
+    return out
+
+
+def flexion(joints: np.ndarray) -> np.ndarray:
+    """How far the body is from standing straight with the arms down, in degrees summed (T,).
+
+    The sum over both sides of knee, hip and elbow bend (180 minus the included angle) and
+    shoulder elevation. It needs no vertical, so it tells the rest pose of a repetition (least
+    flexed: standing, arms down) from its turning point (most flexed: the bottom of a squat, the
+    arm raised) whatever the frame.
+    """
+    angles = joint_angles(joints, up=np.array([0.0, 0.0, 1.0]))
+    bend = sum(180.0 - angles[f"{j}_{s}"] for j in ("knee", "hip", "elbow") for s in ("left", "right"))
+    return bend + angles["shoulder_left"] + angles["shoulder_right"]

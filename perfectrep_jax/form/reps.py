@@ -1,0 +1,473 @@
+"""Repetition segmentation of 3D motion, after AIFit (Fieraru et al., CVPR 2021) as PerfectRep uses it.
+
+Steps (``docs/form-analysis.md`` upstream):
+
+1. Pose affinity ``A(p_m, p_n)`` = minus the mean per-joint distance between two poses. Poses are
+   taken relative to the pelvis and divided by the body's size, so every figure below is the same
+   when the input is rotated, translated or scaled.
+2. Period ``tau*``: the autocorrelation of the affinity, ``R(tau, s)`` = mean of ``A(p_t, p_{t+tau})``
+   over ``t`` in ``[s, N - s - tau)``; for each shrinkage ``s`` the smallest ``tau`` at a clear
+   local maximum of ``R``; the best of those over ``s``.
+3. Start ``t*_start``: the offset of ``k_min`` back-to-back intervals of length ``tau*`` that
+   maximises the average affinity between all pairs of intervals (``A_avg``).
+4. Counting (this project's addition: AIFit's intervals have a period but no phase, so they
+   cannot say whether a recording that starts mid-way holds 9 or 10 repetitions). The mean cycle
+   of those intervals gives a rest pose (its least flexed phase: standing, arms down, see
+   :func:`perfectrep_jax.form.kinematics.flexion`) and a turning-point pose (its most flexed
+   phase: the bottom of a squat, the arm raised). Every frame gets a progress from rest (0) to
+   the turning point (1), :func:`progress`; it rises to one clear maximum per repetition.
+   **A repetition is counted when its turning point lies inside the recording**, even if the
+   recording starts or ends part-way through it (it is then marked ``partial``): a lunge take
+   that starts during the first descent has ten bottoms and counts ten. A repetition starts when
+   the progress leaves the rest level and ends when it comes back.
+5. Continuous optimisation of the boundaries (``scipy.optimize.minimize``, SLSQP): the start and
+   end of every complete repetition move (within a fraction of the period, keeping the order) to
+   maximise ``A_avg`` between the repetitions, each resampled to ``n_samples`` poses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from scipy.optimize import minimize
+from scipy.signal import find_peaks
+
+from perfectrep_jax.form import kinematics
+
+
+@dataclasses.dataclass(frozen=True)
+class Repetition:
+    """One repetition, frames ``start`` to ``end`` inclusive.
+
+    Attributes:
+      start, end: first and last frame.
+      turn: the turning point (bottom of a squat, top of a raise): the middle of the hold.
+      hold_start, hold_end: the frames around ``turn`` where the progress stays near its maximum
+        (a pause at the bottom); ``start..hold_start`` is the eccentric (lowering) phase of a squat
+        and ``hold_end..end`` the concentric one.
+      partial: the recording starts or ends inside this repetition.
+    """
+
+    start: int
+    hold_start: int
+    turn: int
+    hold_end: int
+    end: int
+    partial: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Segmentation:
+    """What :func:`segment_repetitions` found.
+
+    Attributes:
+      reps: the repetitions, in time order.
+      period: the period ``tau*`` in frames of the input (0 when no repetition was found).
+      progress: (T,) every frame's progress from the rest pose (0) to the turning point (1),
+        :func:`progress`; one maximum per repetition.
+    """
+
+    reps: tuple[Repetition, ...]
+    period: float
+    progress: np.ndarray
+
+
+# ----------------------------------------------------------------------------- poses and affinity
+
+def pose_features(joints: np.ndarray) -> np.ndarray:
+    """Pelvis-relative poses in body scales: (T, 17, 3) -> (T, 17, 3) float64."""
+    joints = np.asarray(joints, np.float64)
+    scale = max(kinematics.body_scale(joints), 1e-9)
+    return (joints - joints[:, :1]) / scale
+
+
+def affinity_matrix(poses: np.ndarray) -> np.ndarray:
+    """``A[m, n]`` = minus the mean per-joint distance between poses m and n: (N, 17, 3) -> (N, N)."""
+    n, j, _ = poses.shape
+    out = np.zeros((n, n))
+    for k in range(j):
+        p = poses[:, k]
+        sq = np.sum(p * p, axis=1)
+        d2 = sq[:, None] + sq[None, :] - 2.0 * (p @ p.T)
+        out -= np.sqrt(np.maximum(d2, 0.0))
+    return out / j
+
+
+def autocorrelation(affinity: np.ndarray, shrink: int) -> np.ndarray:
+    """``R[tau]`` = mean of ``A[t, t + tau]`` over ``t`` in ``[shrink, N - shrink - tau)``.
+
+    Returns:
+      (N - 2 * shrink,) with ``R[0] = 0``; entries whose range is empty are ``-inf``.
+    """
+    n = affinity.shape[0]
+    m = n - 2 * shrink
+    r = np.full(max(m, 0), -np.inf)
+    sub = affinity[shrink:n - shrink, shrink:n - shrink]
+    for tau in range(m):
+        diag = np.diagonal(sub, offset=tau)
+        if diag.size:
+            r[tau] = diag.mean()
+    return r
+
+
+def estimate_period(affinity: np.ndarray, min_period: int, max_period: int,
+                    shrink_fractions: tuple[float, ...] = (0.0, 0.05, 0.1, 0.15, 0.2),
+                    min_prominence: float = 0.1, min_height: float = 0.6) -> tuple[int, int] | None:
+    """AIFit's period: the smallest ``tau`` at which R has a clear local maximum.
+
+    For every shrinkage ``s`` the local maxima of ``R(., s)`` over ``[min_period, max_period]`` are
+    found. A maximum is clear when its prominence is at least ``min_prominence`` of the range of R
+    there and its height reaches ``min_height`` of the way from R's minimum to its highest
+    maximum: half-period bumps (a sit-to-stand leans forward both going down and coming up, so
+    poses half a cycle apart look alike) are lower than the full period's maximum and are skipped.
+    Among the shrinkages, the one whose first clear maximum is highest relative to its range wins.
+
+    Returns:
+      ``(tau*, s*)`` in frames, or ``None`` when R has no clear maximum (no repetition).
+    """
+    n = affinity.shape[0]
+    best = None
+    for frac in shrink_fractions:
+        s = int(round(frac * n))
+        r = autocorrelation(affinity, s)
+        hi = min(max_period, len(r) - 1)
+        if hi <= min_period + 2:
+            continue
+        window = r[:hi + 1]
+        lo_val = window[min_period:].min()
+        span = window[min_period:].max() - lo_val
+        if not np.isfinite(span) or span <= 0:
+            continue
+        peaks, props = find_peaks(window, prominence=min_prominence * span)
+        keep = peaks >= min_period
+        peaks = peaks[keep]
+        if len(peaks) == 0:
+            continue
+        top = window[peaks].max()
+        clear = peaks[window[peaks] >= lo_val + min_height * (top - lo_val)]
+        tau = int(clear[0])
+        strength = float((window[tau] - lo_val) / (0.0 - lo_val)) if lo_val < 0 else 0.0
+        if best is None or strength > best[2]:
+            best = (tau, s, strength)
+    return None if best is None else (best[0], best[1])
+
+
+def _resample(poses: np.ndarray, intervals: np.ndarray, n_samples: int):
+    """Poses at ``n_samples`` evenly spaced (fractional) frames of each interval.
+
+    Returns:
+      ``(samples, slopes, u)``: (K, S, 17, 3) linearly interpolated poses, (K, S, 17, 3) their
+      derivative with respect to time, and the (S,) sample positions in [0, 1].
+    """
+    u = np.linspace(0.0, 1.0, n_samples)
+    t = intervals[:, :1] + u[None, :] * (intervals[:, 1:2] - intervals[:, :1])
+    t = np.clip(t, 0.0, poses.shape[0] - 1.0)
+    lo = np.minimum(np.floor(t).astype(int), poses.shape[0] - 2)
+    w = (t - lo)[..., None, None]
+    slopes = poses[lo + 1] - poses[lo]
+    return poses[lo] + w * slopes, slopes, u
+
+
+def average_affinity(poses: np.ndarray, intervals: np.ndarray, n_samples: int,
+                     with_grad: bool = False):
+    """AIFit's ``A_avg``: mean affinity over all pairs of intervals, each resampled to ``n_samples``.
+
+    Args:
+      poses: (N, 17, 3), N >= 2.
+      intervals: (K, 2) float start and end frames (K >= 2); fractional frames interpolate.
+      with_grad: also return the gradient with respect to ``intervals``.
+    Returns:
+      the mean over pairs ``i < j`` of the mean over samples of ``A`` (``-inf`` for fewer than 2
+      intervals), and with ``with_grad`` a (K, 2) gradient.
+    """
+    k = len(intervals)
+    if k < 2:
+        return (-np.inf, np.zeros_like(intervals)) if with_grad else -np.inf
+    samples, slopes, u = _resample(poses, intervals, n_samples)
+    diff = samples[:, None] - samples[None, :]                                # (K, K, S, 17, 3)
+    dist = np.linalg.norm(diff, axis=-1)                                      # (K, K, S, 17)
+    n_pairs = k * (k - 1) / 2
+    per_entry = 1.0 / (n_pairs * n_samples * poses.shape[1])
+    value = -float(dist.sum()) * 0.5 * per_entry
+    if not with_grad:
+        return value
+    # d value / d samples_i = -sum_j (S_i - S_j) / |S_i - S_j| per entry (each pair counted once).
+    unit = diff / np.maximum(dist, 1e-12)[..., None]
+    d_samples = -unit.sum(axis=1) * per_entry                                # (K, S, 17, 3)
+    d_time = np.sum(d_samples * slopes, axis=(-1, -2))                       # (K, S)
+    grad = np.stack([d_time @ (1.0 - u), d_time @ u], axis=1)                # (K, 2)
+    return value, grad
+
+
+def initial_start(poses: np.ndarray, tau: int, shrink: int, n_samples: int) -> tuple[int, int]:
+    """AIFit's start: the offset of ``k_min`` intervals of ``tau`` that maximises ``A_avg``.
+
+    ``k_min`` is the number of whole periods in the shrunk signal (at least 1); offsets from
+    ``shrink`` to ``shrink + tau`` (as far as the intervals still fit) are tried.
+
+    Returns:
+      ``(t*_start, k_min)``.
+    """
+    n = poses.shape[0]
+    k_min = max(1, min((n - 2 * shrink) // tau, n // tau))
+    last = n - k_min * tau
+    starts = np.arange(min(shrink, last), min(shrink + tau, last + 1))
+    if k_min < 2:
+        return int(starts[0]), k_min
+    scores = []
+    for t0 in starts:
+        iv = np.stack([t0 + np.arange(k_min) * tau, t0 + np.arange(1, k_min + 1) * tau - 1], axis=1)
+        scores.append(average_affinity(poses, iv.astype(np.float64), n_samples))
+    return int(starts[int(np.argmax(scores))]), k_min
+
+
+# ----------------------------------------------------------------------------- counting
+
+def _cycle_poses(poses: np.ndarray, flex: np.ndarray, t0: int, tau: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rest and turning-point poses of the mean cycle of ``k`` intervals of ``tau`` from ``t0``.
+
+    The rest pose is the mean pose at the cycle's least flexed phase, the turning point at its
+    most flexed phase (:func:`perfectrep_jax.form.kinematics.flexion`).
+
+    Returns:
+      ``(rest, key)``, each (17, 3).
+    """
+    idx = t0 + np.arange(k)[:, None] * tau + np.arange(tau)[None, :]       # (k, tau)
+    phase_flex = flex[idx].mean(axis=0)
+    rest = poses[idx[:, int(np.argmin(phase_flex))]].mean(axis=0)
+    key = poses[idx[:, int(np.argmax(phase_flex))]].mean(axis=0)
+    return rest, key
+
+
+def _distance_to(poses: np.ndarray, pose: np.ndarray) -> np.ndarray:
+    """Mean per-joint distance of every pose (T, 17, 3) to one pose (17, 3) -> (T,)."""
+    return np.linalg.norm(poses - pose[None], axis=-1).mean(axis=-1)
+
+
+def progress(poses: np.ndarray, rest: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """How far every pose is along the way from ``rest`` (0) to ``key`` (1): (T, 17, 3) -> (T,).
+
+    ``d_rest / (d_rest + d_key)`` with ``d`` a per-joint distance weighted by how much each joint
+    moves between the two poses, so the joints that make the repetition count and a joint that
+    only changes its habit between repetitions (the arms held differently) hardly does. It has
+    one maximum per repetition even when the body passes through poses far from both ends (the
+    forward lean half-way through a sit-to-stand is about 0.5, the seated pose 1).
+    """
+    w = np.linalg.norm(key - rest, axis=-1)
+    w = w / max(float(w.sum()), 1e-12)
+    d_rest = np.linalg.norm(poses - rest[None], axis=-1) @ w
+    d_key = np.linalg.norm(poses - key[None], axis=-1) @ w
+    return d_rest / np.maximum(d_rest + d_key, 1e-12)
+
+
+def _smooth(x: np.ndarray, width: int) -> np.ndarray:
+    """Moving average with edge padding; ``width`` <= 1 returns ``x``."""
+    if width <= 1 or len(x) < width:
+        return x
+    pad = width // 2
+    xp = np.pad(x, (pad, width - 1 - pad), mode="edge")
+    return np.convolve(xp, np.ones(width) / width, mode="valid")
+
+
+def turning_points(signal: np.ndarray, prominence: float, distance: int) -> np.ndarray:
+    """Frames of the repetitions' turning points: the clear maxima of ``signal`` (T,).
+
+    A maximum is clear when it rises ``prominence`` above the signal on both sides before a higher
+    maximum, and is at least ``distance`` frames from a higher one. The recording's edges count as
+    rest (the signal's minimum), so a repetition cut by the start or end of the recording is
+    counted when its turning point lies inside the recording; a maximum on the first or last
+    frame is not a turning point.
+    """
+    lo = float(np.min(signal))
+    padded = np.concatenate([[lo], signal, [lo]])
+    peaks, _ = find_peaks(padded, prominence=prominence, distance=distance)
+    peaks = peaks - 1
+    return peaks[(peaks > 0) & (peaks < len(signal) - 1)]
+
+
+def _boundaries(signal: np.ndarray, peaks: np.ndarray, rest_level: float,
+                hold_level: float) -> list[Repetition]:
+    """Start, hold and end of each repetition around its turning point in ``signal`` (T,).
+
+    Between two turning points the rest level is the lowest value plus ``rest_level`` of the rise
+    to the turning point; a repetition starts at the last frame at rest before its turning point
+    and ends at the first one after. Before the first and after the last turning point the rest
+    level is the typical (median) one between repetitions; a repetition that does not reach it
+    before the recording's edge starts or ends there and is partial. The hold is where the signal
+    stays within ``hold_level`` of the rise below the turning point's value.
+    """
+    n = len(signal)
+    valleys = [float(np.min(signal[a:b + 1])) for a, b in zip(peaks[:-1], peaks[1:])]
+    typical_rest = float(np.median(valleys)) if valleys else float(np.min(signal))
+    reps = []
+    for i, p in enumerate(peaks):
+        top = signal[p]
+        lo = 0 if i == 0 else peaks[i - 1]
+        hi = n - 1 if i == len(peaks) - 1 else peaks[i + 1]
+        partial = False
+        rest_before = typical_rest if i == 0 else float(np.min(signal[lo:p + 1]))
+        thr = rest_before + rest_level * (top - rest_before)
+        at_rest = np.nonzero(signal[lo:p + 1] <= thr)[0]
+        if len(at_rest):
+            start = lo + int(at_rest[-1])
+        else:
+            start, partial = lo, True
+        rest_after = typical_rest if i == len(peaks) - 1 else float(np.min(signal[p:hi + 1]))
+        thr = rest_after + rest_level * (top - rest_after)
+        at_rest = np.nonzero(signal[p:hi + 1] <= thr)[0]
+        if len(at_rest):
+            end = p + int(at_rest[0])
+        else:
+            end, partial = hi, True
+        hold_thr = top - hold_level * (top - min(rest_before, rest_after))
+        hs, he = p, p
+        while hs > start and signal[hs - 1] >= hold_thr:
+            hs -= 1
+        while he < end and signal[he + 1] >= hold_thr:
+            he += 1
+        reps.append(Repetition(int(start), int(hs), int((hs + he) // 2), int(he), int(end), partial))
+    return reps
+
+
+def refine_boundaries(poses: np.ndarray, reps: list[Repetition], max_shift: float,
+                      n_samples: int, max_iter: int = 50) -> list[Repetition]:
+    """AIFit's continuous optimisation of the boundaries of the complete repetitions.
+
+    The start and end of every complete repetition move by at most ``max_shift`` frames to maximise
+    :func:`average_affinity` between the complete repetitions; each stays on its side of its
+    hold and repetitions do not overlap. Needs two complete repetitions; otherwise (or if
+    the optimiser fails) the input comes back unchanged.
+
+    Args:
+      poses: (T, 17, 3) features (:func:`pose_features`).
+    """
+    full = [i for i, r in enumerate(reps) if not r.partial]
+    if len(full) < 2 or max_shift < 1:
+        return reps
+    n = poses.shape[0]
+    x0 = np.array([v for i in full for v in (reps[i].start, reps[i].end)], np.float64)
+    bounds = []
+    for i in full:
+        r = reps[i]
+        prev = reps[i - 1] if i > 0 else None
+        nxt = reps[i + 1] if i + 1 < len(reps) else None
+        # A partial neighbour keeps its boundary; a complete one is only kept off our turning point.
+        lo_start = 0.0 if prev is None else (prev.end if prev.partial else prev.hold_end + 1.0)
+        hi_end = n - 1.0 if nxt is None else (nxt.start if nxt.partial else nxt.hold_start - 1.0)
+        bounds.append((max(lo_start, r.start - max_shift), min(r.hold_start - 1.0, r.start + max_shift)))
+        bounds.append((max(r.hold_end + 1.0, r.end - max_shift), min(hi_end, r.end + max_shift)))
+    bounds = [(min(lo, x), max(hi, x)) for (lo, hi), x in zip(bounds, x0)]
+
+    # A_avg is negative; dividing by its starting magnitude makes the objective about -1, a scale
+    # at which SLSQP's default tolerances behave.
+    scale = abs(average_affinity(poses, x0.reshape(-1, 2), n_samples)) or 1.0
+
+    def objective(x):
+        value, grad = average_affinity(poses, x.reshape(-1, 2), n_samples, with_grad=True)
+        return -value / scale, -grad.ravel() / scale
+
+    def no_overlap(x):
+        # end of repetition i <= start of repetition i + 1 (complete ones are consecutive in x).
+        return x[2::2] - x[1:-1:2]
+
+    res = minimize(objective, x0, method="SLSQP", bounds=bounds,
+                   constraints=[{"type": "ineq", "fun": no_overlap}],
+                   jac=True, options={"maxiter": max_iter})
+    if not np.all(np.isfinite(res.x)) or objective(res.x)[0] > objective(x0)[0]:
+        return reps
+    x = np.round(res.x).astype(int)
+    out = list(reps)
+    for k, i in enumerate(full):
+        out[i] = dataclasses.replace(reps[i], start=int(x[2 * k]), end=int(x[2 * k + 1]))
+    return out
+
+
+def _initial_cycle(joints: np.ndarray, poses: np.ndarray, fps: float, min_period_s: float,
+                   max_period_s: float, work_fps: float, n_samples: int):
+    """Steps 1-3 and the rest / turning-point poses of the mean cycle.
+
+    Returns:
+      ``(rest, key, period)``: two (17, 3) poses and the period in input frames; ``None`` when the
+      motion has no period (fewer than two cycles, or not periodic).
+    """
+    t = poses.shape[0]
+    stride = max(1, int(round(fps / work_fps)), int(np.ceil(t / 3000)))
+    work = poses[::stride]
+    n = work.shape[0]
+    work_rate = fps / stride
+    min_p = max(2, int(round(min_period_s * work_rate)))
+    max_p = min(int(round(max_period_s * work_rate)), n // 2)
+    if max_p <= min_p + 2:
+        return None
+    found = estimate_period(affinity_matrix(work), min_p, max_p)
+    if found is None:
+        return None
+    tau, shrink = found
+    t0, k_min = initial_start(work, tau, shrink, n_samples)
+    rest, key = _cycle_poses(work, kinematics.flexion(joints[::stride]), t0, tau, k_min)
+    return rest, key, tau * stride
+
+
+def _single_cycle(joints: np.ndarray, poses: np.ndarray, min_excursion: float):
+    """Rest and turning-point poses of a motion without a period (a clip of one repetition).
+
+    The rest pose is the mean of the least flexed tenth of the frames, the turning point the mean
+    of the most flexed tenth; ``None`` when they are closer than ``min_excursion`` body scales
+    (mean per joint): the person hardly moved.
+    """
+    flex = kinematics.flexion(joints)
+    k = max(1, len(flex) // 10)
+    order = np.argsort(flex)
+    rest, key = poses[order[:k]].mean(axis=0), poses[order[-k:]].mean(axis=0)
+    if np.linalg.norm(key - rest, axis=-1).mean() < min_excursion:
+        return None
+    return rest, key, float(len(flex))
+
+
+def segment_repetitions(joints: np.ndarray, fps: float, *, min_period_s: float = 0.4,
+                        max_period_s: float = 20.0, work_fps: float = 25.0,
+                        n_samples: int = 32, rest_level: float = 0.1, hold_level: float = 0.1,
+                        min_prominence: float = 0.2, min_excursion: float = 0.01,
+                        refine: bool = True) -> Segmentation:
+    """Finds the repetitions in a motion.
+
+    Args:
+      joints: (T, 17, 3) Human3.6M-17 joints in any rigid frame and unit.
+      fps: frames per second of ``joints``.
+      min_period_s, max_period_s: shortest and longest repetition looked for.
+      work_fps: the period search runs at about this rate (and on at most 3000 frames) to bound
+        the affinity matrix; counting and boundaries use every frame.
+      n_samples: poses per repetition when comparing repetitions (``A_avg``).
+      rest_level: a frame is at rest when its progress is within this fraction of the rise to the
+        turning point above the rest level.
+      hold_level: the hold around a turning point is where the progress stays within this
+        fraction of the rise below the turning point.
+      min_prominence: a turning point's progress must stand this far (in progress units, the
+        turning-point pose being 1) above the signal on both sides.
+      min_excursion: when the motion has no period, the clip is taken as one repetition only if
+        its most and least flexed poses differ by this many body scales per joint on average.
+      refine: run the continuous boundary optimisation (step 5).
+    Returns:
+      a :class:`Segmentation`; no repetitions when none was found.
+    """
+    joints = np.asarray(joints, np.float64)
+    poses = pose_features(joints)
+    t = poses.shape[0]
+    if t < 3:
+        return Segmentation((), 0.0, np.zeros(t))
+    cycle = _initial_cycle(joints, poses, fps, min_period_s, max_period_s, work_fps, n_samples)
+    if cycle is None:
+        cycle = _single_cycle(joints, poses, min_excursion)
+    if cycle is None:
+        return Segmentation((), 0.0, np.zeros(t))
+    rest, key, period = cycle
+    signal = progress(poses, rest, key)
+    smoothed = _smooth(signal, max(1, int(round(0.1 * fps))))
+    peaks = turning_points(smoothed, min_prominence, max(1, int(0.4 * period)))
+    if len(peaks) == 0:
+        return Segmentation((), float(period), signal)
+    reps = _boundaries(smoothed, peaks, rest_level, hold_level)
+    if refine:
+        reps = refine_boundaries(poses, reps, max_shift=0.15 * period, n_samples=n_samples)
+    return Segmentation(tuple(reps), float(period), signal)
