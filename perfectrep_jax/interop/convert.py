@@ -27,10 +27,9 @@ from perfectrep_jax.models.dstformer import DSTformerConfig
 from perfectrep_jax.models.heads import ActionConfig
 
 STATE_KEYS = ("model", "model_pos", "state_dict")
-# BatchNorm's step counter: PyTorch bookkeeping with no counterpart (and no effect) here.
-IGNORED_SUFFIXES = ("num_batches_tracked",)
 _LEAF_NAMES = {"kernel": "weight", "scale": "weight", "bias": "bias",
-               "mean": "running_mean", "var": "running_var"}
+               "mean": "running_mean", "var": "running_var",
+               "num_batches_tracked": "num_batches_tracked"}
 
 
 # ---------------------------------------------------------------------------- names and shapes
@@ -137,19 +136,19 @@ def load_state_dict(model: nnx.Module, state: Mapping[str, np.ndarray], source: 
   expected = {}
   for path, value in weights:
     key, transposed = torch_key(path)
-    expected[key] = (path, transposed, value.shape)
+    expected[key] = (path, transposed, value.shape, value.dtype)
   missing = sorted(set(expected) - set(state))
-  unexpected = sorted(k for k in set(state) - set(expected) if not k.endswith(IGNORED_SUFFIXES))
+  unexpected = sorted(set(state) - set(expected))
   mis_shaped = []
   new = {}
-  for key, (path, transposed, shape) in expected.items():
+  for key, (path, transposed, shape, dtype) in expected.items():
     if key not in state:
       continue
     arr = state[key].T if transposed else state[key]
     if tuple(arr.shape) != tuple(shape):
       mis_shaped.append(f"{key} {tuple(state[key].shape)} (expected "
                         f"{tuple(shape[::-1] if transposed else shape)})")
-    new[path] = arr
+    new[path] = np.asarray(arr, dtype=dtype)
   if missing or unexpected or mis_shaped:
     problems = []
     for label, keys in (("missing", missing), ("unexpected", unexpected),
@@ -160,7 +159,7 @@ def load_state_dict(model: nnx.Module, state: Mapping[str, np.ndarray], source: 
     raise UserError(f"{source}: weights do not fit the inferred model: " + "; ".join(problems))
   flat = nnx.to_flat_state(nnx.state(model, model_dir.WEIGHTS))
   for path, var in flat:
-    var.set_value(np.asarray(new[tuple(path)], dtype=np.float32))
+    var.set_value(new[tuple(path)])
   nnx.update(model, nnx.from_flat_state(flat))
 
 
@@ -182,14 +181,13 @@ def convert_checkpoint(src: str | Path, out_dir: str | Path, *, num_heads: int =
 
 # ---------------------------------------------------------------------------- export
 def to_state_dict(model: nnx.Module, prefix: str = "") -> dict[str, np.ndarray]:
-  """The model's weights as a PyTorch-layout state dict of float32 numpy arrays."""
+  """The model's weights as a PyTorch-layout state dict (float32 weights, int64 counters)."""
   out = {}
   for path, value in _flat_weights(model):
     key, transposed = torch_key(path)
-    arr = np.asarray(value, dtype=np.float32)
-    out[prefix + key] = np.ascontiguousarray(arr.T if transposed else arr)
-  if isinstance(model, model_dir.ActionNet) and model.config.version == "class":
-    out[prefix + "head.bn.num_batches_tracked"] = np.zeros((), np.int64)
+    arr = np.asarray(value)
+    arr = arr.astype(np.int64 if np.issubdtype(arr.dtype, np.integer) else np.float32)
+    out[prefix + key] = np.array(arr.T if transposed else arr, order="C", copy=True)
   return out
 
 

@@ -71,6 +71,7 @@ class BatchNorm(nnx.Module):
     self.bias = nnx.Param(jnp.zeros((num_features,), jnp.float32))
     self.mean = nnx.BatchStat(jnp.zeros((num_features,), jnp.float32))
     self.var = nnx.BatchStat(jnp.ones((num_features,), jnp.float32))
+    self.num_batches_tracked = nnx.BatchStat(jnp.zeros((), jnp.int32))
 
   def __call__(self, x: Array) -> Array:
     x32 = x.astype(jnp.float32)
@@ -85,6 +86,7 @@ class BatchNorm(nnx.Module):
       m = self.momentum
       self.mean[...] = (1 - m) * self.mean[...] + m * jax.lax.stop_gradient(mean)
       self.var[...] = (1 - m) * self.var[...] + m * jax.lax.stop_gradient(unbiased)
+      self.num_batches_tracked[...] = self.num_batches_tracked[...] + 1
     y = (x32 - mean) * jax.lax.rsqrt(var + self.epsilon) * self.scale[...] + self.bias[...]
     return y.astype(x.dtype)
 

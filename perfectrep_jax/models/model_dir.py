@@ -165,3 +165,18 @@ def load_model(path: str | Path, *, step: int | None = None, dtype=None,
   if eval_mode:
     model.eval()
   return model, meta
+
+
+def make_apply_fn(model: nnx.Module):
+  """A jit-compiled pure function ``x -> model(x)`` over the model's current (eval-mode) state.
+
+  The model is split once; each call passes its state as an argument, so new input shapes
+  compile once per shape and nothing walks the Python object graph per call.
+  """
+  graphdef, state = nnx.split(model)
+
+  @jax.jit
+  def apply(state, x):
+    return nnx.merge(graphdef, state)(x)
+
+  return lambda x: apply(state, x)

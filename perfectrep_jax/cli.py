@@ -1,0 +1,160 @@
+"""``perfectrep-jax``: one entry point, one subcommand per job, each delegating to its module.
+
+Errors a user can cause (``perfectrep_jax.errors.UserError``) end the program with one line on
+standard error and exit status 2; nothing half-written is left behind by any subcommand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from perfectrep_jax.errors import UserError
+
+
+# ---------------------------------------------------------------------------- helpers
+def load_npy(path: str | Path) -> np.ndarray:
+  """Reads a .npy array of numbers, refusing pickled objects, with errors naming the file."""
+  path = Path(path)
+  if not path.is_file():
+    raise UserError(f"{path}: no such file")
+  try:
+    arr = np.load(path, allow_pickle=False)
+  except Exception as e:  # numpy raises many kinds for a file that is not an array
+    raise UserError(f"{path}: not a readable .npy array ({e})") from None
+  if not isinstance(arr, np.ndarray) or not np.issubdtype(arr.dtype, np.number):
+    raise UserError(f"{path}: expected a numeric array, got {getattr(arr, 'dtype', type(arr))}")
+  return arr
+
+
+def save_npy_atomic(path: str | Path, arr: np.ndarray) -> Path:
+  """Writes ``arr`` to ``path`` through a temporary file, so a failure leaves no partial file."""
+  path = Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+  try:
+    with os.fdopen(fd, "wb") as f:
+      np.save(f, arr)
+    os.replace(tmp, path)
+  except BaseException:
+    Path(tmp).unlink(missing_ok=True)
+    raise
+  return path
+
+
+# ---------------------------------------------------------------------------- subcommands
+def cmd_convert(args) -> None:
+  from perfectrep_jax.interop.convert import convert_checkpoint
+
+  model, meta = convert_checkpoint(args.src, args.out_dir, num_heads=args.num_heads,
+                                   part=args.part)
+  cfg = meta["config"]
+  backbone = cfg.get("backbone", cfg)
+  n_params = sum(int(np.prod(v.shape)) for v in _param_leaves(model))
+  print(f"converted {args.src} -> {args.out_dir}: {meta['kind']} "
+        f"(dim_feat {backbone['dim_feat']}, depth {backbone['depth']}, heads "
+        f"{backbone['num_heads']}, maxlen {backbone['maxlen']}; {n_params:,} parameters)")
+
+
+def _param_leaves(model):
+  import jax
+  from flax import nnx
+
+  return jax.tree.leaves(nnx.state(model, nnx.Param))
+
+
+def predict_array(model_path: str | Path, x: np.ndarray, *, source: str = "input",
+                  batch_size: int = 64) -> np.ndarray:
+  """Runs a lifter on (B, T, J, C) / (T, J, C) or an action model on (N, M, T, J, C)."""
+  from perfectrep_jax.models.model_dir import load_model, make_apply_fn
+
+  model, meta = load_model(model_path)
+  cfg = meta["config"]
+  backbone = cfg.get("backbone", cfg)
+  joints, dim_in, maxlen = backbone["num_joints"], backbone["dim_in"], backbone["maxlen"]
+  want = "(B, T, J, C)" if meta["kind"] == "lifter" else "(N, M, T, J, C)"
+  squeeze = meta["kind"] == "lifter" and x.ndim == 3
+  if squeeze:
+    x = x[None]
+  if x.ndim != len(want.split(",")) or x.shape[-2:] != (joints, dim_in):
+    raise UserError(f"{source}: expected a {meta['kind']} input of shape {want} with J={joints}, "
+                    f"C={dim_in}; got {tuple(x.shape)}")
+  t = x.shape[-3]
+  if t > maxlen or t < 1:
+    raise UserError(f"{source}: {t} frames; this model takes 1 to {maxlen} frames per clip "
+                    "(use `perfectrep-jax infer` to lift longer sequences in windows)")
+  if not np.all(np.isfinite(x)):
+    raise UserError(f"{source}: contains NaN or infinite values")
+  apply = make_apply_fn(model)
+  x = x.astype(np.float32)
+  out = np.concatenate([np.asarray(apply(x[i:i + batch_size]))
+                        for i in range(0, x.shape[0], batch_size)])
+  return out[0] if squeeze else out
+
+
+def cmd_predict(args) -> None:
+  x = load_npy(args.input)
+  out = predict_array(args.checkpoint, x, source=args.input, batch_size=args.batch_size)
+  save_npy_atomic(args.output, out)
+  print(f"wrote {args.output}: {tuple(out.shape)} float32")
+
+
+def cmd_export(args) -> None:
+  from perfectrep_jax.interop.convert import export_checkpoint
+
+  dst = export_checkpoint(args.model_dir, args.dst, step=args.step)
+  print(f"exported {args.model_dir} -> {dst} (PyTorch layout, keys prefixed 'module.')")
+
+
+# ---------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(
+      prog="perfectrep-jax",
+      description="PerfectRep / MotionBERT DSTformer in JAX: convert, predict, export, train, "
+                  "infer and analyse 3D human motion.")
+  sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+  p = sub.add_parser("convert", help="import a PyTorch checkpoint (best_epoch.bin) as a model dir")
+  p.add_argument("src", help="PyTorch checkpoint written by torch.save (PerfectRep or MotionBERT)")
+  p.add_argument("out_dir", help="new directory for model.json and the orbax weights")
+  p.add_argument("--num-heads", type=int, default=8,
+                 help="attention heads (not recoverable from shapes; default 8)")
+  p.add_argument("--part", choices=("auto", "backbone"), default="auto",
+                 help="'backbone' takes only the DSTformer out of an action model")
+  p.set_defaults(func=cmd_convert)
+
+  p = sub.add_parser("predict", help="run a model on a .npy array (eval mode)")
+  p.add_argument("--checkpoint", required=True, help="model directory or training run directory")
+  p.add_argument("--input", required=True, help="lifter: (B,T,17,3); action: (N,M,T,17,3)")
+  p.add_argument("--output", required=True, help="where to write the output .npy")
+  p.add_argument("--batch-size", type=int, default=64)
+  p.set_defaults(func=cmd_predict)
+
+  p = sub.add_parser("export", help="write a model dir as an upstream PyTorch best_epoch.bin")
+  p.add_argument("model_dir", help="model directory or training run directory")
+  p.add_argument("dst", help="output .bin file")
+  p.add_argument("--step", type=int, default=None, help="checkpoint step of a run (default last)")
+  p.set_defaults(func=cmd_export)
+  return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+  args = build_parser().parse_args(argv)
+  try:
+    args.func(args)
+  except UserError as e:
+    print(f"perfectrep-jax {args.command}: error: {e}", file=sys.stderr)
+    return 2
+  except KeyboardInterrupt:
+    print(f"perfectrep-jax {args.command}: interrupted", file=sys.stderr)
+    return 130
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
