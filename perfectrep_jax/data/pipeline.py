@@ -250,9 +250,18 @@ def train_dataset(config, shard: grain.sharding.ShardOptions | None = None, sour
     it_ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=config.read_threads,
                                                  prefetch_buffer_size=config.prefetch_buffer_size))
     if config.worker_count > 0:
+        _absl_flags_parsed()
         it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=config.worker_count,
                                                                per_worker_buffer_size=config.worker_buffer_size))
     return it_ds
+
+
+def _absl_flags_parsed() -> None:
+    """grain's worker processes read absl flags; outside ``absl.app.run`` mark them parsed (defaults)."""
+    from absl import flags
+
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS.mark_as_parsed()
 
 
 def make_train_iterator(config, shard: grain.sharding.ShardOptions | None = None, source=None) -> grain.DatasetIterator:
