@@ -63,15 +63,21 @@ def abstract_model(kind: str, config, *, dtype=None) -> nnx.Module:
 
 
 def weights_of(model: nnx.Module) -> dict[str, Any]:
-  """The model's parameters and batch statistics as a nested dict of arrays."""
-  return nnx.to_pure_dict(nnx.state(model, WEIGHTS))
+  """``{"params": ..., "stats": ...}``: parameters and BatchNorm statistics as nested dicts.
+
+  This is what model directories and training checkpoints store (``stats`` is empty for a
+  lifter).
+  """
+  return {"params": nnx.to_pure_dict(nnx.state(model, nnx.Param)),
+          "stats": nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))}
 
 
 def set_weights(model: nnx.Module, weights: dict[str, Any]) -> None:
-  """Writes a nested dict of arrays (as ``weights_of`` gives) into the model, in place."""
-  state = nnx.state(model, WEIGHTS)
-  nnx.replace_by_pure_dict(state, weights)
-  nnx.update(model, state)
+  """Writes ``{"params", "stats"}`` nested dicts (as ``weights_of`` gives) into the model."""
+  for kind, name in ((nnx.Param, "params"), (nnx.BatchStat, "stats")):
+    state = nnx.state(model, kind)
+    nnx.replace_by_pure_dict(state, weights[name])
+    nnx.update(model, state)
 
 
 def model_meta(model: nnx.Module, **extra: Any) -> dict[str, Any]:
@@ -126,14 +132,23 @@ def read_meta(path: str | Path) -> dict[str, Any]:
 
 
 def _weights_dir(path: Path, step: int | None) -> Path:
-  """Where the weights of a model directory or of a run's checkpoint live."""
+  """Where the weights of a model directory or of a run's checkpoint live.
+
+  A run directory gives its best checkpoint (``best.json``) if it is still there, else its latest.
+  """
   if (path / PARAMS_DIR).is_dir() and step is None:
     return path / PARAMS_DIR
   ckpt_root = path / "checkpoints"
-  steps = sorted(int(p.name) for p in ckpt_root.glob("*") if p.name.isdigit()) \
-      if ckpt_root.is_dir() else []
+  steps = sorted(int(p.name) for p in ckpt_root.glob("*")
+                 if p.name.isdigit() and (p / "model").is_dir()) if ckpt_root.is_dir() else []
   if not steps:
     raise UserError(f"{path}: holds no weights ({PARAMS_DIR}/ or checkpoints/<step>/)")
+  if step is None and (path / "best.json").is_file():
+    try:
+      best = int(json.loads((path / "best.json").read_text())["step"])
+    except (ValueError, KeyError, TypeError, json.JSONDecodeError):
+      best = None
+    step = best if best in steps else None
   if step is not None and step not in steps:
     raise UserError(f"{path}: no checkpoint at step {step} (have {steps})")
   return ckpt_root / str(step if step is not None else steps[-1]) / "model"

@@ -1,0 +1,55 @@
+"""Masked-pose pretraining of the DSTformer lifter.
+
+Variants (``--config configs/pretrain.py:VARIANT``):
+  full:  PerfectRep's train_config.yaml (dim 512, depth 5, T 243, lr 5e-4 decaying 0.99 per epoch,
+         loss MPJPE + 0.5 N-MPJPE + 20 velocity, synthetic 2D with noise and masks, flip).
+  lite:  MotionBERT-Lite's model (dim 256, mlp_ratio 4), same recipe.
+  demo:  the bundled real mocap, a small model and 27-frame clips: minutes on 2 CPU cores.
+  smoke: seconds, for tests.
+"""
+
+from perfectrep_jax.train.config_base import (DEMO_MODEL, FULL_MODEL, LITE_MODEL, SMOKE_MODEL,
+                                              base_config)
+
+
+def get_config(variant: str = "full"):
+  c = base_config("pretrain")
+  c.data.synthetic_2d = True      # train_config.yaml: synthetic, gt_2d
+  c.data.flip = True
+  c.data.clip_len = 243
+  c.data.stride = 81              # data_stride
+  if variant == "full":
+    c.model.update(FULL_MODEL)
+    c.batch_size = 32
+    c.total_steps = 100_000
+  elif variant == "lite":
+    c.model.update(LITE_MODEL)
+    c.batch_size = 64
+    c.total_steps = 100_000
+  elif variant == "demo":
+    c.model.update(DEMO_MODEL)
+    c.data.clip_len = DEMO_MODEL["maxlen"]
+    c.data.stride = 9
+    c.batch_size = 32
+    c.total_steps = 1500
+    c.optim.lr = 1e-3
+    c.optim.schedule = "warmup_cosine"
+    c.optim.warmup_steps = 100
+    c.log_every = 25
+    c.eval_every = 500
+    c.eval_at_start = True
+    c.checkpoint_every = 250
+    c.eval.batch_size = 64
+  elif variant == "smoke":
+    c.model.update(SMOKE_MODEL)
+    c.data.clip_len = SMOKE_MODEL["maxlen"]
+    c.data.stride = 9
+    c.batch_size = 8
+    c.total_steps = 6
+    c.log_every = 2
+    c.eval_every = 6
+    c.checkpoint_every = 3
+    c.eval.batch_size = 64
+  else:
+    raise ValueError(f"unknown variant {variant!r}: full, lite, demo or smoke")
+  return c

@@ -1,0 +1,90 @@
+"""orbax checkpoints of a training run: model, optimizer, progress and the data iterator.
+
+``WORKDIR/checkpoints/<step>/`` holds four items:
+  model:  the weights (parameters and BatchNorm statistics), the layout ``load_model`` reads;
+  opt:    the optax state;
+  train:  JSON progress (step, best metric so far and its step);
+  data:   the grain iterator's state, so a resumed run sees exactly the batches it would have.
+
+The latest ``keep`` checkpoints are kept, and the best one by the task's validation metric.
+Saving is asynchronous; restoring walks back from the latest step and skips (with a warning) a
+checkpoint that cannot be read, so a corrupt latest checkpoint costs the steps since the one
+before it, never the run.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_managers as ocm
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = "checkpoints"
+ITEMS = ("model", "opt", "train", "data")
+
+
+def make_manager(workdir: str | Path, keep: int, best_mode: str) -> ocp.CheckpointManager:
+  """A CheckpointManager keeping the latest ``keep`` steps and the best by ``metrics['best']``."""
+  policy = ocm.AnyPreservationPolicy([
+      ocm.LatestN(n=keep),
+      ocm.BestN(get_metric_fn=lambda m: m["best"], reverse=best_mode == "min", n=1,
+                keep_checkpoints_without_metrics=False),
+  ])
+  options = ocp.CheckpointManagerOptions(preservation_policy=policy, create=True,
+                                         enable_async_checkpointing=True)
+  import grain
+
+  handlers = {"model": ocp.StandardCheckpointHandler(), "opt": ocp.StandardCheckpointHandler(),
+              "train": ocp.JsonCheckpointHandler(), "data": grain.checkpoint.CheckpointHandler()}
+  return ocp.CheckpointManager(Path(workdir).absolute() / CHECKPOINT_DIR, options=options,
+                               item_handlers=handlers)
+
+
+def save(mngr: ocp.CheckpointManager, step: int, *, model: Any, opt: Any, train: dict,
+         data_iter, metric: float | None = None, force: bool = False) -> bool:
+  """Starts an asynchronous save of every item at ``step``."""
+  import grain
+
+  args = ocp.args.Composite(model=ocp.args.StandardSave(model), opt=ocp.args.StandardSave(opt),
+                            train=ocp.args.JsonSave(train),
+                            data=grain.checkpoint.CheckpointSave(data_iter))
+  metrics = {"best": float(metric)} if metric is not None else None
+  return mngr.save(step, args=args, metrics=metrics, force=force)
+
+
+def restore_latest(mngr: ocp.CheckpointManager, *, model: Any, opt: Any, data_iter
+                   ) -> tuple[int, dict, Any, Any] | None:
+  """Restores the newest readable checkpoint into the given abstract targets.
+
+  Args:
+    model, opt: pytrees of ``jax.ShapeDtypeStruct`` (with shardings) to restore into.
+    data_iter: the grain iterator; its state is set in place.
+  Returns:
+    ``(step, train_json, model, opt)``, or None when there is no readable checkpoint.
+  """
+  import grain
+
+  for step in sorted(mngr.all_steps(), reverse=True):
+    try:
+      restored = mngr.restore(step, args=ocp.args.Composite(
+          model=ocp.args.StandardRestore(model), opt=ocp.args.StandardRestore(opt),
+          train=ocp.args.JsonRestore(), data=grain.checkpoint.CheckpointRestore(data_iter)))
+    except Exception as e:  # a damaged step: fall back to the one before
+      first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+      log.warning("checkpoint at step %d is unreadable (%s); trying the previous one", step, first)
+      print(f"warning: checkpoint at step {step} is unreadable ({first}); "
+            "falling back to the previous one", flush=True)
+      continue
+    return step, dict(restored["train"]), restored["model"], restored["opt"]
+  return None
+
+
+def abstract_like(tree: Any, shardings: Any) -> Any:
+  """ShapeDtypeStructs of ``tree`` carrying ``shardings`` (restore targets)."""
+  return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                      tree, shardings)

@@ -1,0 +1,62 @@
+"""The fields every training config has, with PerfectRep's values where it has them.
+
+Task configs in ``configs/`` start from ``base_config(task)`` and set their variants
+(``configs/pretrain.py:full`` is PerfectRep's ``train_config.yaml``, ``:lite`` MotionBERT's
+``MB_lite.yaml`` model, ``:demo`` the bundled mocap on 2 CPU cores, ``:smoke`` a seconds-long
+test run). Every field can be overridden from the command line (``--config.optim.lr=1e-4``).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+# PerfectRep's model (train_config.yaml, ft_3d_pose_config.yaml, action_config.yaml).
+FULL_MODEL = dict(dim_in=3, dim_out=3, dim_feat=512, dim_rep=512, depth=5, num_heads=8,
+                  mlp_ratio=2, num_joints=17, maxlen=243, att_fuse=True, qkv_bias=True,
+                  qk_scale=None, drop_rate=0.0, attn_drop_rate=0.0, drop_path_rate=0.0)
+# MotionBERT-Lite (configs/pretrain/MB_lite.yaml).
+LITE_MODEL = dict(FULL_MODEL, dim_feat=256, mlp_ratio=4)
+# Small enough to train on the bundled mocap in minutes on 2 CPU cores.
+DEMO_MODEL = dict(FULL_MODEL, dim_feat=64, dim_rep=128, depth=3, num_heads=4, mlp_ratio=2,
+                  maxlen=27)
+SMOKE_MODEL = dict(FULL_MODEL, dim_feat=16, dim_rep=16, depth=1, num_heads=2, mlp_ratio=2,
+                   maxlen=9)
+
+
+def base_config(task: str) -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.task = task
+  c.seed = 0
+  c.total_steps = 1000
+  c.batch_size = 32               # global, over all processes
+  c.log_every = 20
+  c.eval_every = 500              # 0 = only at the end... and never mid-run
+  c.eval_at_start = False
+  c.checkpoint_every = 500
+  c.keep_checkpoints = 3
+  c.compute_dtype = "float32"     # "bfloat16" on accelerators
+
+  c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
+  c.sharding_rules = (("embed", "fsdp"), ("mlp", "tensor"), ("heads", "tensor"),
+                      ("qkv", "tensor"), ("rep", None))
+  c.distributed = ml_collections.ConfigDict(dict(coordinator="", num_processes=0, process_id=0))
+
+  c.model = ml_collections.ConfigDict(FULL_MODEL)
+  c.data = ml_collections.ConfigDict(dict(
+      source="demo", data_dir=None, clip_len=243, stride=None, shuffle=True, num_epochs=None,
+      flip=True, scale_range=None, synthetic_2d=False, worker_count=0, worker_buffer_size=2,
+      read_threads=4, prefetch_buffer_size=64))
+  c.eval = ml_collections.ConfigDict(dict(batch_size=32, flip_test=False))
+  c.loss = ml_collections.ConfigDict(dict(
+      lambda_3d_pos=1.0, lambda_scale=0.5, lambda_3d_velocity=20.0, lambda_lv=0.0,
+      lambda_lg=0.0, lambda_a=0.0, lambda_av=0.0))
+  c.corruption = ml_collections.ConfigDict(dict(
+      noise=True, mask=True, mask_ratio=0.05, mask_t_ratio=0.1, limb_mask_prob=0.0,
+      half_mask_prob=0.0, span_mask_prob=0.0))
+  c.optim = ml_collections.ConfigDict(dict(
+      lr=5e-4, weight_decay=0.01, b1=0.9, b2=0.999, eps=1e-8, schedule="exponential",
+      lr_decay=0.99, warmup_steps=0, end_lr_factor=0.0, clip_norm=0.0, accumulate_steps=1,
+      backbone_lr_mult=1.0))
+  c.init = ml_collections.ConfigDict(dict(checkpoint="", num_heads=8))
+  c.action = ml_collections.ConfigDict(dict(classes=(), hidden_dim=2048, dropout_ratio=0.5))
+  return c

@@ -1,0 +1,65 @@
+"""``perfectrep-jax train`` and ``perfectrep-jax eval``: absl flags with ml_collections configs.
+
+    perfectrep-jax train --config configs/pretrain.py:demo --workdir runs/demo \
+        [--config.optim.lr=1e-4 ...]
+    perfectrep-jax eval  --config configs/pretrain.py:demo --workdir runs/demo [--step N]
+
+Rerunning ``train`` with the same workdir resumes from its latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import flags
+from ml_collections import config_flags
+
+from perfectrep_jax.errors import UserError
+
+_FLAGS = flags.FlagValues()
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "task config: configs/<task>.py[:variant]", lock_config=True,
+    flag_values=_FLAGS)
+_WORKDIR = flags.DEFINE_string("workdir", None, "run directory (checkpoints, metrics, config)",
+                               flag_values=_FLAGS)
+_STEP = flags.DEFINE_integer("step", None, "eval: checkpoint step (default: best, else latest)",
+                             flag_values=_FLAGS)
+
+
+def parse(command: str, argv: list[str]):
+  """Parses ``argv`` (the words after the subcommand) into (config, workdir, step)."""
+  try:
+    _FLAGS.unparse_flags()
+    _FLAGS([f"perfectrep-jax {command}", *argv])
+  except flags.Error as e:
+    raise UserError(str(e)) from None
+  except (FileNotFoundError, ImportError, SyntaxError, AttributeError, KeyError, TypeError,
+          ValueError) as e:
+    raise UserError(f"cannot load the config: {e}") from None
+  if _CONFIG.value is None:
+    raise UserError("--config is required, e.g. --config configs/pretrain.py:demo")
+  if not _WORKDIR.value:
+    raise UserError("--workdir is required")
+  return _CONFIG.value, _WORKDIR.value, _STEP.value
+
+
+def run(command: str, argv: list[str]) -> None:
+  from perfectrep_jax.train import trainer
+  from perfectrep_jax.train.config_check import check_config
+
+  config, workdir, step = parse(command, argv)
+  check_config(config)
+  if command == "train":
+    metrics = trainer.train_and_evaluate(config, workdir)
+    if metrics:
+      summary = ", ".join(f"{k} {v:.2f}" for k, v in metrics.items() if "/" not in k)
+      print(f"done: {summary}", flush=True)
+  elif command == "eval":
+    result = trainer.evaluate(config, workdir, step=step)
+    print(result.table, flush=True)
+  else:
+    raise ValueError(command)
+
+
+if __name__ == "__main__":
+  run(sys.argv[1], sys.argv[2:])

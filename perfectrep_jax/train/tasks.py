@@ -1,0 +1,199 @@
+"""What the trainer trains, behind a narrow interface: make the model, the loss of a batch,
+the predictions of an eval batch, and the metrics of a whole evaluation.
+
+Three tasks:
+  pretrain: the 2D input is corrupted on device (noise, masks) and the lifter reconstructs clean
+    3D; loss = MPJPE + lambda_scale * N-MPJPE + lambda_3d_velocity * velocity (+ limb, angle).
+  pose3d:  the lifter on the dataset's 2D (ground truth or a detector's), same loss; usually
+    finetuned from a pretrained or converted checkpoint.
+  action:  the action classifier over (N, M=1, T, J, C) clips with cross entropy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from perfectrep_jax import losses, metrics, skeleton
+from perfectrep_jax.data import corruption
+from perfectrep_jax.models import ActionConfig, DSTformerConfig
+
+Array = jax.Array
+_FLIP_SIGN = np.array([-1.0, 1.0, 1.0], np.float32)
+
+
+def flip_joints(x: Array) -> Array:
+  """Horizontal flip of (..., J, C) poses: negate x and swap left/right joints."""
+  sign = jnp.asarray(_FLIP_SIGN[: x.shape[-1]], x.dtype)
+  return x[..., np.asarray(skeleton.FLIP_PERMUTATION), :] * sign
+
+
+def _backbone_config(cfg) -> DSTformerConfig:
+  m = cfg.model
+  return DSTformerConfig(
+      dim_in=m.dim_in, dim_out=m.get("dim_out", 3), dim_feat=m.dim_feat, dim_rep=m.dim_rep,
+      depth=m.depth, num_heads=m.num_heads, mlp_ratio=m.mlp_ratio, num_joints=m.num_joints,
+      maxlen=m.maxlen, qkv_bias=m.get("qkv_bias", True), qk_scale=m.get("qk_scale", None),
+      drop_rate=m.get("drop_rate", 0.0), attn_drop_rate=m.get("attn_drop_rate", 0.0),
+      drop_path_rate=m.get("drop_path_rate", 0.0), att_fuse=m.get("att_fuse", True))
+
+
+@dataclasses.dataclass
+class EvalResult:
+  """What an evaluation reports: flat metrics (logged) and a printable table."""
+
+  metrics: dict[str, float]
+  table: str
+  best_metric: float  # lower is better
+
+
+# ---------------------------------------------------------------------------- 3D pose tasks
+class PoseTask:
+  """The lifter trained on (input_2d -> target_3d); ``corrupt`` makes it masked-pose pretraining."""
+
+  kind = "lifter"
+  best_metric_name = "mpjpe"
+  best_mode = "min"
+
+  def __init__(self, cfg, corrupt: bool):
+    self.cfg = cfg
+    self.corrupt = corrupt
+    self.loss_weights = losses.LossWeights.from_mapping(dict(cfg.loss))
+    self.corruption = corruption.CorruptionConfig.from_config(cfg.corruption) if corrupt else None
+    self.flip_test = bool(cfg.eval.get("flip_test", False))
+
+  def model_config(self) -> DSTformerConfig:
+    return _backbone_config(self.cfg)
+
+  def model_input(self, batch: Mapping[str, Array], key: Array | None) -> Array:
+    x = batch["input_2d"]
+    if self.corrupt and key is not None:
+      x = corruption.corrupt_2d(key, x, self.corruption)
+    return x
+
+  def loss(self, model, batch: Mapping[str, Array], key: Array) -> tuple[Array, dict]:
+    pred = model(self.model_input(batch, key))
+    total, terms = losses.pose_loss(pred.astype(jnp.float32), batch["target_3d"],
+                                    self.loss_weights)
+    return total, {"loss": total, **{f"loss_{k}": v for k, v in terms.items()}}
+
+  def predict(self, model, batch: Mapping[str, Array]) -> dict[str, Array]:
+    x = batch["input_2d"]
+    pred = model(x).astype(jnp.float32)
+    if self.flip_test:
+      pred = (pred + flip_joints(model(flip_joints(x)).astype(jnp.float32))) / 2
+    return {"pred": pred}
+
+  def evaluate(self, outputs: Sequence[Mapping[str, np.ndarray]]) -> EvalResult:
+    """Per-action P1/P2 in mm (after denormalising as upstream), plus N-MPJPE and MPJVE."""
+    cat = {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
+    keep = cat["valid"].astype(bool)
+    pred = np.asarray(cat["pred"][keep], np.float64)
+    gt = np.asarray(cat["target_3d"][keep], np.float64)
+    scale = np.asarray(cat["scale_mm"][keep], np.float64)
+    pred_mm = pred - pred[..., :1, :]
+    gt_mm = gt - gt[..., :1, :]
+    pred_mm *= scale[..., None, None]
+    gt_mm *= scale[..., None, None]
+    n, t = pred_mm.shape[:2]
+    p1 = metrics.mpjpe_per_pose(pred_mm.reshape(-1, 17, 3), gt_mm.reshape(-1, 17, 3)).reshape(n, t)
+    p2 = metrics.p_mpjpe_per_pose(pred_mm.reshape(-1, 17, 3),
+                                  gt_mm.reshape(-1, 17, 3)).reshape(n, t)
+    # Frames are identified by (sequence, camera, frame number) so overlapping clips average.
+    seq = [f"{s}|{c}" for s, c in zip(cat["source"][keep], cat["camera"][keep])]
+    ids: dict[tuple[str, int], int] = {}
+    frame_actions: list[str] = []
+    clip_frames = np.zeros((n, t), np.int64)
+    for i in range(n):
+      for j, f in enumerate(cat["frame_index"][keep][i]):
+        key = (seq[i], int(f))
+        if key not in ids:
+          ids[key] = len(ids)
+          frame_actions.append(str(cat["action"][keep][i]))
+        clip_frames[i, j] = ids[key]
+    table = metrics.action_table({"P1": p1, "P2": p2}, clip_frames, frame_actions)
+    out = {"mpjpe": table.overall["P1"], "p_mpjpe": table.overall["P2"],
+           "n_mpjpe": float(np.mean(metrics.n_mpjpe_per_pose(pred_mm.reshape(-1, 17, 3),
+                                                             gt_mm.reshape(-1, 17, 3)))),
+           "mpjve": metrics.mpjve(pred_mm, gt_mm),
+           "eval_clips": float(n)}
+    for action in table.actions:
+      out[f"mpjpe/{action}"] = table.errors["P1"][action]
+      out[f"p_mpjpe/{action}"] = table.errors["P2"][action]
+    text = (table.format() + f"\nProtocol #1 (MPJPE): {out['mpjpe']:.2f} mm   "
+            f"Protocol #2 (P-MPJPE): {out['p_mpjpe']:.2f} mm   N-MPJPE: {out['n_mpjpe']:.2f} mm"
+            f"   MPJVE: {out['mpjve']:.2f} mm/frame")
+    return EvalResult(metrics=out, table=text, best_metric=out["mpjpe"])
+
+
+# ---------------------------------------------------------------------------- action task
+class ActionTask:
+  """The action classifier; labels are the dataset's action names, in ``cfg.action.classes``."""
+
+  kind = "action"
+  best_metric_name = "top1"
+  best_mode = "max"
+
+  def __init__(self, cfg):
+    self.cfg = cfg
+    self.classes = tuple(cfg.action.classes)
+    if not self.classes:
+      raise ValueError("action.classes must list the action names")
+
+  def model_config(self) -> ActionConfig:
+    return ActionConfig(backbone=_backbone_config(self.cfg), num_classes=len(self.classes),
+                        hidden_dim=self.cfg.action.hidden_dim,
+                        dropout_ratio=self.cfg.action.dropout_ratio, version="class")
+
+  def labels(self, actions: np.ndarray) -> np.ndarray:
+    """Action names -> class ids (host side); unknown names are an error."""
+    index = {c: i for i, c in enumerate(self.classes)}
+    try:
+      return np.asarray([index[str(a)] for a in actions], np.int32)
+    except KeyError as e:
+      raise ValueError(f"action {e} is not one of the configured classes {self.classes}") from None
+
+  def loss(self, model, batch: Mapping[str, Array], key: Array) -> tuple[Array, dict]:
+    logits = model(batch["input_2d"][:, None]).astype(jnp.float32)  # (N, M=1, T, J, C)
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
+    acc = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
+    return loss, {"loss": loss, "train_top1": acc}
+
+  def predict(self, model, batch: Mapping[str, Array]) -> dict[str, Array]:
+    return {"logits": model(batch["input_2d"][:, None]).astype(jnp.float32)}
+
+  def evaluate(self, outputs: Sequence[Mapping[str, np.ndarray]]) -> EvalResult:
+    cat = {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
+    keep = cat["valid"].astype(bool)
+    logits, labels = cat["logits"][keep], cat["label"][keep]
+    ks = (1, min(5, len(self.classes)))
+    top1, top5 = metrics.topk_accuracy(logits, labels, ks=ks)  # percent
+    loss = float(np.mean(optax.softmax_cross_entropy_with_integer_labels(
+        jnp.asarray(logits), jnp.asarray(labels))))
+    out = {"top1": top1, f"top{ks[1]}": top5, "eval_loss": loss, "eval_clips": float(len(labels))}
+    pred = logits.argmax(-1)
+    rows = []
+    for i, name in enumerate(self.classes):
+      sel = labels == i
+      if sel.any():
+        out[f"top1/{name}"] = 100.0 * float(np.mean(pred[sel] == i))
+        rows.append(f"  {name:<30} {out[f'top1/{name}']:6.1f}%  ({int(sel.sum())} clips)")
+    text = "\n".join(rows + [f"Top-1: {top1:.1f}%   Top-{ks[1]}: {top5:.1f}%"])
+    return EvalResult(metrics=out, table=text, best_metric=-top1)
+
+
+def make_task(cfg):
+  name = cfg.task
+  if name == "pretrain":
+    return PoseTask(cfg, corrupt=True)
+  if name == "pose3d":
+    return PoseTask(cfg, corrupt=False)
+  if name == "action":
+    return ActionTask(cfg)
+  raise ValueError(f"task must be pretrain, pose3d or action; got {name!r}")

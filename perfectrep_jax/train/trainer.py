@@ -1,0 +1,315 @@
+"""The trainer: one program for 1 CPU, 8 GPUs or a TPU pod. Read it top to bottom.
+
+  train_and_evaluate(config, workdir)
+    mesh -> input pipeline -> model and optimizer -> sharding -> update step -> eval step
+    -> checkpoint (resume, or initialise from a converted/pretrained model) -> loop
+
+The task (``tasks.py``) supplies the model config, the loss of a batch, the predictions of an eval
+batch and the metrics of a whole evaluation; nothing here knows which task runs.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import signal
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from perfectrep_jax.data import pipeline
+from perfectrep_jax.errors import UserError
+from perfectrep_jax.models import model_dir
+from perfectrep_jax.train import checkpoints, sharding, tasks
+from perfectrep_jax.train.optim import make_optimizer
+from perfectrep_jax.train.reporting import Reporter
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+
+
+def _dropout_policy(path, key, shape):
+  """Gives every dropout layer its own stream, derived from the step's key and its path."""
+  del shape
+  return jax.random.fold_in(key, zlib.crc32("/".join(map(str, path)).encode()) & 0x7FFFFFFF)
+
+
+def _pure(state):
+  return nnx.to_pure_dict(state)
+
+
+def _device_fields(task) -> tuple[str, ...]:
+  return ("input_2d", "label") if task.kind == "action" else ("input_2d", "target_3d")
+
+
+def _with_labels(task, batch: dict) -> dict:
+  if task.kind == "action":
+    batch = dict(batch, label=task.labels(batch["action"]))
+  return batch
+
+
+def build(config, workdir: str | Path | None = None):
+  """Everything ``train_and_evaluate`` and ``evaluate`` share; returns a namespace of parts."""
+  # ------------------------------------------------------------------------- mesh
+  sharding.initialize_distributed(config.distributed.get("coordinator") or None,
+                                  config.distributed.get("num_processes") or None,
+                                  config.distributed.get("process_id"))
+  mesh = sharding.make_mesh(dict(config.mesh))
+  data_parallel = mesh.shape["data"] * mesh.shape["fsdp"]
+  if config.batch_size % data_parallel or config.batch_size % jax.process_count():
+    raise UserError(f"batch_size {config.batch_size} must divide by the data-parallel mesh size "
+                    f"{data_parallel} and the {jax.process_count()} processes")
+  local_batch = config.batch_size // jax.process_count()
+
+  # ------------------------------------------------------------------------- model and optimizer
+  task = tasks.make_task(config)
+  dtype = DTYPES[config.get("compute_dtype", "float32")]
+  model_cfg = task.model_config()
+
+  def init_model():
+    return model_dir.build_model(task.kind, model_cfg, dtype=dtype, seed=config.seed)
+
+  abstract = nnx.eval_shape(init_model)
+  graphdef, abs_params, abs_stats, abs_rest = nnx.split(abstract, nnx.Param, nnx.BatchStat, ...)
+  abstract.eval()
+  eval_graphdef = nnx.split(abstract, nnx.Param, nnx.BatchStat, ...)[0]
+  rules = tuple(tuple(r) for r in config.sharding_rules)
+  param_sh = sharding.pure_shardings(abs_params, mesh, rules)
+  stats_sh = sharding.pure_shardings(abs_stats, mesh, rules)
+  rest = jax.jit(lambda: _pure(nnx.split(init_model(), nnx.Param, nnx.BatchStat, ...)[3]))()
+  return dict(mesh=mesh, local_batch=local_batch, task=task, model_cfg=model_cfg,
+              init_model=init_model, graphdef=graphdef, eval_graphdef=eval_graphdef,
+              abs_params=abs_params, abs_stats=abs_stats, param_sh=param_sh, stats_sh=stats_sh,
+              rest=rest, dtype=dtype)
+
+
+def make_eval_step(parts):
+  """jit: (params, stats, batch) -> the task's predictions, sharded like the batch."""
+  task, eval_graphdef, rest = parts["task"], parts["eval_graphdef"], parts["rest"]
+  batch_sh = sharding.batch_sharding(parts["mesh"])
+
+  @functools.partial(jax.jit, in_shardings=(parts["param_sh"], parts["stats_sh"], batch_sh),
+                     out_shardings=batch_sh)
+  def eval_step(params, stats, batch):
+    model = nnx.merge(eval_graphdef, params, stats, rest)
+    return task.predict(model, batch)
+
+  return eval_step
+
+
+def run_eval(parts, eval_step, params, stats, config, split: str = "test") -> tasks.EvalResult:
+  """One ordered pass over ``split``; every process gets the same metrics."""
+  from jax.experimental import multihost_utils
+
+  task, mesh = parts["task"], parts["mesh"]
+  pcfg = pipeline.PipelineConfig.from_config(
+      config.data, batch_size=config.eval.batch_size // jax.process_count(), seed=config.seed,
+      split=split, shuffle=False, flip=False, scale_range=None, num_epochs=1, worker_count=0)
+  source = pipeline.load_source(pcfg)
+  outputs = []
+  keep = ("target_3d", "scale_mm", "frame_index", "index", "valid") + \
+      (("label",) if task.kind == "action" else ())
+  for batch in pipeline.eval_dataset(pcfg, split=split, source=source):
+    batch = _with_labels(task, batch)
+    device = pipeline.make_global_batch({k: batch[k] for k in _device_fields(task)}, mesh,
+                                        sharding.batch_sharding(mesh).spec)
+    out = eval_step(params, stats, device)
+    host = {k: np.asarray(batch[k]) for k in keep if k in batch}
+    if jax.process_count() > 1:
+      out = multihost_utils.process_allgather(out, tiled=True)
+      host = multihost_utils.process_allgather(host, tiled=True)
+    out = {k: np.asarray(v) for k, v in out.items()}
+    strings = [source[int(i)] if i >= 0 else None for i in host["index"]]
+    for name in ("source", "camera", "action"):
+      host[name] = np.asarray([s[name] if s is not None else "" for s in strings])
+    outputs.append({**host, **out})
+  return task.evaluate(outputs)
+
+
+def train_and_evaluate(config, workdir: str | Path) -> dict[str, float]:
+  """Trains ``config`` in ``workdir`` (resuming what is there) and returns the last eval metrics."""
+  workdir = Path(workdir)
+  parts = build(config, workdir)
+  mesh, task = parts["mesh"], parts["task"]
+  param_sh, stats_sh = parts["param_sh"], parts["stats_sh"]
+  is_main = jax.process_index() == 0
+  if is_main:
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
+    meta = model_dir.model_meta(nnx.eval_shape(parts["init_model"]), task=config.task,
+                                source=f"perfectrep-jax train {config.task}")
+    (workdir / model_dir.MODEL_JSON).write_text(json.dumps(meta, indent=2) + "\n")
+
+  # ------------------------------------------------------------------------- input pipeline
+  pcfg = pipeline.PipelineConfig.from_config(config.data, batch_size=parts["local_batch"],
+                                             seed=config.seed, split="train")
+  train_source = pipeline.load_source(pcfg)
+  train_iter = pipeline.make_train_iterator(pcfg, source=train_source)
+  steps_per_epoch = max(len(train_source) // config.batch_size, 1)
+  accumulate = int(config.optim.get("accumulate_steps", 1))
+
+  # ------------------------------------------------------------------------- optimizer, sharding
+  tx, schedules = make_optimizer(config.optim, config.total_steps // accumulate,
+                                 max(steps_per_epoch // accumulate, 1))
+  opt_shape = jax.eval_shape(tx.init, _pure(parts["abs_params"]))
+  opt_sh = sharding.optimizer_shardings(tx, opt_shape, param_sh, mesh)
+  batch_sh = sharding.batch_sharding(mesh)
+  repl = sharding.replicated(mesh)
+
+  @functools.partial(jax.jit, out_shardings=(param_sh, stats_sh, opt_sh))
+  def init_state():
+    _, params, stats, _ = nnx.split(parts["init_model"](), nnx.Param, nnx.BatchStat, ...)
+    params = _pure(params)
+    return params, _pure(stats), tx.init(params)
+
+  # ------------------------------------------------------------------------- update step
+  graphdef, rest = parts["graphdef"], parts["rest"]
+  base_key = jax.random.key(config.seed)
+
+  @functools.partial(jax.jit, in_shardings=(param_sh, stats_sh, opt_sh, batch_sh, repl),
+                     out_shardings=(param_sh, stats_sh, opt_sh, repl), donate_argnums=(0, 1, 2))
+  def train_step(params, stats, opt_state, batch, step):
+    k_task, k_dropout = jax.random.split(jax.random.fold_in(base_key, step))
+
+    def loss_fn(params):
+      model = nnx.merge(graphdef, params, stats, rest)
+      nnx.reseed(model, dropout=k_dropout, policy=_dropout_policy)
+      loss, aux = task.loss(model, batch, k_task)
+      return loss, (aux, _pure(nnx.state(model, nnx.BatchStat)))
+
+    (_, (aux, new_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    params = optax.apply_updates(params, updates)
+    aux = dict(aux, grad_norm=optax.global_norm(grads),
+               lr=schedules["head"](step // accumulate))
+    return params, new_stats, opt_state, aux
+
+  eval_step = make_eval_step(parts)
+
+  # ------------------------------------------------------------------------- checkpoint
+  mngr = checkpoints.make_manager(workdir, config.keep_checkpoints, task.best_mode)
+  params, stats, opt_state = init_state()
+  restored = checkpoints.restore_latest(
+      mngr, model={"params": checkpoints.abstract_like(params, param_sh),
+                   "stats": checkpoints.abstract_like(stats, stats_sh)},
+      opt=checkpoints.abstract_like(opt_state, opt_sh), data_iter=train_iter)
+  progress = {"step": 0, "best": None, "best_step": None}
+  if restored is not None:
+    step0, progress, model_state, opt_state = restored
+    params, stats = model_state["params"], model_state["stats"]
+    print(f"resumed from {workdir / checkpoints.CHECKPOINT_DIR} at step {step0}", flush=True)
+  elif config.init.get("checkpoint"):
+    params, stats = load_initialisation(config, parts, params, stats)
+
+  # ------------------------------------------------------------------------- loop
+  reporter = Reporter(workdir, config.total_steps, config.batch_size, enabled=is_main)
+  stop = {"signal": None}
+  previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.update(signal=signum))
+  last_eval: dict[str, float] = {}
+  step = int(progress["step"])
+
+  def checkpoint(step, metric=None, force=False):
+    checkpoints.save(mngr, step, model={"params": params, "stats": stats}, opt=opt_state,
+                     train=dict(progress, step=step), data_iter=train_iter, metric=metric,
+                     force=force)
+
+  def evaluate_now(step):
+    nonlocal last_eval
+    result = run_eval(parts, eval_step, params, stats, config)
+    last_eval = result.metrics
+    reporter.eval(step, result)
+    if progress["best"] is None or result.best_metric < progress["best"]:
+      progress.update(best=result.best_metric, best_step=step)
+    return result
+
+  try:
+    if step == 0 and config.get("eval_at_start", False):
+      evaluate_now(0)
+    pending = []
+    while step < config.total_steps:
+      if stop["signal"] is not None:
+        print(f"received signal {stop['signal']}: saving step {step} and stopping", flush=True)
+        checkpoint(step, force=True)
+        break
+      local = _with_labels(task, next(train_iter))
+      batch = pipeline.make_global_batch({k: local[k] for k in _device_fields(task)}, mesh,
+                                         batch_sh.spec)
+      params, stats, opt_state, aux = train_step(params, stats, opt_state, batch,
+                                                 jnp.asarray(step, jnp.int32))
+      step += 1
+      pending.append(aux)
+      if step % config.log_every == 0 or step == config.total_steps:
+        reporter.train(step, jax.device_get(pending))  # one host transfer per log interval
+        pending = []
+      metric = None
+      if config.eval_every and (step % config.eval_every == 0 or step == config.total_steps):
+        metric = evaluate_now(step).best_metric
+      if step % config.checkpoint_every == 0 or step == config.total_steps:
+        checkpoint(step, metric)
+      reporter.advance(step)
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+    mngr.wait_until_finished()
+    mngr.close()
+    reporter.close()
+  if is_main and progress.get("best_step") is not None:
+    (workdir / "best.json").write_text(json.dumps(
+        {"step": progress["best_step"], task.best_metric_name: abs(progress["best"])}) + "\n")
+  return last_eval
+
+
+def load_initialisation(config, parts, params, stats):
+  """Weights to start from: a model dir / run dir, or a PyTorch ``.bin`` (converted on the fly).
+
+  A lifter's weights initialise an action model's backbone.
+  """
+  from perfectrep_jax.interop import convert
+
+  path = Path(config.init.checkpoint)
+  if path.suffix in (".bin", ".pt", ".pth"):
+    state = convert.find_state_dict(convert.load_torch_checkpoint(path), str(path))
+    kind, cfg, state = convert.infer_model(state, int(config.init.get("num_heads", 8)))
+    source = model_dir.build_model(kind, cfg)
+    convert.load_state_dict(source, state, str(path))
+  else:
+    source, _ = model_dir.load_model(path)
+  src_params = _pure(nnx.state(source, nnx.Param))
+  target = params
+  if parts["task"].kind == "action" and isinstance(source, model_dir.DSTformer):
+    src_params = {"backbone": src_params}
+  merged = _merge_matching(target, src_params, str(path))
+  print(f"initialised from {path}", flush=True)
+  return jax.device_put(merged, parts["param_sh"]), stats
+
+
+def _merge_matching(target: dict, source: dict, where: str) -> dict:
+  """Copies every array of ``source`` into ``target`` at the same path; shapes must agree."""
+  out = dict(target)
+  for key, value in source.items():
+    if key not in target:
+      continue  # e.g. the regression head of a lifter when initialising an action model
+    if isinstance(value, dict):
+      out[key] = _merge_matching(target[key], value, where)
+    else:
+      if tuple(value.shape) != tuple(target[key].shape):
+        raise UserError(f"{where}: weight {key} has shape {tuple(value.shape)}, the config's "
+                        f"model needs {tuple(target[key].shape)}")
+      out[key] = jnp.asarray(value, target[key].dtype)
+  return out
+
+
+def evaluate(config, workdir: str | Path, step: int | None = None) -> tasks.EvalResult:
+  """Evaluates the run in ``workdir`` (its best checkpoint, or ``step``) on the test split."""
+  parts = build(config)
+  model, _ = model_dir.load_model(workdir, step=step)
+  params = jax.device_put(_pure(nnx.state(model, nnx.Param)), parts["param_sh"])
+  stats = jax.device_put(_pure(nnx.state(model, nnx.BatchStat)), parts["stats_sh"])
+  result = run_eval(parts, make_eval_step(parts), params, stats, config)
+  return result
