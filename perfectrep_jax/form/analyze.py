@@ -1,0 +1,211 @@
+"""Form analysis of a 3D motion, end to end: vertical, signals, repetitions, figures, rules, report.
+
+:func:`analyze` is what ``perfectrep-jax analyze`` calls; :func:`analyze_motion` does the same
+without writing anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from perfectrep_jax.errors import UserError
+from perfectrep_jax.form import figures as figs
+from perfectrep_jax.form import kinematics, reps, rules
+from perfectrep_jax.skeleton import JOINT_INDEX as J, NUM_JOINTS
+
+MIN_SECONDS = 1.0   # shorter motions cannot hold a repetition worth analysing
+
+_AXES = {"x": 0, "y": 1, "z": 2}
+
+
+@dataclasses.dataclass(frozen=True)
+class Analysis:
+    """Everything the analysis found; :func:`perfectrep_jax.form.report.to_json` lays it out.
+
+    Attributes:
+      exercise: the rules used ('squat', ..., 'generic').
+      exercise_source: 'given', 'classifier' or 'default' (none given and no classifier).
+      requested_exercise: the name given or classified, before resolving aliases.
+      fps: frames per second.
+      num_frames: T.
+      up: (3,) the vertical used, in the input's frame.
+      up_source: 'given' or 'estimated (<posture>)'.
+      signals: name -> (T,) per-frame angles and depth figures.
+      segmentation: the repetitions.
+      figures: per repetition, name -> value.
+      angle_ranges: per repetition, angle -> min/max/rom.
+      main_angle: the angle that moves most over the set.
+      assessment: score, per-repetition scores and feedback.
+    """
+
+    exercise: str
+    exercise_source: str
+    requested_exercise: str | None
+    fps: float
+    num_frames: int
+    up: np.ndarray
+    up_source: str
+    signals: dict[str, np.ndarray]
+    segmentation: reps.Segmentation
+    figures: list[dict]
+    angle_ranges: list[dict]
+    main_angle: str | None
+    assessment: rules.Assessment
+
+
+def parse_up(up: str | np.ndarray | list | tuple | None) -> np.ndarray | None:
+    """Reads a vertical: ``None``, an axis name with optional sign ('z', '-y', '+x') or 3 numbers
+    ('0,0,1' or a sequence). Returns a unit (3,) vector or None.
+
+    Raises:
+      UserError: not one of those, or a zero vector.
+    """
+    if up is None:
+        return None
+    if isinstance(up, str):
+        text = up.strip().lower()
+        sign = -1.0 if text.startswith("-") else 1.0
+        axis = text.lstrip("+-")
+        if axis in _AXES:
+            v = np.zeros(3)
+            v[_AXES[axis]] = sign
+            return v
+        try:
+            up = [float(p) for p in text.split(",")]
+        except ValueError as e:
+            raise UserError(f"--up {up!r}: give an axis (x, y, z, -y, ...) or three numbers 'a,b,c'") from e
+    v = np.asarray(up, np.float64).ravel()
+    if v.shape != (3,) or not np.all(np.isfinite(v)) or np.linalg.norm(v) == 0:
+        raise UserError(f"up vector {up!r}: need three finite numbers, not all zero")
+    return v / np.linalg.norm(v)
+
+
+def validate_joints(joints, fps: float, name: str = "input") -> np.ndarray:
+    """Checks a motion and returns it as float64 (T, 17, 3).
+
+    Raises:
+      UserError: wrong shape, joint count or dimension, NaN or infinite values, too few frames,
+        or a skeleton collapsed to a point; the message names ``name`` and the problem.
+    """
+    x = np.asarray(joints)
+    if x.dtype == object or not np.issubdtype(x.dtype, np.number):
+        raise UserError(f"{name}: expected numbers, got an array of {x.dtype}")
+    if x.ndim != 3:
+        raise UserError(f"{name}: expected joints of shape (frames, {NUM_JOINTS}, 3), got shape {x.shape}")
+    if x.shape[1] != NUM_JOINTS:
+        raise UserError(f"{name}: expected {NUM_JOINTS} Human3.6M joints per frame, got {x.shape[1]} "
+                        f"(shape {x.shape})")
+    if x.shape[2] != 3:
+        raise UserError(f"{name}: expected 3D joints (x, y, z), got {x.shape[2]} values per joint "
+                        f"(shape {x.shape}); 2D keypoints must be lifted first (perfectrep-jax infer)")
+    x = x.astype(np.float64)
+    bad = ~np.isfinite(x)
+    if bad.any():
+        frames = np.nonzero(bad.any(axis=(1, 2)))[0]
+        raise UserError(f"{name}: {len(frames)} frame(s) contain NaN or infinite coordinates "
+                        f"(first: frame {frames[0]})")
+    if not fps or fps <= 0 or not np.isfinite(fps):
+        raise UserError(f"{name}: frame rate must be positive, got {fps}")
+    need = int(np.ceil(MIN_SECONDS * fps))
+    if x.shape[0] < max(need, 3):
+        raise UserError(f"{name}: {x.shape[0]} frame(s) is too short to find repetitions "
+                        f"(need at least {max(need, 3)} frames, {MIN_SECONDS:g} s at {fps:g} fps)")
+    if kinematics.body_scale(x) <= 0:
+        raise UserError(f"{name}: every joint is at the same place; this is not a skeleton")
+    return x
+
+
+def _widths(x: np.ndarray, up: np.ndarray) -> dict[str, np.ndarray]:
+    def horiz(v):
+        return v - (v @ up)[:, None] * up
+    return {"ankle": np.linalg.norm(horiz(x[:, J["left_ankle"]] - x[:, J["right_ankle"]]), axis=-1),
+            "hip": np.linalg.norm(horiz(x[:, J["left_hip"]] - x[:, J["right_hip"]]), axis=-1)}
+
+
+def analyze_motion(joints, exercise: str | None = None, *, fps: float = 30.0,
+                   up: str | np.ndarray | None = None,
+                   classify: Callable[[np.ndarray], str] | None = None,
+                   rules_table: dict[str, rules.ExerciseRules] | None = None,
+                   name: str = "input") -> Analysis:
+    """Analyses a motion without writing files.
+
+    Args:
+      joints: (T, 17, 3) Human3.6M-17 joints in any rigid frame and unit (the lifter's normalised
+        camera frame, pixels, millimetres of motion capture).
+      exercise: exercise name or alias ('squat', 'deep squat', 'bench press', ...); ``None`` asks
+        ``classify``; unknown names get the generic rules.
+      fps: frames per second of ``joints``.
+      up: the world's up direction in the input's frame (see :func:`parse_up`); estimated from the
+        skeleton when ``None``.
+      classify: optional action classifier, joints (T, 17, 3) -> exercise name.
+      rules_table: rules (default: the bundled ``rules.json``).
+      name: what to call the input in error messages (its path).
+    Raises:
+      UserError: for a bad motion (see :func:`validate_joints`) or a bad ``up``.
+    """
+    x = validate_joints(joints, fps, name)
+    table = rules_table if rules_table is not None else rules.load_rules()
+    source = "given"
+    requested = exercise
+    if not exercise:
+        if classify is not None:
+            requested = classify(x.astype(np.float32))
+            source = "classifier"
+        else:
+            source = "default"
+    ex_name = rules.resolve_exercise(requested, table)
+    ex = table[ex_name]
+    up_vec = parse_up(up)
+    up_source = "given"
+    if up_vec is None:
+        up_vec = kinematics.estimate_up(x, ex.posture)
+        up_source = f"estimated ({ex.posture})"
+    signals = kinematics.signals(x, up_vec)
+    seg = reps.segment_repetitions(x, fps)
+    widths = _widths(x, up_vec)
+    rep_figs = [figs.rep_figures(signals, r, fps, len(x), widths) for r in seg.reps]
+    ranges = [figs.angle_ranges(signals, r) for r in seg.reps]
+    main = figs.add_set_figures(rep_figs, ranges)
+    assessment = rules.assess(rep_figs, ex)
+    return Analysis(ex_name, source, requested, float(fps), len(x), up_vec, up_source, signals, seg,
+                    rep_figs, ranges, main, assessment)
+
+
+def analyze(joints_3d, exercise: str | None = None, out_dir: str | Path | None = None, *,
+            fps: float = 30.0, up: str | np.ndarray | None = None,
+            classify: Callable[[np.ndarray], str] | None = None,
+            rules_path: str | Path | None = None, name: str = "input",
+            html: bool = True) -> dict:
+    """Analyses a motion and, given ``out_dir``, writes ``report.json`` and ``report.html`` there.
+
+    This is what ``perfectrep-jax analyze X3D.npy --exercise squat --out DIR`` calls (and ``infer``
+    after lifting).
+
+    Args:
+      joints_3d: (T, 17, 3) joints in any rigid frame and unit.
+      exercise: exercise name or alias, or ``None`` (then ``classify``, else generic rules).
+      out_dir: where to write the report; nothing is written when ``None``.
+      fps: frames per second.
+      up: vertical in the input's frame ('z', '-y', 'a,b,c' or a vector); estimated when ``None``.
+      classify: optional action classifier, joints -> exercise name.
+      rules_path: a rules file replacing the bundled ``rules.json``.
+      name: the input's name for messages and the report (e.g. its path).
+      html: also write ``report.html`` with its plots.
+    Returns:
+      the report as a JSON-ready dict (top-level ``reps``, ``score``, ``feedback``, ...).
+    Raises:
+      UserError: bad motion, ``up`` or rules file.
+    """
+    from perfectrep_jax.form import report  # matplotlib is only needed here
+
+    table = rules.load_rules(rules_path)
+    result = analyze_motion(joints_3d, exercise, fps=fps, up=up, classify=classify,
+                            rules_table=table, name=name)
+    doc = report.to_json(result, source=name)
+    if out_dir is not None:
+        report.write_report(result, doc, out_dir, html=html)
+    return doc

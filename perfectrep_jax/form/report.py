@@ -1,0 +1,236 @@
+"""The analysis report: ``report.json`` (every figure) and a self-contained ``report.html``.
+
+The HTML page embeds its plots as base64 PNG (no other file, no network) and, once loaded,
+writes ``data-images="ok N"`` (or ``"broken K of N"``) on ``<body>`` after checking that every
+image decoded, so a headless browser can tell that the page renders.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from perfectrep_jax.errors import UserError
+from perfectrep_jax.form.analyze import Analysis
+from perfectrep_jax.form.figures import FIGURES
+
+REPORT_VERSION = 1
+
+
+def _clean(x):
+    """JSON-ready: numpy to Python, NaN/inf to None, floats rounded to 4 significant decimals."""
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _clean(x.tolist())
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        x = float(x)
+        return None if not math.isfinite(x) else round(x, 4)
+    return x
+
+
+def to_json(result: Analysis, source: str = "input") -> dict:
+    """The report as a JSON-ready dict.
+
+    Top level: ``score`` (0-100, higher is better form), ``reps`` (one entry per repetition: its
+    ``start`` and ``end`` frame, turning point, times, score, failed rules, ``figures`` and
+    ``angles``), ``feedback`` (plain-language findings, worst first, then what went well), and
+    the context: exercise, frame rate, the vertical used, units, the rules applied, the
+    definitions of the figures, a per-figure summary over repetitions and the per-frame series
+    that the plots show.
+    """
+    a = result.assessment
+    fps = result.fps
+    reps = []
+    for i, (rep, fig, rng) in enumerate(zip(result.segmentation.reps, result.figures, result.angle_ranges)):
+        reps.append({
+            "index": i + 1,
+            "start": rep.start, "end": rep.end, "turn": rep.turn,
+            "hold_start": rep.hold_start, "hold_end": rep.hold_end,
+            "start_s": rep.start / fps, "end_s": rep.end / fps,
+            "partial": rep.partial,
+            "score": a.rep_scores[i],
+            "issues": list(a.rep_issues[i]),
+            "figures": fig,
+            "angles": rng,
+        })
+    summary = {}
+    for name in FIGURES:
+        vals = [f[name] for f in result.figures if f.get(name) is not None]
+        if vals:
+            summary[name] = {"mean": float(np.mean(vals)), "min": float(np.min(vals)), "max": float(np.max(vals))}
+    feedback = [f.message for f in a.findings] + list(a.praise)
+    doc = {
+        "version": REPORT_VERSION,
+        "source": source,
+        "exercise": result.exercise,
+        "exercise_source": result.exercise_source,
+        "requested_exercise": result.requested_exercise,
+        "fps": fps,
+        "num_frames": result.num_frames,
+        "duration_s": result.num_frames / fps,
+        "up": result.up,
+        "up_source": result.up_source,
+        "units": {
+            "frames": "0-based frame indices of the input; *_s fields are seconds",
+            "angles": "degrees",
+            "lengths": "relative to the body (thigh or leg lengths, or ratios), so any input unit works",
+        },
+        "score": a.score,
+        "num_reps": len(reps),
+        "period_s": result.segmentation.period / fps,
+        "feedback": feedback,
+        "findings": [{"rule": f.rule, "figure": f.figure, "message": f.message, "reps": [r + 1 for r in f.reps],
+                      "severity": f.severity, "typical": f.typical} for f in a.findings],
+        "praise": list(a.praise),
+        "reps": reps,
+        "summary": summary,
+        "main_angle": result.main_angle,
+        "penalties": a.penalties,
+        "figure_definitions": {k: {"meaning": m, "unit": u} for k, (m, u) in FIGURES.items()},
+        "series": {
+            "note": "per-frame values plotted in report.html",
+            **{k: np.round(v, 2) for k, v in result.signals.items()},
+            "progress": np.round(result.segmentation.progress, 3),
+        },
+    }
+    return _clean(doc)
+
+
+def _b64(png: bytes) -> str:
+    return base64.b64encode(png).decode("ascii")
+
+
+def _fmt(v, unit: str = "") -> str:
+    if v is None:
+        return "&ndash;"
+    if unit == "deg":
+        return f"{v:.0f}&deg;"
+    if unit == "s":
+        return f"{v:.2f}"
+    return f"{v:.2f}"
+
+
+# Figures in the repetition table, with their short column headers.
+_TABLE_FIGURES = {"knee_angle_min": "knee min", "hip_angle_min": "hip min", "elbow_angle_min": "elbow min",
+                  "trunk_lean_max": "trunk lean", "hip_depth_max": "hip depth", "knee_width_ratio_bottom": "knee width",
+                  "knee_asymmetry": "knee L/R", "eccentric_s": "down (s)", "concentric_s": "up (s)",
+                  "rom_ratio": "ROM ratio"}
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:1100px;padding:1.2em;color:#222}
+h1{margin:.2em 0}.sub{color:#666}.score{font-size:3em;font-weight:700}
+.good{color:#2a9d8f}.ok{color:#c59a1a}.poor{color:#e76f51}
+ul.fb li{margin:.35em 0}table{border-collapse:collapse;font-size:.8em;margin:1em 0}
+td,th{border:1px solid #ddd;padding:.25em .45em;text-align:right;white-space:nowrap}th{background:#f4f4f4}
+td:first-child,th:first-child{text-align:left}img{max-width:100%;display:block;margin:.6em 0}
+.wrap{overflow-x:auto}.cards{display:flex;gap:2em;align-items:baseline;flex-wrap:wrap}
+"""
+
+_SCRIPT = """
+window.addEventListener('load', function () {
+  var imgs = document.querySelectorAll('img');
+  var broken = 0;
+  imgs.forEach(function (im) { if (!im.complete || im.naturalWidth === 0) { broken += 1; } });
+  document.body.setAttribute('data-images', broken === 0 ? 'ok ' + imgs.length : 'broken ' + broken + ' of ' + imgs.length);
+});
+"""
+
+
+def render_html(doc: dict, images: dict[str, bytes]) -> str:
+    """The self-contained HTML page for a report dict and its PNG plots (title -> PNG bytes)."""
+    e = html.escape
+    score = doc["score"]
+    cls = "good" if score >= 80 else "ok" if score >= 60 else "poor"
+    feedback = "".join(f"<li>{e(m)}</li>" for m in doc["feedback"]) or "<li>No feedback.</li>"
+    head = "".join(f"<th title=\"{e(FIGURES[n][0])}\">{e(h)}</th>" for n, h in _TABLE_FIGURES.items())
+    rows = []
+    for r in doc["reps"]:
+        cells = "".join(f"<td>{_fmt(r['figures'].get(n), FIGURES[n][1])}</td>" for n in _TABLE_FIGURES)
+        rows.append(f"<tr><td>{r['index']}{' (partial)' if r['partial'] else ''}</td><td>{r['start']}&ndash;{r['end']}</td>"
+                    f"<td>{r['score']:.0f}</td>{cells}<td>{e(', '.join(r['issues']))}</td></tr>")
+    plots = "".join(f"<h2>{e(title)}</h2><img alt=\"{e(title)}\" src=\"data:image/png;base64,{_b64(png)}\">"
+                    for title, png in images.items())
+    defs = "".join(f"<tr><td>{e(_TABLE_FIGURES[k])}</td><td style='text-align:left'>{e(v['meaning'])}</td>"
+                   f"<td>{e(v['unit'])}</td></tr>" for k, v in doc["figure_definitions"].items() if k in _TABLE_FIGURES)
+    ex = doc["exercise"].replace("_", " ")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>PerfectRep report: {e(ex)}</title><style>{_CSS}</style></head>
+<body data-images="pending">
+<h1>PerfectRep form report</h1>
+<div class="sub">{e(str(doc['source']))} &middot; {doc['num_frames']} frames at {doc['fps']:g} fps ({doc['duration_s']:.1f} s)
+&middot; exercise: <b>{e(ex)}</b> ({e(doc['exercise_source'])}) &middot; vertical {e(doc['up_source'])}</div>
+<div class="cards"><div><div class="score {cls}">{score:.0f}<span style="font-size:.4em">/100</span></div>form score</div>
+<div><div class="score">{doc['num_reps']}</div>repetitions</div></div>
+<h2>Feedback</h2><ul class="fb">{feedback}</ul>
+<h2>Repetitions</h2>
+<div class="wrap"><table><tr><th>rep</th><th>frames</th><th>score</th>{head}<th>issues</th></tr>{''.join(rows)}</table></div>
+{plots}
+<h2>What the columns mean</h2><table><tr><th>figure</th><th>meaning</th><th>unit</th></tr>{defs}</table>
+<p class="sub">Every figure is also in report.json.</p>
+<script>{_SCRIPT}</script>
+</body></html>
+"""
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_report(result: Analysis, doc: dict, out_dir: str | Path, html: bool = True) -> dict[str, Path]:
+    """Writes ``report.json`` and (with ``html``) ``report.html`` and ``angles.png`` into ``out_dir``.
+
+    Each file appears whole or not at all (written to a temporary name, then renamed).
+
+    Returns:
+      kind -> path of what was written.
+    Raises:
+      UserError: ``out_dir`` cannot be created or written.
+    """
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"{out}: cannot create the output folder ({err.strerror})") from err
+    written = {}
+    try:
+        if html:
+            from perfectrep_jax.form import plots
+
+            images = {"Joint angles over time": plots.angles_png(result)}
+            if result.segmentation.reps:
+                images["Repetition scores"] = plots.scores_png(result)
+                images["Repetition segmentation"] = plots.progress_png(result)
+            _atomic_write(out / "angles.png", images["Joint angles over time"])
+            written["angles_png"] = out / "angles.png"
+            _atomic_write(out / "report.html", render_html(doc, images).encode("utf-8"))
+            written["html"] = out / "report.html"
+        _atomic_write(out / "report.json", (json.dumps(doc, indent=1) + "\n").encode("utf-8"))
+        written["json"] = out / "report.json"
+    except OSError as err:
+        raise UserError(f"{out}: cannot write the report ({err.strerror})") from err
+    return written
