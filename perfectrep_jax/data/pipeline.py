@@ -199,10 +199,10 @@ def augment(example: dict, rng: np.random.Generator, *, flip: bool, scale_range,
         scaled, origin, side = clips.crop_scale_3d_affine(target, scale_range, rng)
         if side > 0:
             target = clips.first_root_depth_to_zero(scaled).astype(np.float32)
-            confident = inputs[..., 2:3] > 0
-            mapped = (inputs[..., :2] - origin) / side * 2 - 1
-            inputs = np.concatenate([np.where(confident, mapped, inputs[..., :2]), inputs[..., 2:]],
-                                    axis=-1).astype(np.float32)
+            if not synthetic_2d:  # (otherwise the input is replaced below)
+                mapped = ((inputs[..., :2] - origin.astype(np.float32)) * np.float32(2 / side) - 1)
+                inputs = inputs.copy()
+                inputs[..., :2] = np.where(inputs[..., 2:3] > 0, mapped, inputs[..., :2])
             out["scale_mm"] = (np.asarray(out["scale_mm"], np.float64) * side / 2).astype(np.float32)
     if flip and rng.random() < 0.5:
         target = clips.flip_data(target)
