@@ -118,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
       description="PerfectRep / MotionBERT DSTformer in JAX: convert, predict, export, train, "
                   "infer and analyse 3D human motion.")
   sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+  for name, text in DELEGATED.items():
+    sub.add_parser(name, help=text + f"; see `perfectrep-jax {name} --help`", add_help=False)
 
   p = sub.add_parser("convert", help="import a PyTorch checkpoint (best_epoch.bin) as a model dir")
   p.add_argument("src", help="PyTorch checkpoint written by torch.save (PerfectRep or MotionBERT)")
@@ -143,7 +145,24 @@ def build_parser() -> argparse.ArgumentParser:
   return parser
 
 
+DELEGATED = {"train": "train and evaluate a task config in a run directory (resumes)",
+             "eval": "evaluate a run directory's best (or --step) checkpoint on the test split"}
+
+
 def main(argv: list[str] | None = None) -> int:
+  argv = list(sys.argv[1:] if argv is None else argv)
+  if argv and argv[0] in DELEGATED:  # absl flags with ml_collections --config.x=y overrides
+    from perfectrep_jax.train.main import run
+
+    try:
+      run(argv[0], argv[1:])
+    except UserError as e:
+      print(f"perfectrep-jax {argv[0]}: error: {e}", file=sys.stderr)
+      return 2
+    except KeyboardInterrupt:
+      print(f"perfectrep-jax {argv[0]}: interrupted", file=sys.stderr)
+      return 130
+    return 0
   args = build_parser().parse_args(argv)
   try:
     args.func(args)

@@ -1,0 +1,58 @@
+"""Validation of a training config before anything runs: one clear error per problem found."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+
+from perfectrep_jax.errors import UserError
+
+
+def check_config(config) -> None:
+  """Raises ``UserError`` listing every problem of ``config`` (unknown fields, bad values)."""
+  from perfectrep_jax.data.corruption import CorruptionConfig
+  from perfectrep_jax.data.pipeline import PipelineConfig
+  from perfectrep_jax.losses import LossWeights
+  from perfectrep_jax.models import DSTformerConfig
+  from perfectrep_jax.train.sharding import mesh_shape
+
+  problems: list[str] = []
+
+  def attempt(what, fn):
+    try:
+      fn()
+    except UserError as e:
+      problems.append(f"{what}: {e}")
+    except (ValueError, TypeError, KeyError) as e:
+      problems.append(f"{what}: {e}")
+
+  if config.task not in ("pretrain", "pose3d", "action"):
+    problems.append(f"task: must be pretrain, pose3d or action, not {config.task!r}")
+  for name in ("total_steps", "batch_size", "log_every", "checkpoint_every", "keep_checkpoints"):
+    if int(config[name]) < 1:
+      problems.append(f"{name}: must be positive, got {config[name]}")
+  if config.eval_every < 0:
+    problems.append(f"eval_every: must be >= 0, got {config.eval_every}")
+  fields = {f.name for f in dataclasses.fields(DSTformerConfig)}
+  unknown = sorted(set(config.model) - fields)
+  if unknown:
+    problems.append(f"model: unknown fields {unknown}")
+  else:
+    attempt("model", lambda: DSTformerConfig(**config.model.to_dict()))
+  attempt("data", lambda: PipelineConfig.from_config(config.data, batch_size=1))
+  if config.data.clip_len > config.model.maxlen:
+    problems.append(f"data.clip_len {config.data.clip_len} exceeds model.maxlen "
+                    f"{config.model.maxlen}")
+  attempt("corruption", lambda: CorruptionConfig.from_config(config.corruption))
+  attempt("loss", lambda: LossWeights.from_mapping(dict(config.loss)))
+  if config.optim.schedule not in ("exponential", "warmup_cosine", "constant"):
+    problems.append(f"optim.schedule: exponential, warmup_cosine or constant, not "
+                    f"{config.optim.schedule!r}")
+  if config.compute_dtype not in ("float32", "bfloat16", "float16"):
+    problems.append(f"compute_dtype: float32, bfloat16 or float16, not {config.compute_dtype!r}")
+  attempt("mesh", lambda: mesh_shape(dict(config.mesh), jax.device_count()))
+  if config.task == "action" and not config.action.classes:
+    problems.append("action.classes: list the action names to classify")
+  if problems:
+    raise UserError("invalid config:\n  " + "\n  ".join(problems))
