@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from perfectrep_jax.data import cameras, clips, demo
 from perfectrep_jax.data.bundled import resource_path
-from tests.conftest import SHARED_DIR
+
+SHARED_DIR = Path(__file__).resolve().parents[3] / "shared"  # ../shared beside the checkout
 
 
 @pytest.fixture(scope="module")
