@@ -20,9 +20,10 @@ Steps (``docs/form-analysis.md`` upstream):
    recording starts or ends part-way through it (it is then marked ``partial``): a lunge take
    that starts during the first descent has ten bottoms and counts ten. A repetition starts when
    the progress leaves the rest level and ends when it comes back.
-5. Continuous optimisation of the boundaries (``scipy.optimize.minimize``, SLSQP): the start and
-   end of every complete repetition move (within a fraction of the period, keeping the order) to
-   maximise ``A_avg`` between the repetitions, each resampled to ``n_samples`` poses.
+5. Continuous optimisation of the boundaries (``scipy.optimize.minimize``, L-BFGS-B with the
+   exact gradient of ``A_avg``): the start and end of every complete repetition move (within a
+   fraction of the period, neighbours never overlapping) to maximise ``A_avg`` between the
+   repetitions, each resampled to ``n_samples`` poses.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import dataclasses
 import numpy as np
 from scipy.optimize import minimize
 from scipy.signal import find_peaks
+from scipy.spatial.distance import cdist
 
 from perfectrep_jax.form import kinematics
 
@@ -87,10 +89,7 @@ def affinity_matrix(poses: np.ndarray) -> np.ndarray:
     n, j, _ = poses.shape
     out = np.zeros((n, n))
     for k in range(j):
-        p = poses[:, k]
-        sq = np.sum(p * p, axis=1)
-        d2 = sq[:, None] + sq[None, :] - 2.0 * (p @ p.T)
-        out -= np.sqrt(np.maximum(d2, 0.0))
+        out -= cdist(poses[:, k], poses[:, k])
     return out / j
 
 
@@ -336,7 +335,7 @@ def refine_boundaries(poses: np.ndarray, reps: list[Repetition], max_shift: floa
 
     The start and end of every complete repetition move by at most ``max_shift`` frames to maximise
     :func:`average_affinity` between the complete repetitions; each stays on its side of its
-    hold and repetitions do not overlap. Needs two complete repetitions; otherwise (or if
+    hold, and two neighbours share the gap between them at its middle, so they never overlap. Needs two complete repetitions; otherwise (or if
     the optimiser fails) the input comes back unchanged.
 
     Args:
@@ -352,28 +351,22 @@ def refine_boundaries(poses: np.ndarray, reps: list[Repetition], max_shift: floa
         r = reps[i]
         prev = reps[i - 1] if i > 0 else None
         nxt = reps[i + 1] if i + 1 < len(reps) else None
-        # A partial neighbour keeps its boundary; a complete one is only kept off our turning point.
-        lo_start = 0.0 if prev is None else (prev.end if prev.partial else prev.hold_end + 1.0)
-        hi_end = n - 1.0 if nxt is None else (nxt.start if nxt.partial else nxt.hold_start - 1.0)
+        # Neighbours split the gap between them at its middle, so they cannot overlap; a partial
+        # neighbour keeps its boundary.
+        lo_start = 0.0 if prev is None else (prev.end if prev.partial else (prev.end + r.start) / 2.0)
+        hi_end = n - 1.0 if nxt is None else (nxt.start if nxt.partial else (r.end + nxt.start) / 2.0)
         bounds.append((max(lo_start, r.start - max_shift), min(r.hold_start - 1.0, r.start + max_shift)))
         bounds.append((max(r.hold_end + 1.0, r.end - max_shift), min(hi_end, r.end + max_shift)))
     bounds = [(min(lo, x), max(hi, x)) for (lo, hi), x in zip(bounds, x0)]
-
     # A_avg is negative; dividing by its starting magnitude makes the objective about -1, a scale
-    # at which SLSQP's default tolerances behave.
+    # at which the optimiser's default tolerances behave.
     scale = abs(average_affinity(poses, x0.reshape(-1, 2), n_samples)) or 1.0
 
     def objective(x):
         value, grad = average_affinity(poses, x.reshape(-1, 2), n_samples, with_grad=True)
         return -value / scale, -grad.ravel() / scale
 
-    def no_overlap(x):
-        # end of repetition i <= start of repetition i + 1 (complete ones are consecutive in x).
-        return x[2::2] - x[1:-1:2]
-
-    res = minimize(objective, x0, method="SLSQP", bounds=bounds,
-                   constraints=[{"type": "ineq", "fun": no_overlap}],
-                   jac=True, options={"maxiter": max_iter})
+    res = minimize(objective, x0, method="L-BFGS-B", jac=True, bounds=bounds, options={"maxiter": max_iter})
     if not np.all(np.isfinite(res.x)) or objective(res.x)[0] > objective(x0)[0]:
         return reps
     x = np.round(res.x).astype(int)
@@ -426,7 +419,7 @@ def _single_cycle(joints: np.ndarray, poses: np.ndarray, min_excursion: float):
 
 
 def segment_repetitions(joints: np.ndarray, fps: float, *, min_period_s: float = 0.4,
-                        max_period_s: float = 20.0, work_fps: float = 25.0,
+                        max_period_s: float = 20.0, work_fps: float = 15.0,
                         n_samples: int = 32, rest_level: float = 0.1, hold_level: float = 0.1,
                         min_prominence: float = 0.2, min_excursion: float = 0.01,
                         refine: bool = True) -> Segmentation:
