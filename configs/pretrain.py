@@ -49,7 +49,8 @@ def get_config(variant: str = "full"):
     c.log_every = 2
     c.eval_every = 6
     c.checkpoint_every = 3
-    c.eval.batch_size = 64
+    c.eval.batch_size = 16
+    c.eval.max_batches = 2
   else:
     raise ValueError(f"unknown variant {variant!r}: full, lite, demo or smoke")
   return c

@@ -24,13 +24,14 @@ import numpy as np
 from flax import nnx
 
 from perfectrep_jax.errors import UserError
+from perfectrep_jax.models.baseline import MLPLifter, MLPLifterConfig
 from perfectrep_jax.models.dstformer import DSTformer, DSTformerConfig
 from perfectrep_jax.models.heads import ActionConfig, ActionNet
 
 FORMAT_VERSION = 1
 MODEL_JSON = "model.json"
 PARAMS_DIR = "params"
-KINDS = ("lifter", "action")
+KINDS = ("lifter", "action", "mlp_lifter")
 
 # What a checkpoint stores of a model: its parameters and BatchNorm statistics, not RNG state.
 WEIGHTS = nnx.Any(nnx.Param, nnx.BatchStat)
@@ -41,6 +42,8 @@ def model_kind(model: nnx.Module) -> str:
     return "lifter"
   if isinstance(model, ActionNet):
     return "action"
+  if isinstance(model, MLPLifter):
+    return "mlp_lifter"
   raise TypeError(f"not a perfectrep_jax model: {type(model).__name__}")
 
 
@@ -54,6 +57,9 @@ def build_model(kind: str, config: dict[str, Any] | DSTformerConfig | ActionConf
   if kind == "action":
     cfg = config if isinstance(config, ActionConfig) else ActionConfig.from_dict(config)
     return ActionNet(cfg, dtype=dtype, rngs=rngs)
+  if kind == "mlp_lifter":
+    cfg = config if isinstance(config, MLPLifterConfig) else MLPLifterConfig.from_dict(config)
+    return MLPLifter(cfg, dtype=dtype, rngs=rngs)
   raise ValueError(f"model kind must be one of {KINDS}, got {kind!r}")
 
 

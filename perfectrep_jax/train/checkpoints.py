@@ -74,14 +74,31 @@ def restore_latest(mngr: ocp.CheckpointManager, *, model: Any, opt: Any, data_it
       restored = mngr.restore(step, args=ocp.args.Composite(
           model=ocp.args.StandardRestore(model), opt=ocp.args.StandardRestore(opt),
           train=ocp.args.JsonRestore(), data=grain.checkpoint.CheckpointRestore(data_iter)))
-    except Exception as e:  # a damaged step: fall back to the one before
+    except Exception as e:  # a damaged step: set it aside, fall back to the one before
       first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-      log.warning("checkpoint at step %d is unreadable (%s); trying the previous one", step, first)
-      print(f"warning: checkpoint at step {step} is unreadable ({first}); "
-            "falling back to the previous one", flush=True)
+      aside = _set_aside(mngr, step)
+      log.warning("checkpoint at step %d is unreadable (%s); moved to %s", step, first, aside)
+      print(f"warning: checkpoint at step {step} is unreadable ({first}); moved it to {aside} "
+            "and fell back to the previous one", flush=True)
       continue
     return step, dict(restored["train"]), restored["model"], restored["opt"]
   return None
+
+
+def _set_aside(mngr: ocp.CheckpointManager, step: int) -> Path | None:
+  """Renames a damaged step directory (kept for inspection, never deleted) so it can be rewritten."""
+  if jax.process_index() != 0:
+    return None
+  src = Path(mngr.directory) / str(step)
+  dst = Path(mngr.directory).parent / f"unreadable-checkpoint-{step}"
+  n = 1
+  while dst.exists():
+    dst = dst.with_name(f"unreadable-checkpoint-{step}.{n}")
+    n += 1
+  if src.exists():
+    src.rename(dst)
+  mngr.reload()
+  return dst
 
 
 def abstract_like(tree: Any, shardings: Any) -> Any:

@@ -34,6 +34,7 @@ def base_config(task: str) -> ml_collections.ConfigDict:
   c.eval_at_start = False
   c.checkpoint_every = 500
   c.keep_checkpoints = 3
+  c.data_global_order = False     # True: every process reads each global batch, keeps its slice
   c.compute_dtype = "float32"     # "bfloat16" on accelerators
 
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
@@ -41,12 +42,13 @@ def base_config(task: str) -> ml_collections.ConfigDict:
                       ("qkv", "tensor"), ("rep", None))
   c.distributed = ml_collections.ConfigDict(dict(coordinator="", num_processes=0, process_id=0))
 
-  c.model = ml_collections.ConfigDict(FULL_MODEL)
+  c.model = ml_collections.ConfigDict(dict(FULL_MODEL, name="dstformer", mlp_hidden=1024,
+                                          mlp_blocks=2))
   c.data = ml_collections.ConfigDict(dict(
       source="demo", data_dir=None, clip_len=243, stride=None, shuffle=True, num_epochs=None,
       flip=True, scale_range=None, synthetic_2d=False, worker_count=0, worker_buffer_size=2,
       read_threads=4, prefetch_buffer_size=64))
-  c.eval = ml_collections.ConfigDict(dict(batch_size=32, flip_test=False))
+  c.eval = ml_collections.ConfigDict(dict(batch_size=32, flip_test=False, max_batches=0))
   c.loss = ml_collections.ConfigDict(dict(
       lambda_3d_pos=1.0, lambda_scale=0.5, lambda_3d_velocity=20.0, lambda_lv=0.0,
       lambda_lg=0.0, lambda_a=0.0, lambda_av=0.0))

@@ -34,12 +34,16 @@ def check_config(config) -> None:
       problems.append(f"{name}: must be positive, got {config[name]}")
   if config.eval_every < 0:
     problems.append(f"eval_every: must be >= 0, got {config.eval_every}")
-  fields = {f.name for f in dataclasses.fields(DSTformerConfig)}
+  extra = {"name", "mlp_hidden", "mlp_blocks"}  # model choice and the MLP baseline's widths
+  fields = {f.name for f in dataclasses.fields(DSTformerConfig)} | extra
   unknown = sorted(set(config.model) - fields)
   if unknown:
     problems.append(f"model: unknown fields {unknown}")
+  elif config.model.get("name", "dstformer") not in ("dstformer", "mlp"):
+    problems.append(f"model.name: dstformer or mlp, not {config.model.name!r}")
   else:
-    attempt("model", lambda: DSTformerConfig(**config.model.to_dict()))
+    attempt("model", lambda: DSTformerConfig(
+        **{k: v for k, v in config.model.to_dict().items() if k not in extra}))
   attempt("data", lambda: PipelineConfig.from_config(config.data, batch_size=1))
   if config.data.clip_len > config.model.maxlen:
     problems.append(f"data.clip_len {config.data.clip_len} exceeds model.maxlen "

@@ -23,6 +23,7 @@ import optax
 from perfectrep_jax import losses, metrics, skeleton
 from perfectrep_jax.data import corruption
 from perfectrep_jax.models import ActionConfig, DSTformerConfig
+from perfectrep_jax.models.baseline import MLPLifterConfig
 
 Array = jax.Array
 _FLIP_SIGN = np.array([-1.0, 1.0, 1.0], np.float32)
@@ -57,18 +58,25 @@ class EvalResult:
 class PoseTask:
   """The lifter trained on (input_2d -> target_3d); ``corrupt`` makes it masked-pose pretraining."""
 
-  kind = "lifter"
   best_metric_name = "mpjpe"
   best_mode = "min"
 
   def __init__(self, cfg, corrupt: bool):
     self.cfg = cfg
+    # config.model.name: "dstformer" (default) or "mlp", the per-frame baseline.
+    self.kind = "mlp_lifter" if cfg.model.get("name", "dstformer") == "mlp" else "lifter"
     self.corrupt = corrupt
     self.loss_weights = losses.LossWeights.from_mapping(dict(cfg.loss))
     self.corruption = corruption.CorruptionConfig.from_config(cfg.corruption) if corrupt else None
     self.flip_test = bool(cfg.eval.get("flip_test", False))
 
-  def model_config(self) -> DSTformerConfig:
+  def model_config(self) -> DSTformerConfig | MLPLifterConfig:
+    if self.kind == "mlp_lifter":
+      m = self.cfg.model
+      return MLPLifterConfig(dim_in=m.dim_in, dim_out=m.get("dim_out", 3),
+                             num_joints=m.num_joints, hidden=m.mlp_hidden,
+                             num_blocks=m.mlp_blocks, drop_rate=m.get("drop_rate", 0.0),
+                             maxlen=m.maxlen)
     return _backbone_config(self.cfg)
 
   def model_input(self, batch: Mapping[str, Array], key: Array | None) -> Array:

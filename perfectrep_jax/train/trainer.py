@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import functools
 import json
-import math
+import os
 import signal
 import time
 import zlib
 from pathlib import Path
 from typing import Any
 
+import grain
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -116,7 +117,10 @@ def run_eval(parts, eval_step, params, stats, config, split: str = "test") -> ta
   outputs = []
   keep = ("target_3d", "scale_mm", "frame_index", "index", "valid") + \
       (("label",) if task.kind == "action" else ())
-  for batch in pipeline.eval_dataset(pcfg, split=split, source=source):
+  max_batches = int(config.eval.get("max_batches", 0)) or None
+  for n, batch in enumerate(pipeline.eval_dataset(pcfg, split=split, source=source)):
+    if max_batches is not None and n >= max_batches:
+      break
     batch = _with_labels(task, batch)
     device = pipeline.make_global_batch({k: batch[k] for k in _device_fields(task)}, mesh,
                                         sharding.batch_sharding(mesh).spec)
@@ -148,10 +152,23 @@ def train_and_evaluate(config, workdir: str | Path) -> dict[str, float]:
     (workdir / model_dir.MODEL_JSON).write_text(json.dumps(meta, indent=2) + "\n")
 
   # ------------------------------------------------------------------------- input pipeline
-  pcfg = pipeline.PipelineConfig.from_config(config.data, batch_size=parts["local_batch"],
-                                             seed=config.seed, split="train")
+  # Each process reads its own share (grain's process sharding), or, with data_global_order,
+  # reads every global batch and keeps its slice: slower, but the run is then the same whatever
+  # the number of processes.
+  global_order = bool(config.get("data_global_order", False))
+  pcfg = pipeline.PipelineConfig.from_config(
+      config.data, batch_size=config.batch_size if global_order else parts["local_batch"],
+      seed=config.seed, split="train")
   train_source = pipeline.load_source(pcfg)
-  train_iter = pipeline.make_train_iterator(pcfg, source=train_source)
+  train_iter = pipeline.make_train_iterator(
+      pcfg, source=train_source, shard=grain.sharding.NoSharding() if global_order else None)
+
+  def next_local_batch():
+    batch = next(train_iter)
+    if global_order:
+      lo = jax.process_index() * parts["local_batch"]
+      batch = {k: v[lo:lo + parts["local_batch"]] for k, v in batch.items()}
+    return _with_labels(task, batch)
   steps_per_epoch = max(len(train_source) // config.batch_size, 1)
   accumulate = int(config.optim.get("accumulate_steps", 1))
 
@@ -238,7 +255,7 @@ def train_and_evaluate(config, workdir: str | Path) -> dict[str, float]:
         print(f"received signal {stop['signal']}: saving step {step} and stopping", flush=True)
         checkpoint(step, force=True)
         break
-      local = _with_labels(task, next(train_iter))
+      local = next_local_batch()
       batch = pipeline.make_global_batch({k: local[k] for k in _device_fields(task)}, mesh,
                                          batch_sh.spec)
       params, stats, opt_state, aux = train_step(params, stats, opt_state, batch,
@@ -253,6 +270,7 @@ def train_and_evaluate(config, workdir: str | Path) -> dict[str, float]:
         metric = evaluate_now(step).best_metric
       if step % config.checkpoint_every == 0 or step == config.total_steps:
         checkpoint(step, metric)
+        _fault_injection(mngr, step)
       reporter.advance(step)
   finally:
     signal.signal(signal.SIGTERM, previous)
@@ -263,6 +281,15 @@ def train_and_evaluate(config, workdir: str | Path) -> dict[str, float]:
     (workdir / "best.json").write_text(json.dumps(
         {"step": progress["best_step"], task.best_metric_name: abs(progress["best"])}) + "\n")
   return last_eval
+
+
+def _fault_injection(mngr, step: int) -> None:
+  """``PERFECTREP_JAX_KILL_AFTER_CHECKPOINT=N``: SIGKILL this process once the checkpoint of step
+  N is committed, as a preempted machine would die (used by the resume tests)."""
+  target = os.environ.get("PERFECTREP_JAX_KILL_AFTER_CHECKPOINT")
+  if target and int(target) == step:
+    mngr.wait_until_finished()
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def load_initialisation(config, parts, params, stats):

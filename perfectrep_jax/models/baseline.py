@@ -1,0 +1,73 @@
+"""A per-frame MLP lifter (Martinez et al., 2017): the baseline the DSTformer is measured against.
+
+Each frame's 17 x (x, y, confidence) is flattened, lifted by residual blocks of
+Linear -> LayerNorm -> ReLU -> dropout, and mapped to 17 x 3. No frame sees another, so the
+comparison with the DSTformer isolates what spatio-temporal attention adds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from perfectrep_jax.models.dstformer import dense, layer_norm
+
+Array = jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class MLPLifterConfig:
+  dim_in: int = 3
+  dim_out: int = 3
+  num_joints: int = 17
+  hidden: int = 1024
+  num_blocks: int = 2
+  drop_rate: float = 0.0
+  maxlen: int = 243  # only checked, so that the lifter and the baseline take the same clips
+
+  def to_dict(self) -> dict[str, Any]:
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_dict(cls, d: dict[str, Any]) -> "MLPLifterConfig":
+    return cls(**d)
+
+
+class _ResidualBlock(nnx.Module):
+  def __init__(self, width: int, drop: float, *, dtype=None, rngs: nnx.Rngs):
+    self.fc1 = dense(width, width, ("embed", "mlp"), dtype=dtype, rngs=rngs)
+    self.norm1 = layer_norm(width, dtype=dtype, rngs=rngs)
+    self.fc2 = dense(width, width, ("mlp", "embed"), dtype=dtype, rngs=rngs)
+    self.norm2 = layer_norm(width, dtype=dtype, rngs=rngs)
+    self.drop = nnx.Dropout(drop, rngs=rngs)
+
+  def __call__(self, x: Array) -> Array:
+    y = self.drop(jax.nn.relu(self.norm1(self.fc1(x))))
+    y = self.drop(jax.nn.relu(self.norm2(self.fc2(y))))
+    return x + y
+
+
+class MLPLifter(nnx.Module):
+  """(B, T, J, dim_in) -> (B, T, J, dim_out), every frame on its own."""
+
+  def __init__(self, cfg: MLPLifterConfig, *, dtype=None, rngs: nnx.Rngs):
+    self.config = cfg
+    self.inp = dense(cfg.num_joints * cfg.dim_in, cfg.hidden, (None, "embed"), dtype=dtype,
+                     rngs=rngs)
+    self.blocks = nnx.List([_ResidualBlock(cfg.hidden, cfg.drop_rate, dtype=dtype, rngs=rngs)
+                            for _ in range(cfg.num_blocks)])
+    self.out = dense(cfg.hidden, cfg.num_joints * cfg.dim_out, ("embed", None), dtype=dtype,
+                     rngs=rngs)
+
+  def __call__(self, x: Array) -> Array:
+    b, t, j, c = x.shape
+    if t > self.config.maxlen:
+      raise ValueError(f"clip of {t} frames is longer than the model's maxlen {self.config.maxlen}")
+    h = jax.nn.relu(self.inp(x.reshape(b, t, j * c)))
+    for block in self.blocks:
+      h = block(h)
+    return self.out(h).reshape(b, t, j, self.config.dim_out)
