@@ -1,1 +1,10 @@
-"""perfectrep_jax.form."""
+"""Form analysis of 3D motion: repetitions, joint angles, rules, score and report.
+
+- :mod:`~perfectrep_jax.form.kinematics`: the vertical from the skeleton, joint angles, depth.
+- :mod:`~perfectrep_jax.form.reps`: AIFit-style repetition segmentation.
+- :mod:`~perfectrep_jax.form.figures`: per-repetition figures (angles, ROM, tempo, symmetry).
+- :mod:`~perfectrep_jax.form.rules` and ``rules.json``: per-exercise thresholds, score, feedback;
+  :mod:`~perfectrep_jax.form.fit_rules` fits the squat thresholds on labelled mocap.
+- :mod:`~perfectrep_jax.form.analyze`: ``analyze`` / ``analyze_file``, what the CLI calls.
+- :mod:`~perfectrep_jax.form.report` and :mod:`~perfectrep_jax.form.plots`: report.json, report.html.
+"""

@@ -175,6 +175,56 @@ def analyze_motion(joints, exercise: str | None = None, *, fps: float = 30.0,
                     rep_figs, ranges, main, assessment)
 
 
+def load_joints(path: str | Path) -> tuple[np.ndarray, float | None]:
+    """Reads a 3D motion file for :func:`analyze_file`.
+
+    Accepts ``.npy`` (T, 17, 3) and the ``X3D.json`` that ``infer`` writes (``joints_3d`` and
+    ``fps``); for an ``.npy`` the frame rate comes from a ``.json`` of the same name beside it
+    when there is one.
+
+    Returns:
+      ``(joints, fps)``: the array as stored and the frame rate, or ``None`` when unknown.
+    Raises:
+      UserError: missing, empty or unreadable file (named in the message).
+    """
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: file not found")
+    if path.stat().st_size == 0:
+        raise UserError(f"{path}: the file is empty")
+    if path.suffix.lower() == ".json":
+        try:
+            doc = json.loads(path.read_text())
+            return np.asarray(doc["joints_3d"], np.float64), doc.get("fps")
+        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+            raise UserError(f"{path}: not a 3D motion JSON with a 'joints_3d' array ({e})") from e
+    try:
+        joints = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise UserError(f"{path}: not a readable .npy array ({e})") from e
+    fps = None
+    side = path.with_suffix(".json")
+    if side.is_file():
+        try:
+            fps = json.loads(side.read_text()).get("fps")
+        except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+            fps = None
+    return joints, fps
+
+
+def analyze_file(path: str | Path, exercise: str | None = None, out_dir: str | Path | None = None, *,
+                 fps: float | None = None, up: str | np.ndarray | None = None,
+                 classify: Callable[[np.ndarray], str] | None = None,
+                 rules_path: str | Path | None = None, html: bool = True) -> dict:
+    """``perfectrep-jax analyze X3D.npy --exercise squat --out DIR``: :func:`load_joints` then
+    :func:`analyze`. ``fps`` defaults to the file's own (``X3D.json``), else 30."""
+    joints, file_fps = load_joints(path)
+    return analyze(joints, exercise, out_dir, fps=float(fps or file_fps or 30.0), up=up, classify=classify,
+                   rules_path=rules_path, name=str(path), html=html)
+
+
 def analyze(joints_3d, exercise: str | None = None, out_dir: str | Path | None = None, *,
             fps: float = 30.0, up: str | np.ndarray | None = None,
             classify: Callable[[np.ndarray], str] | None = None,

@@ -105,3 +105,28 @@ def test_parse_up(text, vec):
 def test_parse_up_errors(text):
     with pytest.raises(UserError):
         parse_up(text)
+
+
+def test_analyze_file_reads_npy_and_infer_json(mocap, tmp_path):
+    motion, _ = mocap
+    x = motion["uiprmd_m07_s04"].astype(np.float32)
+    np.save(tmp_path / "X3D.npy", x)
+    (tmp_path / "X3D.json").write_text(json.dumps({"fps": 50.0}))
+    from perfectrep_jax.form.analyze import analyze_file, load_joints
+
+    doc = analyze_file(tmp_path / "X3D.npy", None, tmp_path / "out", html=False)
+    assert doc["fps"] == 50.0 and doc["num_reps"] == 10 and (tmp_path / "out" / "report.json").exists()
+    (tmp_path / "full.json").write_text(json.dumps({"fps": 25.0, "joints_3d": x[::2].tolist()}))
+    joints, fps = load_joints(tmp_path / "full.json")
+    assert joints.shape == (len(x[::2]), 17, 3) and fps == 25.0
+    (tmp_path / "empty.npy").write_bytes(b"")
+    with pytest.raises(UserError, match="empty.npy: the file is empty"):
+        analyze_file(tmp_path / "empty.npy")
+    (tmp_path / "junk.npy").write_bytes(b"not numpy")
+    with pytest.raises(UserError, match="junk.npy: not a readable .npy"):
+        analyze_file(tmp_path / "junk.npy")
+    with pytest.raises(UserError, match="nothere.npy: file not found"):
+        analyze_file(tmp_path / "nothere.npy")
+    np.save(tmp_path / "wrong.npy", x[:, :16])
+    with pytest.raises(UserError, match="wrong.npy: expected 17 Human3.6M joints"):
+        analyze_file(tmp_path / "wrong.npy")
