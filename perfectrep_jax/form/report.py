@@ -135,7 +135,7 @@ h1{margin:.2em 0}.sub{color:#666}.score{font-size:3em;font-weight:700}
 ul.fb li{margin:.35em 0}table{border-collapse:collapse;font-size:.8em;margin:1em 0}
 td,th{border:1px solid #ddd;padding:.25em .45em;text-align:right;white-space:nowrap}th{background:#f4f4f4}
 td:first-child,th:first-child{text-align:left}img{max-width:100%;display:block;margin:.6em 0}
-.wrap{overflow-x:auto}.cards{display:flex;gap:2em;align-items:baseline;flex-wrap:wrap}
+.wrap{overflow-x:auto}td.issues{text-align:left;white-space:normal;min-width:9em}.cards{display:flex;gap:2em;align-items:baseline;flex-wrap:wrap}
 """
 
 _SCRIPT = """
@@ -159,7 +159,7 @@ def render_html(doc: dict, images: dict[str, bytes]) -> str:
     for r in doc["reps"]:
         cells = "".join(f"<td>{_fmt(r['figures'].get(n), FIGURES[n][1])}</td>" for n in _TABLE_FIGURES)
         rows.append(f"<tr><td>{r['index']}{' (partial)' if r['partial'] else ''}</td><td>{r['start']}&ndash;{r['end']}</td>"
-                    f"<td>{r['score']:.0f}</td>{cells}<td>{e(', '.join(r['issues']))}</td></tr>")
+                    f"<td>{r['score']:.0f}</td>{cells}<td class=\"issues\">{e(', '.join(r['issues']))}</td></tr>")
     plots = "".join(f"<h2>{e(title)}</h2><img alt=\"{e(title)}\" src=\"data:image/png;base64,{_b64(png)}\">"
                     for title, png in images.items())
     defs = "".join(f"<tr><td>{e(_TABLE_FIGURES[k])}</td><td style='text-align:left'>{e(v['meaning'])}</td>"

@@ -118,7 +118,7 @@ def plan_windows(num_frames: int, maxlen: int, overlap: int) -> list[tuple[int, 
     return [(int(s), int(s) + maxlen) for s in starts]
 
 
-def window_weights(windows: list[tuple[int, int]], num_frames: int) -> list[np.ndarray]:
+def window_weights(windows: list[tuple[int, int]]) -> list[np.ndarray]:
     """Blending weight of every frame of every window: 1 inside, ramping linearly to about 0 across
     the overlap with the neighbouring window (no ramp at the sequence's own ends)."""
     out = []
@@ -178,7 +178,7 @@ def lift_sequence(x: np.ndarray, lift_fn: LiftFn, maxlen: int, *, overlap: int |
     if flip:
         n = len(windows)
         y = 0.5 * (y[:n] + flip_pose(y[n:]))
-    weights = window_weights(windows, t)
+    weights = window_weights(windows)
     acc = np.zeros((t, x.shape[1], 3))
     wsum = np.zeros(t)
     for (s, e), yw, w in zip(windows, y, weights):
