@@ -1,0 +1,1 @@
+"""Deployment: exported artifacts (StableHLO, ONNX, TFLite) and real-time streaming lifting."""
