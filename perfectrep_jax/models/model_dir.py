@@ -176,7 +176,10 @@ def load_model(path: str | Path, *, step: int | None = None, dtype=None,
   except (TypeError, ValueError) as e:
     raise UserError(f"{path / MODEL_JSON}: invalid model config ({e})") from None
   weights_dir = _weights_dir(path, step)
-  target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), weights_of(model))
+  # Restore onto this process's first device, whatever mesh the checkpoint was saved from.
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
+                        weights_of(model))
   try:
     weights = ocp.StandardCheckpointer().restore(weights_dir.absolute(), target)
   except Exception as e:  # orbax raises many kinds for a missing or damaged checkpoint

@@ -47,7 +47,10 @@ def run(command: str, argv: list[str]) -> None:
   from perfectrep_jax.train import trainer
   from perfectrep_jax.train.config_check import check_config
 
+  from perfectrep_jax.train.sharding import initialize_distributed_from_config
+
   config, workdir, step = parse(command, argv)
+  initialize_distributed_from_config(config)  # before anything asks JAX for its devices
   check_config(config)
   if command == "train":
     metrics = trainer.train_and_evaluate(config, workdir)

@@ -50,6 +50,15 @@ def initialize_distributed(coordinator: str | None = None, num_processes: int | 
     jax.distributed.initialize()
 
 
+def initialize_distributed_from_config(config) -> None:
+  """``initialize_distributed`` with ``config.distributed``; safe to call more than once."""
+  if jax.distributed.is_initialized():
+    return
+  d = config.distributed
+  initialize_distributed(d.get("coordinator") or None, d.get("num_processes") or None,
+                         d.get("process_id"))
+
+
 def mesh_shape(mesh_cfg: Mapping[str, int], num_devices: int) -> tuple[int, int, int]:
   """Resolves a config like ``{data: -1, fsdp: 2, tensor: 1}`` (-1 = the rest) on N devices."""
   sizes = [int(mesh_cfg.get(axis, 1)) for axis in MESH_AXES]
@@ -75,9 +84,12 @@ def make_mesh(mesh_cfg: Mapping[str, int], devices: Sequence[jax.Device] | None 
   """A ``Mesh`` over all (or the given) devices with axes ``data, fsdp, tensor``."""
   devices = list(devices) if devices is not None else jax.devices()
   shape = mesh_shape(mesh_cfg, len(devices))
+  # Auto axes: XLA propagates shardings from the annotated inputs and parameters (GSPMD), so the
+  # model code needs no sharding types of its own.
+  auto = (jax.sharding.AxisType.Auto,) * len(MESH_AXES)
   if devices == jax.devices():
-    return jax.make_mesh(shape, MESH_AXES, devices=devices)
-  return Mesh(np.asarray(devices).reshape(shape), MESH_AXES)
+    return jax.make_mesh(shape, MESH_AXES, devices=devices, axis_types=auto)
+  return Mesh(np.asarray(devices).reshape(shape), MESH_AXES, axis_types=auto)
 
 
 def logical_to_mesh(names: Sequence[str | None], shape: Sequence[int], mesh: Mesh,

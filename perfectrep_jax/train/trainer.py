@@ -59,9 +59,7 @@ def _with_labels(task, batch: dict) -> dict:
 def build(config, workdir: str | Path | None = None):
   """Everything ``train_and_evaluate`` and ``evaluate`` share; returns a namespace of parts."""
   # ------------------------------------------------------------------------- mesh
-  sharding.initialize_distributed(config.distributed.get("coordinator") or None,
-                                  config.distributed.get("num_processes") or None,
-                                  config.distributed.get("process_id"))
+  sharding.initialize_distributed_from_config(config)
   mesh = sharding.make_mesh(dict(config.mesh))
   data_parallel = mesh.shape["data"] * mesh.shape["fsdp"]
   if config.batch_size % data_parallel or config.batch_size % jax.process_count():
