@@ -111,6 +111,69 @@ def cmd_export(args) -> None:
   print(f"exported {args.model_dir} -> {dst} (PyTorch layout, keys prefixed 'module.')")
 
 
+def cmd_prepare(args) -> None:
+  from perfectrep_jax.data.prepare import prepare
+
+  summary = prepare(args.dataset, args.manual_dir, args.data_dir)
+  splits = ", ".join(f"{k} {v}" for k, v in summary.get("splits", {}).items())
+  state = "already prepared" if summary.get("already_prepared") else "prepared"
+  print(f"{summary['dataset']} {state} at {summary['path']} ({splits} clips of "
+        f"{summary.get('clip_len')} frames)")
+
+
+def cmd_analyze(args) -> None:
+  from perfectrep_jax.form.analyze import analyze_file
+
+  report = analyze_file(args.input, args.exercise, args.out, fps=args.fps, up=args.up,
+                        rules_path=args.rules)
+  print(f"{len(report['reps'])} repetitions of {report.get('exercise', 'the exercise')}, "
+        f"score {report['score']:.0f}/100; report: {Path(args.out) / 'report.html'}")
+  for line in report["feedback"]:
+    print(f"  - {line}")
+
+
+def _classifier(path: str | None):
+  """joints (T, 17, 3) -> exercise name, from an action-model directory that lists its classes."""
+  if not path:
+    return None
+  from perfectrep_jax.models.model_dir import load_model, make_apply_fn
+
+  model, meta = load_model(path)
+  classes = meta.get("classes")
+  if meta["kind"] != "action" or not classes:
+    raise UserError(f"{path}: not an action classifier with named classes")
+  apply = make_apply_fn(model)
+  maxlen = meta["config"]["backbone"]["maxlen"]
+
+  def classify(x2d: np.ndarray) -> str:
+    clip = np.asarray(x2d, np.float32)[None, None, -maxlen:]
+    return classes[int(np.asarray(apply(clip)).argmax(-1)[0])]
+
+  return classify
+
+
+def cmd_infer(args) -> None:
+  from perfectrep_jax.models.model_dir import load_model, make_apply_fn
+  from perfectrep_jax.wild.infer import infer
+
+  model, meta = load_model(args.checkpoint)
+  if meta["kind"] not in ("lifter", "mlp_lifter"):
+    raise UserError(f"{args.checkpoint}: a {meta['kind']} model; infer needs a 3D lifter")
+  result = infer(args.keypoints, make_apply_fn(model), meta["config"]["maxlen"], args.out,
+                 video=args.video, fps=args.fps, person=args.person,
+                 image_size=tuple(args.image_size) if args.image_size else None,
+                 normalization=args.normalization,
+                 all_people=args.all_people, exercise=args.exercise,
+                 classify=_classifier(args.action_checkpoint), flip=not args.no_flip,
+                 units=args.units, body_height_mm=args.body_height_mm,
+                 render=not args.no_render)
+  for pid, person in result["people"].items():
+    figures = ", ".join(f"{k} {person[k]}" for k in ("frames", "num_reps", "score")
+                        if person.get(k) is not None)
+    files = ", ".join(str(v) for v in person.get("files", {}).values())
+    print(f"person {pid}: {figures}; wrote {files}")
+
+
 # ---------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
@@ -142,6 +205,47 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("dst", help="output .bin file")
   p.add_argument("--step", type=int, default=None, help="checkpoint step of a run (default last)")
   p.set_defaults(func=cmd_export)
+
+  p = sub.add_parser("prepare", help="build a TFDS dataset (fit3d, h36m, mpi_inf_3dhp, demo)")
+  p.add_argument("dataset", help="NAME or NAME/CONFIG, e.g. h36m/cpn or demo/clip27")
+  p.add_argument("--manual-dir", default=None, help="where the licensed raw files are")
+  p.add_argument("--data-dir", required=True, help="TFDS data directory to write into")
+  p.set_defaults(func=cmd_prepare)
+
+  p = sub.add_parser("analyze", help="count repetitions and assess form from 3D joints")
+  p.add_argument("input", help="(T, 17, 3) joints: .npy, or the X3D.json infer writes")
+  p.add_argument("--exercise", default=None,
+                 help="squat, deadlift, bench_press, push_up, lunge, jumping_jack, or any name")
+  p.add_argument("--out", required=True, help="directory for report.html and report.json")
+  p.add_argument("--fps", type=float, default=None, help="frames per second (default 30)")
+  p.add_argument("--up", default=None,
+                 help="the vertical: z, -y, or a,b,c (default: found from the skeleton)")
+  p.add_argument("--rules", default=None, help="a rules JSON replacing the bundled thresholds")
+  p.set_defaults(func=cmd_analyze)
+
+  p = sub.add_parser("infer", help="video keypoints -> 3D motion, rendering and form report")
+  p.add_argument("--checkpoint", required=True, help="lifter model or run directory")
+  p.add_argument("--keypoints", required=True,
+                 help="ViTPose / AlphaPose JSON (COCO-17 or Halpe-26) or (T, 17, 2|3) .npy")
+  p.add_argument("--video", default=None, help="the video, for its size and frame rate")
+  p.add_argument("--out", required=True, help="output directory")
+  p.add_argument("--fps", type=float, default=None)
+  p.add_argument("--person", default=None, help="track id to lift (default: most present)")
+  p.add_argument("--all-people", action="store_true", help="lift every track")
+  p.add_argument("--exercise", default=None, help="exercise name (default: classifier or none)")
+  p.add_argument("--action-checkpoint", default=None,
+                 help="action classifier naming the exercise when --exercise is not given")
+  p.add_argument("--image-size", type=int, nargs=2, metavar=("W", "H"), default=None,
+                 help="video size when there is no --video (needed for --units pixel)")
+  p.add_argument("--normalization", choices=("crop", "image"), default="crop",
+                 help="2D normalisation: 'crop' to the person (upstream default) or 'image'")
+  p.add_argument("--units", choices=("normalized", "pixel", "metric"), default="normalized",
+                 help="3D output frame: upstream's normalised camera frame, pixel-aligned, or "
+                      "millimetres from --body-height-mm")
+  p.add_argument("--body-height-mm", type=float, default=None, help="for --units metric")
+  p.add_argument("--no-flip", action="store_true", help="no flip test-time augmentation")
+  p.add_argument("--no-render", action="store_true", help="skip the MP4/GIF animation")
+  p.set_defaults(func=cmd_infer)
   return parser
 
 
