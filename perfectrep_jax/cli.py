@@ -142,11 +142,17 @@ def _classifier(path: str | None):
   classes = meta.get("classes")
   if meta["kind"] != "action" or not classes:
     raise UserError(f"{path}: not an action classifier with named classes")
+  if meta.get("action_input") != "3d":
+    raise UserError(f"{path}: classifies 2D keypoints; infer needs one trained on 3D "
+                    "(--config.action.input=3d)")
+  from perfectrep_jax.train.tasks import normalize_clip_3d
+
   apply = make_apply_fn(model)
   maxlen = meta["config"]["backbone"]["maxlen"]
 
-  def classify(x2d: np.ndarray) -> str:
-    clip = np.asarray(x2d, np.float32)[None, None, -maxlen:]
+  def classify(joints: np.ndarray) -> str:
+    """(T, 17, 3) lifted joints -> the most likely exercise name (last maxlen frames)."""
+    clip = normalize_clip_3d(np.asarray(joints, np.float32)[-maxlen:])[None, None]
     return classes[int(np.asarray(apply(clip)).argmax(-1)[0])]
 
   return classify

@@ -60,5 +60,6 @@ def base_config(task: str) -> ml_collections.ConfigDict:
       lr_decay=0.99, warmup_steps=0, end_lr_factor=0.0, clip_norm=0.0, accumulate_steps=1,
       backbone_lr_mult=1.0))
   c.init = ml_collections.ConfigDict(dict(checkpoint="", num_heads=8))
-  c.action = ml_collections.ConfigDict(dict(classes=(), hidden_dim=2048, dropout_ratio=0.5))
+  c.action = ml_collections.ConfigDict(dict(classes=(), hidden_dim=2048, dropout_ratio=0.5,
+                                            input="2d"))
   return c

@@ -11,8 +11,9 @@ Config fields (``config.optim``):
   end_lr_factor: the cosine's final learning rate as a fraction of ``lr``.
   clip_norm: clip gradients to this global norm (0 = off).
   accumulate_steps: average gradients over this many micro-batches before each update.
-  backbone_lr_mult: learning rate of parameters under ``backbone/`` (action model) as a fraction
-    of ``lr`` (PerfectRep's action config: 1e-4 / 1e-3 = 0.1); 1.0 = one group.
+  backbone_lr_mult: learning rate of every parameter outside the top-level ``head`` (the
+    backbone) as a fraction of ``lr`` (PerfectRep's action config: 1e-4 / 1e-3 = 0.1); 1.0 = one
+    group.
 """
 
 from __future__ import annotations
@@ -53,10 +54,13 @@ def _adamw(cfg: Mapping[str, Any], schedule: optax.Schedule) -> optax.GradientTr
 
 
 def param_groups(params: Any) -> Any:
-  """Labels every parameter ``backbone`` (under a ``backbone`` subtree) or ``head``."""
+  """Labels every parameter ``head`` (under the top-level ``head``) or ``backbone`` (the rest).
+
+  The lifter's ``head`` is its regression layer, the action model's its classification head.
+  """
   def label(path, _):
     top = path[0].key if path and hasattr(path[0], "key") else None
-    return "backbone" if top == "backbone" else "head"
+    return "head" if top == "head" else "backbone"
 
   return jax.tree_util.tree_map_with_path(label, params)
 

@@ -125,14 +125,25 @@ def state_shardings(state: nnx.State, mesh: Mesh, rules: Sequence[tuple[str, Any
   return jax.tree.map(one, state, is_leaf=lambda x: isinstance(x, nnx.Variable))
 
 
-def optimizer_shardings(tx, opt_state_shape: Any, param_shardings: Any, mesh: Mesh):
-  """Shardings of an optax state: parameter-shaped leaves (moments) follow their parameter."""
-  import optax
+def optimizer_shardings(opt_state_shape: Any, params: Any, param_shardings: Any, mesh: Mesh):
+  """Shardings of an optax state: a leaf whose key path ends with a parameter's path and has its
+  shape (Adam's moments, in any nesting of chain / multi_transform / MultiSteps) follows that
+  parameter; everything else (counts, schedules' state) is replicated."""
+  by_path = {}
+  for (path, leaf), sharding in zip(jax.tree_util.tree_flatten_with_path(params)[0],
+                                    jax.tree.leaves(param_shardings)):
+    by_path[tuple(path)] = (tuple(leaf.shape), sharding)
+  longest = max((len(p) for p in by_path), default=0)
 
-  return optax.tree_map_params(
-      tx, lambda _, sharding: sharding, opt_state_shape, param_shardings,
-      transform_non_params=lambda _: NamedSharding(mesh, P()),
-      is_leaf=lambda x: isinstance(x, NamedSharding))
+  def one(path, leaf):
+    path = tuple(path)
+    for n in range(min(longest, len(path)), 0, -1):
+      hit = by_path.get(path[-n:])
+      if hit is not None and hit[0] == tuple(leaf.shape):
+        return hit[1]
+    return NamedSharding(mesh, P())
+
+  return jax.tree_util.tree_map_with_path(one, opt_state_shape)
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:

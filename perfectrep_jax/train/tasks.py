@@ -141,8 +141,23 @@ class PoseTask:
 
 
 # ---------------------------------------------------------------------------- action task
+def normalize_clip_3d(x: Array) -> Array:
+  """(..., T, J, 3) -> the clip relative to its first frame's root, scaled to unit RMS radius.
+
+  Makes a 3D clip's class independent of where the person stands and how large they appear, so
+  that a classifier trained on dataset clips reads the lifter's output of any video.
+  """
+  x = x - x[..., :1, :1, :]
+  radius = jnp.sqrt(jnp.mean(jnp.sum(jnp.square(x), axis=-1), axis=(-2, -1), keepdims=True))
+  return x / jnp.maximum(radius[..., None], 1e-6)
+
+
 class ActionTask:
-  """The action classifier; labels are the dataset's action names, in ``cfg.action.classes``."""
+  """The action classifier; labels are the dataset's action names, in ``cfg.action.classes``.
+
+  ``cfg.action.input``: ``2d`` (upstream: the 2D keypoints with confidence) or ``3d`` (the clip's
+  3D pose, normalised by ``normalize_clip_3d``: what ``perfectrep-jax infer`` has to classify).
+  """
 
   kind = "action"
   best_metric_name = "top1"
@@ -167,14 +182,20 @@ class ActionTask:
     except KeyError as e:
       raise ValueError(f"action {e} is not one of the configured classes {self.classes}") from None
 
+  def model_input(self, batch: Mapping[str, Array]) -> Array:
+    """(N, M=1, T, J, C) clips of one person."""
+    if self.cfg.action.get("input", "2d") == "3d":
+      return normalize_clip_3d(batch["target_3d"])[:, None]
+    return batch["input_2d"][:, None]
+
   def loss(self, model, batch: Mapping[str, Array], key: Array) -> tuple[Array, dict]:
-    logits = model(batch["input_2d"][:, None]).astype(jnp.float32)  # (N, M=1, T, J, C)
+    logits = model(self.model_input(batch)).astype(jnp.float32)
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
     acc = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
     return loss, {"loss": loss, "train_top1": acc}
 
   def predict(self, model, batch: Mapping[str, Array]) -> dict[str, Array]:
-    return {"logits": model(batch["input_2d"][:, None]).astype(jnp.float32)}
+    return {"logits": model(self.model_input(batch)).astype(jnp.float32)}
 
   def evaluate(self, outputs: Sequence[Mapping[str, np.ndarray]]) -> EvalResult:
     cat = {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}

@@ -47,7 +47,7 @@ def _pure(state):
 
 
 def _device_fields(task) -> tuple[str, ...]:
-  return ("input_2d", "label") if task.kind == "action" else ("input_2d", "target_3d")
+  return ("input_2d", "target_3d", "label") if task.kind == "action" else ("input_2d", "target_3d")
 
 
 def _with_labels(task, batch: dict) -> dict:
@@ -142,11 +142,15 @@ def train_and_evaluate(config, workdir: str | Path) -> dict[str, float]:
   mesh, task = parts["mesh"], parts["task"]
   param_sh, stats_sh = parts["param_sh"], parts["stats_sh"]
   is_main = jax.process_index() == 0
+  print(f"{config.task}: {jax.process_count()} processes, {jax.device_count()} devices, mesh "
+        f"{dict(mesh.shape)}, global batch {config.batch_size}", flush=True)
   if is_main:
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
+    extra = {"classes": list(task.classes), "action_input": config.action.get("input", "2d")} \
+        if task.kind == "action" else {}
     meta = model_dir.model_meta(nnx.eval_shape(parts["init_model"]), task=config.task,
-                                source=f"perfectrep-jax train {config.task}")
+                                source=f"perfectrep-jax train {config.task}", **extra)
     (workdir / model_dir.MODEL_JSON).write_text(json.dumps(meta, indent=2) + "\n")
 
   # ------------------------------------------------------------------------- input pipeline
@@ -174,7 +178,7 @@ def train_and_evaluate(config, workdir: str | Path) -> dict[str, float]:
   tx, schedules = make_optimizer(config.optim, config.total_steps // accumulate,
                                  max(steps_per_epoch // accumulate, 1))
   opt_shape = jax.eval_shape(tx.init, _pure(parts["abs_params"]))
-  opt_sh = sharding.optimizer_shardings(tx, opt_shape, param_sh, mesh)
+  opt_sh = sharding.optimizer_shardings(opt_shape, _pure(parts["abs_params"]), param_sh, mesh)
   batch_sh = sharding.batch_sharding(mesh)
   repl = sharding.replicated(mesh)
 

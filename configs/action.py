@@ -1,0 +1,64 @@
+"""Action classification: the DSTformer backbone and a classification head.
+
+Variants (``--config configs/action.py:VARIANT``):
+  full:  PerfectRep's action_config.yaml (dim 512, depth 5, T 243, 2048-wide head with dropout 0.5,
+         backbone lr 1e-4 and head lr 1e-3 decaying 0.99 per epoch, 2D input with a random scale in
+         [1, 3]); set ``action.classes`` to the dataset's action names.
+  demo:  the movements of the bundled mocap (deep squat, lunges, sit to stand, shoulder abduction,
+         ...) from 3D clips, the classifier ``perfectrep-jax infer --action-checkpoint`` uses.
+  smoke: seconds, for tests.
+"""
+
+from perfectrep_jax.train.config_base import DEMO_MODEL, FULL_MODEL, SMOKE_MODEL, base_config
+
+DEMO_CLASSES = ("deep squat", "inline lunge", "side lunge", "sit to stand",
+                "standing shoulder abduction", "kick soccer ball", "unlabelled")
+
+
+def get_config(variant: str = "full"):
+  c = base_config("action")
+  c.data.clip_len = 243
+  c.data.stride = 81
+  c.data.flip = True
+  c.data.scale_range = (1.0, 3.0)    # scale_range_train
+  c.optim.lr = 1e-3                  # lr_head
+  c.optim.backbone_lr_mult = 0.1     # lr_backbone 1e-4 / lr_head 1e-3
+  c.action.hidden_dim = 2048
+  c.action.dropout_ratio = 0.5
+  if variant == "full":
+    c.model.update(FULL_MODEL)
+    c.batch_size = 32
+    c.total_steps = 100_000
+  elif variant == "demo":
+    c.model.update(DEMO_MODEL)
+    c.data.clip_len = DEMO_MODEL["maxlen"]
+    c.data.stride = 9
+    c.data.scale_range = None
+    c.action.classes = DEMO_CLASSES
+    c.action.input = "3d"
+    c.action.hidden_dim = 256
+    c.batch_size = 16
+    c.total_steps = 300
+    c.optim.schedule = "constant"
+    c.log_every = 25
+    c.eval_every = 300
+    c.checkpoint_every = 150
+    c.eval.batch_size = 64
+  elif variant == "smoke":
+    c.model.update(SMOKE_MODEL)
+    c.data.clip_len = SMOKE_MODEL["maxlen"]
+    c.data.stride = 9
+    c.data.scale_range = None
+    c.action.classes = DEMO_CLASSES
+    c.action.input = "3d"
+    c.action.hidden_dim = 32
+    c.batch_size = 8
+    c.total_steps = 4
+    c.log_every = 2
+    c.eval_every = 4
+    c.checkpoint_every = 4
+    c.eval.batch_size = 16
+    c.eval.max_batches = 2
+  else:
+    raise ValueError(f"unknown variant {variant!r}: full, demo or smoke")
+  return c

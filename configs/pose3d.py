@@ -1,0 +1,63 @@
+"""3D pose finetuning of the lifter, from a pretrained or converted checkpoint.
+
+Variants (``--config configs/pose3d.py:VARIANT``):
+  full:  PerfectRep's ft_3d_pose_config.yaml (dim 512, depth 5, T 243, lr 2e-4 decaying 0.99 per
+         epoch, MPJPE + 0.5 N-MPJPE + 20 velocity, the dataset's 2D, flip, no noise or masks).
+         Start it from a converted checkpoint: --config.init.checkpoint=best_epoch.bin.
+  lite:  MotionBERT-Lite's model, same recipe.
+  demo:  the bundled mocap, finetuning the demo pretraining run (runs/demo) on its 2D input.
+  smoke: seconds, for tests.
+The backbone learns at ``optim.backbone_lr_mult`` times the head's rate (1.0 upstream).
+"""
+
+from perfectrep_jax.train.config_base import (DEMO_MODEL, FULL_MODEL, LITE_MODEL, SMOKE_MODEL,
+                                              base_config)
+
+
+def get_config(variant: str = "full"):
+  c = base_config("pose3d")
+  c.data.synthetic_2d = False     # ft_3d_pose_config.yaml: gt_2d False, synthetic False
+  c.data.flip = True
+  c.data.clip_len = 243
+  c.data.stride = 81
+  c.corruption.noise = False
+  c.corruption.mask = False
+  c.corruption.mask_ratio = 0.0
+  c.corruption.mask_t_ratio = 0.0
+  c.optim.lr = 2e-4
+  if variant == "full":
+    c.model.update(FULL_MODEL)
+    c.batch_size = 32
+    c.total_steps = 60_000
+  elif variant == "lite":
+    c.model.update(LITE_MODEL)
+    c.batch_size = 64
+    c.total_steps = 60_000
+  elif variant == "demo":
+    c.model.update(DEMO_MODEL)
+    c.data.clip_len = DEMO_MODEL["maxlen"]
+    c.data.stride = 9
+    c.batch_size = 16
+    c.total_steps = 300
+    c.optim.lr = 2e-4
+    c.optim.schedule = "constant"
+    c.optim.backbone_lr_mult = 0.5
+    c.init.checkpoint = "runs/demo"
+    c.log_every = 25
+    c.eval_every = 300
+    c.checkpoint_every = 150
+    c.eval.batch_size = 64
+  elif variant == "smoke":
+    c.model.update(SMOKE_MODEL)
+    c.data.clip_len = SMOKE_MODEL["maxlen"]
+    c.data.stride = 9
+    c.batch_size = 8
+    c.total_steps = 4
+    c.log_every = 2
+    c.eval_every = 4
+    c.checkpoint_every = 4
+    c.eval.batch_size = 16
+    c.eval.max_batches = 2
+  else:
+    raise ValueError(f"unknown variant {variant!r}: full, lite, demo or smoke")
+  return c
