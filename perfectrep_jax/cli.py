@@ -252,6 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--no-flip", action="store_true", help="no flip test-time augmentation")
   p.add_argument("--no-render", action="store_true", help="skip the MP4/GIF animation")
   p.set_defaults(func=cmd_infer)
+
+  from perfectrep_jax.deploy.cli import add_parsers as add_deploy_parsers  # export-model, stream
+  add_deploy_parsers(sub)
   return parser
 
 

@@ -1,0 +1,106 @@
+"""The ``export-model`` and ``stream`` subcommands (added to ``perfectrep-jax`` by :func:`add_parsers`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from perfectrep_jax.errors import UserError
+
+
+def cmd_export_model(args) -> None:
+    from perfectrep_jax.deploy.export import export_model
+
+    platforms = tuple(p.strip() for p in args.platforms.split(",") if p.strip())
+    manifest = export_model(args.checkpoint, args.out, args.format, frames=args.frames,
+                            batch=args.batch, platforms=platforms, step=args.step)
+    shape = "x".join(str(d) for d in manifest["input"]["shape"])
+    print(f"exported {args.checkpoint} -> {args.out}: {args.format} {manifest['file']}, input {shape}, "
+          f"max |output - JAX| {manifest['check']['max_abs_err']:.2g} (tolerance {manifest['check']['tolerance']:g})")
+
+
+def _writer(stream):
+    def write(doc: dict) -> None:
+        stream.write(json.dumps(doc, separators=(",", ":")) + "\n")
+        stream.flush()
+    return write
+
+
+def cmd_stream(args) -> None:
+    from perfectrep_jax.deploy.online_reps import OnlineRepCounter
+    from perfectrep_jax.deploy.stream import StreamingLifter
+    from perfectrep_jax.deploy import stream_io
+
+    if args.video and not args.pose_model:
+        raise UserError("--video needs --pose-model (a MediaPipe PoseLandmarker .task bundle)")
+    frames = None
+    size = tuple(args.image_size) if args.image_size else None
+    fps = args.fps
+    if args.video:
+        frames = stream_io.video_keypoints(args.video, args.pose_model)
+        first = next(frames, None)
+        if first is None:
+            raise UserError(f"{args.video}: no frames")
+        fps, size = args.fps or first[2], size or first[3]
+    fps = float(fps or 30.0)
+    if fps <= 0:
+        raise UserError(f"--fps must be positive, got {fps}")
+    normalization = args.normalization or ("image" if size else "crop")
+    lift_fn, window, source = stream_io.make_lift_fn(args.checkpoint, args.window, args.flip)
+    max_gap = args.max_gap if args.max_gap is not None else int(round(fps))
+    lifter = StreamingLifter(lift_fn, window, hop=args.hop, lookahead=args.lookahead,
+                             normalization=normalization, image_size=size, units=args.units,
+                             flip=args.flip, max_gap=max_gap)
+    write = _writer(sys.stdout)
+    warn = lambda text: print(f"perfectrep-jax stream: {text}", file=sys.stderr, flush=True)  # noqa: E731
+    runner = stream_io.StreamRunner(lifter, OnlineRepCounter(fps), fps, write, warn)
+    write(stream_io.start_event(lifter, fps, source))
+    try:
+        if frames is not None:
+            runner.feed(first[0], first[1])
+            for frame, keypoints, _, _ in frames:
+                runner.feed(frame, keypoints)
+        else:
+            runner.feed_lines(sys.stdin)
+    finally:
+        runner.finish()
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """Adds ``export-model`` and ``stream`` to the ``perfectrep-jax`` subcommands."""
+    p = sub.add_parser("export-model", help="export a lifter as StableHLO, ONNX or TFLite for serving")
+    p.add_argument("checkpoint", help="model directory (perfectrep-jax convert) or training run directory")
+    p.add_argument("out", help="new directory for manifest.json and the model file")
+    p.add_argument("--format", required=True, choices=("stablehlo", "onnx", "tflite"),
+                   help="stablehlo: jax.export; onnx: onnxruntime (needs the torch and deploy extras); "
+                        "tflite: LiteRT (needs the litert extra)")
+    p.add_argument("--frames", type=int, default=None, help="frames per clip T (default the model's maxlen)")
+    p.add_argument("--batch", type=int, default=None,
+                   help="fixed batch size (default: any batch for stablehlo and onnx, 1 for tflite)")
+    p.add_argument("--platforms", default="cpu,cuda",
+                   help="stablehlo: comma-separated platforms to lower for (cpu, cuda, rocm, tpu)")
+    p.add_argument("--step", type=int, default=None, help="checkpoint step of a run directory")
+    p.set_defaults(func=cmd_export_model)
+
+    p = sub.add_parser("stream", help="lift JSON lines of 2D keypoints (stdin) to 3D in real time")
+    p.add_argument("--checkpoint", required=True,
+                   help="model directory, run directory, or an export-model artifact directory")
+    p.add_argument("--window", type=int, default=None,
+                   help="frames per model call (default the model's maxlen, or the artifact's frames)")
+    p.add_argument("--hop", type=int, default=1, help="frames written per model call (default 1)")
+    p.add_argument("--lookahead", type=int, default=0,
+                   help="frames of future context; delay = lookahead + hop - 1 frames (default 0: causal)")
+    p.add_argument("--fps", type=float, default=None, help="frame rate (default the video's, else 30)")
+    p.add_argument("--image-size", type=int, nargs=2, metavar=("W", "H"), default=None,
+                   help="image width and height in pixels (enables image normalisation)")
+    p.add_argument("--normalization", choices=("crop", "image"), default=None,
+                   help="default 'image' when the image size is known, else 'crop' (box of each window)")
+    p.add_argument("--units", choices=("pixel", "normalized"), default="pixel",
+                   help="pixel: x, y on the image, z in pixels; normalized: the model's frame (image normalisation)")
+    p.add_argument("--flip", action="store_true", help="flip test-time augmentation (twice the compute)")
+    p.add_argument("--max-gap", type=int, default=None,
+                   help="frames without the person before they count as gone (default 1 s)")
+    p.add_argument("--video", default=None, help="read a video through MediaPipe instead of standard input")
+    p.add_argument("--pose-model", default=None, help="MediaPipe PoseLandmarker .task bundle (with --video)")
+    p.set_defaults(func=cmd_stream)

@@ -1,0 +1,294 @@
+"""``perfectrep-jax stream``: JSON lines of 2D keypoints in, JSON lines of 3D and repetitions out.
+
+Input, one line per frame (standard input), one COCO-17 person per line, any of::
+
+    {"frame": 12, "keypoints": [[x, y, score], ... 17 of them]}
+    {"frame": 13, "keypoints": [x0, y0, s0, x1, y1, s1, ...]}      (flat, 51 numbers)
+    {"frame": 14, "keypoints": null}                                (nobody in this frame)
+    [[x, y, score], ...]                                            (a bare list; frame = previous + 1)
+
+``frame`` is optional (default: the previous frame + 1) and must increase; a jump leaves the frames
+in between missing. Keypoints are pixels; ``[x, y]`` pairs mean confidence 1; a score of 0 or a NaN
+coordinate marks a missing joint; skeletons whose first 17 keypoints are COCO-17 (Halpe-26,
+COCO-WholeBody-133, ...) are cut to those. A line that cannot be read is reported on standard error
+and skipped; the stream goes on.
+
+Output (standard output, flushed line by line)::
+
+    {"event": "start", "window": 243, "hop": 1, "lookahead": 0, "delay_frames": 0, "units": ..., ...}
+    {"frame": 12, "time_s": 0.4, "detected": true, "joints_3d": [[x, y, z], ... 17], "reps": 3}
+    {"event": "rep", "count": 4, "start": 100, "turn": 131, "end": 160, "amplitude_deg": 412.5, "partial": false}
+    {"event": "end", "frames": 900, "reps": 10, "bad_lines": 0, "model_calls": 900, "ms_per_call": 21.3}
+
+Joints are Human3.6M-17 (listed in the start line); ``joints_3d`` is ``null`` for frames in which
+nobody is followed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from perfectrep_jax.deploy.online_reps import OnlineRepCounter
+from perfectrep_jax.deploy.stream import StreamFrame, StreamingLifter
+from perfectrep_jax.errors import UserError
+from perfectrep_jax.skeleton import H36M_JOINTS
+from perfectrep_jax.wild.keypoints import COCO_PREFIXED, NUM_COCO
+
+# MediaPipe BlazePose landmark of each COCO-17 keypoint.
+BLAZEPOSE_TO_COCO = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
+
+
+class LineError(ValueError):
+    """A line of the input stream that cannot be used."""
+
+
+# ---------------------------------------------------------------------------- input
+def parse_keypoints(value) -> np.ndarray | None:
+    """One person's keypoints from JSON: (17, 3) float64 x, y, confidence, or ``None`` for nobody.
+
+    Raises:
+      LineError: not a list of numbers in (x, y, score) or (x, y) groups of a COCO-prefixed skeleton.
+    """
+    if value is None or (isinstance(value, (list, dict)) and len(value) == 0):
+        return None
+    try:
+        a = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise LineError("keypoints are not a list of numbers") from None
+    if a.ndim == 1:
+        if a.size % 3:
+            raise LineError(f"{a.size} numbers is not a list of (x, y, score) triplets")
+        a = a.reshape(-1, 3)
+    if a.ndim != 2 or a.shape[1] not in (2, 3):
+        raise LineError(f"keypoints of shape {a.shape}, expected (K, 3) or (K, 2)")
+    if a.shape[0] not in COCO_PREFIXED:
+        raise LineError(f"{a.shape[0]} keypoints; expected 17 (COCO) or "
+                        + ", ".join(str(k) for k in COCO_PREFIXED if k != NUM_COCO))
+    if a.shape[1] == 2:
+        a = np.concatenate([a, np.ones((a.shape[0], 1))], axis=1)
+    a = a[:NUM_COCO].copy()
+    if np.isinf(a).any() or np.isnan(a[:, 2]).any():
+        raise LineError("keypoints contain infinite values or a NaN score")
+    return a
+
+
+def parse_line(text: str) -> tuple[int | None, np.ndarray | None]:
+    """``(frame or None, keypoints (17, 3) or None)`` from one input line.
+
+    Raises:
+      LineError: not JSON, or not in one of the accepted shapes.
+    """
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise LineError(f"not JSON ({e.msg} at column {e.colno})") from None
+    if isinstance(doc, list) or doc is None:
+        return None, parse_keypoints(doc)
+    if not isinstance(doc, dict):
+        raise LineError("expected a JSON object with 'keypoints', or a list of keypoints")
+    frame = doc.get("frame")
+    if frame is not None and (isinstance(frame, bool) or not isinstance(frame, int) or frame < 0):
+        raise LineError(f"'frame' must be a non-negative integer, got {frame!r}")
+    if "keypoints" not in doc:
+        raise LineError("no 'keypoints' (use null for a frame without a person)")
+    return frame, parse_keypoints(doc["keypoints"])
+
+
+# ---------------------------------------------------------------------------- the loop
+def _round(a: np.ndarray) -> list:
+    return np.round(np.asarray(a, np.float64), 5).tolist()
+
+
+class StreamRunner:
+    """Feeds parsed frames to a :class:`StreamingLifter` and an :class:`OnlineRepCounter` and writes
+    the JSON documents of the module docstring through ``write``."""
+
+    def __init__(self, lifter: StreamingLifter, counter: OnlineRepCounter, fps: float,
+                 write: Callable[[dict], None], warn: Callable[[str], None]):
+        self.lifter, self.counter, self.fps = lifter, counter, fps
+        self.write, self.warn = write, warn
+        self.last_frame: int | None = None
+        self.frames_written = self.bad_lines = 0
+        self.model_seconds = 0.0
+
+    def _emit(self, results: list[StreamFrame]) -> None:
+        for r in results:
+            rep = None
+            if r.joints is None:
+                self.counter.interrupt()
+            else:
+                rep = self.counter.update(r.frame, r.joints)
+            self.write({"frame": r.frame, "time_s": round(r.frame / self.fps, 4), "detected": r.detected,
+                        "joints_3d": None if r.joints is None else _round(r.joints),
+                        "reps": self.counter.count})
+            self.frames_written += 1
+            if rep is not None:
+                self.write(rep.to_json())
+
+    def _push(self, frame: int, keypoints: np.ndarray | None) -> None:
+        start = time.perf_counter()
+        calls = self.lifter.model_calls
+        results = self.lifter.push(frame, keypoints)
+        if self.lifter.model_calls > calls:
+            self.model_seconds += time.perf_counter() - start
+        self._emit(results)
+
+    def feed(self, frame: int | None, keypoints: np.ndarray | None) -> None:
+        """One frame: ``frame`` None = the previous + 1; a jump leaves the frames between missing.
+
+        Raises:
+          LineError: the frame number does not increase.
+        """
+        if frame is None:
+            frame = 0 if self.last_frame is None else self.last_frame + 1
+        if self.last_frame is not None and frame <= self.last_frame:
+            raise LineError(f"frame {frame} does not come after frame {self.last_frame}")
+        first_missing = 0 if self.last_frame is None else self.last_frame + 1
+        missing = range(first_missing, frame) if self.last_frame is not None else range(0)
+        limit = self.lifter.max_gap + 1
+        for f in missing[:limit]:
+            self._push(f, None)
+        if len(missing) > limit:
+            self.write({"event": "gap", "first": missing[limit], "last": frame - 1})
+        self.last_frame = frame
+        self._push(frame, keypoints)
+
+    def feed_lines(self, lines: Iterable[str]) -> None:
+        """Parses and feeds every line; bad lines are reported through ``warn`` and skipped."""
+        for number, text in enumerate(lines, start=1):
+            if not text.strip():
+                continue
+            try:
+                self.feed(*parse_line(text))
+            except LineError as e:
+                self.bad_lines += 1
+                self.warn(f"line {number}: {e}; skipped")
+
+    def finish(self) -> dict:
+        """Writes the pending frames, a last partial repetition and the closing summary."""
+        self._emit(self.lifter.finish())
+        rep = self.counter.finish()
+        if rep is not None:
+            self.write(rep.to_json())
+        calls = self.lifter.model_calls
+        summary = {"event": "end", "frames": self.frames_written, "reps": self.counter.count,
+                   "bad_lines": self.bad_lines, "model_calls": calls,
+                   "ms_per_call": round(1000.0 * self.model_seconds / calls, 3) if calls else None}
+        self.write(summary)
+        return summary
+
+
+def start_event(lifter: StreamingLifter, fps: float, source: str) -> dict:
+    """The first output line: what the numbers that follow mean."""
+    return {"event": "start", "model": source, "window": lifter.window, "hop": lifter.hop,
+            "lookahead": lifter.lookahead, "delay_frames": lifter.delay_frames,
+            "delay_s": round(lifter.delay_frames / fps, 4), "fps": fps, "flip": lifter.flip,
+            "normalization": lifter.normalization, "units": lifter.units,
+            "image_size": list(lifter.image_size) if lifter.image_size else None,
+            "max_gap": lifter.max_gap, "joints": list(H36M_JOINTS)}
+
+
+# ---------------------------------------------------------------------------- the model
+def make_lift_fn(path: str | Path, window: int | None, flip: bool):
+    """The lifting function for a model directory, a run directory or an exported artifact.
+
+    Returns:
+      ``(lift_fn, window, description)``; the function is compiled (warmed up) for its one shape.
+    Raises:
+      UserError: a bad directory, or a window the model or artifact cannot take.
+    """
+    from perfectrep_jax.deploy import runtime
+
+    path = Path(path)
+    batch = 2 if flip else 1
+    if (path / runtime.MANIFEST).is_file():
+        try:
+            art = runtime.load(path)
+        except runtime.ArtifactError as e:
+            raise UserError(str(e)) from None
+        if window is not None and window != art.frames:
+            raise UserError(f"{path}: exported for {art.frames}-frame windows; --window {window} "
+                            "needs an artifact exported with --frames that many")
+        if art.batch is not None and art.batch != batch:
+            raise UserError(f"{path}: exported for batch {art.batch}; streaming needs batch {batch} "
+                            f"({'with' if flip else 'without'} --flip)")
+        fn, window, desc = art, art.frames, f"{path} ({art.kind})"
+    else:
+        from perfectrep_jax.deploy.export import check_frames, load_lifter
+        from perfectrep_jax.models.model_dir import make_apply_fn
+
+        model, _ = load_lifter(path)
+        window = check_frames(window, model.config.maxlen, str(path))
+        apply = make_apply_fn(model)
+        fn, desc = (lambda x: np.asarray(apply(x))), f"{path} (jax)"
+    fn(np.zeros((batch, window, 17, 3), np.float32))  # compile now, not on the first frame
+    return fn, window, desc
+
+
+# ---------------------------------------------------------------------------- video (MediaPipe)
+def video_keypoints(video: str | Path, pose_model: str | Path) -> Iterator[tuple[int, np.ndarray | None, float, tuple[int, int]]]:
+    """COCO-17 keypoints of the most prominent person, frame by frame, from a video file through
+    MediaPipe's PoseLandmarker (video mode), as they are decoded.
+
+    Args:
+      video: a video file OpenCV can read.
+      pose_model: a PoseLandmarker ``.task`` bundle (MediaPipe's pip package bundles no model).
+    Yields:
+      ``(frame, keypoints (17, 3) pixels + visibility or None, fps, (width, height))``.
+    Raises:
+      UserError: the mediapipe extra is missing, the files cannot be read.
+    """
+    try:
+        import cv2
+        import mediapipe as mp
+        from mediapipe.tasks.python import BaseOptions, vision
+    except ImportError as e:
+        raise UserError(f"--video needs the mediapipe extra ({e.name} is missing): "
+                        "pip install 'perfectrep-jax[mediapipe]'") from None
+    video, pose_model = Path(video), Path(pose_model)
+    for p, what in ((video, "video"), (pose_model, "pose model")):
+        if not p.is_file():
+            raise UserError(f"{p}: {what} not found")
+    cap = cv2.VideoCapture(str(video))
+    if not cap.isOpened():
+        raise UserError(f"{video}: not a readable video")
+    fps = float(cap.get(cv2.CAP_PROP_FPS)) or 30.0
+    size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    options = vision.PoseLandmarkerOptions(base_options=BaseOptions(model_asset_path=str(pose_model)),
+                                           running_mode=vision.RunningMode.VIDEO, num_poses=1)
+    try:
+        landmarker = vision.PoseLandmarker.create_from_options(options)
+    except Exception as e:  # mediapipe raises RuntimeError/ValueError for a bad bundle
+        cap.release()
+        raise UserError(f"{pose_model}: not a PoseLandmarker model ({str(e).strip().splitlines()[0]})") from None
+    try:
+        frame = 0
+        while True:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            image = mp.Image(image_format=mp.ImageFormat.SRGB, data=cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            result = landmarker.detect_for_video(image, int(round(1000.0 * frame / fps)))
+            yield frame, blazepose_to_coco(result.pose_landmarks[0], size) if result.pose_landmarks else None, \
+                fps, size
+            frame += 1
+    finally:
+        landmarker.close()
+        cap.release()
+
+
+def blazepose_to_coco(landmarks, size: tuple[int, int]) -> np.ndarray:
+    """33 BlazePose landmarks (normalised x, y, visibility) -> (17, 3) COCO-17 pixels + visibility."""
+    w, h = size
+    out = np.zeros((NUM_COCO, 3))
+    for k, i in enumerate(BLAZEPOSE_TO_COCO):
+        lm = landmarks[i]
+        vis = getattr(lm, "visibility", None)
+        out[k] = (lm.x * w, lm.y * h, 1.0 if vis is None or math.isnan(vis) else vis)
+    return out
