@@ -255,6 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
 
   from perfectrep_jax.deploy.cli import add_parsers as add_deploy_parsers  # export-model, stream
   add_deploy_parsers(sub)
+
+  from perfectrep_jax.train.sweep import add_parser as add_sweep_parser  # sweep
+  add_sweep_parser(sub)
   return parser
 
 

@@ -121,13 +121,14 @@ def _short_float(value: float) -> str:
   return sci if len(sci) < len(text) else text
 
 
-def _name_value(value: Any) -> str:
+def short_value(value: Any) -> str:
+  """A value as it appears in run names and tables: 0.0001 -> 1e-4, (1.0, 3.0) -> 1.0,3.0."""
   if isinstance(value, bool) or value is None:
     return str(value)
   if isinstance(value, float):
     return _short_float(value)
   if isinstance(value, (list, tuple)):
-    return ",".join(_name_value(v) for v in value)
+    return ",".join(short_value(v) for v in value)
   return str(value)
 
 
@@ -141,7 +142,7 @@ def run_name(overrides: Mapping[str, Any]) -> str:
   """
   if not overrides:
     return "base"
-  raw = "_".join(f"{k}={_name_value(v)}" for k, v in overrides.items())
+  raw = "_".join(f"{k}={short_value(v)}" for k, v in overrides.items())
   safe = _SAFE.sub("-", raw)
   if safe == raw and len(raw) <= MAX_NAME:
     return raw
@@ -189,10 +190,6 @@ class LoadedSweep:
       except ValueError:
         pass
     return f"{path}:{self.variant}" if self.variant is not None else str(path)
-
-  def with_config_spec(self, spec: str) -> tuple[Run, ...]:
-    """The runs with ``--config`` written as ``spec`` (e.g. relative to a repository on TPU VMs)."""
-    return tuple(dataclasses.replace(r, config=spec) for r in self.runs)
 
 
 def _split_spec(spec: str) -> tuple[str, str | None]:
@@ -383,7 +380,7 @@ def command(args) -> None:
       print(line)
     return
   if args.emit == "tpu":
-    for line in sweep_launch.emit_tpu(loaded, workdir, tpu=args.tpu, zone=args.zone,
+    for line in sweep_launch.emit_tpu(loaded, args.workdir, tpu=args.tpu, zone=args.zone,
                                       project=args.project, repo_dir=args.repo_dir,
                                       num_devices=args.num_devices):
       print(line)

@@ -1,0 +1,254 @@
+"""Where a sweep's runs go: one after another on this machine, SLURM job scripts, TPU-pod commands.
+
+Every run lives in ``WORKDIR/<run name>``; ``sweep.json`` there records the config and flags it was
+made with (and, for local runs, whether it finished), so rerunning a sweep skips finished runs
+and refuses to reuse a run directory for different settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shlex
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from perfectrep_jax.errors import UserError
+from perfectrep_jax.train.sweep import LoadedSweep, Run, check_runs
+
+STATE_FILE = "sweep.json"
+LOG_FILE = "train.log"
+JOB_FILE = "job.sbatch"
+REPO = Path(__file__).resolve().parents[2]
+
+
+# ---------------------------------------------------------------------------- run state
+def settings(loaded: LoadedSweep, run: Run) -> dict:
+  """What makes a run the run it is: the config file, variant and flags."""
+  return {"config": loaded.config_spec(None), "flags": run.flags}
+
+
+def read_state(run_dir: Path) -> dict:
+  try:
+    return json.loads((Path(run_dir) / STATE_FILE).read_text())
+  except (FileNotFoundError, json.JSONDecodeError):
+    return {}
+
+
+def write_state(run_dir: Path, state: dict) -> None:
+  """Writes ``sweep.json`` through a temporary file (never half-written)."""
+  run_dir = Path(run_dir)
+  run_dir.mkdir(parents=True, exist_ok=True)
+  tmp = run_dir / f".{STATE_FILE}.tmp"
+  tmp.write_text(json.dumps(state, indent=2) + "\n")
+  os.replace(tmp, run_dir / STATE_FILE)
+
+
+def check_settings(loaded: LoadedSweep, workdir: Path) -> None:
+  """Refuses run directories that were made with other settings than this sweep gives them."""
+  clashes = []
+  for run in loaded.runs:
+    old = read_state(Path(workdir) / run.name).get("settings")
+    if old is not None and old != settings(loaded, run):
+      clashes.append(f"{Path(workdir) / run.name}: made with {old['config']} "
+                     f"{' '.join(old['flags'])}")
+  if clashes:
+    raise UserError("run directories hold runs with other settings (use another --workdir):\n  "
+                    + "\n  ".join(clashes))
+
+
+# ---------------------------------------------------------------------------- local runs
+def train_in_subprocess(run: Run, run_dir: Path) -> int:
+  """Runs ``perfectrep-jax train`` for ``run`` in a fresh process, its output shown and appended
+  to ``RUN_DIR/train.log``; returns its exit status. Ctrl-C stops it cleanly (SIGTERM: the
+  trainer saves a checkpoint) and is raised again."""
+  cmd = [sys.executable, "-m", "perfectrep_jax.cli", "train", *run.train_args(run_dir)]
+  run_dir.mkdir(parents=True, exist_ok=True)
+  with open(run_dir / LOG_FILE, "ab") as log:
+    log.write(f"$ {shlex.join(cmd)}\n".encode())
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+      while chunk := os.read(proc.stdout.fileno(), 65536):
+        sys.stdout.buffer.write(chunk)
+        sys.stdout.buffer.flush()
+        log.write(chunk)
+      return proc.wait()
+    except KeyboardInterrupt:
+      proc.terminate()
+      proc.wait()
+      raise
+
+
+def run_local(loaded: LoadedSweep, workdir: str | Path, *, fail_fast: bool = False,
+              train: Callable[[Run, Path], int] = train_in_subprocess) -> dict[str, str]:
+  """Runs the sweep's runs one after another; returns {run name: 'done' | 'failed' | 'skipped'}.
+
+  Every config is built and validated (fields, values, the mesh on this machine's devices)
+  before the first run starts. Runs that finished before are skipped; a run that was stopped
+  resumes from its checkpoint. A failed run does not stop the others unless ``fail_fast``.
+
+  Raises:
+    UserError: a config is invalid, a run directory holds another run, or runs failed.
+  """
+  from perfectrep_jax.train import sweep_summary
+
+  workdir = Path(workdir)
+  check_runs(loaded.runs, mesh_devices=True)
+  check_settings(loaded, workdir)
+  results: dict[str, str] = {}
+  total = len(loaded.runs)
+  for i, run in enumerate(loaded.runs, 1):
+    run_dir = workdir / run.name
+    state = read_state(run_dir)
+    if state.get("status") == "done":
+      print(f"[{i}/{total}] {run.name}: finished before, skipped", flush=True)
+      results[run.name] = "skipped"
+      continue
+    print(f"[{i}/{total}] {run.name}: perfectrep-jax train "
+          f"{shlex.join(run.train_args(run_dir))}", flush=True)
+    base = {"sweep": loaded.spec, "name": run.name, "settings": settings(loaded, run)}
+    write_state(run_dir, {**base, "status": "running"})
+    code = train(run, run_dir)
+    results[run.name] = "done" if code == 0 else "failed"
+    write_state(run_dir, {**base, "status": results[run.name], "exit_status": code})
+    if code != 0:
+      print(f"[{i}/{total}] {run.name}: failed (exit status {code}); log: "
+            f"{run_dir / LOG_FILE}", flush=True)
+      if fail_fast:
+        break
+  rows = sweep_summary.summarize(loaded, workdir)
+  print(sweep_summary.format_table(rows), flush=True)
+  sweep_summary.write_csv(rows, workdir / "summary.csv")
+  failed = [name for name, status in results.items() if status == "failed"]
+  if failed:
+    raise UserError(f"{len(failed)} of {total} runs failed: {', '.join(failed)} "
+                    f"(logs: {workdir}/<run>/{LOG_FILE})")
+  return results
+
+
+# ---------------------------------------------------------------------------- SLURM
+def _option_name(text: str) -> str:
+  return text.split("=", 1)[0].strip()
+
+
+_ALIASES = {"-J": "--job-name", "-o": "--output", "-D": "--chdir", "-e": "--error",
+            "-N": "--nodes", "-n": "--ntasks", "-t": "--time", "-p": "--partition",
+            "-A": "--account", "-G": "--gpus", "-c": "--cpus-per-task"}
+
+
+def render_sbatch(template: str, run: Run, run_dir: Path, options: Sequence[str],
+                  comment: str) -> str:
+  """The template with ``options`` as ``#SBATCH`` directives (replacing the template's own for the
+  same option) and ``set -- <train arguments>`` right after the directives, so the template's
+  ``"$@"`` is this run's arguments."""
+  def canonical(opt: str) -> str:
+    name = _option_name(opt)
+    return _ALIASES.get(name.split()[0], name.split()[0])
+
+  ours = {canonical(o) for o in options}
+  lines = template.splitlines()
+  kept, last_directive = [], 0
+  for line in lines:
+    if line.startswith("#SBATCH"):
+      if canonical(line[len("#SBATCH"):].strip()) in ours:
+        continue
+      kept.append(line)
+      last_directive = len(kept)
+    else:
+      kept.append(line)
+  if last_directive == 0:
+    last_directive = 1 if kept and kept[0].startswith("#!") else 0
+  insert = [f"#SBATCH {o}" for o in options]
+  insert += ["", f"# {comment}", f"set -- {shlex.join(run.train_args(run_dir))}"]
+  return "\n".join(kept[:last_directive] + insert + kept[last_directive:]) + "\n"
+
+
+def default_template() -> Path:
+  for path in (REPO / "launch" / "slurm.sbatch", Path("launch/slurm.sbatch")):
+    if path.is_file():
+      return path
+  raise UserError("launch/slurm.sbatch not found; give the batch script with --template")
+
+
+def emit_slurm(loaded: LoadedSweep, workdir: str | Path, *, template: str | Path | None = None,
+               sbatch_options: str = "", num_devices: int | None = None) -> list[str]:
+  """Writes ``WORKDIR/<run>/job.sbatch`` for every run; returns the lines to print: comments and
+  one ``sbatch`` command per run (the output can be piped to ``bash``).
+
+  The scripts use absolute paths and ``--chdir`` to the current directory, so they can be
+  submitted from anywhere on a file system the cluster shares.
+  """
+  workdir = Path(workdir).resolve()
+  check_runs(loaded.runs, mesh_devices=num_devices)
+  check_settings(loaded, workdir)
+  template_path = Path(template) if template else default_template()
+  if not template_path.is_file():
+    raise UserError(f"{template_path}: no such batch script")
+  text = template_path.read_text()
+  try:
+    extra = shlex.split(sbatch_options)
+  except ValueError as e:
+    raise UserError(f"--sbatch {sbatch_options!r}: {e}") from None
+  bad = [o for o in extra if not o.startswith("-")]
+  if bad:
+    raise UserError(f"--sbatch: not sbatch options: {bad}")
+  config = loaded.config_spec(None)
+  lines = [f"# {len(loaded.runs)} SLURM job scripts for {loaded.spec} in {workdir} "
+           f"(from {template_path})"]
+  for run in loaded.runs:
+    run = dataclasses.replace(run, config=config)
+    run_dir = workdir / run.name
+    options = [f"--job-name={run.name}"[:200], f"--output={run_dir}/slurm-%j.out",
+               f"--chdir={Path.cwd()}", *extra]
+    script = render_sbatch(text, run, run_dir, options,
+                           f"run {run.name} of sweep {loaded.spec} (perfectrep-jax sweep --emit)")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = run_dir / f".{JOB_FILE}.tmp"
+    tmp.write_text(script)
+    tmp.chmod(0o755)
+    os.replace(tmp, run_dir / JOB_FILE)
+    state = read_state(run_dir)
+    write_state(run_dir, {**state, "sweep": loaded.spec, "name": run.name,
+                          "settings": settings(loaded, run), "emitted": "slurm"})
+    lines.append(f"sbatch {shlex.quote(str(run_dir / JOB_FILE))}")
+  return lines
+
+
+# ---------------------------------------------------------------------------- TPU pods
+def emit_tpu(loaded: LoadedSweep, workdir: str, *, tpu: str | None = None,
+             zone: str | None = None, project: str | None = None,
+             repo_dir: str = "~/perfectrep-jax", num_devices: int | None = None) -> list[str]:
+  """One ``gcloud compute tpus tpu-vm ssh ... --worker=all --command=...`` line per run, running
+  ``launch/tpu_pod.sh`` on every worker of the pod slice, one run after the other.
+
+  Paths are as the workers see them: the config relative to the repository (``repo_dir`` on every
+  worker), ``workdir`` as given (a directory every worker shares: NFS / Filestore, or gcsfuse).
+  Writes nothing here.
+  """
+  check_runs(loaded.runs, mesh_devices=num_devices)
+  try:
+    loaded.config_file.relative_to(Path.cwd().resolve())
+  except ValueError:
+    raise UserError(f"{loaded.config_file} is outside the current directory; run --emit tpu from "
+                    "the repository's root so the workers find the config in their checkout") from None
+  config = loaded.config_spec(Path.cwd())
+  if repo_dir.startswith("~/"):
+    cd = "cd ~/" + shlex.quote(repo_dir[2:])
+  else:
+    cd = "cd " + shlex.quote(repo_dir)
+  target = [shlex.quote(tpu) if tpu else '"$TPU_NAME"',
+            f"--zone={shlex.quote(zone)}" if zone else '--zone="$ZONE"']
+  if project:
+    target.append(f"--project={shlex.quote(project)}")
+  lines = [f"# {len(loaded.runs)} runs of {loaded.spec} on a TPU pod slice, one after the other"
+           + ("" if tpu and zone else "; set TPU_NAME and ZONE first")]
+  for run in loaded.runs:
+    run = dataclasses.replace(run, config=config)
+    remote = f"{cd} && bash launch/tpu_pod.sh " + \
+        shlex.join(run.train_args(f"{workdir.rstrip('/')}/{run.name}"))
+    lines.append(f"gcloud compute tpus tpu-vm ssh {' '.join(target)} --worker=all "
+                 f"--command={shlex.quote(remote)}")
+  return lines

@@ -1,0 +1,143 @@
+"""The results of a sweep: one row per run with its overrides, progress and best evaluation.
+
+Read from each run directory: ``metrics.jsonl`` (the trainer's; evaluation lines carry
+``"split": "test"``), ``config.json`` (``total_steps``) and ``sweep.json`` (the sweep runner's).
+The best evaluation is the lowest ``mpjpe`` (pose tasks) or the highest ``top1`` (action).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from perfectrep_jax.train.sweep import LoadedSweep, short_value
+
+SKIP = {"step", "split", "eval_clips"}
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+  """The JSON lines of ``path``, skipping a line cut short by a process that was killed."""
+  out = []
+  try:
+    text = path.read_text()
+  except FileNotFoundError:
+    return out
+  for line in text.splitlines():
+    try:
+      record = json.loads(line)
+    except json.JSONDecodeError:
+      continue
+    if isinstance(record, dict) and "step" in record:
+      out.append(record)
+  return out
+
+
+def best_eval(records: Sequence[dict]) -> dict | None:
+  """The best evaluation line: highest ``top1`` if the lines have it, else lowest ``mpjpe``."""
+  evals = [r for r in records if r.get("split") == "test"]
+  if not evals:
+    return None
+  if any("top1" in r for r in evals):
+    return max((r for r in evals if "top1" in r), key=lambda r: (r["top1"], -r["step"]))
+  scored = [r for r in evals if "mpjpe" in r]
+  return min(scored, key=lambda r: (r["mpjpe"], r["step"])) if scored else None
+
+
+def run_row(run_dir: Path) -> dict[str, Any]:
+  """Status, steps and best evaluation of one run directory (overrides not included)."""
+  from perfectrep_jax.train.sweep_launch import read_state
+
+  records = _read_jsonl(run_dir / "metrics.jsonl")
+  state = read_state(run_dir)
+  try:
+    total = int(json.loads((run_dir / "config.json").read_text())["total_steps"])
+  except (FileNotFoundError, json.JSONDecodeError, KeyError, TypeError, ValueError):
+    total = None
+  step = max((int(r["step"]) for r in records), default=None)
+  if state.get("status") == "failed":
+    status = "failed"
+  elif step is not None and total is not None and step >= total:
+    status = "done"
+  elif records or state.get("status") == "running":
+    status = "partial"
+  else:
+    status = "pending"
+  row: dict[str, Any] = {"status": status, "step": step, "total_steps": total}
+  best = best_eval(records)
+  if best is not None:
+    row["best_step"] = best["step"]
+    row.update({k: v for k, v in best.items()
+                if k not in SKIP and "/" not in k and isinstance(v, (int, float))})
+  return row
+
+
+def summarize(loaded: LoadedSweep, workdir: str | Path) -> list[dict[str, Any]]:
+  """One row per run of the sweep, in the sweep's order: run name, overrides, results."""
+  rows = []
+  for run in loaded.runs:
+    rows.append({"run": run.name, **run.overrides, **run_row(Path(workdir) / run.name)})
+  return rows
+
+
+def _columns(rows: Sequence[dict]) -> list[str]:
+  cols: list[str] = []
+  for row in rows:
+    cols += [k for k in row if k not in cols]
+  return cols
+
+
+def _best_index(rows: Sequence[dict]) -> int | None:
+  if any("top1" in r for r in rows):
+    scored = [(r["top1"], i) for i, r in enumerate(rows) if "top1" in r]
+    return max(scored)[1]
+  scored = [(r["mpjpe"], i) for i, r in enumerate(rows) if "mpjpe" in r]
+  return min(scored)[1] if scored else None
+
+
+def _cell(value: Any, metric: bool) -> str:
+  if value is None:
+    return "-"
+  if metric and isinstance(value, float):
+    return f"{value:.2f}"
+  return short_value(value)
+
+
+def format_table(rows: Sequence[dict]) -> str:
+  """An aligned text table; the best run is marked with ``*`` and named on the last line."""
+  if not rows:
+    return "(no runs)"
+  cols = _columns(rows)
+  metric_from = cols.index("best_step") if "best_step" in cols else len(cols)
+  best = _best_index(rows)
+  cells = [["", *cols]]
+  for i, row in enumerate(rows):
+    mark = "*" if i == best else ""
+    cells.append([mark, *[_cell(row.get(c), j > metric_from) for j, c in enumerate(cols)]])
+  widths = [max(len(r[j]) for r in cells) for j in range(len(cells[0]))]
+  lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+  if best is not None:
+    row = rows[best]
+    key = "top1" if "top1" in row else "mpjpe"
+    lines.append(f"best: {row['run']} ({key} {row[key]:.2f} at step {row['best_step']})")
+  return "\n".join(lines)
+
+
+def write_csv(rows: Sequence[dict], path: str | Path) -> Path:
+  """Writes the rows as CSV (every column of any row; empty where a row has none), atomically."""
+  path = Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  buf = io.StringIO()
+  writer = csv.DictWriter(buf, fieldnames=_columns(rows), lineterminator="\n")
+  writer.writeheader()
+  for row in rows:
+    writer.writerow({k: ("" if v is None else (short_value(v) if isinstance(v, (list, tuple))
+                                               else v)) for k, v in row.items()})
+  tmp = path.with_name(f".{path.name}.tmp")
+  tmp.write_text(buf.getvalue())
+  os.replace(tmp, path)
+  return path
