@@ -130,13 +130,33 @@ def run_local(loaded: LoadedSweep, workdir: str | Path, *, fail_fast: bool = Fal
 
 
 # ---------------------------------------------------------------------------- SLURM
-def _option_name(text: str) -> str:
-  return text.split("=", 1)[0].strip()
-
-
 _ALIASES = {"-J": "--job-name", "-o": "--output", "-D": "--chdir", "-e": "--error",
             "-N": "--nodes", "-n": "--ntasks", "-t": "--time", "-p": "--partition",
             "-A": "--account", "-G": "--gpus", "-c": "--cpus-per-task"}
+
+
+def _canonical(option: str) -> str:
+  """The long name of an sbatch option as written in a directive: '-J x' -> '--job-name'."""
+  name = option.split("=", 1)[0].split()[0]
+  return _ALIASES.get(name, name)
+
+
+def sbatch_directives(options: str) -> list[str]:
+  """``"--nodes=2 -J name --gpus-per-node 8"`` -> ``["--nodes=2", "-J name", "--gpus-per-node 8"]``
+  (one entry per ``#SBATCH`` line)."""
+  try:
+    words = shlex.split(options)
+  except ValueError as e:
+    raise UserError(f"--sbatch {options!r}: {e}") from None
+  out: list[str] = []
+  for word in words:
+    if word.startswith("-"):
+      out.append(word)
+    elif out and " " not in out[-1] and "=" not in out[-1]:
+      out[-1] += " " + shlex.quote(word)
+    else:
+      raise UserError(f"--sbatch {options!r}: {word!r} is not an sbatch option")
+  return out
 
 
 def render_sbatch(template: str, run: Run, run_dir: Path, options: Sequence[str],
@@ -144,16 +164,12 @@ def render_sbatch(template: str, run: Run, run_dir: Path, options: Sequence[str]
   """The template with ``options`` as ``#SBATCH`` directives (replacing the template's own for the
   same option) and ``set -- <train arguments>`` right after the directives, so the template's
   ``"$@"`` is this run's arguments."""
-  def canonical(opt: str) -> str:
-    name = _option_name(opt)
-    return _ALIASES.get(name.split()[0], name.split()[0])
-
-  ours = {canonical(o) for o in options}
+  ours = {_canonical(o) for o in options}
   lines = template.splitlines()
   kept, last_directive = [], 0
   for line in lines:
     if line.startswith("#SBATCH"):
-      if canonical(line[len("#SBATCH"):].strip()) in ours:
+      if _canonical(line[len("#SBATCH"):].strip()) in ours:
         continue
       kept.append(line)
       last_directive = len(kept)
@@ -188,21 +204,17 @@ def emit_slurm(loaded: LoadedSweep, workdir: str | Path, *, template: str | Path
   if not template_path.is_file():
     raise UserError(f"{template_path}: no such batch script")
   text = template_path.read_text()
-  try:
-    extra = shlex.split(sbatch_options)
-  except ValueError as e:
-    raise UserError(f"--sbatch {sbatch_options!r}: {e}") from None
-  bad = [o for o in extra if not o.startswith("-")]
-  if bad:
-    raise UserError(f"--sbatch: not sbatch options: {bad}")
+  extra = sbatch_directives(sbatch_options)
   config = loaded.config_spec(None)
   lines = [f"# {len(loaded.runs)} SLURM job scripts for {loaded.spec} in {workdir} "
            f"(from {template_path})"]
   for run in loaded.runs:
     run = dataclasses.replace(run, config=config)
     run_dir = workdir / run.name
-    options = [f"--job-name={run.name}"[:200], f"--output={run_dir}/slurm-%j.out",
-               f"--chdir={Path.cwd()}", *extra]
+    ours = [f"--job-name={run.name}"[:200], f"--output={run_dir}/slurm-%j.out",
+            f"--chdir={Path.cwd()}"]
+    given = {_canonical(o) for o in extra}
+    options = [o for o in ours if _canonical(o) not in given] + extra
     script = render_sbatch(text, run, run_dir, options,
                            f"run {run.name} of sweep {loaded.spec} (perfectrep-jax sweep --emit)")
     run_dir.mkdir(parents=True, exist_ok=True)
