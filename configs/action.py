@@ -9,7 +9,7 @@ Variants (``--config configs/action.py:VARIANT``):
   smoke: seconds, for tests.
 """
 
-from perfectrep_jax.train.config_base import DEMO_MODEL, FULL_MODEL, SMOKE_MODEL, base_config
+from perfectrep_jax.train.config_base import FULL_MODEL, base_config, use_demo, use_smoke
 
 DEMO_CLASSES = ("deep squat", "inline lunge", "side lunge", "sit to stand",
                 "standing shoulder abduction", "kick soccer ball", "unlabelled")
@@ -29,36 +29,20 @@ def get_config(variant: str = "full"):
     c.model.update(FULL_MODEL)
     c.batch_size = 32
     c.total_steps = 100_000
-  elif variant == "demo":
-    c.model.update(DEMO_MODEL)
-    c.data.clip_len = DEMO_MODEL["maxlen"]
-    c.data.stride = 9
+  elif variant in ("demo", "smoke"):
+    if variant == "demo":
+      use_demo(c, total_steps=300)
+      c.batch_size = 16
+      c.action.hidden_dim = 256
+      c.optim.schedule = "constant"
+      c.eval_every = 300
+      c.checkpoint_every = 150
+    else:
+      use_smoke(c, total_steps=4)
+      c.action.hidden_dim = 32
     c.data.scale_range = None
     c.action.classes = DEMO_CLASSES
     c.action.input = "3d"
-    c.action.hidden_dim = 256
-    c.batch_size = 16
-    c.total_steps = 300
-    c.optim.schedule = "constant"
-    c.log_every = 25
-    c.eval_every = 300
-    c.checkpoint_every = 150
-    c.eval.batch_size = 64
-  elif variant == "smoke":
-    c.model.update(SMOKE_MODEL)
-    c.data.clip_len = SMOKE_MODEL["maxlen"]
-    c.data.stride = 9
-    c.data.scale_range = None
-    c.action.classes = DEMO_CLASSES
-    c.action.input = "3d"
-    c.action.hidden_dim = 32
-    c.batch_size = 8
-    c.total_steps = 4
-    c.log_every = 2
-    c.eval_every = 4
-    c.checkpoint_every = 4
-    c.eval.batch_size = 16
-    c.eval.max_batches = 2
   else:
     raise ValueError(f"unknown variant {variant!r}: full, demo or smoke")
   return c

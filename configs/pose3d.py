@@ -10,8 +10,7 @@ Variants (``--config configs/pose3d.py:VARIANT``):
 The backbone learns at ``optim.backbone_lr_mult`` times the head's rate (1.0 upstream).
 """
 
-from perfectrep_jax.train.config_base import (DEMO_MODEL, FULL_MODEL, LITE_MODEL, SMOKE_MODEL,
-                                              base_config)
+from perfectrep_jax.train.config_base import FULL_MODEL, LITE_MODEL, base_config, use_demo, use_smoke
 
 
 def get_config(variant: str = "full"):
@@ -34,30 +33,15 @@ def get_config(variant: str = "full"):
     c.batch_size = 64
     c.total_steps = 60_000
   elif variant == "demo":
-    c.model.update(DEMO_MODEL)
-    c.data.clip_len = DEMO_MODEL["maxlen"]
-    c.data.stride = 9
+    use_demo(c, total_steps=300)
     c.batch_size = 16
-    c.total_steps = 300
-    c.optim.lr = 2e-4
     c.optim.schedule = "constant"
     c.optim.backbone_lr_mult = 0.5
     c.init.checkpoint = "runs/demo"
-    c.log_every = 25
     c.eval_every = 300
     c.checkpoint_every = 150
-    c.eval.batch_size = 64
   elif variant == "smoke":
-    c.model.update(SMOKE_MODEL)
-    c.data.clip_len = SMOKE_MODEL["maxlen"]
-    c.data.stride = 9
-    c.batch_size = 8
-    c.total_steps = 4
-    c.log_every = 2
-    c.eval_every = 4
-    c.checkpoint_every = 4
-    c.eval.batch_size = 16
-    c.eval.max_batches = 2
+    use_smoke(c, total_steps=4)
   else:
     raise ValueError(f"unknown variant {variant!r}: full, lite, demo or smoke")
   return c

@@ -8,8 +8,7 @@ Variants (``--config configs/pretrain.py:VARIANT``):
   smoke: seconds, for tests.
 """
 
-from perfectrep_jax.train.config_base import (DEMO_MODEL, FULL_MODEL, LITE_MODEL, SMOKE_MODEL,
-                                              base_config)
+from perfectrep_jax.train.config_base import FULL_MODEL, LITE_MODEL, base_config, use_demo, use_smoke
 
 
 def get_config(variant: str = "full"):
@@ -27,30 +26,17 @@ def get_config(variant: str = "full"):
     c.batch_size = 64
     c.total_steps = 100_000
   elif variant == "demo":
-    c.model.update(DEMO_MODEL)
-    c.data.clip_len = DEMO_MODEL["maxlen"]
-    c.data.stride = 9
-    c.batch_size = 32
-    c.total_steps = 1500
+    use_demo(c, total_steps=1000)
+    c.batch_size = 16
     c.optim.lr = 1e-3
     c.optim.schedule = "warmup_cosine"
     c.optim.warmup_steps = 100
-    c.log_every = 25
     c.eval_every = 500
     c.eval_at_start = True
     c.checkpoint_every = 250
-    c.eval.batch_size = 64
   elif variant == "smoke":
-    c.model.update(SMOKE_MODEL)
-    c.data.clip_len = SMOKE_MODEL["maxlen"]
-    c.data.stride = 9
-    c.batch_size = 8
-    c.total_steps = 6
-    c.log_every = 2
-    c.eval_every = 6
+    use_smoke(c, total_steps=6)
     c.checkpoint_every = 3
-    c.eval.batch_size = 16
-    c.eval.max_batches = 2
   else:
     raise ValueError(f"unknown variant {variant!r}: full, lite, demo or smoke")
   return c

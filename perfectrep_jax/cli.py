@@ -7,14 +7,13 @@ standard error and exit status 2; nothing half-written is left behind by any sub
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from perfectrep_jax.errors import UserError
+from perfectrep_jax.fileio import save_npy_atomic
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -30,21 +29,6 @@ def load_npy(path: str | Path) -> np.ndarray:
   if not isinstance(arr, np.ndarray) or not np.issubdtype(arr.dtype, np.number):
     raise UserError(f"{path}: expected a numeric array, got {getattr(arr, 'dtype', type(arr))}")
   return arr
-
-
-def save_npy_atomic(path: str | Path, arr: np.ndarray) -> Path:
-  """Writes ``arr`` to ``path`` through a temporary file, so a failure leaves no partial file."""
-  path = Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-  try:
-    with os.fdopen(fd, "wb") as f:
-      np.save(f, arr)
-    os.replace(tmp, path)
-  except BaseException:
-    Path(tmp).unlink(missing_ok=True)
-    raise
-  return path
 
 
 # ---------------------------------------------------------------------------- subcommands

@@ -11,8 +11,6 @@ import base64
 import html
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +18,7 @@ import numpy as np
 from perfectrep_jax.errors import UserError
 from perfectrep_jax.form.analyze import Analysis
 from perfectrep_jax.form.figures import FIGURES
+from perfectrep_jax.fileio import atomic_write_bytes
 
 REPORT_VERSION = 1
 
@@ -186,21 +185,6 @@ def render_html(doc: dict, images: dict[str, bytes]) -> str:
 """
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_report(result: Analysis, doc: dict, out_dir: str | Path, html: bool = True) -> dict[str, Path]:
     """Writes ``report.json`` and (with ``html``) ``report.html`` and ``angles.png`` into ``out_dir``.
 
@@ -225,11 +209,11 @@ def write_report(result: Analysis, doc: dict, out_dir: str | Path, html: bool = 
             if result.segmentation.reps:
                 images["Repetition scores"] = plots.scores_png(result)
                 images["Repetition segmentation"] = plots.progress_png(result)
-            _atomic_write(out / "angles.png", images["Joint angles over time"])
+            atomic_write_bytes(out / "angles.png", images["Joint angles over time"])
             written["angles_png"] = out / "angles.png"
-            _atomic_write(out / "report.html", render_html(doc, images).encode("utf-8"))
+            atomic_write_bytes(out / "report.html", render_html(doc, images).encode("utf-8"))
             written["html"] = out / "report.html"
-        _atomic_write(out / "report.json", (json.dumps(doc, indent=1) + "\n").encode("utf-8"))
+        atomic_write_bytes(out / "report.json", (json.dumps(doc, indent=1) + "\n").encode("utf-8"))
         written["json"] = out / "report.json"
     except OSError as err:
         raise UserError(f"{out}: cannot write the report ({err.strerror})") from err

@@ -63,3 +63,29 @@ def base_config(task: str) -> ml_collections.ConfigDict:
   c.action = ml_collections.ConfigDict(dict(classes=(), hidden_dim=2048, dropout_ratio=0.5,
                                             input="2d"))
   return c
+
+
+def use_demo(c: ml_collections.ConfigDict, total_steps: int) -> ml_collections.ConfigDict:
+  """The demo sizes shared by every task: the small model on 27-frame clips of the bundled mocap."""
+  c.model.update(DEMO_MODEL)
+  c.data.clip_len = DEMO_MODEL["maxlen"]
+  c.data.stride = 9
+  c.total_steps = total_steps
+  c.log_every = 25
+  c.eval.batch_size = 64
+  return c
+
+
+def use_smoke(c: ml_collections.ConfigDict, total_steps: int) -> ml_collections.ConfigDict:
+  """A run of a few seconds for tests: tiny model, 9-frame clips, two eval batches."""
+  c.model.update(SMOKE_MODEL)
+  c.data.clip_len = SMOKE_MODEL["maxlen"]
+  c.data.stride = 9
+  c.batch_size = 8
+  c.total_steps = total_steps
+  c.log_every = 2
+  c.eval_every = total_steps
+  c.checkpoint_every = total_steps
+  c.eval.batch_size = 16
+  c.eval.max_batches = 2
+  return c

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -33,6 +31,7 @@ from scipy.signal import savgol_filter
 
 from perfectrep_jax.errors import UserError
 from perfectrep_jax.skeleton import FLIP_PERMUTATION, H36M_JOINTS, JOINT_INDEX as J
+from perfectrep_jax.fileio import atomic_write_bytes
 
 LiftFn = Callable[[np.ndarray], np.ndarray]
 FLIP = np.asarray(FLIP_PERMUTATION)
@@ -300,21 +299,6 @@ def lift_keypoints(keypoints: np.ndarray, lift_fn: LiftFn, maxlen: int, *, fps: 
     return y.astype(np.float32), meta
 
 
-def _atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def save_3d(out_dir: str | Path, joints: np.ndarray, meta: dict, stem: str = "X3D") -> tuple[Path, Path]:
     """Writes ``<stem>.npy`` ((T, 17, 3) float32) and ``<stem>.json`` (the metadata plus the joints
     as nested lists) into ``out_dir``, each whole or not at all.
@@ -330,10 +314,10 @@ def save_3d(out_dir: str | Path, joints: np.ndarray, meta: dict, stem: str = "X3
         buf = io.BytesIO()
         np.save(buf, np.asarray(joints, np.float32))
         npy, js = out / f"{stem}.npy", out / f"{stem}.json"
-        _atomic(npy, buf.getvalue())
+        atomic_write_bytes(npy, buf.getvalue())
         doc = {**meta, "shape": list(np.shape(joints)),
                "joints_3d": np.round(np.asarray(joints, np.float64), 5).tolist()}
-        _atomic(js, json.dumps(doc).encode("utf-8"))
+        atomic_write_bytes(js, json.dumps(doc).encode("utf-8"))
     except OSError as err:
         raise UserError(f"{out}: cannot write the 3D output ({err.strerror})") from err
     return npy, js
