@@ -200,11 +200,13 @@ def _split_spec(spec: str) -> tuple[str, str | None]:
   return spec, None
 
 
-def find_sweep_file(name: str, search: Sequence[Path] = ()) -> Path:
-  """A sweep file by path, or by name in ``configs/sweeps/`` of the current directory."""
+def find_sweep_file(name: str) -> Path:
+  """A sweep file by path, or by name in ``configs/sweeps/`` of the current directory or of the
+  repository this package is in."""
   candidates = [Path(name)]
   if not name.endswith(".py"):
-    candidates += [Path(d) / f"{name}.py" for d in (*search, Path("configs/sweeps"))]
+    repo_sweeps = Path(__file__).resolve().parents[2] / "configs" / "sweeps"
+    candidates += [Path("configs/sweeps") / f"{name}.py", repo_sweeps / f"{name}.py"]
   for path in candidates:
     if path.is_file():
       return path.resolve()
