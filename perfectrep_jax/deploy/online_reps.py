@@ -90,7 +90,15 @@ class OnlineRepCounter:
         Returns:
           the repetition that completed with this pose, or ``None``.
         """
-        value = float(kinematics.flexion(np.asarray(joints, np.float64)[None])[0])
+        return self.update_signal(frame, float(kinematics.flexion(np.asarray(joints, np.float64)[None])[0]))
+
+    def update_signal(self, frame: int, value: float) -> OnlineRep | None:
+        """Feeds one frame's flexion (degrees) directly: what :meth:`update` computes from a pose
+        (:func:`perfectrep_jax.form.kinematics.flexion` of a whole motion gives them all at once).
+
+        Returns:
+          the repetition that completed with this frame, or ``None``.
+        """
         if not np.isfinite(value):
             return None
         self._smooth.append(value)
