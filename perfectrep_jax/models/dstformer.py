@@ -10,11 +10,22 @@ Parameter names mirror the upstream PyTorch modules (``joints_embed``, ``blocks_
 ``ts_attn[i]``, ``pre_logits``, ``head``...) so that the converter in ``perfectrep_jax.interop`` is
 a table of renames and transposes. Every parameter carries logical axis names (``embed``, ``mlp``,
 ``heads``, ``qkv``, ``rep``) that ``perfectrep_jax.train.sharding`` maps onto a device mesh.
+
+Performance (``benchmarks/README.md`` has the figures): linear layers run on (tokens, channels)
+matrices so that XLA's weight-gradient dots need no activation transposes; attention reads q, k
+and v straight out of the (B, T, J, 3, H, D) projection with einsums whose batch axes are the
+heads and the other sequence axis, so the spatial and temporal arrangements need no swapaxes of
+their own; softmax normalisation is applied to the (L, D) output instead of the (L, L) weights
+(``attention_impl='einsum'``, the default on CPU). ``attention_impl='dot_product_attention'``
+(the default on GPU and TPU) calls ``jax.nn.dot_product_attention``, which picks cuDNN's fused
+kernel on GPU when the dtype and shapes allow. ``remat`` rematerialises each half-block in the
+backward pass. None of these options changes a parameter or, beyond float32 round-off, an output.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import jax
@@ -25,6 +36,14 @@ Array = jax.Array
 
 LAYERNORM_EPS = 1e-6
 _INIT_STD = 0.02
+
+ATTENTION_IMPLS = ("auto", "einsum", "dot_product_attention")
+REMAT_POLICIES = {
+    None: None,
+    "full": None,  # save nothing inside a half-block
+    "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+    "dots_all": jax.checkpoint_policies.checkpoint_dots,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,6 +128,52 @@ def layer_norm(dim: int, *, dtype=None, rngs: nnx.Rngs) -> nnx.LayerNorm:
       scale_init=_constant(1.0, ("embed",)), bias_init=_constant(0.0, ("embed",)), rngs=rngs)
 
 
+def apply_dense(layer: nnx.Linear, x: Array) -> Array:
+  """``layer(x)`` computed on the (tokens, features) matrix.
+
+  Same result as ``nnx.Linear.__call__``; flattening the leading axes first lets XLA take the
+  weight gradient as one (features, tokens) x (tokens, out) product of the arrays as they are,
+  where an N-d dot_general made it copy the (out, tokens) transpose of the output gradient.
+  """
+  kernel = layer.kernel[...]
+  bias = layer.bias[...] if layer.bias is not None else None
+  x, kernel, bias = layer.promote_dtype((x, kernel, bias), dtype=layer.dtype)
+  lead = x.shape[:-1]
+  y = jnp.dot(x.reshape(-1, x.shape[-1]), kernel, precision=layer.precision)
+  if bias is not None:
+    y = y + bias
+  return y.reshape(lead + (kernel.shape[-1],))
+
+
+def apply_matrix(x: Array, kernel: Array) -> Array:
+  """(..., K) @ (K, N) on the flattened (tokens, K) matrix."""
+  return jnp.dot(x.reshape(-1, x.shape[-1]), kernel).reshape(x.shape[:-1] + kernel.shape[-1:])
+
+
+def apply_layer_norm(layer: nnx.LayerNorm, x: Array) -> Array:
+  """``layer(x)`` over the last axis: two-pass statistics in float32, as PyTorch's LayerNorm."""
+  dtype = layer.dtype or x.dtype
+  xf = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+  mean = jnp.mean(xf, axis=-1, keepdims=True)
+  xc = xf - mean
+  var = jnp.mean(xc * xc, axis=-1, keepdims=True)
+  y = xc * jax.lax.rsqrt(var + layer.epsilon)
+  if layer.scale is not None:
+    y = y * layer.scale[...]
+  if layer.bias is not None:
+    y = y + layer.bias[...]
+  return y.astype(dtype)
+
+
+def gelu(x: Array) -> Array:
+  """Exact GELU in PyTorch's form, ``x / 2 * (1 + erf(x / sqrt 2))``.
+
+  Same function as ``jax.nn.gelu(approximate=False)`` (which uses erfc); erf is the cheaper of
+  the two in XLA on CPU and is what PyTorch computes, so outputs agree to the last bits.
+  """
+  return x * 0.5 * (1.0 + jax.lax.erf(x * jnp.asarray(math.sqrt(0.5), x.dtype)))
+
+
 class MLP(nnx.Module):
   """fc1 -> exact GELU -> dropout -> fc2 -> dropout, on (..., C)."""
 
@@ -118,21 +183,28 @@ class MLP(nnx.Module):
     self.drop = nnx.Dropout(drop, rngs=rngs)
 
   def __call__(self, x: Array) -> Array:
-    x = self.drop(jax.nn.gelu(self.fc1(x), approximate=False))
-    return self.drop(self.fc2(x))
+    x = self.drop(gelu(apply_dense(self.fc1, x)))
+    return self.drop(apply_dense(self.fc2, x))
 
 
 class Attention(nnx.Module):
   """Multi-head self-attention over the joints (``mode='spatial'``) or frames (``'temporal'``).
 
   ``qkv`` is one (C -> 3C) projection whose output splits as (3, heads, head_dim), as upstream.
-  Input and output are (B, T, J, C).
+  Input and output are (B, T, J, C). ``impl``: ``'einsum'`` (explicit softmax, fastest on CPU),
+  ``'dot_product_attention'`` (``jax.nn.dot_product_attention``: cuDNN on GPU where it applies),
+  or ``'auto'`` (the first on CPU, the second elsewhere). With attention dropout active the
+  explicit form runs whatever ``impl`` says.
   """
 
-  def __init__(self, cfg: DSTformerConfig, mode: str, *, dtype=None, rngs: nnx.Rngs):
+  def __init__(self, cfg: DSTformerConfig, mode: str, *, dtype=None, impl: str = "auto",
+               rngs: nnx.Rngs):
     if mode not in ("spatial", "temporal"):
       raise ValueError(f"attention mode must be 'spatial' or 'temporal', got {mode!r}")
+    if impl not in ATTENTION_IMPLS:
+      raise ValueError(f"attention impl must be one of {ATTENTION_IMPLS}, got {impl!r}")
     self.mode = mode
+    self.impl = impl
     self.num_heads = cfg.num_heads
     self.scale = cfg.qk_scale or cfg.head_dim ** -0.5
     c = cfg.dim_feat
@@ -144,27 +216,55 @@ class Attention(nnx.Module):
   def __call__(self, x: Array) -> Array:
     b, t, j, c = x.shape
     h = self.num_heads
-    qkv = self.qkv(x).reshape(b, t, j, 3, h, c // h)
-    q, k, v = qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :]  # (B, T, J, H, D)
+    qkv = apply_dense(self.qkv, x).reshape(b, t, j, 3, h, c // h)
+    # split whose transpose is one concatenate (slices would transpose to three pads and adds)
+    q, k, v = (a[..., 0, :, :] for a in jnp.split(qkv, 3, axis=3))  # each (B, T, J, H, D)
+    use_dropout = self.attn_drop.rate > 0 and not self.attn_drop.deterministic
+    impl = self.impl
+    if impl == "auto":
+      impl = "einsum" if jax.default_backend() == "cpu" else "dot_product_attention"
+    if use_dropout:
+      out = self._attend_explicit(q, k, v, dropout=True)
+    elif impl == "einsum":
+      out = self._attend_explicit(q, k, v, dropout=False)
+    else:
+      out = self._attend_fused(q, k, v)
+    out = apply_dense(self.proj, out.reshape(b, t, j, c))
+    return self.proj_drop(out)
+
+  def _attend_explicit(self, q: Array, k: Array, v: Array, *, dropout: bool) -> Array:
+    """softmax(q k^T * scale) v on (B, T, J, H, D) arrays, over J or T, in that layout.
+
+    The einsums name the batch axes (B, and T or J, and H) in place, so XLA lays each operand out
+    for its batched product in one pass with the split and the scale, instead of the copies a
+    swapaxes-reshape-attend-swapaxes chain makes. Without dropout the softmax is normalised after
+    the product with v: (L, D) divisions instead of (L, L), and one pass less in the backward.
+    """
+    if self.mode == "spatial":
+      logits_eq, out_eq, denom_axes = "btjhd,btkhd->bthjk", "bthjk,btkhd->btjhd", (0, 1, 3, 2)
+    else:
+      logits_eq, out_eq, denom_axes = "btjhd,bsjhd->bjhts", "bjhts,bsjhd->btjhd", (0, 3, 1, 2)
+    q = q * jnp.asarray(self.scale, q.dtype)
+    logits = jnp.einsum(logits_eq, q, k, preferred_element_type=jnp.float32)
+    weights = jnp.exp(logits - jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True)))
+    denom = jnp.sum(weights, axis=-1)
+    if dropout:
+      probs = self.attn_drop((weights / denom[..., None]).astype(v.dtype))
+      return jnp.einsum(out_eq, probs, v)
+    out = jnp.einsum(out_eq, weights.astype(v.dtype), v, preferred_element_type=jnp.float32)
+    out = out / jnp.transpose(denom, denom_axes)[..., None]
+    return out.astype(v.dtype)
+
+  def _attend_fused(self, q: Array, k: Array, v: Array) -> Array:
+    """``jax.nn.dot_product_attention`` on (sequences, L, H, D) arrays."""
     if self.mode == "temporal":  # sequences run over frames: (B, J, T, H, D)
       q, k, v = (jnp.swapaxes(a, 1, 2) for a in (q, k, v))
     lead = q.shape[:2]
     q, k, v = (a.reshape((-1,) + a.shape[2:]) for a in (q, k, v))  # (B*, L, H, D)
-    out = self._attend(q, k, v).reshape(lead + q.shape[1:])
+    out = jax.nn.dot_product_attention(q, k, v, scale=self.scale).reshape(lead + q.shape[1:])
     if self.mode == "temporal":
       out = jnp.swapaxes(out, 1, 2)
-    out = self.proj(out.reshape(b, t, j, c))
-    return self.proj_drop(out)
-
-  def _attend(self, q: Array, k: Array, v: Array) -> Array:
-    """softmax(q k^T * scale) v over axis 1 of (N, L, H, D) arrays."""
-    use_dropout = self.attn_drop.rate > 0 and not self.attn_drop.deterministic
-    if not use_dropout:
-      return jax.nn.dot_product_attention(q, k, v, scale=self.scale)
-    logits = jnp.einsum("nlhd,nmhd->nhlm", q, k) * self.scale
-    probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(v.dtype)
-    probs = self.attn_drop(probs)
-    return jnp.einsum("nhlm,nmhd->nlhd", probs, v)
+    return out
 
 
 class Block(nnx.Module):
@@ -175,16 +275,19 @@ class Block(nnx.Module):
   """
 
   def __init__(self, cfg: DSTformerConfig, order: str, drop_path: float, *, dtype=None,
-               rngs: nnx.Rngs):
+               attention_impl: str = "auto", remat: str | None = None, rngs: nnx.Rngs):
     if order not in ("st", "ts"):
       raise ValueError(f"block order must be 'st' or 'ts', got {order!r}")
+    if remat not in REMAT_POLICIES:
+      raise ValueError(f"remat must be one of {list(REMAT_POLICIES)}, got {remat!r}")
     self.order = order
+    self.remat = remat
     c = cfg.dim_feat
     hidden = int(c * cfg.mlp_ratio)
     self.norm1_s = layer_norm(c, dtype=dtype, rngs=rngs)
     self.norm1_t = layer_norm(c, dtype=dtype, rngs=rngs)
-    self.attn_s = Attention(cfg, "spatial", dtype=dtype, rngs=rngs)
-    self.attn_t = Attention(cfg, "temporal", dtype=dtype, rngs=rngs)
+    self.attn_s = Attention(cfg, "spatial", dtype=dtype, impl=attention_impl, rngs=rngs)
+    self.attn_t = Attention(cfg, "temporal", dtype=dtype, impl=attention_impl, rngs=rngs)
     self.norm2_s = layer_norm(c, dtype=dtype, rngs=rngs)
     self.norm2_t = layer_norm(c, dtype=dtype, rngs=rngs)
     self.mlp_s = MLP(c, hidden, cfg.drop_rate, dtype=dtype, rngs=rngs)
@@ -192,17 +295,22 @@ class Block(nnx.Module):
     self.drop_path = nnx.Dropout(drop_path, broadcast_dims=(2, 3), rngs=rngs)
 
   def _spatial(self, x: Array) -> Array:
-    x = x + self.drop_path(self.attn_s(self.norm1_s(x)))
-    return x + self.drop_path(self.mlp_s(self.norm2_s(x)))
+    x = x + self.drop_path(self.attn_s(apply_layer_norm(self.norm1_s, x)))
+    return x + self.drop_path(self.mlp_s(apply_layer_norm(self.norm2_s, x)))
 
   def _temporal(self, x: Array) -> Array:
-    x = x + self.drop_path(self.attn_t(self.norm1_t(x)))
-    return x + self.drop_path(self.mlp_t(self.norm2_t(x)))
+    x = x + self.drop_path(self.attn_t(apply_layer_norm(self.norm1_t, x)))
+    return x + self.drop_path(self.mlp_t(apply_layer_norm(self.norm2_t, x)))
+
+  def _stage(self, stage, x: Array) -> Array:
+    if self.remat is None:
+      return stage(self, x)
+    return nnx.remat(stage, policy=REMAT_POLICIES[self.remat])(self, x)
 
   def __call__(self, x: Array) -> Array:
     if self.order == "st":
-      return self._temporal(self._spatial(x))
-    return self._spatial(self._temporal(x))
+      return self._stage(Block._temporal, self._stage(Block._spatial, x))
+    return self._stage(Block._spatial, self._stage(Block._temporal, x))
 
 
 class DSTformer(nnx.Module):
@@ -212,9 +320,15 @@ class DSTformer(nnx.Module):
   representation (B, T, J, rep_width) with ``return_rep=True`` (also when ``dim_out == 0``).
   ``dtype`` is the compute dtype (parameters stay float32); softmax and normalisation statistics
   are computed in float32.
+
+  Execution options, none of which changes the parameters: ``attention_impl`` (``'auto'``,
+  ``'einsum'``, ``'dot_product_attention'``; see ``Attention``) and ``remat`` (``None``, or a
+  rematerialisation policy per half-block: ``'full'`` saves nothing, ``'dots'`` saves the
+  outputs of the linear layers, ``'dots_all'`` those of every product including attention's).
   """
 
-  def __init__(self, cfg: DSTformerConfig, *, dtype=None, rngs: nnx.Rngs):
+  def __init__(self, cfg: DSTformerConfig, *, dtype=None, attention_impl: str = "auto",
+               remat: str | None = None, rngs: nnx.Rngs):
     self.config = cfg
     self.dtype = dtype
     c = cfg.dim_feat
@@ -225,10 +339,11 @@ class DSTformer(nnx.Module):
         _trunc_normal((None, None, None, "embed"))(rngs.params(), (1, cfg.maxlen, 1, c)))
     self.pos_drop = nnx.Dropout(cfg.drop_rate, rngs=rngs)
     rates = [cfg.drop_path_rate * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]
+    opts = dict(dtype=dtype, attention_impl=attention_impl, remat=remat)
     self.blocks_st = nnx.List(
-        [Block(cfg, "st", rates[i], dtype=dtype, rngs=rngs) for i in range(cfg.depth)])
+        [Block(cfg, "st", rates[i], **opts, rngs=rngs) for i in range(cfg.depth)])
     self.blocks_ts = nnx.List(
-        [Block(cfg, "ts", rates[i], dtype=dtype, rngs=rngs) for i in range(cfg.depth)])
+        [Block(cfg, "ts", rates[i], **opts, rngs=rngs) for i in range(cfg.depth)])
     if cfg.att_fuse:
       self.ts_attn = nnx.List([
           nnx.Linear(2 * c, 2, dtype=dtype,
@@ -249,7 +364,7 @@ class DSTformer(nnx.Module):
     if x.shape[2] != self.config.num_joints or x.shape[3] != self.config.dim_in:
       raise ValueError(
           f"expected input (B, T, {self.config.num_joints}, {self.config.dim_in}), got {x.shape}")
-    x = self.joints_embed(x)
+    x = apply_dense(self.joints_embed, x)
     x = x + self.pos_embed[:, None] + self.temp_embed[:, :t]
     return self.pos_drop(x.astype(self.dtype) if self.dtype else x)
 
@@ -257,7 +372,12 @@ class DSTformer(nnx.Module):
     """Mixes the two streams of one depth per token: learned softmax weights, or the mean."""
     if not self.config.att_fuse:
       return (x_st + x_ts) * 0.5
-    logits = self.ts_attn[depth](jnp.concatenate([x_st, x_ts], axis=-1))
+    # ts_attn on concat([x_st, x_ts]) as two half products: no (B, T, J, 2C) copy
+    layer = self.ts_attn[depth]
+    c = x_st.shape[-1]
+    kernel, bias = layer.kernel[...], layer.bias[...]
+    x_st_, x_ts_, kernel, bias = layer.promote_dtype((x_st, x_ts, kernel, bias), dtype=layer.dtype)
+    logits = (apply_matrix(x_st_, kernel[:c]) + apply_matrix(x_ts_, kernel[c:])) + bias
     alpha = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(x_st.dtype)
     return x_st * alpha[..., 0:1] + x_ts * alpha[..., 1:2]
 
@@ -266,13 +386,13 @@ class DSTformer(nnx.Module):
     x = self.embed(x)
     for i, (blk_st, blk_ts) in enumerate(zip(self.blocks_st, self.blocks_ts)):
       x = self.fuse(i, blk_st(x), blk_ts(x))
-    x = self.norm(x)
+    x = apply_layer_norm(self.norm, x)
     if self.pre_logits is not None:
-      x = jnp.tanh(self.pre_logits(x))
+      x = jnp.tanh(apply_dense(self.pre_logits, x))
     return x
 
   def __call__(self, x: Array, *, return_rep: bool = False) -> Array:
     rep = self.representation(x)
     if return_rep or self.head is None:
       return rep
-    return self.head(rep)
+    return apply_dense(self.head, rep)
