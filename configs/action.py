@@ -27,6 +27,10 @@ def get_config(variant: str = "full"):
   c.action.dropout_ratio = 0.5
   if variant == "full":
     c.model.update(FULL_MODEL)
+    c.data.source = "fit3d/clip243"  # prepared with `perfectrep-jax prepare fit3d`
+    c.epochs = 300
+    c.init.finetune = True          # --config.init.checkpoint=RUN_DIR_OR_BIN
+    c.action.num_classes = 60       # action_classes; name them in action.classes
     c.batch_size = 32
     c.total_steps = 100_000
   elif variant in ("demo", "smoke"):

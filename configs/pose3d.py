@@ -26,6 +26,9 @@ def get_config(variant: str = "full"):
   c.optim.lr = 2e-4
   if variant == "full":
     c.model.update(FULL_MODEL)
+    c.data.source = "fit3d/clip243"  # prepared with `perfectrep-jax prepare fit3d`
+    c.epochs = 60
+    c.init.finetune = True          # --config.init.checkpoint=RUN_DIR_OR_BIN
     c.batch_size = 32
     c.total_steps = 60_000
   elif variant == "lite":

@@ -19,6 +19,8 @@ def get_config(variant: str = "full"):
   c.data.stride = 81              # data_stride
   if variant == "full":
     c.model.update(FULL_MODEL)
+    c.data.source = "fit3d/clip243"  # prepared with `perfectrep-jax prepare fit3d`
+    c.epochs = 90
     c.batch_size = 32
     c.total_steps = 100_000
   elif variant == "lite":

@@ -9,6 +9,7 @@ test run). Every field can be overridden from the command line (``--config.optim
 from __future__ import annotations
 
 import ml_collections
+from ml_collections.config_dict import placeholder
 
 # PerfectRep's model (train_config.yaml, ft_3d_pose_config.yaml, action_config.yaml).
 FULL_MODEL = dict(dim_in=3, dim_out=3, dim_feat=512, dim_rep=512, depth=5, num_heads=8,
@@ -27,6 +28,7 @@ def base_config(task: str) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.task = task
   c.seed = 0
+  c.epochs = 0                    # > 0: total_steps = epochs x steps per epoch (upstream counts)
   c.total_steps = 1000
   c.batch_size = 32               # global, over all processes
   c.log_every = 20
@@ -43,11 +45,12 @@ def base_config(task: str) -> ml_collections.ConfigDict:
   c.distributed = ml_collections.ConfigDict(dict(coordinator="", num_processes=0, process_id=0))
 
   c.model = ml_collections.ConfigDict(dict(FULL_MODEL, name="dstformer", mlp_hidden=1024,
-                                          mlp_blocks=2))
+                                          mlp_blocks=2, qk_scale=placeholder(float)))
   c.data = ml_collections.ConfigDict(dict(
-      source="demo", data_dir=None, clip_len=243, stride=None, shuffle=True, num_epochs=None,
-      flip=True, scale_range=None, synthetic_2d=False, worker_count=0, worker_buffer_size=2,
-      read_threads=4, prefetch_buffer_size=64))
+      source="demo", data_dir=placeholder(str), clip_len=243, stride=placeholder(int),
+      shuffle=True, num_epochs=placeholder(int), flip=True, scale_range=placeholder(tuple),
+      synthetic_2d=False, worker_count=0, worker_buffer_size=2, read_threads=4,
+      prefetch_buffer_size=64))
   c.eval = ml_collections.ConfigDict(dict(batch_size=32, flip_test=False, max_batches=0))
   c.loss = ml_collections.ConfigDict(dict(
       lambda_3d_pos=1.0, lambda_scale=0.5, lambda_3d_velocity=20.0, lambda_lv=0.0,
@@ -59,9 +62,11 @@ def base_config(task: str) -> ml_collections.ConfigDict:
       lr=5e-4, weight_decay=0.01, b1=0.9, b2=0.999, eps=1e-8, schedule="exponential",
       lr_decay=0.99, warmup_steps=0, end_lr_factor=0.0, clip_norm=0.0, accumulate_steps=1,
       backbone_lr_mult=1.0))
-  c.init = ml_collections.ConfigDict(dict(checkpoint="", num_heads=8))
-  c.action = ml_collections.ConfigDict(dict(classes=(), hidden_dim=2048, dropout_ratio=0.5,
-                                            input="2d"))
+  # finetune: the run must start from init.checkpoint (a model/run dir or a PyTorch .bin).
+  c.init = ml_collections.ConfigDict(dict(checkpoint="", num_heads=8, finetune=False))
+  # num_classes: width of the classifier (0: len(classes)); classes name the labels in order.
+  c.action = ml_collections.ConfigDict(dict(classes=(), num_classes=0, hidden_dim=2048,
+                                            dropout_ratio=0.5, input="2d"))
   return c
 
 

@@ -58,5 +58,13 @@ def check_config(config) -> None:
   attempt("mesh", lambda: mesh_shape(dict(config.mesh), jax.device_count()))
   if config.task == "action" and not config.action.classes:
     problems.append("action.classes: list the action names to classify")
+  if config.task == "action" and 0 < config.action.get("num_classes", 0) < len(config.action.classes):
+    problems.append(f"action.num_classes {config.action.num_classes} is fewer than the "
+                    f"{len(config.action.classes)} classes named")
+  if config.init.get("finetune", False) and not config.init.checkpoint:
+    problems.append("init.finetune is set: give the weights to start from with "
+                    "--config.init.checkpoint=DIR_OR_BIN")
+  if config.get("epochs", 0) < 0:
+    problems.append(f"epochs: must be >= 0, got {config.epochs}")
   if problems:
     raise UserError("invalid config:\n  " + "\n  ".join(problems))

@@ -170,7 +170,8 @@ class ActionTask:
       raise ValueError("action.classes must list the action names")
 
   def model_config(self) -> ActionConfig:
-    return ActionConfig(backbone=_backbone_config(self.cfg), num_classes=len(self.classes),
+    width = max(int(self.cfg.action.get("num_classes", 0)), len(self.classes))
+    return ActionConfig(backbone=_backbone_config(self.cfg), num_classes=width,
                         hidden_dim=self.cfg.action.hidden_dim,
                         dropout_ratio=self.cfg.action.dropout_ratio, version="class")
 

@@ -173,6 +173,9 @@ def train_and_evaluate(config, workdir: str | Path) -> dict[str, float]:
     return _with_labels(task, batch)
   steps_per_epoch = max(len(train_source) // config.batch_size, 1)
   accumulate = int(config.optim.get("accumulate_steps", 1))
+  if config.get("epochs", 0):  # upstream counts epochs; the loop counts steps
+    with config.unlocked():
+      config.total_steps = int(config.epochs) * steps_per_epoch
 
   # ------------------------------------------------------------------------- optimizer, sharding
   tx, schedules = make_optimizer(config.optim, config.total_steps // accumulate,

@@ -25,16 +25,6 @@ VARIANTS = {"pretrain": ("full", "lite", "demo", "smoke"), "pose3d": ("full", "l
 # Keys the ``full`` variants do not reproduce yet, and the change that would: expected failures,
 # strict, so a key that becomes reproduced must leave this list.
 PENDING = {
-    **{(f, "finetune"): "add init.finetune (bool: the run starts from init.checkpoint; "
-                        "pose3d/action full True, check_config requiring the checkpoint)"
-       for f in upstream_yaml.TABLES},
-    **{(f, "epochs"): "add epochs (0: total_steps rules; > 0: total_steps = epochs x steps per "
-                      "epoch)" for f in upstream_yaml.TABLES},
-    **{(f, key): "full variants train on data.source='fit3d/clip243'"
-       for f, key in [("train_config.yaml", "subset_list"), ("train_config.yaml", "dt_file"),
-                      ("ft_3d_pose_config.yaml", "subset_list"),
-                      ("ft_3d_pose_config.yaml", "dt_file"), ("action_config.yaml", "dataset")]},
-    ("action_config.yaml", "action_classes"): "add action.num_classes (0: len(classes); full 60)",
     ("action_config.yaml", "random_move"): "add data.random_move (MotionBERT's random_move)",
     ("action_config.yaml", "scale_range_test"): "add eval.scale_range (full (2.0, 2.0))",
 }
@@ -105,6 +95,10 @@ def test_every_variant_is_valid(task, variant):
     with pytest.raises(Exception, match="action.classes"):
       check_config(config)
     config.action.classes = ("squat", "deadlift", "pushup")
+  if config.init.finetune:  # finetuning variants need the weights to start from
+    with pytest.raises(Exception, match="init.finetune"):
+      check_config(config)
+    config.init.checkpoint = "runs/pretrain"
   check_config(config)
 
 
