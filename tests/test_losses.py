@@ -39,6 +39,19 @@ def _random_motion(seed=0, shape=(2, 5, 17, 3), scale=300.0):
     return jnp.asarray(np.random.default_rng(seed).normal(size=shape) * scale, jnp.float32)
 
 
+# Python floats, so that weights of any value share one compilation.
+ALL_ONES = L.LossWeights(1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
+
+
+def _total(pred, gt, mask=None):
+    return L.pose_loss(pred, gt, ALL_ONES, mask)[0]
+
+
+# A handful of compiled functions shared by the tests below (compilation dominates their time).
+_value_and_grad = jax.jit(jax.value_and_grad(_total))
+_pose_loss = jax.jit(L.pose_loss)
+
+
 @pytest.mark.parametrize("key", sorted(UPSTREAM))
 def test_matches_upstream(io, key):
     pred, gt = jnp.asarray(io["pred"]), jnp.asarray(io["gt"])
@@ -75,18 +88,17 @@ def test_loss_weights():
 
 def test_weights_as_traced_arguments():
     pred, gt = _random_motion(1), _random_motion(2)
-    fn = jax.jit(lambda p, g, w: L.pose_loss(p, g, w)[0])
-    w1 = L.LossWeights(*map(jnp.float32, (1.0, 0.5, 20.0, 0.0, 0.0, 0.0, 0.0)))
-    w2 = w1._replace(lambda_lv=jnp.float32(1.0))
-    diff = float(fn(pred, gt, w2) - fn(pred, gt, w1))
-    np.testing.assert_allclose(diff, float(L.limb_variance(pred)), rtol=1e-4)
+    w1 = L.LossWeights.upstream()
+    total1, terms = _pose_loss(pred, gt, w1)
+    total2, _ = _pose_loss(pred, gt, w1._replace(lambda_lv=1.0))  # same compilation, new weight
+    np.testing.assert_allclose(float(total2 - total1), float(terms["lv"]), rtol=1e-4)
 
 
 def test_definitions_against_numpy():
     """Independent float64 NumPy versions of each definition."""
     rng = np.random.default_rng(3)
-    pred = rng.normal(size=(2, 6, 17, 3)) * 200
-    gt = rng.normal(size=(2, 6, 17, 3)) * 200
+    pred = rng.normal(size=(2, 5, 17, 3)) * 200
+    gt = rng.normal(size=(2, 5, 17, 3)) * 200
     a, b = np.array(BONES).T
     bones_p, bones_g = pred[..., a, :] - pred[..., b, :], gt[..., a, :] - gt[..., b, :]
     len_p, len_g = np.linalg.norm(bones_p, axis=-1), np.linalg.norm(bones_g, axis=-1)
@@ -99,20 +111,19 @@ def test_definitions_against_numpy():
 
     scale = (gt * pred).sum(-1).mean(-1) / (pred * pred).sum(-1).mean(-1)
     expected = {
-        L.mpjpe: np.linalg.norm(pred - gt, axis=-1).mean(),
-        L.n_mpjpe: np.linalg.norm(scale[..., None, None] * pred - gt, axis=-1).mean(),
-        L.velocity: np.linalg.norm(np.diff(pred, axis=1) - np.diff(gt, axis=1), axis=-1).mean(),
-        L.limb_gt: np.abs(len_p - len_g).mean(),
-        L.angle: np.abs(angles(bones_p) - angles(bones_g)).mean(),
-        L.angle_velocity: np.abs(np.diff(angles(bones_p), axis=1) - np.diff(angles(bones_g), axis=1)).mean(),
+        "3d_pos": np.linalg.norm(pred - gt, axis=-1).mean(),
+        "3d_scale": np.linalg.norm(scale[..., None, None] * pred - gt, axis=-1).mean(),
+        "3d_velocity": np.linalg.norm(np.diff(pred, axis=1) - np.diff(gt, axis=1), axis=-1).mean(),
+        "lv": len_p.var(axis=1, ddof=1).mean(),
+        "lg": np.abs(len_p - len_g).mean(),
+        "angle": np.abs(angles(bones_p) - angles(bones_g)).mean(),
+        "angle_velocity": np.abs(np.diff(angles(bones_p), axis=1) - np.diff(angles(bones_g), axis=1)).mean(),
     }
-    for fn, value in expected.items():
-        np.testing.assert_allclose(float(jax.jit(fn)(jnp.asarray(pred, jnp.float32), jnp.asarray(gt, jnp.float32))),
-                                   value, rtol=1e-5, err_msg=fn.__name__)
-    np.testing.assert_allclose(float(jax.jit(L.limb_variance)(jnp.asarray(pred, jnp.float32))),
-                               len_p.var(axis=1, ddof=1).mean(), rtol=1e-5)
-    assert L.limb_lengths(jnp.asarray(pred)).shape == (2, 6, 16)
-    assert L.joint_angles(jnp.asarray(pred)).shape == (2, 6, 18)
+    _, terms = _pose_loss(jnp.asarray(pred, jnp.float32), jnp.asarray(gt, jnp.float32), ALL_ONES)
+    for name, value in expected.items():
+        np.testing.assert_allclose(float(terms[name]), value, rtol=1e-5, err_msg=name)
+    assert L.limb_lengths(jnp.zeros((2, 5, 17, 3))).shape == (2, 5, 16)
+    assert L.joint_angles(jnp.zeros((2, 5, 17, 3))).shape == (2, 5, 18)
 
 
 def test_weighted_and_2d_losses():
@@ -150,17 +161,6 @@ def test_cosine_similarity_follows_torch_eps():
     assert float(L.cosine_similarity(jnp.zeros(3), b)) == 0.0
 
 
-ALL_ONES = L.LossWeights(1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
-
-
-def _total(pred, gt, mask=None):
-    return L.pose_loss(pred, gt, ALL_ONES, mask)[0]
-
-
-_value_and_grad = jax.jit(jax.value_and_grad(_total))
-_pose_loss = jax.jit(L.pose_loss)
-
-
 @pytest.mark.parametrize("case", ["pred_equals_gt", "collapsed_pred", "zero_pred", "parallel_bones"])
 def test_gradients_are_finite_at_degenerate_poses(case):
     gt = _random_motion(9)
@@ -183,22 +183,22 @@ def test_gradient_matches_finite_differences():
     Poses of unit scale keep every term O(1), so float32 central differences are good to ~1e-4.
     """
     rng = np.random.default_rng(10)
-    pred, gt = _random_motion(10, (1, 3, 17, 3), 1.0), _random_motion(11, (1, 3, 17, 3), 1.0)
-    value_fn = jax.jit(_total)
+    pred, gt = _random_motion(10, scale=1.0), _random_motion(11, scale=1.0)
     grad = np.asarray(_value_and_grad(pred, gt)[1], np.float64)
     for _ in range(3):
         direction = rng.normal(size=pred.shape).astype(np.float32)
         direction /= np.linalg.norm(direction)
         h = 1e-2
-        numeric = (float(value_fn(pred + h * direction, gt)) - float(value_fn(pred - h * direction, gt))) / (2 * h)
+        plus, minus = _value_and_grad(pred + h * direction, gt)[0], _value_and_grad(pred - h * direction, gt)[0]
+        numeric = (float(plus) - float(minus)) / (2 * h)
         np.testing.assert_allclose(np.sum(grad * direction), numeric, rtol=1e-2)
 
 
 def test_mask_all_valid_equals_no_mask():
     pred, gt = _random_motion(12), _random_motion(13)
     mask = jnp.ones(pred.shape[:-1], bool)
-    t0, terms0 = _pose_loss(pred, gt, ALL_ONES)
-    t1, terms1 = _pose_loss(pred, gt, ALL_ONES, mask)
+    _, terms0 = _pose_loss(pred, gt, ALL_ONES)
+    _, terms1 = _pose_loss(pred, gt, ALL_ONES, mask)
     for name in terms0:
         np.testing.assert_allclose(float(terms1[name]), float(terms0[name]), rtol=1e-5, err_msg=name)
 
@@ -209,22 +209,23 @@ def test_mask_ignores_invalid_joints_even_nan():
     mask[0, 2, 13] = False  # left wrist of one frame
     bad_pred = pred.at[0, 2, 13].set(jnp.nan)
     bad_gt = gt.at[0, 2, 13].set(1e9)
+    _, terms = _pose_loss(bad_pred, bad_gt, ALL_ONES, jnp.asarray(mask))
     # MPJPE over the other joints.
     err = np.linalg.norm(np.asarray(pred - gt), axis=-1)
-    np.testing.assert_allclose(float(jax.jit(L.mpjpe)(bad_pred, bad_gt, mask)), err[mask].mean(), rtol=1e-5)
+    np.testing.assert_allclose(float(terms["3d_pos"]), err[mask].mean(), rtol=1e-5)
     # Bone (12, 13) of that frame is left out of limb_gt.
-    lengths = jax.jit(L.limb_lengths)
-    lp, lg = np.asarray(lengths(pred)), np.asarray(lengths(gt))
+    a, b = np.array(BONES).T
+    lp = np.linalg.norm(np.asarray(pred)[..., a, :] - np.asarray(pred)[..., b, :], axis=-1)
+    lg = np.linalg.norm(np.asarray(gt)[..., a, :] - np.asarray(gt)[..., b, :], axis=-1)
     bmask = np.ones(lp.shape, bool)
     bmask[0, 2, 12] = False
-    np.testing.assert_allclose(float(jax.jit(L.limb_gt)(bad_pred, bad_gt, mask)), np.abs(lp - lg)[bmask].mean(),
-                               rtol=1e-5)
+    np.testing.assert_allclose(float(terms["lg"]), np.abs(lp - lg)[bmask].mean(), rtol=1e-5)
     # Limb variance of bone 12 in clip 0 uses the 4 other frames.
     lv = np.var(lp, axis=1, ddof=1)
     lv[0, 12] = np.var(np.delete(lp[0, :, 12], 2), ddof=1)
-    np.testing.assert_allclose(float(jax.jit(L.limb_variance)(bad_pred, mask)), lv.mean(), rtol=1e-5)
+    np.testing.assert_allclose(float(terms["lv"]), lv.mean(), rtol=1e-5)
     # Everything finite, gradient 0 at the masked joint.
-    total, grad = _value_and_grad(bad_pred, bad_gt, mask)
+    total, grad = _value_and_grad(bad_pred, bad_gt, jnp.asarray(mask))
     assert np.isfinite(float(total))
     grad = np.asarray(grad)
     assert np.all(np.isfinite(grad)) and np.all(grad[0, 2, 13] == 0)
