@@ -1,0 +1,197 @@
+"""Lifting latency on this machine: JAX on CPU, the StableHLO artifact and onnxruntime, per 243-frame
+clip and per streamed frame, at the ``lite`` and ``full`` model sizes, with the real-time factor at
+30 fps. Prints the tables and, with ``--write-readme``, puts them into ``benchmarks/README.md``
+under their own heading (the rest of that file is left as it is).
+
+    python benchmarks/latency.py                                  # lite and full, windows 243 and 27
+    python benchmarks/latency.py --sizes lite --windows 27 --repeats 2
+
+Weights are random (speed does not depend on them). Each figure is the best of ``--repeats`` timed
+runs after a warm-up call (compilation and session creation excluded). The streamed figure runs
+:class:`perfectrep_jax.deploy.stream.StreamingLifter` end to end (buffer, fill, COCO to H36M,
+normalisation, the model call, depth alignment) with a model call for every frame (hop 1); a hop of
+H divides the model's share by H and adds H - 1 frames of delay.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from perfectrep_jax.deploy import export, runtime
+from perfectrep_jax.deploy.stream import StreamingLifter
+from perfectrep_jax.models import model_dir
+from perfectrep_jax.models.dstformer import DSTformerConfig
+from perfectrep_jax.train.config_base import FULL_MODEL, LITE_MODEL
+
+SIZES = {"lite": LITE_MODEL, "full": FULL_MODEL}
+FPS = 30.0
+FRAME_MS = 1000.0 / FPS
+HEADING = "## Latency: exported lifters and streaming"
+README = Path(__file__).resolve().parent / "README.md"
+
+
+def best_ms(fn, x: np.ndarray, repeats: int) -> float:
+    """Best wall time of ``fn(x)`` over ``repeats`` runs, in ms, after one warm-up call."""
+    np.asarray(fn(x))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        np.asarray(fn(x))
+        times.append(time.perf_counter() - start)
+    return 1000.0 * min(times)
+
+
+def stream_ms_per_frame(fn, window: int, frames: int, coco: np.ndarray) -> float:
+    """ms per frame of a causal stream with a model call per frame, after the window is full."""
+    lifter = StreamingLifter(fn, window, normalization="image", image_size=(1000, 1000))
+    for t in range(window):  # fill the window first (and warm up)
+        lifter.push(t, coco[t % len(coco)])
+    start = time.perf_counter()
+    for t in range(window, window + frames):
+        lifter.push(t, coco[t % len(coco)])
+    return 1000.0 * (time.perf_counter() - start) / frames
+
+
+def fake_detections(n: int = 64, seed: int = 0) -> np.ndarray:
+    """(n, 17, 3) COCO-17 pixel keypoints of a person moving a little, confidence 0.9."""
+    rng = np.random.default_rng(seed)
+    base = rng.uniform(350, 650, size=(17, 2))
+    wobble = 20.0 * np.sin(np.arange(n) / 5.0)[:, None, None]
+    xy = base[None] + wobble + rng.normal(scale=2.0, size=(n, 17, 2))
+    return np.concatenate([xy, np.full((n, 17, 1), 0.9)], axis=-1)
+
+
+def backends(size: str, window: int, workdir: Path, with_onnx: bool):
+    """``[(name, fn)]``: the JAX model and its StableHLO and ONNX exports for ``window`` frames."""
+    cfg = DSTformerConfig(**SIZES[size])
+    path = workdir / f"{size}_model"
+    if not path.exists():
+        model_dir.save_model_dir(path, model_dir.build_model("lifter", cfg))
+    model, _ = model_dir.load_model(path)
+    apply = model_dir.make_apply_fn(model)
+    out = [("JAX (jit, CPU)", lambda x: np.asarray(apply(x)))]
+    art = workdir / f"{size}_{window}_stablehlo"
+    if not art.exists():
+        export.export_model(path, art, "stablehlo", frames=window, platforms=("cpu",))
+    out.append(("StableHLO artifact", runtime.load(art)))
+    if with_onnx:
+        art = workdir / f"{size}_{window}_onnx"
+        if not art.exists():
+            export.export_model(path, art, "onnx", frames=window)
+        out.append(("onnxruntime (CPU)", runtime.load(art)))
+    return out
+
+
+def measure(sizes, windows, repeats: int, stream_frames: int, with_onnx: bool, workdir: Path) -> list[dict]:
+    coco = fake_detections()
+    rows = []
+    for size in sizes:
+        for window in windows:
+            for name, fn in backends(size, window, workdir, with_onnx):
+                x = np.random.default_rng(0).uniform(-1, 1, size=(1, window, 17, 3)).astype(np.float32)
+                call = best_ms(fn, x, repeats)
+                frames = max(2, min(stream_frames, int(20000 / max(call, 1.0))))
+                per_frame = stream_ms_per_frame(fn, window, frames, coco)
+                rows.append({"backend": name, "size": size, "window": window, "call_ms": call,
+                             "stream_ms": per_frame})
+                print(f"  {size:4s} {name:20s} window {window:3d}: {call:9.1f} ms/call, "
+                      f"{per_frame:9.1f} ms/frame streamed", flush=True)
+    return rows
+
+
+def tables(rows: list[dict], machine: str) -> str:
+    """The two markdown tables: whole clips, and streaming."""
+    lines = [HEADING, "",
+             f"`python benchmarks/latency.py --write-readme` on {machine}. Random weights; best of the "
+             "timed runs after a warm-up; batch 1. Real-time factor (RTF) = time per frame / "
+             f"{FRAME_MS:.1f} ms (30 fps): below 1 keeps up with the camera.", "",
+             "### A whole 243-frame clip (offline lifting)", "",
+             "| size | backend | ms per clip | ms per frame | RTF at 30 fps |", "|---|---|---:|---:|---:|"]
+    for r in rows:
+        if r["window"] == 243:
+            per = r["call_ms"] / 243
+            lines.append(f"| {r['size']} | {r['backend']} | {r['call_ms']:.0f} | {per:.1f} | {per / FRAME_MS:.2f} |")
+    lines += ["", "### Streaming (`perfectrep-jax stream`, causal, one model call per frame)", "",
+              "A model call lifts the last `window` frames; with `--hop H` one call writes H frames, so "
+              "the model's share per frame is divided by H and the delay grows by H - 1 frames. "
+              "The last two columns give the smallest hop that keeps up with 30 fps and the delay it "
+              "brings (H - 1 frames plus one model call).", "",
+              "| size | backend | window | ms per call | ms per frame (hop 1) | RTF (hop 1) | hop for real time | delay then |",
+              "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        rtf = r["stream_ms"] / FRAME_MS
+        overhead = max(r["stream_ms"] - r["call_ms"], 0.0)
+        hop = math.ceil(r["call_ms"] / max(FRAME_MS - overhead, 1e-6))
+        hop_text = str(hop) if hop <= r["window"] else "none"
+        delay = f"{((hop - 1) * FRAME_MS + r['call_ms']) / 1000:.2f} s" if hop <= r["window"] else "-"
+        lines.append(f"| {r['size']} | {r['backend']} | {r['window']} | {r['call_ms']:.1f} | "
+                     f"{r['stream_ms']:.1f} | {rtf:.2f} | {hop_text} | {delay} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_readme(section: str, path: Path = README) -> None:
+    """Replaces this benchmark's section of ``path`` (from its heading to the next ``## ``), or
+    appends it; every other part of the file stays as it is."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    pattern = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section + "\n", text, count=1)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text.rstrip("\n") + "\n")
+
+
+def machine_description() -> str:
+    cpu = "CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import jax
+
+    try:
+        import onnxruntime
+        ort = f", onnxruntime {onnxruntime.__version__}"
+    except ImportError:
+        ort = ""
+    return f"{os.cpu_count()} cores of {cpu} (jax {jax.__version__}{ort})"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", default="lite,full")
+    ap.add_argument("--windows", default="243,27")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--stream-frames", type=int, default=30, help="streamed frames timed per row (at most)")
+    ap.add_argument("--no-onnx", action="store_true", help="skip onnxruntime (no torch/onnx installed)")
+    ap.add_argument("--workdir", default=None, help="keep models and exports here (default a temp dir)")
+    ap.add_argument("--write-readme", action="store_true")
+    args = ap.parse_args(argv)
+    sizes = [s for s in args.sizes.split(",") if s]
+    windows = [int(w) for w in args.windows.split(",") if w]
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(args.workdir or tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        rows = measure(sizes, windows, args.repeats, args.stream_frames, not args.no_onnx, workdir)
+    section = tables(rows, machine_description())
+    print(section)
+    if args.write_readme:
+        write_readme(section)
+        print(f"wrote {README}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
