@@ -19,6 +19,9 @@ from a rest pose and the body frame:
 The swing is undefined when a bone points exactly opposite to its rest direction (an arm across
 the chest at 180 degrees, a leg pointing straight up); there a half turn about a fixed
 perpendicular axis is used, so errors near that pose are not meaningful.
+
+Constraints (``hinge_loss``, ``symmetry_loss``, ``length_constancy_loss``) are differentiable
+penalties, 0 on the bundled real motion capture, with margins sized from it.
 """
 
 from __future__ import annotations
@@ -50,8 +53,8 @@ PARENT_BONE: tuple[int, ...] = tuple(
 )
 
 
-
 def _bone_depths() -> np.ndarray:
+    """Depth of each bone in the tree: 0 for the bones leaving the pelvis."""
     depth = np.zeros(len(BONES), int)
     for b, parent in enumerate(PARENT_BONE):  # parents come before their children in BONES
         depth[b] = 0 if parent < 0 else depth[parent] + 1
@@ -125,8 +128,7 @@ def _safe_atan2(y: Array, x: Array) -> Array:
 
 
 # --------------------------------------------------------------------------- quaternions
-# Unit quaternions (w, x, y, z) on the last axis; a few dozen elementwise ops each, which keeps
-# the graphs (and their compile times) small next to 3 x 3 matrix algebra.
+# Unit quaternions (w, x, y, z) on the last axis.
 def quaternion_multiply(p: Array, q: Array) -> Array:
     """Hamilton product ``p q`` (rotation q, then p): (..., 4) x2 -> (..., 4)."""
     pw, pv = p[..., :1], p[..., 1:]
@@ -179,7 +181,8 @@ def swing(a: Array, b: Array, eps: float = 1e-6) -> Array:
     q = jnp.concatenate([w, jnp.cross(a, b)], axis=-1)
     regular = w > eps
     # Half turn about a x e, e = x unless a is close to x (then y): a fixed axis perpendicular to a.
-    e = jnp.where(jnp.abs(a[..., :1]) < 0.9, jnp.asarray([1.0, 0.0, 0.0], a.dtype), jnp.asarray([0.0, 1.0, 0.0], a.dtype))
+    x_axis, y_axis = jnp.eye(3, dtype=a.dtype)[:2]
+    e = jnp.where(jnp.abs(a[..., :1]) < 0.9, x_axis, y_axis)
     half_turn = jnp.concatenate([jnp.zeros_like(w), _unit(jnp.cross(a, e))], axis=-1)
     return jnp.where(regular, _unit(jnp.where(regular, q, 1.0)), half_turn)
 
@@ -411,6 +414,7 @@ def hinge_loss(x: Array, bend_margin_deg: float = 20.0,
 
 
 def _lengths(x: Array) -> Array:
+    """Bone lengths: (..., 17, 3) -> (..., 16)."""
     return safe_norm(bone_vectors(x))
 
 
