@@ -267,3 +267,194 @@ def action_table(
     overall = {m: float(np.mean([e[a] for a in actions])) if actions else float("nan")
                for m, e in errors.items()}
     return ActionTable(actions=actions, errors=errors, frames=frames, overall=overall)
+
+
+# --------------------------------------------------------------------------- PCK / AUC (MPI-INF-3DHP)
+# The 14 joints of the MPI-INF-3DHP evaluation, as indices into the H36M-17 order of
+# ``skeleton.H36M_JOINTS``: right hip/knee/ankle (1, 2, 3), left hip/knee/ankle (4, 5, 6), neck
+# (8, H36M's thorax = 3DHP's neck), head top (10), left shoulder/elbow/wrist (11, 12, 13) and right
+# shoulder/elbow/wrist (14, 15, 16). They are the first 14 joints of 3DHP's 17-joint test order,
+# the ones its evaluation script (``mpii_test_predictions.m``, joint groups head, neck, shoulder,
+# elbow, wrist, hip, knee, ankle) scores. Left out, as there: the pelvis (0), which is the root and
+# so has no error in root-relative poses and would only inflate PCK; the spine (7) and 3DHP's
+# "head" (9, H36M's nose slot), which are not anatomical landmarks but points interpolated on the
+# torso and skull, and are not in any joint group.
+MPI_INF_3DHP_PCK_JOINTS: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 8, 10, 11, 12, 13, 14, 15, 16)
+
+# Scene type of each MPI-INF-3DHP test sequence (Mehta et al. 2017, Table 3): TS1-TS2 studio with
+# green screen, TS3-TS4 studio without green screen, TS5-TS6 outdoors.
+MPI_INF_3DHP_SCENES: dict[str, str] = {
+    "TS1": "GS", "TS2": "GS", "TS3": "noGS", "TS4": "noGS", "TS5": "outdoor", "TS6": "outdoor",
+}
+
+PCK_THRESHOLDS = np.linspace(0.0, 150.0, 31)  # mm, 0, 5, ..., 150
+
+
+def _joint_subset(joints, num_joints: int) -> np.ndarray:
+    """``joints`` (None: all; "3dhp" / "14": ``MPI_INF_3DHP_PCK_JOINTS``; "all" / "17": all; or
+    a sequence of indices) -> integer index array into the joint axis."""
+    if joints is None or (isinstance(joints, str) and joints in ("all", "17")):
+        return np.arange(num_joints)
+    if isinstance(joints, str):
+        if joints not in ("3dhp", "14"):
+            raise ValueError(f"joints must be None, 'all', '17', '3dhp', '14' or indices; got {joints!r}")
+        joints = MPI_INF_3DHP_PCK_JOINTS
+    idx = np.asarray(joints, np.int64).reshape(-1)
+    if idx.size == 0 or idx.min() < -num_joints or idx.max() >= num_joints:
+        raise ValueError(f"joint indices {idx.tolist()} do not fit {num_joints} joints")
+    return idx
+
+
+def joint_distances(pred_mm, gt_mm, joints=None, root: int | None = 0) -> np.ndarray:
+    """Per-joint Euclidean error of root-relative poses, the quantity PCK and AUC threshold.
+
+    Args:
+      pred_mm, gt_mm: (..., J, 3) poses in millimetres.
+      joints: which joints to keep: None / "all" / "17" for all J, "3dhp" / "14" for
+        ``MPI_INF_3DHP_PCK_JOINTS`` (needs H36M-17 order), or a sequence of joint indices.
+      root: joint subtracted from each pose before comparing (the 3DHP protocol is root-relative;
+        0 is the H36M pelvis); None compares the poses as given.
+    Returns:
+      (..., K) float64 distances in mm, K the number of kept joints.
+    """
+    pred, gt = _pair(pred_mm, gt_mm)
+    if root is not None:
+        pred = pred - pred[..., root:root + 1, :]
+        gt = gt - gt[..., root:root + 1, :]
+    idx = _joint_subset(joints, pred.shape[-2])
+    return np.linalg.norm(pred[..., idx, :] - gt[..., idx, :], axis=-1)
+
+
+def _pck_of_distances(dist: np.ndarray, thresholds) -> np.ndarray:
+    """(..., K) distances, (M,) thresholds -> (M,) percent of all distances <= each threshold."""
+    dist = np.asarray(dist, np.float64).reshape(-1)
+    thresholds = np.asarray(thresholds, np.float64).reshape(-1)
+    if dist.size == 0:
+        return np.full(thresholds.shape, np.nan)
+    ordered = np.sort(dist)
+    return 100.0 * np.searchsorted(ordered, thresholds, side="right") / dist.size
+
+
+def pck(pred_mm, gt_mm, threshold: float = 150.0, joints=None, root: int | None = 0) -> float:
+    """Percentage of Correct Keypoints: percent of joints (over all poses) within ``threshold`` mm.
+
+    A joint counts as correct when its root-relative error is <= ``threshold`` (the 3DHP script
+    uses ``<=``); the percentage pools every (pose, joint) pair, as the 3DHP evaluation does.
+
+    Args:
+      pred_mm, gt_mm: (..., J, 3) poses in millimetres.
+      threshold: mm; 150 is the 3DHP protocol's PCK.
+      joints, root: as in ``joint_distances``. The literature's 3DHP tables use ``joints="3dhp"``
+        (14 joints); P-STMO / MotionBERT-style papers use all 17 H36M-order joints (the default).
+    Returns:
+      float in [0, 100]; NaN when there is no pose.
+    """
+    return float(_pck_of_distances(joint_distances(pred_mm, gt_mm, joints, root), [threshold])[0])
+
+
+def pck_curve(pred_mm, gt_mm, thresholds=PCK_THRESHOLDS, joints=None,
+              root: int | None = 0) -> np.ndarray:
+    """PCK at each threshold: (..., J, 3) x2, (M,) mm -> (M,) float64 percent."""
+    return _pck_of_distances(joint_distances(pred_mm, gt_mm, joints, root), thresholds)
+
+
+def auc(pred_mm, gt_mm, thresholds=PCK_THRESHOLDS, joints=None, root: int | None = 0) -> float:
+    """Area under the PCK curve, 3DHP protocol: the mean PCK over 0, 5, ..., 150 mm (31 values).
+
+    Args:
+      pred_mm, gt_mm: (..., J, 3) poses in millimetres.
+      thresholds: (M,) mm; the mean is unweighted, so use evenly spaced ones.
+      joints, root: as in ``joint_distances``.
+    Returns:
+      float in [0, 100] (percent, as papers report AUC); NaN when there is no pose.
+    """
+    return float(np.mean(pck_curve(pred_mm, gt_mm, thresholds, joints, root)))
+
+
+@dataclasses.dataclass(frozen=True)
+class PCKTable:
+    """PCK@threshold and AUC per sequence, per scene type and over everything.
+
+    Attributes:
+      groups: row names in order: the sequences (sorted), then the scene types present (in the
+        order of first appearance in ``scenes``' values, then others sorted), then "all".
+      kind: row name -> "sequence", "scene" or "all".
+      pck: row name -> PCK in percent at ``threshold``.
+      auc: row name -> AUC in percent.
+      frames: row name -> number of poses.
+      threshold: mm.
+    Rows pool all (pose, joint) pairs of their poses, as the 3DHP evaluation script does (so a
+    scene or "all" is not the mean of its sequences but weighs each frame the same).
+    """
+
+    groups: tuple[str, ...]
+    kind: dict[str, str]
+    pck: dict[str, float]
+    auc: dict[str, float]
+    frames: dict[str, int]
+    threshold: float
+
+    def format(self, digits: int = 1) -> str:
+        """A plain-text table: one row per group with PCK, AUC and the number of frames."""
+        header = ["group", f"PCK@{self.threshold:g}", "AUC", "frames"]
+        rows = [[g, f"{self.pck[g]:.{digits}f}", f"{self.auc[g]:.{digits}f}", str(self.frames[g])]
+                for g in self.groups]
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+        return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in [header, *rows])
+
+
+def pck_table(
+    pred_mm,
+    gt_mm,
+    sequences: Sequence,
+    threshold: float = 150.0,
+    thresholds=PCK_THRESHOLDS,
+    joints=None,
+    scenes: Mapping[str, str] | None = MPI_INF_3DHP_SCENES,
+    root: int | None = 0,
+) -> PCKTable:
+    """PCK and AUC of each sequence, of each scene type (GS / noGS / outdoor for 3DHP), and overall.
+
+    Args:
+      pred_mm, gt_mm: (N, J, 3) poses in millimetres, one per evaluated frame (deduplicate
+        overlapping clips first, or every copy counts).
+      sequences: (N,) sequence name of each pose (3DHP test: "TS1" ... "TS6").
+      threshold: mm, for the PCK column.
+      thresholds: (M,) mm, for AUC.
+      joints, root: as in ``joint_distances``.
+      scenes: sequence name -> scene type; sequences not in it get no scene row. None: no scene
+        rows. Default: ``MPI_INF_3DHP_SCENES``.
+    Returns:
+      a ``PCKTable``.
+    """
+    dist = joint_distances(pred_mm, gt_mm, joints, root)
+    if dist.ndim != 2:
+        raise ValueError(f"expected (N, J, 3) poses, got distances of shape {dist.shape}")
+    names = np.asarray([str(s) for s in sequences])
+    if names.shape != dist.shape[:1]:
+        raise ValueError(f"{len(names)} sequence names for {dist.shape[0]} poses")
+    scenes = dict(scenes or {})
+    seq_names = sorted(set(names.tolist()))
+    scene_order = list(dict.fromkeys(scenes.values()))
+    present = {scenes[s] for s in seq_names if s in scenes}
+    scene_names = [c for c in scene_order if c in present]
+    masks: dict[str, np.ndarray] = {}
+    kind: dict[str, str] = {}
+    for s in seq_names:
+        masks[s], kind[s] = names == s, "sequence"
+    for c in scene_names:
+        if c in masks:
+            raise ValueError(f"scene type {c!r} is also a sequence name")
+        members = [s for s in seq_names if scenes.get(s) == c]
+        masks[c], kind[c] = np.isin(names, members), "scene"
+    if "all" in masks:
+        raise ValueError("'all' cannot be a sequence or scene name")
+    masks["all"], kind["all"] = np.ones(len(names), bool), "all"
+    grid = np.concatenate([[threshold], np.asarray(thresholds, np.float64).reshape(-1)])
+    pck_out: dict[str, float] = {}
+    auc_out: dict[str, float] = {}
+    for g, m in masks.items():
+        curve = _pck_of_distances(dist[m], grid)
+        pck_out[g], auc_out[g] = float(curve[0]), float(np.mean(curve[1:]))
+    return PCKTable(groups=tuple(masks), kind=kind, pck=pck_out, auc=auc_out,
+                    frames={g: int(m.sum()) for g, m in masks.items()}, threshold=float(threshold))
