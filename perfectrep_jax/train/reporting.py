@@ -3,7 +3,8 @@
 Each line of ``WORKDIR/metrics.jsonl`` is one JSON object with ``step`` and the figures: training
 lines carry the losses averaged over the log interval, ``lr``, ``grad_norm`` and ``clips_per_s``;
 evaluation lines carry ``mpjpe`` / ``p_mpjpe`` / ... (or ``top1`` for the action task) and
-``"split": "test"``. Only process 0 writes.
+``"split": "test"``. An evaluation's files (JSON / CSV tables, PNG plots: ``EvalResult.files``) go
+to ``WORKDIR/eval/step_<N>/``. Only process 0 writes.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from typing import Any
 import numpy as np
 
 from perfectrep_jax.errors import UserError
+from perfectrep_jax.fileio import atomic_write_bytes
 
 
 class Reporter:
   def __init__(self, workdir: Path, total_steps: int, batch_size: int, enabled: bool = True):
     self.enabled = enabled
+    self.workdir = Path(workdir)
     self.batch_size = batch_size
     self.total_steps = total_steps
     self._last_time = time.perf_counter()
@@ -85,6 +88,11 @@ class Reporter:
     if not self.enabled:
       return
     self._write({"step": step, "split": "test", **result.metrics})
+    files = getattr(result, "files", None) or {}
+    for name, data in files.items():
+      if Path(name).name != name or name in ("", ".", ".."):
+        raise ValueError(f"evaluation file name {name!r} must be a plain file name")
+      atomic_write_bytes(self.workdir / "eval" / f"step_{step}" / name, data)
     text = f"\n=== evaluation at step {step} ===\n{result.table}\n"
     if self._bar is not None:
       self._bar.write(text)
