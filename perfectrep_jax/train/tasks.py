@@ -154,7 +154,7 @@ class PoseTask:
             f"Protocol #2 (P-MPJPE): {out['p_mpjpe']:.2f} mm   N-MPJPE: {out['n_mpjpe']:.2f} mm"
             f"   MPJVE: {out['mpjve']:.2f} mm/frame")
     extra, lines, files, detail = _pose_extras(pred_mm, gt_mm, clip_frames, frame_sources, table,
-                                       _is_3dhp(self.cfg))
+                                               _is_3dhp(self.cfg))
     out.update(extra)
     text = "\n".join([text, *lines])
     files["metrics.json"] = _json_bytes({"metrics": out, **detail})
