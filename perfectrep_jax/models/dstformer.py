@@ -25,6 +25,7 @@ backward pass. None of these options changes a parameter or, beyond float32 roun
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any
 
@@ -150,19 +151,56 @@ def apply_matrix(x: Array, kernel: Array) -> Array:
   return jnp.dot(x.reshape(-1, x.shape[-1]), kernel).reshape(x.shape[:-1] + kernel.shape[-1:])
 
 
+def _ln_stats(x: Array, eps: float) -> tuple[Array, Array]:
+  mean = jnp.mean(x, axis=-1, keepdims=True)
+  xc = x - mean
+  return mean, jax.lax.rsqrt(jnp.mean(xc * xc, axis=-1, keepdims=True) + eps)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def layer_norm_fn(x: Array, scale: Array, bias: Array, eps: float) -> Array:
+  """(x - mean) / sqrt(var + eps) * scale + bias over the last axis, float32 statistics.
+
+  Two-pass variance as PyTorch's LayerNorm. The backward is written out (the usual
+  ``rstd * (g - mean(g) - xhat * mean(g * xhat))`` with ``g = dy * scale``), recomputing xhat
+  from the saved input and per-row statistics: autodiff of the forward saved broadcast copies of
+  the statistics and of ``scale`` and took more passes over the activations.
+  """
+  mean, rstd = _ln_stats(x, eps)
+  return (x - mean) * rstd * scale + bias
+
+
+def _layer_norm_fwd(x, scale, bias, eps):
+  mean, rstd = _ln_stats(x, eps)
+  return (x - mean) * rstd * scale + bias, (x, mean, rstd, scale)
+
+
+def _layer_norm_bwd(eps, res, dy):
+  x, mean, rstd, scale = res
+  xhat = (x - mean) * rstd
+  g = dy * scale
+  dx = rstd * (g - jnp.mean(g, axis=-1, keepdims=True)
+               - xhat * jnp.mean(g * xhat, axis=-1, keepdims=True))
+  lead = tuple(range(dy.ndim - 1))
+  return dx, jnp.sum(dy * xhat, axis=lead), jnp.sum(dy, axis=lead)
+
+
+layer_norm_fn.defvjp(_layer_norm_fwd, _layer_norm_bwd)
+
+
 def apply_layer_norm(layer: nnx.LayerNorm, x: Array) -> Array:
   """``layer(x)`` over the last axis: two-pass statistics in float32, as PyTorch's LayerNorm."""
   dtype = layer.dtype or x.dtype
   xf = x.astype(jnp.promote_types(x.dtype, jnp.float32))
-  mean = jnp.mean(xf, axis=-1, keepdims=True)
-  xc = xf - mean
-  var = jnp.mean(xc * xc, axis=-1, keepdims=True)
-  y = xc * jax.lax.rsqrt(var + layer.epsilon)
-  if layer.scale is not None:
-    y = y * layer.scale[...]
-  if layer.bias is not None:
-    y = y + layer.bias[...]
-  return y.astype(dtype)
+  c = x.shape[-1]
+  scale = layer.scale[...] if layer.scale is not None else jnp.ones((c,), xf.dtype)
+  bias = layer.bias[...] if layer.bias is not None else jnp.zeros((c,), xf.dtype)
+  return layer_norm_fn(xf, scale.astype(xf.dtype), bias.astype(xf.dtype),
+                       float(layer.epsilon)).astype(dtype)
+
+
+_SQRT_HALF = math.sqrt(0.5)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
 def gelu(x: Array) -> Array:
@@ -171,7 +209,33 @@ def gelu(x: Array) -> Array:
   Same function as ``jax.nn.gelu(approximate=False)`` (which uses erfc); erf is the cheaper of
   the two in XLA on CPU and is what PyTorch computes, so outputs agree to the last bits.
   """
-  return x * 0.5 * (1.0 + jax.lax.erf(x * jnp.asarray(math.sqrt(0.5), x.dtype)))
+  return x * 0.5 * (1.0 + jax.lax.erf(x * jnp.asarray(_SQRT_HALF, x.dtype)))
+
+
+@jax.custom_vjp
+def bias_gelu(h: Array, bias: Array) -> Array:
+  """``gelu(h + bias)``, bias on the last axis, with a one-pass backward.
+
+  Saves only ``h`` (the matmul output, which exists anyway); the backward recomputes the
+  pre-activation and erf in the same pass that forms ``dy * gelu'(h + bias)``.
+  """
+  return gelu(h + bias)
+
+
+def _bias_gelu_fwd(h, bias):
+  return gelu(h + bias), (h, bias)
+
+
+def _bias_gelu_bwd(res, dy):
+  h, bias = res
+  z = h + bias
+  cdf = 0.5 * (1.0 + jax.lax.erf(z * jnp.asarray(_SQRT_HALF, z.dtype)))
+  pdf = jnp.exp(-0.5 * z * z) * jnp.asarray(_INV_SQRT_2PI, z.dtype)
+  dz = dy * (cdf + z * pdf)
+  return dz, jnp.sum(dz, axis=tuple(range(dz.ndim - 1))).astype(bias.dtype)
+
+
+bias_gelu.defvjp(_bias_gelu_fwd, _bias_gelu_bwd)
 
 
 class MLP(nnx.Module):
@@ -183,8 +247,55 @@ class MLP(nnx.Module):
     self.drop = nnx.Dropout(drop, rngs=rngs)
 
   def __call__(self, x: Array) -> Array:
-    x = self.drop(gelu(apply_dense(self.fc1, x)))
-    return self.drop(apply_dense(self.fc2, x))
+    fc1 = self.fc1
+    if fc1.bias is not None:
+      x, kernel, bias = fc1.promote_dtype((x, fc1.kernel[...], fc1.bias[...]), dtype=fc1.dtype)
+      h = jnp.dot(x.reshape(-1, x.shape[-1]), kernel, precision=fc1.precision)
+      x = bias_gelu(h, bias).reshape(x.shape[:-1] + (kernel.shape[-1],))
+    else:
+      x = gelu(apply_dense(fc1, x))
+    return self.drop(apply_dense(self.fc2, self.drop(x)))
+
+
+@jax.custom_vjp
+def softmax_attention(q: Array, k: Array, v: Array) -> Array:
+  """softmax(q k^T) v over the last two axes of (..., L, D) arrays; q carries the scale.
+
+  The softmax is normalised after the product with v ((L, D) divisions, not (L, L)), and the
+  backward is written out so that every product reads the (L, L) weights as they are laid out
+  (``dv^T = dout^T w``, ``dk^T = q^T dlogits``): autodiff's transposed products made XLA copy
+  a transposed (L, L) array per product.
+  """
+  return _softmax_attention_fwd(q, k, v)[0]
+
+
+def _softmax_attention_fwd(q, k, v):
+  logits = jnp.einsum("...ld,...md->...lm", q, k, preferred_element_type=jnp.float32)
+  w = jnp.exp(logits - jnp.max(logits, axis=-1, keepdims=True))
+  denom = jnp.sum(w, axis=-1, keepdims=True)
+  out = jnp.einsum("...lm,...md->...ld", w.astype(v.dtype), v,
+                   preferred_element_type=jnp.float32) / denom
+  return out.astype(v.dtype), (q, k, v, w, denom, out)
+
+
+def _softmax_attention_bwd(res, dout):
+  q, k, v, w, denom, out = res
+  f32 = jnp.float32
+  dout = dout.astype(f32)
+  g = dout / denom                                                     # d(w v)
+  dden = -jnp.sum(dout * out.astype(f32), axis=-1, keepdims=True) / denom
+  dw = jnp.einsum("...ld,...md->...lm", g.astype(v.dtype), v, preferred_element_type=f32) + dden
+  dlogits = (dw * w).astype(q.dtype)
+  dq = jnp.einsum("...lm,...md->...ld", dlogits, k, preferred_element_type=f32)
+  dk_t = jnp.einsum("...dl,...lm->...dm", jnp.swapaxes(q, -1, -2), dlogits,
+                    preferred_element_type=f32)
+  dv_t = jnp.einsum("...dl,...lm->...dm", jnp.swapaxes(g.astype(v.dtype), -1, -2),
+                    w.astype(v.dtype), preferred_element_type=f32)
+  return (dq.astype(q.dtype), jnp.swapaxes(dk_t, -1, -2).astype(k.dtype),
+          jnp.swapaxes(dv_t, -1, -2).astype(v.dtype))
+
+
+softmax_attention.defvjp(_softmax_attention_fwd, _softmax_attention_bwd)
 
 
 class Attention(nnx.Module):
@@ -233,27 +344,20 @@ class Attention(nnx.Module):
     return self.proj_drop(out)
 
   def _attend_explicit(self, q: Array, k: Array, v: Array, *, dropout: bool) -> Array:
-    """softmax(q k^T * scale) v on (B, T, J, H, D) arrays, over J or T, in that layout.
+    """softmax(q k^T * scale) v on (B, T, J, H, D) arrays, over J (spatial) or T (temporal).
 
-    The einsums name the batch axes (B, and T or J, and H) in place, so XLA lays each operand out
-    for its batched product in one pass with the split and the scale, instead of the copies a
-    swapaxes-reshape-attend-swapaxes chain makes. Without dropout the softmax is normalised after
-    the product with v: (L, D) divisions instead of (L, L), and one pass less in the backward.
+    q, k and v go to (B, T, H, J, D) or (B, J, H, T, D) in one copy each (XLA fuses the split,
+    the scale and the transpose), ``softmax_attention`` runs there, and the output comes back.
     """
-    if self.mode == "spatial":
-      logits_eq, out_eq, denom_axes = "btjhd,btkhd->bthjk", "bthjk,btkhd->btjhd", (0, 1, 3, 2)
-    else:
-      logits_eq, out_eq, denom_axes = "btjhd,bsjhd->bjhts", "bjhts,bsjhd->btjhd", (0, 3, 1, 2)
+    perm = (0, 1, 3, 2, 4) if self.mode == "spatial" else (0, 2, 3, 1, 4)
+    inv = tuple(perm.index(i) for i in range(5))
     q = q * jnp.asarray(self.scale, q.dtype)
-    logits = jnp.einsum(logits_eq, q, k, preferred_element_type=jnp.float32)
-    weights = jnp.exp(logits - jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True)))
-    denom = jnp.sum(weights, axis=-1)
-    if dropout:
-      probs = self.attn_drop((weights / denom[..., None]).astype(v.dtype))
-      return jnp.einsum(out_eq, probs, v)
-    out = jnp.einsum(out_eq, weights.astype(v.dtype), v, preferred_element_type=jnp.float32)
-    out = out / jnp.transpose(denom, denom_axes)[..., None]
-    return out.astype(v.dtype)
+    q, k, v = (jnp.transpose(a, perm) for a in (q, k, v))
+    if not dropout:
+      return jnp.transpose(softmax_attention(q, k, v), inv)
+    logits = jnp.einsum("...ld,...md->...lm", q, k, preferred_element_type=jnp.float32)
+    probs = self.attn_drop(jax.nn.softmax(logits, axis=-1).astype(v.dtype))
+    return jnp.transpose(jnp.einsum("...lm,...md->...ld", probs, v), inv)
 
   def _attend_fused(self, q: Array, k: Array, v: Array) -> Array:
     """``jax.nn.dot_product_attention`` on (sequences, L, H, D) arrays."""
@@ -302,10 +406,21 @@ class Block(nnx.Module):
     x = x + self.drop_path(self.attn_t(apply_layer_norm(self.norm1_t, x)))
     return x + self.drop_path(self.mlp_t(apply_layer_norm(self.norm2_t, x)))
 
+  def _dropout_active(self) -> bool:
+    return any(d.rate > 0 and not d.deterministic
+               for _, d in nnx.iter_graph(self) if isinstance(d, nnx.Dropout))
+
   def _stage(self, stage, x: Array) -> Array:
     if self.remat is None:
       return stage(self, x)
-    return nnx.remat(stage, policy=REMAT_POLICIES[self.remat])(self, x)
+    policy = REMAT_POLICIES[self.remat]
+    if self._dropout_active():  # RNG counters change: the lifted transform carries them out
+      return nnx.remat(stage, policy=policy)(self, x)
+    # Without dropout only the parameters matter: jax.checkpoint over them (this also works on a
+    # module merged inside a jitted step, where nnx.remat refuses to touch its RNG counters).
+    graphdef, params, rest = nnx.split(self, nnx.Param, ...)
+    return jax.checkpoint(lambda p, x: stage(nnx.merge(graphdef, p, rest), x),
+                          policy=policy)(params, x)
 
   def __call__(self, x: Array) -> Array:
     if self.order == "st":

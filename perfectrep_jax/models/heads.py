@@ -129,9 +129,9 @@ class ActionHeadEmbed(nnx.Module):
 class ActionNet(nnx.Module):
   """DSTformer backbone + action head over (N, M, T, J, dim_in) clips."""
 
-  def __init__(self, cfg: ActionConfig, *, dtype=None, rngs: nnx.Rngs):
+  def __init__(self, cfg: ActionConfig, *, dtype=None, rngs: nnx.Rngs, **options):
     self.config = cfg
-    self.backbone = DSTformer(cfg.backbone, dtype=dtype, rngs=rngs)
+    self.backbone = DSTformer(cfg.backbone, dtype=dtype, rngs=rngs, **options)
     b = cfg.backbone
     if cfg.version == "class":
       self.head = ActionHeadClassification(b.rep_width, b.num_joints, cfg.hidden_dim,

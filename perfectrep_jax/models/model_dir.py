@@ -48,15 +48,19 @@ def model_kind(model: nnx.Module) -> str:
 
 
 def build_model(kind: str, config: dict[str, Any] | DSTformerConfig | ActionConfig, *,
-                dtype=None, seed: int = 0) -> nnx.Module:
-  """Makes a freshly initialised lifter or action model from its config."""
+                dtype=None, seed: int = 0, **options: Any) -> nnx.Module:
+  """Makes a freshly initialised lifter or action model from its config.
+
+  ``options`` are the DSTformer's execution options (``attention_impl``, ``remat``): they change
+  how it runs, never its parameters.
+  """
   rngs = nnx.Rngs(params=seed, dropout=seed + 1)
   if kind == "lifter":
     cfg = config if isinstance(config, DSTformerConfig) else DSTformerConfig.from_dict(config)
-    return DSTformer(cfg, dtype=dtype, rngs=rngs)
+    return DSTformer(cfg, dtype=dtype, rngs=rngs, **options)
   if kind == "action":
     cfg = config if isinstance(config, ActionConfig) else ActionConfig.from_dict(config)
-    return ActionNet(cfg, dtype=dtype, rngs=rngs)
+    return ActionNet(cfg, dtype=dtype, rngs=rngs, **options)
   if kind == "mlp_lifter":
     cfg = config if isinstance(config, MLPLifterConfig) else MLPLifterConfig.from_dict(config)
     return MLPLifter(cfg, dtype=dtype, rngs=rngs)

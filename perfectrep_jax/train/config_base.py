@@ -38,6 +38,8 @@ def base_config(task: str) -> ml_collections.ConfigDict:
   c.keep_checkpoints = 3
   c.data_global_order = False     # True: every process reads each global batch, keeps its slice
   c.compute_dtype = "float32"     # "bfloat16" on accelerators
+  c.remat = ""                    # "", "full" or "dots": rematerialise each half-block
+  c.attention_impl = "auto"       # "einsum" (CPU) or "dot_product_attention" (cuDNN on GPU)
 
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
   c.sharding_rules = (("embed", "fsdp"), ("mlp", "tensor"), ("heads", "tensor"),

@@ -56,6 +56,13 @@ def check_config(config) -> None:
   if config.compute_dtype not in ("float32", "bfloat16", "float16"):
     problems.append(f"compute_dtype: float32, bfloat16 or float16, not {config.compute_dtype!r}")
   attempt("mesh", lambda: mesh_shape(dict(config.mesh), jax.device_count()))
+  from perfectrep_jax.models.dstformer import REMAT_POLICIES
+
+  if (config.get("remat") or None) not in REMAT_POLICIES:
+    problems.append(f"remat: one of {[p for p in REMAT_POLICIES if p] + ['']}, not {config.remat!r}")
+  if config.get("attention_impl", "auto") not in ("auto", "einsum", "dot_product_attention"):
+    problems.append(f"attention_impl: auto, einsum or dot_product_attention, not "
+                    f"{config.attention_impl!r}")
   if config.task == "action" and not config.action.classes:
     problems.append("action.classes: list the action names to classify")
   if config.task == "action" and 0 < config.action.get("num_classes", 0) < len(config.action.classes):

@@ -60,6 +60,15 @@ def run(command: str, argv: list[str]) -> None:
   elif command == "eval":
     result = trainer.evaluate(config, workdir, step=step)
     print(result.table, flush=True)
+    if result.files:
+      from pathlib import Path
+
+      from perfectrep_jax.fileio import atomic_write_bytes
+
+      out = Path(workdir) / "eval" / (f"step_{step}" if step is not None else "best")
+      for name, data in result.files.items():
+        atomic_write_bytes(out / name, data)
+      print(f"tables and plots: {out}", flush=True)
   else:
     raise ValueError(command)
 

@@ -72,8 +72,11 @@ def build(config, workdir: str | Path | None = None):
   dtype = DTYPES[config.get("compute_dtype", "float32")]
   model_cfg = task.model_config()
 
+  options = {} if task.kind == "mlp_lifter" else dict(
+      remat=config.get("remat") or None, attention_impl=config.get("attention_impl", "auto"))
+
   def init_model():
-    return model_dir.build_model(task.kind, model_cfg, dtype=dtype, seed=config.seed)
+    return model_dir.build_model(task.kind, model_cfg, dtype=dtype, seed=config.seed, **options)
 
   abstract = nnx.eval_shape(init_model)
   graphdef, abs_params, abs_stats, abs_rest = nnx.split(abstract, nnx.Param, nnx.BatchStat, ...)
