@@ -31,6 +31,8 @@ def get_config(variant: str = "full"):
     c.epochs = 300
     c.init.finetune = True          # --config.init.checkpoint=RUN_DIR_OR_BIN
     c.action.num_classes = 60       # action_classes; name them in action.classes
+    c.action.random_move = True
+    c.eval.scale_range = (2.0, 2.0)  # scale_range_test
     c.batch_size = 32
     c.total_steps = 100_000
   elif variant in ("demo", "smoke"):

@@ -53,7 +53,9 @@ def base_config(task: str) -> ml_collections.ConfigDict:
       shuffle=True, num_epochs=placeholder(int), flip=True, scale_range=placeholder(tuple),
       synthetic_2d=False, worker_count=0, worker_buffer_size=2, read_threads=4,
       prefetch_buffer_size=64))
-  c.eval = ml_collections.ConfigDict(dict(batch_size=32, flip_test=False, max_batches=0))
+  # scale_range: (r, r) rescales the action task's 2D test clips by crop_scale with ratio r.
+  c.eval = ml_collections.ConfigDict(dict(batch_size=32, flip_test=False, max_batches=0,
+                                          scale_range=placeholder(tuple)))
   c.loss = ml_collections.ConfigDict(dict(
       lambda_3d_pos=1.0, lambda_scale=0.5, lambda_3d_velocity=20.0, lambda_lv=0.0,
       lambda_lg=0.0, lambda_a=0.0, lambda_av=0.0))
@@ -67,8 +69,9 @@ def base_config(task: str) -> ml_collections.ConfigDict:
   # finetune: the run must start from init.checkpoint (a model/run dir or a PyTorch .bin).
   c.init = ml_collections.ConfigDict(dict(checkpoint="", num_heads=8, finetune=False))
   # num_classes: width of the classifier (0: len(classes)); classes name the labels in order.
+  # random_move: MotionBERT's random affine move of 2D training clips.
   c.action = ml_collections.ConfigDict(dict(classes=(), num_classes=0, hidden_dim=2048,
-                                            dropout_ratio=0.5, input="2d"))
+                                            dropout_ratio=0.5, input="2d", random_move=False))
   return c
 
 

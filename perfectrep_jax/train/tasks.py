@@ -25,7 +25,7 @@ import numpy as np
 import optax
 
 from perfectrep_jax import bones, losses, metrics, skeleton
-from perfectrep_jax.data import corruption
+from perfectrep_jax.data import corruption, moves
 from perfectrep_jax.models import ActionConfig, DSTformerConfig
 from perfectrep_jax.models.baseline import MLPLifterConfig
 
@@ -375,14 +375,25 @@ class ActionTask:
     except KeyError as e:
       raise ValueError(f"action {e} is not one of the configured classes {self.classes}") from None
 
-  def model_input(self, batch: Mapping[str, Array]) -> Array:
-    """(N, M=1, T, J, C) clips of one person."""
+  def model_input(self, batch: Mapping[str, Array], key: Array | None = None) -> Array:
+    """(N, M=1, T, J, C) clips of one person.
+
+    2D input in training (``key`` given) gets MotionBERT's ``random_move`` when
+    ``action.random_move`` is set; in evaluation, ``eval.scale_range`` (upstream's
+    ``scale_range_test``) rescales it with a fixed ratio.
+    """
     if self.cfg.action.get("input", "2d") == "3d":
       return normalize_clip_3d(batch["target_3d"])[:, None]
-    return batch["input_2d"][:, None]
+    x = batch["input_2d"]
+    if key is not None and self.cfg.action.get("random_move", False):
+      x = moves.random_move(key, x)
+    scale_range = self.cfg.eval.get("scale_range")
+    if key is None and scale_range:
+      x = moves.crop_scale_fixed(x, float(sum(scale_range)) / 2)
+    return x[:, None]
 
   def loss(self, model, batch: Mapping[str, Array], key: Array) -> tuple[Array, dict]:
-    logits = model(self.model_input(batch)).astype(jnp.float32)
+    logits = model(self.model_input(batch, key)).astype(jnp.float32)
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
     acc = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
     return loss, {"loss": loss, "train_top1": acc}

@@ -194,7 +194,7 @@ ACTION = {
     "dataset": field("data.source", read=_subsets),
     "action_classes": field("action.num_classes", read=_num_classes,
                             note="outputs of the classifier (0: one per action.classes)"),
-    "random_move": field("data.random_move", note="MotionBERT's random affine move of the 2D "
+    "random_move": field("action.random_move", note="MotionBERT's random affine move of the 2D "
                          "clip in training; PerfectRep does not read it"),
     "scale_range_train": field("data.scale_range", _as_list),
     "scale_range_test": field("eval.scale_range", _as_list,

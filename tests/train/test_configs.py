@@ -24,10 +24,7 @@ VARIANTS = {"pretrain": ("full", "lite", "demo", "smoke"), "pose3d": ("full", "l
 
 # Keys the ``full`` variants do not reproduce yet, and the change that would: expected failures,
 # strict, so a key that becomes reproduced must leave this list.
-PENDING = {
-    ("action_config.yaml", "random_move"): "add data.random_move (MotionBERT's random_move)",
-    ("action_config.yaml", "scale_range_test"): "add eval.scale_range (full (2.0, 2.0))",
-}
+PENDING: dict = {}  # (file, key) -> the field a key still needs (strict xfail until it has it)
 
 
 def _yaml(name: str) -> dict:
