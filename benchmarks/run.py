@@ -35,7 +35,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 README = Path(__file__).resolve().parent / "README.md"
-BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+
+
+def markers(tag: str = "") -> tuple[str, str]:
+  """The comments around one generated block of README.md (one block per run kind)."""
+  name = f"results{':' + tag if tag else ''}"
+  return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+
+
+BEGIN, END = markers()
 
 # Model sizes. lite = MotionBERT-Lite (configs/pretrain/MB_lite.yaml: dim 256, mlp_ratio 4);
 # full = PerfectRep (train_config.yaml: dim 512, mlp_ratio 2). Both depth 5, 8 heads, T 243,
@@ -70,8 +78,8 @@ CPU_XLA_FLAGS: list[str] = []
 def parse_args(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--size", default="both", choices=["lite", "full", "both", "tiny"],
-                 help="model size; both = lite then full (default)")
+  p.add_argument("--size", choices=["lite", "full", "both", "tiny"],
+                 help="model size; both = lite then full (default; --mode forward: full)")
   p.add_argument("--mode", default="all", choices=["all", "train", "forward"],
                  help="what to time (forward: issue 3's eval-forward ratio)")
   p.add_argument("--json", help="write one object per size to this file")
@@ -114,23 +122,29 @@ def setup_process(args) -> int:
 
 
 # ----------------------------------------------------------------------------------- timing
-def _stats(times: list[float]) -> dict:
+def _stats(times: list[float], cpu: list[float]) -> dict:
   return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
-          "n": len(times)}
+          "n": len(times), "cpu_median_s": statistics.median(cpu)}
 
 
 def interleaved(fns: dict, warmup: int, iters: int) -> dict:
-  """Calls each function in turn, ``warmup`` untimed rounds then ``iters`` timed ones."""
+  """Calls each function in turn, ``warmup`` untimed rounds then ``iters`` timed ones.
+
+  Wall time is the figure; the process CPU time of each call is kept too (with one thread it
+  is the work done whatever else the machine runs; with more it also counts spin-waiting).
+  """
   for _ in range(warmup):
     for f in fns.values():
       f()
   times = {k: [] for k in fns}
+  cpu = {k: [] for k in fns}
   for _ in range(iters):
     for k, f in fns.items():
-      t0 = time.perf_counter()
+      c0, t0 = time.process_time(), time.perf_counter()
       f()
       times[k].append(time.perf_counter() - t0)
-  return {k: _stats(v) for k, v in times.items()}
+      cpu[k].append(time.process_time() - c0)
+  return {k: _stats(times[k], cpu[k]) for k in fns}
 
 
 # ----------------------------------------------------------------------------------- JAX side
@@ -304,9 +318,11 @@ def run_size(name: str, args, threads: int) -> dict:
     t = interleaved(fns, args.warmup, args.iters)
     res["eval_step_s"] = t["jax"]["median_s"]
     res["eval_step_min_s"] = t["jax"]["min_s"]
+    res["eval_cpu_s"] = t["jax"]["cpu_median_s"]
     res["eval_clips_per_s"] = eval_batch / t["jax"]["median_s"]
     if use_torch:
       res["torch_eval_step_s"] = t["torch"]["median_s"]
+      res["torch_eval_cpu_s"] = t["torch"]["cpu_median_s"]
       res["torch_eval_clips_per_s"] = eval_batch / t["torch"]["median_s"]
       res["eval_ratio"] = res["eval_clips_per_s"] / res["torch_eval_clips_per_s"]
     if chip_peak:
@@ -342,9 +358,11 @@ def run_size(name: str, args, threads: int) -> dict:
     t = interleaved(fns, args.warmup, args.iters)
     res["train_step_s"] = t["jax"]["median_s"]
     res["train_step_min_s"] = t["jax"]["min_s"]
+    res["train_cpu_s"] = t["jax"]["cpu_median_s"]
     res["train_clips_per_s"] = batch / t["jax"]["median_s"]
     if use_torch:
       res["torch_train_step_s"] = t["torch"]["median_s"]
+      res["torch_train_cpu_s"] = t["torch"]["cpu_median_s"]
       res["torch_train_clips_per_s"] = batch / t["torch"]["median_s"]
       res["train_ratio"] = res["train_clips_per_s"] / res["torch_train_clips_per_s"]
     if chip_peak:
@@ -466,7 +484,7 @@ def _cpu_name() -> str:
   return platform.processor() or "?"
 
 
-def write_readme(results: list[dict], env: dict, command: str) -> None:
+def write_readme(results: list[dict], env: dict, command: str, tag: str = "") -> None:
   pipe = [f"{r['size']}: {r['pipeline_clips_per_s']:.0f} clips/s (batch {r['pipeline_batch']})"
           for r in results if "pipeline_clips_per_s" in r]
   extra = [f"- Machine: {env['cpu']}, {env['cores_usable']} cores; {env['threads']} threads for "
@@ -482,12 +500,13 @@ def write_readme(results: list[dict], env: dict, command: str) -> None:
     if "eval_max_abs_diff_vs_torch" in r:
       extra.append(f"- {r['size']}: max |ours - PyTorch| on the eval output "
                    f"{r['eval_max_abs_diff_vs_torch']:.1e} (same weights, float32).")
-  block = "\n".join([BEGIN, table(results), "", *extra, END])
-  text = README.read_text() if README.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
-  if BEGIN not in text or END not in text:
-    text = text.rstrip("\n") + f"\n\n{BEGIN}\n{END}\n"
-  head, rest = text.split(BEGIN, 1)
-  _, tail = rest.split(END, 1)
+  begin, end = markers(tag)
+  block = "\n".join([begin, table(results), "", *extra, end])
+  text = README.read_text() if README.exists() else f"# Benchmarks\n\n{begin}\n{end}\n"
+  if begin not in text or end not in text:
+    text = text.rstrip("\n") + f"\n\n{begin}\n{end}\n"
+  head, rest = text.split(begin, 1)
+  _, tail = rest.split(end, 1)
   README.write_text(head + block + tail)
   print(f"wrote {README}")
 
@@ -496,9 +515,8 @@ def main(argv=None) -> list[dict]:
   args = parse_args(argv)
   threads = setup_process(args)
   sys.path.insert(0, str(ROOT))
-  sizes = ["lite", "full"] if args.size == "both" else [args.size]
-  if args.mode == "forward" and args.size == "both" and argv is None and "--size" not in sys.argv:
-    sizes = ["full"]
+  size = args.size or ("full" if args.mode == "forward" else "both")
+  sizes = ["lite", "full"] if size == "both" else [size]
   results = []
   for name in sizes:
     r = run_size(name, args, threads)
@@ -513,7 +531,12 @@ def main(argv=None) -> list[dict]:
     print(f"wrote {args.json}")
   if args.write_readme:
     command = "python benchmarks/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    write_readme(results, env, command.strip())
+    tag = "" if args.mode == "all" else args.mode
+    if args.threads:
+      tag += f"{'-' if tag else ''}threads{args.threads}"
+    if args.dtype != "float32":
+      tag += f"{'-' if tag else ''}{args.dtype}"
+    write_readme(results, env, command.strip(), tag)
   return results
 
 
