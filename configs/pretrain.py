@@ -28,12 +28,12 @@ def get_config(variant: str = "full"):
     c.batch_size = 64
     c.total_steps = 100_000
   elif variant == "demo":
-    use_demo(c, total_steps=500)
+    use_demo(c, total_steps=1000)
     c.batch_size = 16
     c.optim.lr = 1e-3
     c.optim.schedule = "warmup_cosine"
-    c.optim.warmup_steps = 50
-    c.eval_every = 250
+    c.optim.warmup_steps = 100
+    c.eval_every = 500
     c.eval_at_start = True
     c.checkpoint_every = 250
   elif variant == "smoke":
