@@ -3,7 +3,7 @@ clip and per streamed frame, at the ``lite`` and ``full`` model sizes, with the 
 30 fps. Prints the tables and, with ``--write-readme``, puts them into ``benchmarks/README.md``
 under their own heading (the rest of that file is left as it is).
 
-    python benchmarks/latency.py                                  # lite and full, windows 243 and 27
+    python benchmarks/latency.py                                  # demo, lite, full; windows 243, 27
     python benchmarks/latency.py --sizes lite --windows 27 --repeats 2
 
 Weights are random (speed does not depend on them). Each figure is the best of ``--repeats`` timed
@@ -30,9 +30,9 @@ from perfectrep_jax.deploy import export, runtime
 from perfectrep_jax.deploy.stream import StreamingLifter
 from perfectrep_jax.models import model_dir
 from perfectrep_jax.models.dstformer import DSTformerConfig
-from perfectrep_jax.train.config_base import FULL_MODEL, LITE_MODEL
+from perfectrep_jax.train.config_base import DEMO_MODEL, FULL_MODEL, LITE_MODEL
 
-SIZES = {"lite": LITE_MODEL, "full": FULL_MODEL}
+SIZES = {"demo": DEMO_MODEL, "lite": LITE_MODEL, "full": FULL_MODEL}  # demo: maxlen 27
 FPS = 30.0
 FRAME_MS = 1000.0 / FPS
 HEADING = "## Latency: exported lifters and streaming"
@@ -52,9 +52,10 @@ def best_ms(fn, x: np.ndarray, repeats: int) -> float:
 
 def stream_ms_per_frame(fn, window: int, frames: int, coco: np.ndarray) -> float:
     """ms per frame of a causal stream with a model call per frame, after the window is full."""
-    lifter = StreamingLifter(fn, window, normalization="image", image_size=(1000, 1000))
-    for t in range(window):  # fill the window first (and warm up)
+    lifter = StreamingLifter(lambda x: x, window, normalization="image", image_size=(1000, 1000))
+    for t in range(window):  # fill the window without the model (it was warmed up already)
         lifter.push(t, coco[t % len(coco)])
+    lifter.lift_fn = fn
     start = time.perf_counter()
     for t in range(window, window + frames):
         lifter.push(t, coco[t % len(coco)])
@@ -96,6 +97,8 @@ def measure(sizes, windows, repeats: int, stream_frames: int, with_onnx: bool, w
     rows = []
     for size in sizes:
         for window in windows:
+            if window > SIZES[size]["maxlen"]:
+                continue
             for name, fn in backends(size, window, workdir, with_onnx):
                 x = np.random.default_rng(0).uniform(-1, 1, size=(1, window, 17, 3)).astype(np.float32)
                 call = best_ms(fn, x, repeats)
@@ -171,7 +174,7 @@ def machine_description() -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sizes", default="lite,full")
+    ap.add_argument("--sizes", default="demo,lite,full")
     ap.add_argument("--windows", default="243,27")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--stream-frames", type=int, default=30, help="streamed frames timed per row (at most)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from perfectrep_jax.errors import UserError
@@ -55,16 +56,21 @@ def cmd_stream(args) -> None:
     write = _writer(sys.stdout)
     warn = lambda text: print(f"perfectrep-jax stream: {text}", file=sys.stderr, flush=True)  # noqa: E731
     runner = stream_io.StreamRunner(lifter, OnlineRepCounter(fps), fps, write, warn)
-    write(stream_io.start_event(lifter, fps, source))
     try:
-        if frames is not None:
-            runner.feed(first[0], first[1])
-            for frame, keypoints, _, _ in frames:
-                runner.feed(frame, keypoints)
-        else:
-            runner.feed_lines(sys.stdin)
-    finally:
+        write(stream_io.start_event(lifter, fps, source))
+        try:
+            if frames is not None:
+                runner.feed(first[0], first[1])
+                for frame, keypoints, _, _ in frames:
+                    runner.feed(frame, keypoints)
+            else:
+                runner.feed_lines(sys.stdin)
+        except KeyboardInterrupt:  # Ctrl-C ends a live stream: write what is pending, then stop
+            runner.finish()
+            raise
         runner.finish()
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:

@@ -105,6 +105,9 @@ class ExportedLifter:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
+        # Idle worker threads must not spin between calls: a stream prepares the next window in
+        # Python meanwhile, and spinning threads would take the cores it needs.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             opts.intra_op_num_threads = threads
         sess = ort.InferenceSession(str(model_file), opts, providers=["CPUExecutionProvider"])
