@@ -50,9 +50,9 @@ def best_ms(fn, x: np.ndarray, repeats: int) -> float:
     return 1000.0 * min(times)
 
 
-def stream_ms_per_frame(fn, window: int, frames: int, coco: np.ndarray) -> float:
-    """ms per frame of a causal stream with a model call per frame, after the window is full."""
-    lifter = StreamingLifter(lambda x: x, window, normalization="image", image_size=(1000, 1000))
+def stream_ms_per_frame(fn, window: int, frames: int, coco: np.ndarray, hop: int = 1) -> float:
+    """ms per frame of a causal stream with a model call every ``hop`` frames, once the window is full."""
+    lifter = StreamingLifter(lambda x: x, window, hop=hop, normalization="image", image_size=(1000, 1000))
     for t in range(window):  # fill the window without the model (it was warmed up already)
         lifter.push(t, coco[t % len(coco)])
     lifter.lift_fn = fn
@@ -92,26 +92,35 @@ def backends(size: str, window: int, workdir: Path, with_onnx: bool):
     return out
 
 
-def measure(sizes, windows, repeats: int, stream_frames: int, with_onnx: bool, workdir: Path) -> list[dict]:
+def measure(sizes, windows, repeats: int, stream_frames: int, with_onnx: bool,
+            workdir: Path) -> tuple[list[dict], dict[int, float]]:
+    """Times every backend at every size and window: ``(rows, stream overhead ms per window)``."""
     coco = fake_detections()
-    rows = []
+    rows, overhead = [], {}
     for size in sizes:
         for window in windows:
             if window > SIZES[size]["maxlen"]:
                 continue
+            if window not in overhead:  # the stream's own work per frame, without a model
+                overhead[window] = stream_ms_per_frame(lambda x: x, window, 200, coco)
             for name, fn in backends(size, window, workdir, with_onnx):
                 x = np.random.default_rng(0).uniform(-1, 1, size=(1, window, 17, 3)).astype(np.float32)
                 call = best_ms(fn, x, repeats)
                 frames = max(2, min(stream_frames, int(20000 / max(call, 1.0))))
                 per_frame = stream_ms_per_frame(fn, window, frames, coco)
+                # The smallest hop that should keep up (10% to spare), then measured over three
+                # calls' worth of frames.
+                hop = max(1, math.ceil(1.1 * call / max(FRAME_MS - overhead[window], 1e-6)))
+                hop_ms = stream_ms_per_frame(fn, window, 3 * hop, coco, hop) if hop < window else None
                 rows.append({"backend": name, "size": size, "window": window, "call_ms": call,
-                             "stream_ms": per_frame})
+                             "stream_ms": per_frame, "hop": hop, "hop_ms": hop_ms})
                 print(f"  {size:4s} {name:20s} window {window:3d}: {call:9.1f} ms/call, "
-                      f"{per_frame:9.1f} ms/frame streamed", flush=True)
-    return rows
+                      f"{per_frame:9.1f} ms/frame streamed, hop {hop}: "
+                      f"{hop_ms if hop_ms is None else round(hop_ms, 1)} ms/frame", flush=True)
+    return rows, overhead
 
 
-def tables(rows: list[dict], machine: str) -> str:
+def tables(rows: list[dict], overhead: dict[int, float], machine: str) -> str:
     """The two markdown tables: whole clips, and streaming."""
     lines = [HEADING, "",
              f"`python benchmarks/latency.py --write-readme` on {machine}. Random weights; best of the "
@@ -126,18 +135,23 @@ def tables(rows: list[dict], machine: str) -> str:
     lines += ["", "### Streaming (`perfectrep-jax stream`, causal, one model call per frame)", "",
               "A model call lifts the last `window` frames; with `--hop H` one call writes H frames, so "
               "the model's share per frame is divided by H and the delay grows by H - 1 frames. "
-              "The last two columns give the smallest hop that keeps up with 30 fps and the delay it "
-              "brings (H - 1 frames plus one model call).", "",
-              "| size | backend | window | ms per call | ms per frame (hop 1) | RTF (hop 1) | hop for real time | delay then |",
-              "|---|---|---:|---:|---:|---:|---:|---:|"]
+              "The last columns take the smallest hop H that should keep up with 30 fps with 10% to "
+              "spare, measure the stream with it, and give the delay it brings (H - 1 frames plus one "
+              "model call). The stream's own work per frame (buffer, fill, normalisation, depth "
+              "alignment, no model): " + ", ".join(f"{ms:.1f} ms at window {w}" for w, ms in overhead.items())
+              + ".", "",
+              "| size | backend | window | ms per call | ms per frame (hop 1) | RTF (hop 1) | "
+              "hop H | ms per frame (hop H) | RTF (hop H) | delay (hop H) |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         rtf = r["stream_ms"] / FRAME_MS
-        overhead = max(r["stream_ms"] - r["call_ms"], 0.0)
-        hop = math.ceil(r["call_ms"] / max(FRAME_MS - overhead, 1e-6))
-        hop_text = str(hop) if hop <= r["window"] else "none"
-        delay = f"{((hop - 1) * FRAME_MS + r['call_ms']) / 1000:.2f} s" if hop <= r["window"] else "-"
+        if r["hop_ms"] is None:
+            tail = "none | - | - | -"
+        else:
+            delay = ((r["hop"] - 1) * FRAME_MS + r["call_ms"]) / 1000
+            tail = f"{r['hop']} | {r['hop_ms']:.1f} | {r['hop_ms'] / FRAME_MS:.2f} | {delay:.2f} s"
         lines.append(f"| {r['size']} | {r['backend']} | {r['window']} | {r['call_ms']:.1f} | "
-                     f"{r['stream_ms']:.1f} | {rtf:.2f} | {hop_text} | {delay} |")
+                     f"{r['stream_ms']:.1f} | {rtf:.2f} | {tail} |")
     return "\n".join(lines) + "\n"
 
 
@@ -187,8 +201,9 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(args.workdir or tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        rows = measure(sizes, windows, args.repeats, args.stream_frames, not args.no_onnx, workdir)
-    section = tables(rows, machine_description())
+        rows, overhead = measure(sizes, windows, args.repeats, args.stream_frames, not args.no_onnx,
+                                 workdir)
+    section = tables(rows, overhead, machine_description())
     print(section)
     if args.write_readme:
         write_readme(section)

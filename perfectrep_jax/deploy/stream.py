@@ -70,7 +70,7 @@ class StreamingLifter:
     Args:
       lift_fn: the model, float32 (B, window, 17, 3) -> (B, window, 17, 3) (B = 1, or 2 with ``flip``).
       window: frames per model call, 1 to the model's maxlen.
-      hop: frames written per model call (1 = a call per frame).
+      hop: frames written per model call (1 = a call per frame); ``lookahead + hop < window``.
       lookahead: frames of future context (0 = causal).
       normalization: 'crop' or 'image' (needs ``image_size``), as :func:`perfectrep_jax.wild.lift.normalize`.
       image_size: (width, height) in pixels.
@@ -86,10 +86,11 @@ class StreamingLifter:
     def __init__(self, lift_fn: LiftFn, window: int, *, hop: int = 1, lookahead: int = 0,
                  normalization: str = "crop", image_size: tuple[int, int] | None = None,
                  units: str = "pixel", flip: bool = False, max_gap: int = 30, min_joints: int = 4):
-        if window < 1:
-            raise UserError(f"window must be at least 1 frame, got {window}")
-        if hop < 1 or lookahead < 0 or lookahead + hop > window:
-            raise UserError(f"need hop >= 1, lookahead >= 0 and lookahead + hop <= window "
+        if window < 2:
+            raise UserError(f"window must be at least 2 frames, got {window}")
+        if hop < 1 or lookahead < 0 or lookahead + hop >= window:
+            # Each window must share a frame with what is written, to align its depth.
+            raise UserError(f"need hop >= 1, lookahead >= 0 and lookahead + hop < window "
                             f"(got hop {hop}, lookahead {lookahead}, window {window})")
         if normalization not in ("crop", "image"):
             raise UserError(f"normalization must be 'crop' or 'image', got {normalization!r}")
@@ -217,7 +218,8 @@ class StreamingLifter:
 
     def _depth_shift(self, y: np.ndarray, row: dict[int, int]) -> float:
         """What to add to the window's depth so that it agrees with the frames already written (mean
-        pelvis depth over the overlap), or, before any, puts the person's first pelvis at depth 0.
+        pelvis depth over the overlap, at least one frame as ``lookahead + hop < window``), or,
+        before any, puts the person's first pelvis at depth 0.
 
         Args:
           y: (window, 17, 3) the window's output.

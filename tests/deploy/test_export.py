@@ -88,6 +88,7 @@ def test_stablehlo_with_a_fixed_batch(tiny_model_dir, tmp_path):
         lifter(x[:2])
 
 
+@pytest.mark.slow  # the PyTorch exporter takes about a minute here
 def test_onnx_reloads_in_onnxruntime_in_a_fresh_process(parity_model_dir, tmp_path):
     pytest.importorskip("torch")
     pytest.importorskip("onnxscript")
@@ -102,6 +103,7 @@ def test_onnx_reloads_in_onnxruntime_in_a_fresh_process(parity_model_dir, tmp_pa
         assert res["shape"] == [batch, 27, 17, 3] and res["err"] <= 1e-4
 
 
+@pytest.mark.slow
 def test_tflite_runs_in_litert(tiny_model_dir, tmp_path):
     pytest.importorskip("litert_torch")
     out = tmp_path / "tflite"
