@@ -58,17 +58,19 @@ SIZES = {
                  frames=243, batch=1, eval_batch=2),
 }
 
-# Dense peak FLOP/s per chip by dtype, for MFU (vendor figures, no sparsity).
+# Dense peak FLOP/s per chip by compute dtype, for MFU (vendor figures, no sparsity). "float32" is
+# the peak of what XLA's default matmul precision runs float32 products on: TF32 tensor cores on
+# NVIDIA (Ampere and later), one bfloat16 pass on TPU.
 PEAK_FLOPS = {
-    "H100": {"bfloat16": 989e12, "float32": 67e12},     # SXM; float32 without TF32
-    "H200": {"bfloat16": 989e12, "float32": 67e12},
-    "A100": {"bfloat16": 312e12, "float32": 19.5e12},
-    "L4": {"bfloat16": 121e12, "float32": 30.3e12},
-    "TPU v4": {"bfloat16": 275e12, "float32": 275e12 / 2},
-    "TPU v5 lite": {"bfloat16": 197e12, "float32": 197e12 / 2},  # v5e
-    "TPU v5p": {"bfloat16": 459e12, "float32": 459e12 / 2},
-    "TPU v5": {"bfloat16": 459e12, "float32": 459e12 / 2},
-    "TPU v6 lite": {"bfloat16": 918e12, "float32": 918e12 / 2},  # v6e (Trillium)
+    "H100": {"bfloat16": 989e12, "float32": 495e12},     # SXM
+    "H200": {"bfloat16": 989e12, "float32": 495e12},
+    "A100": {"bfloat16": 312e12, "float32": 156e12},
+    "L4": {"bfloat16": 121e12, "float32": 60e12},
+    "TPU v4": {"bfloat16": 275e12, "float32": 275e12},
+    "TPU v5 lite": {"bfloat16": 197e12, "float32": 197e12},  # v5e
+    "TPU v5p": {"bfloat16": 459e12, "float32": 459e12},
+    "TPU v5": {"bfloat16": 459e12, "float32": 459e12},
+    "TPU v6 lite": {"bfloat16": 918e12, "float32": 918e12},  # v6e (Trillium)
 }
 
 # XLA CPU flags this benchmark sets (see README: measured, not assumed).
@@ -302,6 +304,11 @@ def run_size(name: str, args, threads: int) -> dict:
     res["flops_per_clip_forward"] = cost.get("flops", 0.0) / eval_batch
     res["eval_peak_bytes"] = cost.get("peak_bytes")
     fns = {"jax": lambda: fwd(params, x_eval).block_until_ready()}
+    if args.dtype != "float32":  # the float32 forward alongside, same weights and load
+      f32_args = argparse.Namespace(**{**vars(args), "dtype": "float32"})
+      _, params32, _, _, fwd32_jit = build_jax(cfg, f32_args)
+      fwd32, _ = compile_timed(fwd32_jit, params32, x_eval)
+      fns["jax_f32"] = lambda: fwd32(params32, x_eval).block_until_ready()
     if use_torch:
       tm.eval()
 
@@ -320,6 +327,9 @@ def run_size(name: str, args, threads: int) -> dict:
     res["eval_step_min_s"] = t["jax"]["min_s"]
     res["eval_cpu_s"] = t["jax"]["cpu_median_s"]
     res["eval_clips_per_s"] = eval_batch / t["jax"]["median_s"]
+    if "jax_f32" in t:
+      res["eval_f32_clips_per_s"] = eval_batch / t["jax_f32"]["median_s"]
+      res["eval_vs_f32_ratio"] = res["eval_clips_per_s"] / res["eval_f32_clips_per_s"]
     if use_torch:
       res["torch_eval_step_s"] = t["torch"]["median_s"]
       res["torch_eval_cpu_s"] = t["torch"]["cpu_median_s"]
@@ -436,6 +446,10 @@ def _fmt(v, spec=".2f"):
   return "n/a" if v is None else format(v, spec)
 
 
+def _ratio(v) -> str:
+  return "n/a" if v is None else f"**{v:.2f}x**"
+
+
 def table(results: list[dict]) -> str:
   rows = ["| size | T | batch (train / eval) | train clips/s: ours | PyTorch | ratio "
           "| eval clips/s: ours | PyTorch | ratio | compile s (train / eval) "
@@ -447,9 +461,9 @@ def table(results: list[dict]) -> str:
         f"| {r['size']} (dim {r['dim_feat']}, mlp {r['mlp_ratio']:g}) | {r['frames']} "
         f"| {r['train_batch']} / {r['eval_batch']} "
         f"| {_fmt(r.get('train_clips_per_s'), '.3f')} | {_fmt(r.get('torch_train_clips_per_s'), '.3f')} "
-        f"| **{_fmt(r.get('train_ratio'))}x** "
+        f"| {_ratio(r.get('train_ratio'))} "
         f"| {_fmt(r.get('eval_clips_per_s'), '.3f')} | {_fmt(r.get('torch_eval_clips_per_s'), '.3f')} "
-        f"| **{_fmt(r.get('eval_ratio'))}x** "
+        f"| {_ratio(r.get('eval_ratio'))} "
         f"| {_fmt(r.get('compile_train_s'), '.0f')} / {_fmt(r.get('compile_eval_s'), '.0f')} "
         f"| {_fmt(mib(r.get('train_peak_bytes')), '.0f')} / {_fmt(mib(r.get('eval_peak_bytes')), '.0f')} "
         f"| {_fmt(r.get('flops_per_clip_forward', 0) / 1e9 if 'flops_per_clip_forward' in r else None, '.0f')} "
@@ -497,6 +511,13 @@ def write_readme(results: list[dict], env: dict, command: str, tag: str = "") ->
     extra.append("- Data pipeline (bundled demo mocap, flip + synthetic 2D, in-process): "
                  + "; ".join(pipe) + ".")
   for r in results:
+    if "bf16_max_abs_diff" in r:
+      extra.append(f"- {r['size']}: bfloat16 compute (float32 parameters, softmax and LayerNorm "
+                   f"statistics in float32): eval {r['eval_clips_per_s']:.3f} clips/s against "
+                   f"{r['eval_f32_clips_per_s']:.3f} for float32 in the same run "
+                   f"({r['eval_vs_f32_ratio']:.2f}x); max |bf16 - f32| on the output "
+                   f"{r['bf16_max_abs_diff']:.3f} (outputs up to {r['f32_max_abs']:.2f}).")
+      continue
     if "eval_max_abs_diff_vs_torch" in r:
       extra.append(f"- {r['size']}: max |ours - PyTorch| on the eval output "
                    f"{r['eval_max_abs_diff_vs_torch']:.1e} (same weights, float32).")
@@ -530,7 +551,12 @@ def main(argv=None) -> list[dict]:
     Path(args.json).write_text(json.dumps({"environment": env, "results": results}, indent=2))
     print(f"wrote {args.json}")
   if args.write_readme:
-    command = "python benchmarks/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    shown = list(argv if argv is not None else sys.argv[1:])
+    if "--json" in shown:  # where this run's JSON went is not part of the recipe
+      i = shown.index("--json")
+      del shown[i:i + 2]
+    shown = [a for a in shown if not a.startswith("--json=")]
+    command = "python benchmarks/run.py " + " ".join(shown)
     tag = "" if args.mode == "all" else args.mode
     if args.threads:
       tag += f"{'-' if tag else ''}threads{args.threads}"
