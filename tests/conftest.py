@@ -1,4 +1,4 @@
-"""Shared test helpers: where the upstream parity fixtures live."""
+"""Shared test helpers: where the upstream parity fixtures live (../shared/fixtures/parity)."""
 
 from __future__ import annotations
 
