@@ -88,7 +88,6 @@ def test_stablehlo_with_a_fixed_batch(tiny_model_dir, tmp_path):
         lifter(x[:2])
 
 
-@pytest.mark.slow  # the PyTorch exporter takes about a minute here
 def test_onnx_reloads_in_onnxruntime_in_a_fresh_process(parity_model_dir, tmp_path):
     pytest.importorskip("torch")
     pytest.importorskip("onnxscript")
