@@ -146,12 +146,24 @@ def cmd_infer(args) -> None:
   from perfectrep_jax.models.model_dir import load_model, make_apply_fn
   from perfectrep_jax.wild.infer import infer
 
+  if args.keypoints is None and args.video is None:
+    raise UserError("infer needs --keypoints, or --video to detect them")
   model, meta = load_model(args.checkpoint)
   if meta["kind"] not in ("lifter", "mlp_lifter"):
     raise UserError(f"{args.checkpoint}: a {meta['kind']} model; infer needs a 3D lifter")
-  result = infer(args.keypoints, make_apply_fn(model), meta["config"]["maxlen"], args.out,
-                 video=args.video, fps=args.fps, person=args.person,
-                 image_size=tuple(args.image_size) if args.image_size else None,
+  keypoints, video, fps = args.keypoints, args.video, args.fps
+  image_size = tuple(args.image_size) if args.image_size else None
+  if keypoints is None:  # 2D detection first, with MediaPipe (the video extra)
+    from perfectrep_jax.wild.detect import detect_keypoints
+
+    found = detect_keypoints(video, Path(args.out) / "keypoints_2d.json", args.pose_model,
+                             num_poses=args.num_poses)
+    print(f"2D: a person in {found['frames_with_person']} of {found['frames']} frames of {video}; "
+          f"wrote {found['path']}")
+    keypoints, video = found["path"], None
+    fps, image_size = fps or found["fps"] or None, image_size or tuple(found["image_size"])
+  result = infer(keypoints, make_apply_fn(model), meta["config"]["maxlen"], args.out,
+                 video=video, fps=fps, person=args.person, image_size=image_size,
                  normalization=args.normalization,
                  all_people=args.all_people, exercise=args.exercise,
                  classify=_classifier(args.action_checkpoint), flip=not args.no_flip,
@@ -162,6 +174,19 @@ def cmd_infer(args) -> None:
                         if person.get(k) is not None)
     files = ", ".join(str(v) for v in person.get("files", {}).values())
     print(f"person {pid}: {figures}; wrote {files}")
+
+
+def cmd_detect(args) -> None:
+  from perfectrep_jax.wild.detect import detect_keypoints
+
+  found = detect_keypoints(args.source, args.out, args.pose_model, num_poses=args.num_poses)
+  print(f"a person in {found['frames_with_person']} of {found['frames']} frame(s); wrote {found['path']}")
+
+
+def cmd_pose_model(args) -> None:
+  from perfectrep_jax.wild.detect import build_pose_model
+
+  print(f"wrote {build_pose_model(args.out, args.wheel)}")
 
 
 # ---------------------------------------------------------------------------- parser
@@ -215,9 +240,14 @@ def build_parser() -> argparse.ArgumentParser:
 
   p = sub.add_parser("infer", help="video keypoints -> 3D motion, rendering and form report")
   p.add_argument("--checkpoint", required=True, help="lifter model or run directory")
-  p.add_argument("--keypoints", required=True,
-                 help="ViTPose / AlphaPose JSON (COCO-17 or Halpe-26) or (T, 17, 2|3) .npy")
-  p.add_argument("--video", default=None, help="the video, for its size and frame rate")
+  p.add_argument("--keypoints", default=None,
+                 help="ViTPose / AlphaPose / MMPose JSON (COCO-17 or Halpe-26) or (T, 17, 2|3) .npy; "
+                      "without it, 2D keypoints are detected in --video with MediaPipe")
+  p.add_argument("--video", default=None,
+                 help="the video: its size and frame rate, or (without --keypoints) its 2D keypoints")
+  p.add_argument("--pose-model", default=None,
+                 help="MediaPipe PoseLandmarker .task bundle (default: built once into the cache)")
+  p.add_argument("--num-poses", type=int, default=1, help="people to detect per frame (with --video)")
   p.add_argument("--out", required=True, help="output directory")
   p.add_argument("--fps", type=float, default=None)
   p.add_argument("--person", default=None, help="track id to lift (default: most present)")
@@ -236,6 +266,21 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--no-flip", action="store_true", help="no flip test-time augmentation")
   p.add_argument("--no-render", action="store_true", help="skip the MP4/GIF animation")
   p.set_defaults(func=cmd_infer)
+
+  p = sub.add_parser("detect", help="2D COCO-17 keypoints of a video or image with MediaPipe Pose")
+  p.add_argument("source", help="a video (people tracked frame to frame) or an image")
+  p.add_argument("--out", required=True, help="keypoint JSON to write (MMPose layout, every frame)")
+  p.add_argument("--pose-model", default=None,
+                 help="MediaPipe PoseLandmarker .task bundle (default: built once into the cache)")
+  p.add_argument("--num-poses", type=int, default=1, help="most people per frame")
+  p.set_defaults(func=cmd_detect)
+
+  p = sub.add_parser("pose-model", help="build the MediaPipe PoseLandmarker bundle detect uses")
+  p.add_argument("--out", default=None, help="the .task file (default: the cache, or "
+                                              "$PERFECTREP_JAX_POSE_MODEL)")
+  p.add_argument("--wheel", default=None,
+                 help="a mediapipe==0.10.21 wheel to take the models from (default: pip download it)")
+  p.set_defaults(func=cmd_pose_model)
 
   from perfectrep_jax.deploy.cli import add_parsers as add_deploy_parsers  # export-model, stream
   add_deploy_parsers(sub)

@@ -7,6 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from perfectrep_jax.models.dstformer import DSTformerConfig
+
+# A small random DSTformer lifter for tests of what runs a model, not of what it predicts.
+TINY = DSTformerConfig(dim_feat=16, dim_rep=16, depth=1, num_heads=2, mlp_ratio=2, maxlen=9)
+
 # ../shared beside the checkout (CI puts it there too).
 SHARED_DIR = Path(__file__).resolve().parents[1].parent / "shared"
 
@@ -25,3 +30,13 @@ def parity_dir() -> Path:
             pytest.fail(f"parity fixtures not found at {path}")
         pytest.skip(f"parity fixtures not found at {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A model directory holding a small random DSTformer lifter (``TINY``, maxlen 9)."""
+    from perfectrep_jax.models import model_dir
+
+    out = tmp_path_factory.mktemp("tiny") / "model"
+    model_dir.save_model_dir(out, model_dir.build_model("lifter", TINY, seed=3))
+    return out

@@ -33,8 +33,6 @@ def cmd_stream(args) -> None:
     from perfectrep_jax.deploy.stream import StreamingLifter
     from perfectrep_jax.deploy import stream_io
 
-    if args.video and not args.pose_model:
-        raise UserError("--video needs --pose-model (a MediaPipe PoseLandmarker .task bundle)")
     frames = None
     size = tuple(args.image_size) if args.image_size else None
     fps = args.fps
@@ -108,5 +106,5 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-gap", type=int, default=None,
                    help="frames without the person before they count as gone (default 1 s)")
     p.add_argument("--video", default=None, help="read a video through MediaPipe instead of standard input")
-    p.add_argument("--pose-model", default=None, help="MediaPipe PoseLandmarker .task bundle (with --video)")
+    p.add_argument("--pose-model", default=None, help="MediaPipe PoseLandmarker .task bundle for --video (default: built once into the cache; see perfectrep-jax pose-model)")
     p.set_defaults(func=cmd_stream)

@@ -27,7 +27,6 @@ nobody is followed.
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -39,9 +38,6 @@ from perfectrep_jax.deploy.stream import StreamFrame, StreamingLifter
 from perfectrep_jax.errors import UserError
 from perfectrep_jax.skeleton import H36M_JOINTS
 from perfectrep_jax.wild.keypoints import COCO_PREFIXED, NUM_COCO
-
-# MediaPipe BlazePose landmark of each COCO-17 keypoint.
-BLAZEPOSE_TO_COCO = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
 
 
 class LineError(ValueError):
@@ -232,63 +228,17 @@ def make_lift_fn(path: str | Path, window: int | None, flip: bool):
 
 
 # ---------------------------------------------------------------------------- video (MediaPipe)
-def video_keypoints(video: str | Path, pose_model: str | Path) -> Iterator[tuple[int, np.ndarray | None, float, tuple[int, int]]]:
-    """COCO-17 keypoints of the most prominent person, frame by frame, from a video file through
-    MediaPipe's PoseLandmarker (video mode), as they are decoded.
+def video_keypoints(video: str | Path, pose_model: str | Path | None = None
+                    ) -> Iterator[tuple[int, np.ndarray | None, float, tuple[int, int]]]:
+    """COCO-17 keypoints of the person MediaPipe's PoseLandmarker follows (video mode), frame by
+    frame, as they are decoded (see :mod:`perfectrep_jax.wild.detect`).
 
-    Args:
-      video: a video file OpenCV can read.
-      pose_model: a PoseLandmarker ``.task`` bundle (MediaPipe's pip package bundles no model).
     Yields:
       ``(frame, keypoints (17, 3) pixels + visibility or None, fps, (width, height))``.
     Raises:
-      UserError: the mediapipe extra is missing, the files cannot be read.
+      UserError: the video extra is missing, the files cannot be read.
     """
-    try:
-        import cv2
-        import mediapipe as mp
-        from mediapipe.tasks.python import BaseOptions, vision
-    except ImportError as e:
-        raise UserError(f"--video needs the mediapipe extra ({e.name} is missing): "
-                        "pip install 'perfectrep-jax[mediapipe]'") from None
-    video, pose_model = Path(video), Path(pose_model)
-    for p, what in ((video, "video"), (pose_model, "pose model")):
-        if not p.is_file():
-            raise UserError(f"{p}: {what} not found")
-    cap = cv2.VideoCapture(str(video))
-    if not cap.isOpened():
-        raise UserError(f"{video}: not a readable video")
-    fps = float(cap.get(cv2.CAP_PROP_FPS)) or 30.0
-    size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
-    options = vision.PoseLandmarkerOptions(base_options=BaseOptions(model_asset_path=str(pose_model)),
-                                           running_mode=vision.RunningMode.VIDEO, num_poses=1)
-    try:
-        landmarker = vision.PoseLandmarker.create_from_options(options)
-    except Exception as e:  # mediapipe raises RuntimeError/ValueError for a bad bundle
-        cap.release()
-        raise UserError(f"{pose_model}: not a PoseLandmarker model ({str(e).strip().splitlines()[0]})") from None
-    try:
-        frame = 0
-        while True:
-            ok, bgr = cap.read()
-            if not ok:
-                break
-            image = mp.Image(image_format=mp.ImageFormat.SRGB, data=cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-            result = landmarker.detect_for_video(image, int(round(1000.0 * frame / fps)))
-            yield frame, blazepose_to_coco(result.pose_landmarks[0], size) if result.pose_landmarks else None, \
-                fps, size
-            frame += 1
-    finally:
-        landmarker.close()
-        cap.release()
+    from perfectrep_jax.wild.detect import iter_keypoints
 
-
-def blazepose_to_coco(landmarks, size: tuple[int, int]) -> np.ndarray:
-    """33 BlazePose landmarks (normalised x, y, visibility) -> (17, 3) COCO-17 pixels + visibility."""
-    w, h = size
-    out = np.zeros((NUM_COCO, 3))
-    for k, i in enumerate(BLAZEPOSE_TO_COCO):
-        lm = landmarks[i]
-        vis = getattr(lm, "visibility", None)
-        out[k] = (lm.x * w, lm.y * h, 1.0 if vis is None or math.isnan(vis) else vis)
-    return out
+    for frame, people, fps, size, _ in iter_keypoints(video, pose_model, num_poses=1):
+        yield frame, (people[0] if people else None), fps, size

@@ -9,10 +9,9 @@ import pytest
 
 from perfectrep_jax.data import cameras, demo
 from perfectrep_jax.models import model_dir
-from perfectrep_jax.models.dstformer import DSTformerConfig
 from perfectrep_jax.skeleton import JOINT_INDEX as J
+from tests.conftest import TINY  # noqa: F401  (tests import it from here)
 
-TINY = DSTformerConfig(dim_feat=16, dim_rep=16, depth=1, num_heads=2, mlp_ratio=2, maxlen=9)
 IMAGE_SIZE = (demo.INTRINSICS.res_w, demo.INTRINSICS.res_h)
 MOCAP_FPS = 50.0
 # COCO-17 keypoint <- Human3.6M-17 joint, to fake a detector's output from motion capture (the
@@ -21,14 +20,6 @@ H36M_FOR_COCO = (J["nose"], J["head"], J["head"], J["head"], J["head"],
                  J["left_shoulder"], J["right_shoulder"], J["left_elbow"], J["right_elbow"],
                  J["left_wrist"], J["right_wrist"], J["left_hip"], J["right_hip"],
                  J["left_knee"], J["right_knee"], J["left_ankle"], J["right_ankle"])
-
-
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory):
-    """A model directory holding a small random DSTformer lifter (maxlen 9)."""
-    out = tmp_path_factory.mktemp("tiny") / "model"
-    model_dir.save_model_dir(out, model_dir.build_model("lifter", TINY, seed=3))
-    return out
 
 
 @pytest.fixture(scope="session")

@@ -232,7 +232,6 @@ def test_cli_stream_reports_bad_lines_and_goes_on(parity_model_dir, monkeypatch,
     (["--window", "28"], "1 to 27 frames"),
     (["--lookahead", "20", "--hop", "7"], "lookahead + hop < window"),
     (["--units", "normalized"], "image normalisation"),
-    (["--video", "v.mp4"], "--pose-model"),
 ])
 def test_cli_stream_option_errors(parity_model_dir, monkeypatch, capsys, args, message):
     monkeypatch.setattr("sys.stdin", io.StringIO(""))
@@ -264,32 +263,3 @@ def test_stream_runs_an_exported_artifact(tiny_model_dir, tmp_path):
         lifter = StreamingLifter(fn_, 9, flip=True)
         results.append(np.stack([r.joints for r, _ in _stream(lifter, coco[:30])]))
     np.testing.assert_allclose(results[0], results[1], atol=1e-2)  # pixels (crop scale ~ 300 px)
-
-
-def test_blazepose_landmarks_map_to_coco_pixels():
-    from types import SimpleNamespace
-
-    from perfectrep_jax.deploy.stream_io import BLAZEPOSE_TO_COCO, blazepose_to_coco
-
-    marks = [SimpleNamespace(x=i / 40.0, y=i / 80.0, visibility=0.5 + i / 100.0) for i in range(33)]
-    coco = blazepose_to_coco(marks, (640, 480))
-    assert coco.shape == (17, 3)
-    left_hip = BLAZEPOSE_TO_COCO[11]
-    assert left_hip == 23 and coco[11].tolist() == pytest.approx([23 / 40 * 640, 23 / 80 * 480, 0.73])
-
-
-def test_video_without_the_mediapipe_extra_is_a_one_line_error(tmp_path, monkeypatch):
-    import builtins
-
-    from perfectrep_jax.deploy.stream_io import video_keypoints
-
-    real_import = builtins.__import__
-
-    def no_mediapipe(name, *args, **kwargs):
-        if name.split(".")[0] in ("mediapipe", "cv2"):
-            raise ImportError(f"No module named {name!r}", name=name)
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_mediapipe)
-    with pytest.raises(UserError, match="mediapipe extra"):
-        next(video_keypoints(tmp_path / "v.mp4", tmp_path / "pose.task"))
