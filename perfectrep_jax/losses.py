@@ -315,6 +315,10 @@ class LossWeights(NamedTuple):
     lambda_lg: float = 0.0           # limb_gt
     lambda_a: float = 0.0            # angle
     lambda_av: float = 0.0           # angle_velocity
+    # PETR's kinematic constraints on the prediction alone (``perfectrep_jax.bones``); not upstream.
+    lambda_hinge: float = 0.0        # hinge_loss: knees and elbows bent backwards
+    lambda_symmetry: float = 0.0     # symmetry_loss: left/right bone lengths
+    lambda_length: float = 0.0       # length_constancy_loss: bone lengths over the clip
 
     @classmethod
     def upstream(cls) -> "LossWeights":
@@ -337,6 +341,14 @@ class LossWeights(NamedTuple):
 
 # Names of the terms as upstream's train loop logs them.
 TERM_NAMES = ("3d_pos", "3d_scale", "3d_velocity", "lv", "lg", "angle", "angle_velocity")
+# The constraint terms: weight field -> (log name, function of the prediction) (see ``pose_loss``).
+CONSTRAINT_TERMS = {"lambda_hinge": "hinge", "lambda_symmetry": "symmetry",
+                    "lambda_length": "length_constancy"}
+
+
+def _is_zero(weight) -> bool:
+    """A weight known to be 0 when tracing (a Python number, not an array passed to ``jit``)."""
+    return isinstance(weight, (int, float)) and weight == 0
 
 
 def pose_loss(
@@ -348,7 +360,10 @@ def pose_loss(
     """The weighted 3D pose loss of upstream's train loop.
 
     ``total = l3d_pos * mpjpe + l_scale * n_mpjpe + l_3d_velocity * velocity + l_lv * limb_variance
-    + l_lg * limb_gt + l_a * angle + l_av * angle_velocity``.
+    + l_lg * limb_gt + l_a * angle + l_av * angle_velocity`` plus, for each kinematic constraint
+    whose weight is not a literal 0, ``l_hinge * hinge_loss(pred) + l_symmetry *
+    symmetry_loss(pred) + l_length * length_constancy_loss(pred)`` (PETR's constraints,
+    dimensionless, so they mean the same in normalised or millimetre units).
 
     Args:
       pred, gt: (..., T, 17, 3).
@@ -356,7 +371,8 @@ def pose_loss(
       mask: optional (..., T, 17) valid joints, passed to every term.
     Returns:
       ``(total, terms)``: the scalar total and every unweighted term by its upstream log name
-      (``TERM_NAMES``), all terms computed whatever their weight (upstream logs them all).
+      (``TERM_NAMES``), all computed whatever their weight (upstream logs them all); the
+      constraint terms (``CONSTRAINT_TERMS``) only where they are weighted, since they cost more.
     """
     w = weights if isinstance(weights, LossWeights) else LossWeights.from_mapping(weights)
     terms = {
@@ -375,4 +391,13 @@ def pose_loss(
              + w.lambda_lg * terms["lg"]
              + w.lambda_a * terms["angle"]
              + w.lambda_av * terms["angle_velocity"])
+    active = {field: name for field, name in CONSTRAINT_TERMS.items() if not _is_zero(getattr(w, field))}
+    if active:
+        from perfectrep_jax import bones  # bones builds on this module
+
+        functions = {"hinge": bones.hinge_loss, "symmetry": bones.symmetry_loss,
+                     "length_constancy": bones.length_constancy_loss}
+        for field, name in active.items():
+            terms[name] = functions[name](pred)
+            total = total + getattr(w, field) * terms[name]
     return total, terms

@@ -238,3 +238,38 @@ def test_constraint_gradients_are_finite(case):
         x[J["left_ankle"]] = x[J["left_hip"]]
     value, grad = _constraint_value_and_grad(jnp.asarray(np.stack([x, x * 1.1]), jnp.float32))
     assert np.isfinite(float(value)) and np.all(np.isfinite(np.asarray(grad)))
+
+
+# --------------------------------------------------------------------------- constraints as loss terms
+def test_constraint_terms_join_the_pose_loss_only_where_weighted():
+    from perfectrep_jax import losses as L
+
+    x = _standing_frame()
+    flexion_axis = analyse(x)["frames"][B.BONE_INDEX["right_thigh"]] @ np.array(B.HINGES[0][2])
+    bad = rotate_about(x, [J["right_ankle"]], J["right_knee"], flexion_axis, -60)
+    clip = jnp.asarray(np.stack([x, bad, bad]), jnp.float32)[None]
+    gt = jnp.asarray(np.stack([x, x, x]), jnp.float32)[None]
+    plain, plain_terms = L.pose_loss(clip, gt, {})
+    assert not set(L.CONSTRAINT_TERMS.values()) & set(plain_terms)  # not computed when unweighted
+    weights = {"lambda_hinge": 2.0, "lambda_symmetry": 3.0, "lambda_length": 5.0}
+    total, terms = jax.jit(lambda p, g: L.pose_loss(p, g, weights))(clip, gt)
+    assert terms["hinge"] > 0.01 and terms["symmetry"] >= 0.0 and terms["length_constancy"] >= 0.0
+    np.testing.assert_allclose(float(terms["hinge"]), float(B.hinge_loss(clip)), rtol=1e-6)
+    expected = plain + 2.0 * terms["hinge"] + 3.0 * terms["symmetry"] + 5.0 * terms["length_constancy"]
+    np.testing.assert_allclose(float(total), float(expected), rtol=1e-6)
+    # Weights passed as arrays (a sweep without recompiling) keep every constraint term.
+    w = L.LossWeights(lambda_hinge=jnp.float32(0.0))
+    assert "hinge" in L.pose_loss(clip, gt, w)[1]
+
+
+def test_descending_the_hinge_term_straightens_a_knee_bent_backwards():
+    x = _standing_frame()
+    flexion_axis = analyse(x)["frames"][B.BONE_INDEX["right_thigh"]] @ np.array(B.HINGES[0][2])
+    pose = jnp.asarray(rotate_about(x, [J["right_ankle"]], J["right_knee"], flexion_axis, -60), jnp.float32)
+    step = jax.jit(jax.value_and_grad(B.hinge_loss))
+    start, _ = step(pose)
+    for _ in range(200):
+        value, grad = step(pose)
+        pose = pose - 200.0 * grad  # millimetres: the loss is radians squared
+    assert float(start) > 0.02 and float(value) < 0.25 * float(start)
+    assert np.isfinite(np.asarray(pose)).all()

@@ -58,7 +58,10 @@ def base_config(task: str) -> ml_collections.ConfigDict:
                                           scale_range=placeholder(tuple)))
   c.loss = ml_collections.ConfigDict(dict(
       lambda_3d_pos=1.0, lambda_scale=0.5, lambda_3d_velocity=20.0, lambda_lv=0.0,
-      lambda_lg=0.0, lambda_a=0.0, lambda_av=0.0))
+      lambda_lg=0.0, lambda_a=0.0, lambda_av=0.0,
+      # PETR's kinematic constraints (not upstream): knees/elbows bent backwards, left/right
+      # bone-length symmetry, bone lengths constant over the clip (perfectrep_jax/bones.py).
+      lambda_hinge=0.0, lambda_symmetry=0.0, lambda_length=0.0))
   c.corruption = ml_collections.ConfigDict(dict(
       noise=True, mask=True, mask_ratio=0.05, mask_t_ratio=0.1, limb_mask_prob=0.0,
       half_mask_prob=0.0, span_mask_prob=0.0))

@@ -72,3 +72,28 @@ def test_action_labels_and_clip_normalisation():
 def test_flip_test_time_augmentation_is_an_involution():
   x = np.random.default_rng(0).normal(size=(2, 5, 17, 3)).astype(np.float32)
   np.testing.assert_allclose(tasks.flip_joints(tasks.flip_joints(x)), x, atol=0)
+
+
+def test_constraint_weights_from_the_config_enter_the_training_loss():
+  import jax
+  import jax.numpy as jnp
+
+  config = load_config("pose3d", "smoke")
+  plain = tasks.PoseTask(config, corrupt=False)
+  config.loss.lambda_hinge, config.loss.lambda_symmetry, config.loss.lambda_length = 1.0, 2.0, 3.0
+  constrained = tasks.PoseTask(config, corrupt=False)
+  model = model_dir.build_model("lifter", constrained.model_config(), seed=0)
+  model.eval()
+  rng = np.random.default_rng(0)
+  batch = {"input_2d": jnp.asarray(rng.normal(size=(2, 9, 17, 3)), jnp.float32),
+           "target_3d": jnp.asarray(rng.normal(size=(2, 9, 17, 3)), jnp.float32)}
+  key = jax.random.key(0)
+  base, base_logs = plain.loss(model, batch, key)
+  total, logs = constrained.loss(model, batch, key)
+  assert "loss_hinge" not in base_logs
+  extra = logs["loss_hinge"] + 2.0 * logs["loss_symmetry"] + 3.0 * logs["loss_length_constancy"]
+  np.testing.assert_allclose(float(total), float(base + extra), rtol=1e-5)
+  assert float(extra) > 0.0  # a random model's output breaks the constraints
+  config.loss.lambda_hinj = 1.0
+  with pytest.raises(ValueError, match="lambda_hinj"):
+    tasks.PoseTask(config, corrupt=False)
