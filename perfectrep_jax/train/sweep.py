@@ -151,6 +151,34 @@ def run_name(overrides: Mapping[str, Any]) -> str:
   return f"{safe[:MAX_NAME - 9]}~{digest}"
 
 
+def parse_arg(arg: str | None, **defaults: Any) -> dict[str, Any]:
+  """A sweep file's ``:arg`` as ``key=value,key=value`` over typed defaults (big_vision's habit).
+
+  Each value takes its default's type (bool from true/false/1/0; a tuple default splits its value
+  on ``+``); a key without ``=value`` sets a bool to True.
+
+  Raises:
+    ValueError: an unknown key or a value of the wrong type (``load_sweep`` reports it as the
+      sweep file's error).
+  """
+  out = dict(defaults)
+  for item in filter(None, (arg or "").split(",")):
+    key, has_value, value = item.partition("=")
+    key = key.strip()
+    if key not in defaults:
+      raise ValueError(f"unknown sweep argument {key!r}; known: {sorted(defaults)}")
+    default = defaults[key]
+    if isinstance(default, bool):
+      if has_value and value.lower() not in ("true", "false", "1", "0"):
+        raise ValueError(f"{key} must be true or false, not {value!r}")
+      out[key] = not has_value or value.lower() in ("true", "1")
+    elif isinstance(default, tuple):
+      out[key] = tuple(v for v in value.split("+") if v)
+    else:
+      out[key] = type(default)(value) if default is not None else value
+  return out
+
+
 # ---------------------------------------------------------------------------- runs
 @dataclasses.dataclass(frozen=True)
 class Run:
@@ -193,10 +221,15 @@ class LoadedSweep:
 
 
 def _split_spec(spec: str) -> tuple[str, str | None]:
-  """``path.py:arg`` -> (``path.py``, ``arg``); the colon of a Windows drive is not a separator."""
-  head, sep, tail = spec.rpartition(":")
-  if sep and head and "/" not in tail and not (len(head) == 1 and head.isalpha()):
-    return head, tail
+  """``path.py:arg`` or ``name:arg`` -> (file or name, ``arg``); ``arg`` may hold colons and
+  slashes (``data_dir=/data``); the colon of a Windows drive is not a separator."""
+  if ".py:" in spec:
+    head, _, tail = spec.partition(".py:")
+    return head + ".py", tail
+  start = 2 if len(spec) > 2 and spec[1] == ":" and spec[0].isalpha() and spec[2] in "/\\" else 0
+  colon = spec.find(":", start)
+  if colon > 0 and not spec.endswith(".py"):
+    return spec[:colon], spec[colon + 1:]
   return spec, None
 
 
@@ -341,7 +374,8 @@ def add_parser(subparsers) -> None:
                     help="slurm: write WORKDIR/<run>/job.sbatch and print the sbatch commands; "
                          "tpu: print one gcloud tpu-vm ssh --worker=all command per run")
   mode.add_argument("--summary", action="store_true",
-                    help="print the runs with their best metrics; write WORKDIR/summary.csv")
+                    help="print the runs with their best metrics; write WORKDIR/summary.csv (and, for "
+                         "pose runs, per_action.csv/.json: P1/P2 per action per run)")
   mode.add_argument("--list", action="store_true", help="print the runs and their flags")
   p.add_argument("--num-devices", type=int, default=None,
                  help="--emit: check each run's mesh against this many devices (the cluster's)")
@@ -374,6 +408,11 @@ def command(args) -> None:
     print(sweep_summary.format_table(rows))
     path = sweep_summary.write_csv(rows, workdir / "summary.csv")
     print(f"wrote {path}")
+    table = sweep_summary.per_action(loaded, workdir)
+    if table is not None:  # pose runs: P1 / P2 per action per run, side by side
+      print("\nP1 / P2 (mm) per action at each run's best evaluation:")
+      print(sweep_summary.format_per_action(table))
+      print("wrote " + ", ".join(str(p) for p in sweep_summary.write_per_action(table, workdir)))
     return
   if args.emit == "slurm":
     for line in sweep_launch.emit_slurm(loaded, workdir, template=args.template,

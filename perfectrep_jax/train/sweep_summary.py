@@ -141,3 +141,79 @@ def write_csv(rows: Sequence[dict], path: str | Path) -> Path:
   tmp.write_text(buf.getvalue())
   os.replace(tmp, path)
   return path
+
+
+# ---------------------------------------------------------------------------- per-action table
+def _label(loaded: LoadedSweep, run) -> str:
+  """A run's column name: the value of the one field the grid varies, else the run name."""
+  varied = {k for r in loaded.runs for k in r.overrides}
+  if len(varied) == 1:
+    return short_value(next(iter(run.overrides.values())))
+  return run.name
+
+
+def per_action(loaded: LoadedSweep, workdir: str | Path) -> dict[str, Any] | None:
+  """P1 / P2 per action per run at each run's best evaluation (PoseFormerV2's detector table).
+
+  Reads ``WORKDIR/<run>/eval/step_<best>/metrics.json`` (its ``per_action``, written by every pose
+  evaluation). Returns ``None`` when no run has one, else::
+
+      {"runs": [label, ...], "actions": [...],
+       "P1": {action: {label: mm}}, "P2": {...}, "frames": {action: {label: n}}}
+
+  with a last action ``"mean"``: each run's mean over its actions (each action weighs the same, as
+  upstream reports it). Runs without a finished evaluation are left out of ``runs``.
+  """
+  out: dict[str, Any] = {"runs": [], "actions": [], "P1": {}, "P2": {}, "frames": {}}
+  for run in loaded.runs:
+    run_dir = Path(workdir) / run.name
+    best = best_eval(_read_jsonl(run_dir / "metrics.jsonl"))
+    if best is None or "top1" in best:
+      continue
+    try:
+      doc = json.loads((run_dir / "eval" / f"step_{best['step']}" / "metrics.json").read_text())
+      table = doc["per_action"]
+    except (FileNotFoundError, json.JSONDecodeError, KeyError, TypeError):
+      continue
+    label = _label(loaded, run)
+    out["runs"].append(label)
+    for action, entry in table.items():
+      if action not in out["actions"]:
+        out["actions"].append(action)
+      for key in ("P1", "P2", "frames"):
+        out[key].setdefault(action, {})[label] = entry[key]
+    for key in ("P1", "P2"):
+      values = [float(v[key]) for v in table.values()]
+      out[key].setdefault("mean", {})[label] = sum(values) / len(values)
+  if not out["runs"]:
+    return None
+  out["actions"].append("mean")
+  return out
+
+
+def format_per_action(table: dict[str, Any]) -> str:
+  """Actions down, runs across, ``P1 / P2`` in mm in each cell."""
+  cells = [["action", *table["runs"]]]
+  for action in table["actions"]:
+    row = [action]
+    for label in table["runs"]:
+      p1, p2 = table["P1"].get(action, {}).get(label), table["P2"].get(action, {}).get(label)
+      row.append("-" if p1 is None else f"{p1:.1f} / {p2:.1f}")
+    cells.append(row)
+  widths = [max(len(r[j]) for r in cells) for j in range(len(cells[0]))]
+  return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells)
+
+
+def write_per_action(table: dict[str, Any], workdir: str | Path) -> tuple[Path, Path]:
+  """``per_action.csv`` (action, then ``<run> P1`` and ``<run> P2`` columns) and ``per_action.json``."""
+  from perfectrep_jax.fileio import atomic_write_bytes
+
+  buf = io.StringIO()
+  writer = csv.writer(buf, lineterminator="\n")
+  writer.writerow(["action", *[f"{label} {key}" for label in table["runs"] for key in ("P1", "P2")]])
+  for action in table["actions"]:
+    writer.writerow([action, *[("" if (v := table[key].get(action, {}).get(label)) is None else f"{v:.4f}")
+                               for label in table["runs"] for key in ("P1", "P2")]])
+  workdir = Path(workdir)
+  return (atomic_write_bytes(workdir / "per_action.csv", buf.getvalue().encode()),
+          atomic_write_bytes(workdir / "per_action.json", json.dumps(table, indent=1).encode()))

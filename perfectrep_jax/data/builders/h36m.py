@@ -111,16 +111,37 @@ def _as_h36m_2d(keypoints: np.ndarray, layout: str, path: Path) -> np.ndarray:
     return keypoints
 
 
+# VideoPose3D's detection files (data_2d_h36m_<file>.npz), by short name.
+DETECTOR_FILES = {"cpn": "cpn_ft_h36m_dbb", "sh": "sh_ft_h36m", "detectron": "detectron_ft_h36m"}
+EXTREMITIES = (3, 6, 13, 16)  # H36M feet and wrists: where detectors disagree most
+_CPN, _SH, _DET = DETECTOR_FILES["cpn"], DETECTOR_FILES["sh"], DETECTOR_FILES["detectron"]
+# The 2D sources of the per-detector study (PoseFormerV2's): name -> (what, H36MConfig fields). Each
+# is a config at 243 frames (``h36m/<name>``) and at 81 (``h36m/<name>81``).
+SOURCES_2D = {
+    "gt": ("the projected ground truth", {}),
+    "cpn": ("VideoPose3D's fine-tuned CPN detections", {"detectors": (_CPN,)}),
+    "sh": ("fine-tuned Stacked Hourglass detections", {"detectors": (_SH,)}),
+    "detectron": ("fine-tuned Detectron (Mask R-CNN) detections", {"detectors": (_DET,)}),
+    "cpn_sh_average": ("the mean of CPN and SH", {"detectors": (_CPN, _SH), "merge": "average"}),
+    "cpn_sh_detectron_average": ("the mean of CPN, SH and Detectron",
+                                 {"detectors": (_CPN, _SH, _DET), "merge": "average"}),
+    "cpn_sh_detectron_weighted": ("CPN, SH and Detectron weighted by confidence",
+                                  {"detectors": (_CPN, _SH, _DET), "merge": "weighted_average"}),
+    "cpn_sh_manual": ("CPN with the feet and wrists of SH",
+                      {"detectors": (_CPN, _SH), "merge": "manual", "manual_joints": EXTREMITIES}),
+}
+
+
 class H36M(ClipBuilder):
     """Human3.6M clips (array_record)."""
 
     name = "h36m"
     BUILDER_CONFIGS = [
-        H36MConfig(name="gt", description="2D input: the projected ground truth."),
-        H36MConfig(name="cpn", detectors=("cpn_ft_h36m_dbb",),
-                   description="2D input: VideoPose3D's fine-tuned CPN detections."),
-        H36MConfig(name="gt81", clip_len=81, train_stride=27, test_stride=81,
-                   description="81-frame clips, projected ground-truth 2D."),
+        *(H36MConfig(name=name, description=f"2D input: {text}.", **source)
+          for name, (text, source) in SOURCES_2D.items()),
+        *(H36MConfig(name=f"{name}81", clip_len=81, train_stride=27, test_stride=81,
+                     description=f"81-frame clips; 2D input: {text}.", **source)
+          for name, (text, source) in SOURCES_2D.items()),
     ]
     DESCRIPTION = "Human3.6M (Ionescu et al., TPAMI 2014) from VideoPose3D-format npz files."
     HOMEPAGE = "http://vision.imar.ro/human3.6m"
