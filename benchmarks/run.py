@@ -101,11 +101,30 @@ def parse_args(argv=None):
   p.add_argument("--remat", default=None, choices=["full", "dots", "dots_all"])
   p.add_argument("--no-torch", action="store_true", help="JAX figures only")
   p.add_argument("--no-pipeline", action="store_true", help="skip the data pipeline's clips/s")
+  p.add_argument("--default-malloc", action="store_true",
+                 help=f"keep glibc's default malloc (default: re-run with GLIBC_TUNABLES={MALLOC_TUNABLE})")
   p.add_argument("--scaling", action="store_true",
                  help="train clips/s on 1, 2, 4, ... local devices (data parallel)")
   p.add_argument("--xla-flag", action="append", default=[],
                  help="extra XLA flag for this run, e.g. --xla-flag=--xla_cpu_use_thunk_runtime=true")
   return p.parse_args(argv)
+
+
+# glibc's malloc asks for transparent huge pages for the large blocks it maps (glibc >= 2.35). The
+# train step's temporaries (about 5 GB at T 243) are mapped afresh on every call: in 4 KiB pages
+# that is over a million page faults per step, a quarter of the JAX step and a tenth of PyTorch's.
+MALLOC_TUNABLE = "glibc.malloc.hugetlb=1"
+
+
+def with_malloc_tunable(argv: list[str]) -> None:
+  """Re-executes this script with ``GLIBC_TUNABLES`` asking for huge pages (read at process start,
+  so it cannot be set later); both frameworks run in this one process and get the same malloc."""
+  if MALLOC_TUNABLE in os.environ.get("GLIBC_TUNABLES", "") or os.environ.get("PERFECTREP_JAX_NO_REEXEC"):
+    return
+  tunables = ":".join(filter(None, [os.environ.get("GLIBC_TUNABLES", ""), MALLOC_TUNABLE]))
+  os.environ["GLIBC_TUNABLES"] = tunables
+  sys.stdout.flush()
+  os.execv(sys.executable, [sys.executable, str(Path(__file__).resolve()), *argv])
 
 
 def setup_process(args) -> int:
@@ -130,10 +149,14 @@ def _stats(times: list[float], cpu: list[float]) -> dict:
 
 
 def interleaved(fns: dict, warmup: int, iters: int) -> dict:
-  """Calls each function in turn, ``warmup`` untimed rounds then ``iters`` timed ones.
+  """Times each function ``iters`` times, in rounds that take the functions in turn.
 
-  Wall time is the figure; the process CPU time of each call is kept too (with one thread it
-  is the work done whatever else the machine runs; with more it also counts spin-waiting).
+  ``warmup`` untimed calls of each first. Then in each round, each function runs twice in a row and
+  only the second call is timed: the first pays for switching from the other framework (its freed
+  memory faulted back in, its caches and thread pools cold), which a training run that uses one
+  framework never pays. Rounds alternate the frameworks, so a change in machine load hits both.
+  Wall time is the figure; the process CPU time of each call is kept too (with one thread it is
+  the work done whatever else the machine runs; with more it also counts spin-waiting).
   """
   for _ in range(warmup):
     for f in fns.values():
@@ -142,6 +165,8 @@ def interleaved(fns: dict, warmup: int, iters: int) -> dict:
   cpu = {k: [] for k in fns}
   for _ in range(iters):
     for k, f in fns.items():
+      if len(fns) > 1:
+        f()  # the switch
       c0, t0 = time.process_time(), time.perf_counter()
       f()
       times[k].append(time.perf_counter() - t0)
@@ -478,6 +503,7 @@ def environment(threads: int) -> dict:
          "jaxlib": getattr(jaxlib, "__version__", "?"), "threads": threads,
          "cpu": _cpu_name(), "cores_usable": len(os.sched_getaffinity(0)),
          "xla_flags": os.environ.get("XLA_FLAGS", ""),
+         "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
          "loadavg_1min_end": os.getloadavg()[0],
          "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
   try:
@@ -503,9 +529,11 @@ def write_readme(results: list[dict], env: dict, command: str, tag: str = "") ->
           for r in results if "pipeline_clips_per_s" in r]
   extra = [f"- Machine: {env['cpu']}, {env['cores_usable']} cores; {env['threads']} threads for "
            f"each framework; jax {env['jax']}, torch {env.get('torch', 'n/a')}, Python "
-           f"{env['python']}; load average at the end {env['loadavg_1min_end']:.1f}.",
+           f"{env['python']}; load average at the end {env['loadavg_1min_end']:.1f}; "
+           f"GLIBC_TUNABLES={env.get('glibc_tunables') or '(none)'}.",
            f"- Command: `{command}`; medians of {results[0].get('iters', '?')} timed calls after "
-           "a warm-up call, JAX and PyTorch alternating.",
+           "a warm-up call, in rounds alternating JAX and PyTorch, each timed call after an "
+           "untimed call of the same framework.",
            ]
   if pipe:
     extra.append("- Data pipeline (bundled demo mocap, flip + synthetic 2D, in-process): "
@@ -534,6 +562,8 @@ def write_readme(results: list[dict], env: dict, command: str, tag: str = "") ->
 
 def main(argv=None) -> list[dict]:
   args = parse_args(argv)
+  if argv is None and not args.default_malloc and platform.system() == "Linux":
+    with_malloc_tunable(sys.argv[1:])
   threads = setup_process(args)
   sys.path.insert(0, str(ROOT))
   size = args.size or ("full" if args.mode == "forward" else "both")

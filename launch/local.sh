@@ -11,6 +11,9 @@
 #                  in each process: a device mesh without accelerators.
 #   PORT           coordinator port (default: a free one).
 #   PYTHON         the interpreter with perfectrep_jax installed (default python3).
+# glibc's malloc is asked for transparent huge pages (GLIBC_TUNABLES=glibc.malloc.hugetlb=1, unless
+# GLIBC_TUNABLES is set): XLA maps a step's temporaries afresh on every call, and on CPU 4 KiB pages
+# cost about a quarter of the train step in page faults (benchmarks/README.md).
 # If one process fails, the others are stopped and the script exits with its status.
 set -euo pipefail
 if [[ $# -eq 0 ]]; then
@@ -19,6 +22,7 @@ if [[ $# -eq 0 ]]; then
   exit 2
 fi
 PYTHON=${PYTHON:-python3}
+export GLIBC_TUNABLES=${GLIBC_TUNABLES:-glibc.malloc.hugetlb=1}
 PROCESSES=${PROCESSES:-1}
 if [[ -n "${CPU_DEVICES:-}" ]]; then
   export XLA_FLAGS="${XLA_FLAGS:-} --xla_force_host_platform_device_count=$CPU_DEVICES"
