@@ -102,29 +102,12 @@ def parse_args(argv=None):
   p.add_argument("--no-torch", action="store_true", help="JAX figures only")
   p.add_argument("--no-pipeline", action="store_true", help="skip the data pipeline's clips/s")
   p.add_argument("--default-malloc", action="store_true",
-                 help=f"keep glibc's default malloc (default: re-run with GLIBC_TUNABLES={MALLOC_TUNABLE})")
+                 help="keep glibc's default malloc (default: re-run with huge pages, perfectrep_jax/hostmem.py)")
   p.add_argument("--scaling", action="store_true",
                  help="train clips/s on 1, 2, 4, ... local devices (data parallel)")
   p.add_argument("--xla-flag", action="append", default=[],
                  help="extra XLA flag for this run, e.g. --xla-flag=--xla_cpu_use_thunk_runtime=true")
   return p.parse_args(argv)
-
-
-# glibc's malloc asks for transparent huge pages for the large blocks it maps (glibc >= 2.35). The
-# train step's temporaries (about 5 GB at T 243) are mapped afresh on every call: in 4 KiB pages
-# that is over a million page faults per step, a quarter of the JAX step and a tenth of PyTorch's.
-MALLOC_TUNABLE = "glibc.malloc.hugetlb=1"
-
-
-def with_malloc_tunable(argv: list[str]) -> None:
-  """Re-executes this script with ``GLIBC_TUNABLES`` asking for huge pages (read at process start,
-  so it cannot be set later); both frameworks run in this one process and get the same malloc."""
-  if MALLOC_TUNABLE in os.environ.get("GLIBC_TUNABLES", "") or os.environ.get("PERFECTREP_JAX_NO_REEXEC"):
-    return
-  tunables = ":".join(filter(None, [os.environ.get("GLIBC_TUNABLES", ""), MALLOC_TUNABLE]))
-  os.environ["GLIBC_TUNABLES"] = tunables
-  sys.stdout.flush()
-  os.execv(sys.executable, [sys.executable, str(Path(__file__).resolve()), *argv])
 
 
 def setup_process(args) -> int:
@@ -562,10 +545,12 @@ def write_readme(results: list[dict], env: dict, command: str, tag: str = "") ->
 
 def main(argv=None) -> list[dict]:
   args = parse_args(argv)
-  if argv is None and not args.default_malloc and platform.system() == "Linux":
-    with_malloc_tunable(sys.argv[1:])
-  threads = setup_process(args)
   sys.path.insert(0, str(ROOT))
+  if argv is None and not args.default_malloc:  # both frameworks share this process and its malloc
+    from perfectrep_jax.hostmem import reexec_with_huge_pages
+
+    reexec_with_huge_pages([sys.executable, str(Path(__file__).resolve()), *sys.argv[1:]])
+  threads = setup_process(args)
   size = args.size or ("full" if args.mode == "forward" else "both")
   sizes = ["lite", "full"] if size == "both" else [size]
   results = []
