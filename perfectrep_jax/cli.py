@@ -304,26 +304,22 @@ def main(argv: list[str] | None = None) -> int:
       reexec_with_huge_pages([sys.executable, "-m", "perfectrep_jax.cli", *argv])
     from perfectrep_jax.train.main import run
 
-    try:
-      run(argv[0], argv[1:])
-    except UserError as e:
-      print(f"perfectrep-jax {argv[0]}: error: {e}", file=sys.stderr)
-      return 2
-    except KeyboardInterrupt:
-      print(f"perfectrep-jax {argv[0]}: interrupted", file=sys.stderr)
-      return 130
-    return 0
+    return _run(argv[0], lambda: run(argv[0], argv[1:]))
   args = build_parser().parse_args(argv)
+  return _run(args.command, lambda: args.func(args))
+
+
+def _run(command: str, job) -> int:
+  """Runs a command: exit status 0, 2 with one line for a user's mistake, 130 when interrupted."""
   try:
-    args.func(args)
+    job()
   except UserError as e:
-    print(f"perfectrep-jax {args.command}: error: {e}", file=sys.stderr)
+    print(f"perfectrep-jax {command}: error: {e}", file=sys.stderr)
     return 2
   except KeyboardInterrupt:
-    print(f"perfectrep-jax {args.command}: interrupted", file=sys.stderr)
+    print(f"perfectrep-jax {command}: interrupted", file=sys.stderr)
     return 130
   return 0
-
 
 if __name__ == "__main__":
   sys.exit(main())

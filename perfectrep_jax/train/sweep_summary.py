@@ -10,11 +10,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from perfectrep_jax.fileio import atomic_write_bytes
 from perfectrep_jax.train.sweep import LoadedSweep, short_value
 
 SKIP = {"step", "split", "eval_clips"}
@@ -137,10 +137,7 @@ def write_csv(rows: Sequence[dict], path: str | Path) -> Path:
   for row in rows:
     writer.writerow({k: ("" if v is None else (short_value(v) if isinstance(v, (list, tuple))
                                                else v)) for k, v in row.items()})
-  tmp = path.with_name(f".{path.name}.tmp")
-  tmp.write_text(buf.getvalue())
-  os.replace(tmp, path)
-  return path
+  return atomic_write_bytes(path, buf.getvalue().encode())
 
 
 # ---------------------------------------------------------------------------- per-action table
@@ -206,8 +203,6 @@ def format_per_action(table: dict[str, Any]) -> str:
 
 def write_per_action(table: dict[str, Any], workdir: str | Path) -> tuple[Path, Path]:
   """``per_action.csv`` (action, then ``<run> P1`` and ``<run> P2`` columns) and ``per_action.json``."""
-  from perfectrep_jax.fileio import atomic_write_bytes
-
   buf = io.StringIO()
   writer = csv.writer(buf, lineterminator="\n")
   writer.writerow(["action", *[f"{label} {key}" for label in table["runs"] for key in ("P1", "P2")]])

@@ -167,13 +167,20 @@ def ensure_pose_model(path: str | Path | None = None) -> Path:
 
 
 # ---------------------------------------------------------------------------- detection
-@contextlib.contextmanager
-def _landmarker(pose_model: Path, video_mode: bool, num_poses: int):
+def _mediapipe():
+    """``(mediapipe, its tasks' BaseOptions, vision)``, or a one-line error naming the extra."""
     os.environ.setdefault("GLOG_minloglevel", "2")  # MediaPipe's C++ logging: warnings and up
     try:
+        import mediapipe as mp
         from mediapipe.tasks.python import BaseOptions, vision
     except ImportError as e:
         raise UserError(f"2D detection needs the video extra ({e.name} is missing): {EXTRA_HINT}") from None
+    return mp, BaseOptions, vision
+
+
+@contextlib.contextmanager
+def _landmarker(pose_model: Path, video_mode: bool, num_poses: int):
+    _, BaseOptions, vision = _mediapipe()
     mode = vision.RunningMode.VIDEO if video_mode else vision.RunningMode.IMAGE
     options = vision.PoseLandmarkerOptions(base_options=BaseOptions(model_asset_path=str(pose_model)),
                                            running_mode=mode, num_poses=num_poses)
@@ -254,10 +261,9 @@ def iter_keypoints(source: str | Path, pose_model: str | Path | None = None, *, 
     """
     if num_poses < 1:
         raise UserError(f"num_poses must be at least 1, not {num_poses}")
+    mp, _, _ = _mediapipe()
     model = ensure_pose_model(pose_model)
     with open_source(source) as (frames, fps, size, count):
-        import mediapipe as mp
-
         with _landmarker(model, video_mode=fps > 0, num_poses=num_poses) as landmarker:
             for t, rgb in enumerate(frames):
                 image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))

@@ -61,7 +61,8 @@ def test_blazepose_landmarks_map_to_coco_pixels():
     assert detect.blazepose_to_coco(marks, (640, 480))[0, 2] == 1.0
 
 
-def test_detection_without_the_extra_is_a_one_line_error(tmp_path, monkeypatch):
+@pytest.mark.parametrize("missing", [("mediapipe", "cv2"), ("mediapipe",)])
+def test_detection_without_the_extra_is_a_one_line_error(tmp_path, monkeypatch, missing):
     import builtins
 
     from perfectrep_jax.deploy.stream_io import video_keypoints
@@ -69,7 +70,7 @@ def test_detection_without_the_extra_is_a_one_line_error(tmp_path, monkeypatch):
     real_import = builtins.__import__
 
     def no_mediapipe(name, *args, **kwargs):
-        if name.split(".")[0] in ("mediapipe", "cv2"):
+        if name.split(".")[0] in missing:
             raise ImportError(f"No module named {name!r}", name=name)
         return real_import(name, *args, **kwargs)
 

@@ -7,6 +7,7 @@ subject x action x camera); this base class cuts them with ``ClipSource`` rules 
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import inspect
 from collections.abc import Iterator
@@ -110,9 +111,10 @@ class ClipBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         except AssertionError as e:
             raise UserError(f"{self.name}: {str(e).splitlines()[0]} (see MANUAL_DOWNLOAD_INSTRUCTIONS)") from None
 
+    @abc.abstractmethod
     def iter_sequences(self, split: str, root: Path | None) -> Iterator[Sequence]:
-        """Yields the normalised sequences of a split from the raw files under ``root``."""
-        raise NotImplementedError
+        """Yields the normalised sequences of a split from the raw files under ``root`` (each
+        dataset's builder says how its raw files are laid out)."""
 
     def _generate_examples(self, split: str, root: Path | None):
         config = self.builder_config
