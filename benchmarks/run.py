@@ -102,7 +102,8 @@ def parse_args(argv=None):
   p.add_argument("--no-torch", action="store_true", help="JAX figures only")
   p.add_argument("--no-pipeline", action="store_true", help="skip the data pipeline's clips/s")
   p.add_argument("--default-malloc", action="store_true",
-                 help="keep glibc's default malloc (default: re-run with huge pages, perfectrep_jax/hostmem.py)")
+                 help="keep glibc's default malloc (default: re-run with one that keeps its "
+                      "memory, perfectrep_jax/hostmem.py)")
   p.add_argument("--scaling", action="store_true",
                  help="train clips/s on 1, 2, 4, ... local devices (data parallel)")
   p.add_argument("--xla-flag", action="append", default=[],
@@ -547,9 +548,9 @@ def main(argv=None) -> list[dict]:
   args = parse_args(argv)
   sys.path.insert(0, str(ROOT))
   if argv is None and not args.default_malloc:  # both frameworks share this process and its malloc
-    from perfectrep_jax.hostmem import reexec_with_huge_pages
+    from perfectrep_jax.hostmem import reexec_with_retained_heap
 
-    reexec_with_huge_pages([sys.executable, str(Path(__file__).resolve()), *sys.argv[1:]])
+    reexec_with_retained_heap([sys.executable, str(Path(__file__).resolve()), *sys.argv[1:]])
   threads = setup_process(args)
   size = args.size or ("full" if args.mode == "forward" else "both")
   sizes = ["lite", "full"] if size == "both" else [size]

@@ -11,9 +11,9 @@
 #                  in each process: a device mesh without accelerators.
 #   PORT           coordinator port (default: a free one).
 #   PYTHON         the interpreter with perfectrep_jax installed (default python3).
-# glibc's malloc is asked for transparent huge pages (GLIBC_TUNABLES=glibc.malloc.hugetlb=1, unless
-# GLIBC_TUNABLES is set): XLA maps a step's temporaries afresh on every call, and on CPU 4 KiB pages
-# cost about a quarter of the train step in page faults (benchmarks/README.md).
+# Each `perfectrep-jax train` process re-executes itself once with a glibc malloc that keeps its
+# memory on huge pages (perfectrep_jax/hostmem.py; on CPU, re-faulting the step's temporaries cost
+# a fifth of the train step: benchmarks/README.md). PERFECTREP_JAX_NO_REEXEC=1 turns that off.
 # If one process fails, the others are stopped and the script exits with its status.
 set -euo pipefail
 if [[ $# -eq 0 ]]; then
@@ -22,7 +22,6 @@ if [[ $# -eq 0 ]]; then
   exit 2
 fi
 PYTHON=${PYTHON:-python3}
-export GLIBC_TUNABLES=${GLIBC_TUNABLES:-glibc.malloc.hugetlb=1}
 PROCESSES=${PROCESSES:-1}
 if [[ -n "${CPU_DEVICES:-}" ]]; then
   export XLA_FLAGS="${XLA_FLAGS:-} --xla_force_host_platform_device_count=$CPU_DEVICES"

@@ -298,10 +298,10 @@ def main(argv: list[str] | None = None) -> int:
   from_command_line = argv is None
   argv = list(sys.argv[1:] if argv is None else argv)
   if argv and argv[0] in DELEGATED:  # absl flags with ml_collections --config.x=y overrides
-    if from_command_line:  # a long job: huge-page malloc first (perfectrep_jax/hostmem.py)
-      from perfectrep_jax.hostmem import reexec_with_huge_pages
+    if from_command_line:  # a long job: a malloc that keeps its memory (hostmem.py)
+      from perfectrep_jax.hostmem import reexec_with_retained_heap
 
-      reexec_with_huge_pages([sys.executable, "-m", "perfectrep_jax.cli", *argv])
+      reexec_with_retained_heap([sys.executable, "-m", "perfectrep_jax.cli", *argv])
     from perfectrep_jax.train.main import run
 
     return _run(argv[0], lambda: run(argv[0], argv[1:]))

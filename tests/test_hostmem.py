@@ -1,9 +1,12 @@
-"""The train/eval commands re-execute once with glibc's huge-page malloc; tests call main() with a
-list and never re-execute."""
+"""The train/eval commands re-execute once with a glibc malloc that keeps its memory; tests call
+main() with a list and never re-execute. The tunables' effect is checked on this machine's glibc."""
 
 from __future__ import annotations
 
+import resource
+import subprocess
 import sys
+import textwrap
 
 import pytest
 
@@ -19,22 +22,24 @@ def execs(monkeypatch):
     return calls
 
 
-def test_reexecutes_once_with_the_tunable_added(execs, monkeypatch):
-    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=2")
-    hostmem.reexec_with_huge_pages([sys.executable, "-m", "x", "train"])
+def test_reexecutes_once_with_the_tunables_added(execs, monkeypatch):
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=2:glibc.rtld.x=1")
+    hostmem.reexec_with_retained_heap([sys.executable, "-m", "x", "train"])
     assert execs == [(sys.executable, [sys.executable, "-m", "x", "train"])]
-    assert hostmem.os.environ["GLIBC_TUNABLES"] == "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"
-    hostmem.reexec_with_huge_pages([sys.executable, "-m", "x", "train"])  # already set: no loop
+    set_ = hostmem.os.environ["GLIBC_TUNABLES"].split(":")
+    assert set_[:2] == ["glibc.malloc.arena_max=2", "glibc.rtld.x=1"]  # the user's value is kept
+    assert set_[2:] == [f"{k}={v}" for k, v in hostmem.MALLOC_TUNABLES.items() if k != "glibc.malloc.arena_max"]
+    hostmem.reexec_with_retained_heap([sys.executable, "-m", "x", "train"])  # already set: no loop
     assert len(execs) == 1
 
 
 def test_opt_out_and_other_systems(execs, monkeypatch):
     monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
     monkeypatch.setenv(hostmem.NO_REEXEC_ENV, "1")
-    hostmem.reexec_with_huge_pages([sys.executable])
+    hostmem.reexec_with_retained_heap([sys.executable])
     monkeypatch.delenv(hostmem.NO_REEXEC_ENV)
     monkeypatch.setattr(hostmem.sys, "platform", "darwin")
-    hostmem.reexec_with_huge_pages([sys.executable])
+    hostmem.reexec_with_retained_heap([sys.executable])
     assert execs == []
 
 
@@ -49,3 +54,41 @@ def test_cli_reexecutes_train_only_from_the_command_line(execs, monkeypatch, cap
     assert cli.main(["train"]) == 2  # called with a list (tests, scripts): no re-execution
     assert len(execs) == 1
     assert "--config is required" in capsys.readouterr().err
+
+
+_FAULTS_OF_A_REUSED_BLOCK = textwrap.dedent("""
+    import ctypes, resource, threading
+
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype = ctypes.c_void_p
+    libc.free.argtypes = [ctypes.c_void_p]
+
+    def touch(out):  # malloc, write and free 256 MiB from a worker thread, as XLA's runtime
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt  # does a step's temporaries
+        block = libc.malloc(256 << 20)
+        ctypes.memset(block, 1, 256 << 20)
+        libc.free(block)
+        out.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+
+    faults = []
+    for _ in range(3):
+        t = threading.Thread(target=touch, args=(faults,))
+        t.start()
+        t.join()
+    print(faults[-1])
+""")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc tunables")
+def test_retained_heap_faults_nothing_when_a_block_comes_back():
+    def faults(tunables):
+        env = {**hostmem.os.environ, "GLIBC_TUNABLES": tunables}
+        out = subprocess.run([sys.executable, "-c", _FAULTS_OF_A_REUSED_BLOCK], env=env,
+                             capture_output=True, text=True, check=True)
+        return int(out.stdout)
+
+    pages = (256 << 20) // resource.getpagesize()
+    assert faults("") > pages // 2  # glibc's default: the block is mapped afresh every time
+    # a thread's arena maps blocks over 64 MiB whatever mmap_max says: arena_max=1 is what keeps it
+    assert faults("glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1099511627776") > 0
+    assert faults(hostmem.with_retained_heap("")) < pages // 100
