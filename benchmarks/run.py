@@ -257,6 +257,61 @@ def pipeline_clips_per_s(frames: int, batch: int, seconds: float = 5.0) -> dict:
     return {"pipeline_error": f"{type(e).__name__}: {str(e)[:200]}"}
 
 
+# ----------------------------------------------------------------------------------- CPU roofline
+GEMM_SHAPE = (4096, 1024, 1024)  # (M, K, N): large enough for both libraries' best blocking
+
+
+def gemm_rates(threads: int, use_torch: bool, calls: int = 15) -> dict:
+  """GFLOP/s of one large float32 matrix product in each framework on this machine's cores.
+
+  The best of the two is the CPU's counterpart of an accelerator's peak: the lifter's achieved
+  FLOP/s divided by it says how much room any implementation has left. Fastest of ``calls``
+  after three untimed ones (a peak, not a typical call).
+  """
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+
+  m, k, n = GEMM_SHAPE
+  rng = np.random.default_rng(0)
+  a, b = (rng.standard_normal(s).astype(np.float32) for s in ((m, k), (k, n)))
+  flops = 2.0 * m * k * n
+
+  def rate(f):
+    for _ in range(3):
+      f()
+    times = []
+    for _ in range(calls):
+      t0 = time.perf_counter()
+      f()
+      times.append(time.perf_counter() - t0)
+    return flops / min(times) / 1e9
+
+  ja, jb = jax.device_put(a), jax.device_put(b)
+  dot = jax.jit(jnp.dot)
+  out = {"gemm_shape": list(GEMM_SHAPE), "gemm_gflops_jax": rate(lambda: dot(ja, jb).block_until_ready())}
+  if use_torch:
+    import torch
+    torch.set_num_threads(threads)
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    out["gemm_gflops_torch"] = rate(lambda: torch.mm(ta, tb))
+  out["gemm_peak_gflops"] = max(v for k_, v in out.items() if k_.startswith("gemm_gflops"))
+  return out
+
+
+def add_achieved_flops(res: dict, gemm_peak_gflops: float | None) -> None:
+  """GFLOP/s each framework achieved (XLA's FLOP count: the same computation in both), and the
+  fraction of the machine's GEMM rate that is."""
+  for kind in ("train", "eval"):
+    per_clip = res.get("flops_per_clip_train" if kind == "train" else "flops_per_clip_forward")
+    for who in ("", "torch_"):
+      clips = res.get(f"{who}{kind}_clips_per_s")
+      if per_clip and clips:
+        res[f"{who}{kind}_gflops"] = per_clip * clips / 1e9
+        if gemm_peak_gflops:
+          res[f"{who}{kind}_fraction_of_gemm_peak"] = res[f"{who}{kind}_gflops"] / gemm_peak_gflops
+
+
 # ----------------------------------------------------------------------------------- one size
 def peak_flops(device) -> float | None:
   kind = getattr(device, "device_kind", "")
@@ -508,6 +563,30 @@ def _cpu_name() -> str:
   return platform.processor() or "?"
 
 
+def achieved_lines(results: list[dict], env: dict) -> list[str]:
+  """One line per size: achieved GFLOP/s of both frameworks against the machine's GEMM rate."""
+  if "gemm_peak_gflops" not in env:
+    return []
+  m, k, n = env["gemm_shape"]
+  rates = ", ".join(f"{who} {env[f'gemm_gflops_{who}']:.0f}" for who in ("jax", "torch")
+                    if f"gemm_gflops_{who}" in env)
+  lines = [f"- This machine's float32 GEMM rate ({m}x{k} @ {k}x{n}, same threads): {rates} "
+           f"GFLOP/s; the best, {env['gemm_peak_gflops']:.0f}, is the roofline below."]
+  for r in results:
+    parts = []
+    for kind in ("train", "eval"):
+      if f"{kind}_gflops" not in r:
+        continue
+      def pct(who):
+        return f"{r[f'{who}{kind}_gflops']:.0f} ({100 * r[f'{who}{kind}_fraction_of_gemm_peak']:.0f}%)"
+      parts.append(f"{kind} ours {pct('')}" + (f", PyTorch {pct('torch_')}"
+                                               if f"torch_{kind}_gflops" in r else ""))
+    if parts:
+      lines.append(f"- {r['size']}: achieved GFLOP/s (XLA's FLOP count for both; % of the GEMM "
+                   f"rate): " + "; ".join(parts) + ".")
+  return lines
+
+
 def write_readme(results: list[dict], env: dict, command: str, tag: str = "") -> None:
   pipe = [f"{r['size']}: {r['pipeline_clips_per_s']:.0f} clips/s (batch {r['pipeline_batch']})"
           for r in results if "pipeline_clips_per_s" in r]
@@ -522,6 +601,7 @@ def write_readme(results: list[dict], env: dict, command: str, tag: str = "") ->
   if pipe:
     extra.append("- Data pipeline (bundled demo mocap, flip + synthetic 2D, in-process): "
                  + "; ".join(pipe) + ".")
+  extra += achieved_lines(results, env)
   for r in results:
     if "bf16_max_abs_diff" in r:
       extra.append(f"- {r['size']}: bfloat16 compute (float32 parameters, softmax and LayerNorm "
@@ -554,15 +634,19 @@ def main(argv=None) -> list[dict]:
   threads = setup_process(args)
   size = args.size or ("full" if args.mode == "forward" else "both")
   sizes = ["lite", "full"] if size == "both" else [size]
+  gemm = gemm_rates(threads, not args.no_torch) if args.device == "cpu" else {}
   results = []
   for name in sizes:
     r = run_size(name, args, threads)
     r["iters"] = args.iters
+    add_achieved_flops(r, gemm.get("gemm_peak_gflops"))
     results.append(r)
-  env = environment(threads)
+  env = {**environment(threads), **gemm}
   print("\n" + table(results))
   print(f"\n{env['cpu']}, {threads} threads each; jax {env['jax']}, torch {env.get('torch', 'n/a')}; "
         f"load average {env['loadavg_1min_end']:.1f}")
+  for line in achieved_lines(results, env):
+    print(line)
   if args.json:
     Path(args.json).write_text(json.dumps({"environment": env, "results": results}, indent=2))
     print(f"wrote {args.json}")
