@@ -37,7 +37,7 @@ from perfectrep_jax.deploy.online_reps import OnlineRepCounter
 from perfectrep_jax.deploy.stream import StreamFrame, StreamingLifter
 from perfectrep_jax.errors import UserError
 from perfectrep_jax.skeleton import H36M_JOINTS
-from perfectrep_jax.wild.keypoints import COCO_PREFIXED, NUM_COCO
+from perfectrep_jax.wild.keypoints import coco_keypoints
 
 
 class LineError(ValueError):
@@ -49,26 +49,15 @@ def parse_keypoints(value) -> np.ndarray | None:
     """One person's keypoints from JSON: (17, 3) float64 x, y, confidence, or ``None`` for nobody.
 
     Raises:
-      LineError: not a list of numbers in (x, y, score) or (x, y) groups of a COCO-prefixed skeleton.
+      LineError: not a list of numbers in (x, y, score) or (x, y) groups of a COCO-prefixed
+        skeleton (``perfectrep_jax.wild.keypoints.coco_keypoints``), or not finite.
     """
     if value is None or (isinstance(value, (list, dict)) and len(value) == 0):
         return None
     try:
-        a = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise LineError("keypoints are not a list of numbers") from None
-    if a.ndim == 1:
-        if a.size % 3:
-            raise LineError(f"{a.size} numbers is not a list of (x, y, score) triplets")
-        a = a.reshape(-1, 3)
-    if a.ndim != 2 or a.shape[1] not in (2, 3):
-        raise LineError(f"keypoints of shape {a.shape}, expected (K, 3) or (K, 2)")
-    if a.shape[0] not in COCO_PREFIXED:
-        raise LineError(f"{a.shape[0]} keypoints; expected 17 (COCO) or "
-                        + ", ".join(str(k) for k in COCO_PREFIXED if k != NUM_COCO))
-    if a.shape[1] == 2:
-        a = np.concatenate([a, np.ones((a.shape[0], 1))], axis=1)
-    a = a[:NUM_COCO].copy()
+        a = coco_keypoints(value)
+    except ValueError as e:
+        raise LineError(str(e)) from None
     if np.isinf(a).any() or np.isnan(a[:, 2]).any():
         raise LineError("keypoints contain infinite values or a NaN score")
     return a

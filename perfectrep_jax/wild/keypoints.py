@@ -103,21 +103,39 @@ class KeypointFile:
 
 # ----------------------------------------------------------------------------- parsing helpers
 
-def _as_keypoints(values, where: str, coords: str) -> np.ndarray:
-    """One detection's keypoints (K, 3) as COCO-prefixed x, y, score (K >= 17 trimmed to 17)."""
-    a = np.asarray(values, dtype=np.float64)
+def coco_keypoints(values) -> np.ndarray:
+    """One person's keypoints as (17, 3) float64 COCO x, y, score, from any COCO-prefixed skeleton.
+
+    ``values``: (K, 3) or (K, 2) (score 1) nested lists or an array, or the K * 3 flat triplets
+    MMPose and AlphaPose write, K one of ``COCO_PREFIXED`` (trimmed to the first 17).
+
+    Raises:
+        ValueError: the shape or skeleton is not one of those (the message names which).
+    """
+    try:
+        a = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError("keypoints are not a list of numbers") from None
     if a.ndim == 1:
         if a.size % 3:
-            raise UserError(f"{where}: {a.size} numbers is not a list of (x, y, score) triplets")
+            raise ValueError(f"{a.size} numbers is not a list of (x, y, score) triplets")
         a = a.reshape(-1, 3)
     if a.ndim != 2 or a.shape[1] not in (2, 3):
-        raise UserError(f"{where}: keypoints of shape {a.shape}, expected (K, 3) or (K, 2)")
+        raise ValueError(f"keypoints of shape {a.shape}, expected (K, 3) or (K, 2)")
     if a.shape[0] not in COCO_PREFIXED:
-        raise UserError(f"{where}: {a.shape[0]} keypoints per person; supported are "
-                        + ", ".join(f"{k} ({v})" for k, v in COCO_PREFIXED.items()))
+        raise ValueError(f"{a.shape[0]} keypoints per person; supported are "
+                         + ", ".join(f"{k} ({v})" for k, v in COCO_PREFIXED.items()))
     if a.shape[1] == 2:
         a = np.concatenate([a, np.ones((a.shape[0], 1))], axis=1)
-    a = a[:NUM_COCO].copy()
+    return a[:NUM_COCO].copy()
+
+
+def _as_keypoints(values, where: str, coords: str) -> np.ndarray:
+    """``coco_keypoints`` of one detection in a file; errors name ``where``; ``coords`` 'yx' swaps."""
+    try:
+        a = coco_keypoints(values)
+    except ValueError as e:
+        raise UserError(f"{where}: {e}") from None
     if coords == "yx":
         a[:, :2] = a[:, 1::-1]
     return a

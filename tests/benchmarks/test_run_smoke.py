@@ -42,7 +42,15 @@ def test_tiny_run_prints_and_returns_the_figures(tmp_path, capsys):
     assert res["eval_max_abs_diff_vs_torch"] < 1e-4
   for key in keys:
     assert isinstance(res[key], (int, float)) and res[key] > 0, key
-  assert data["environment"]["threads"] >= 1
+  env = data["environment"]
+  assert env["threads"] >= 1
+  # the CPU roofline: one large GEMM per framework, and each step's achieved FLOP/s against it
+  assert env["gemm_peak_gflops"] == max(v for k, v in env.items() if k.startswith("gemm_gflops_"))
+  for kind, per_clip in (("train", "flops_per_clip_train"), ("eval", "flops_per_clip_forward")):
+    achieved = res[per_clip] * res[f"{kind}_clips_per_s"] / 1e9
+    assert res[f"{kind}_gflops"] == pytest.approx(achieved)
+    assert res[f"{kind}_fraction_of_gemm_peak"] == pytest.approx(achieved / env["gemm_peak_gflops"])
+  assert "GEMM rate" in printed
 
 
 def test_readme_table_is_replaced_between_markers(tmp_path, monkeypatch):
