@@ -15,4 +15,4 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run  # noqa: E402
 
 if __name__ == "__main__":
-  run.main(["--mode", "forward", "--size", "full", *sys.argv[1:]])
+  run.main(["--mode", "forward", "--size", "full", *sys.argv[1:]], from_command_line=True)

@@ -624,13 +624,18 @@ def write_readme(results: list[dict], env: dict, command: str, tag: str = "") ->
   print(f"wrote {README}")
 
 
-def main(argv=None) -> list[dict]:
+def main(argv=None, *, from_command_line: bool | None = None) -> list[dict]:
+  """Runs the benchmark; from the command line (default: when ``argv`` is None) the script first
+  re-executes itself once with the malloc of ``perfectrep_jax.hostmem`` (both frameworks share
+  this process and its malloc)."""
   args = parse_args(argv)
   sys.path.insert(0, str(ROOT))
-  if argv is None and not args.default_malloc:  # both frameworks share this process and its malloc
+  if from_command_line is None:
+    from_command_line = argv is None
+  if from_command_line and not args.default_malloc:
     from perfectrep_jax.hostmem import reexec_with_retained_heap
 
-    reexec_with_retained_heap([sys.executable, str(Path(__file__).resolve()), *sys.argv[1:]])
+    reexec_with_retained_heap([sys.executable, str(Path(sys.argv[0]).resolve()), *sys.argv[1:]])
   threads = setup_process(args)
   size = args.size or ("full" if args.mode == "forward" else "both")
   sizes = ["lite", "full"] if size == "both" else [size]
