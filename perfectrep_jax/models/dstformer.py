@@ -177,12 +177,16 @@ def _layer_norm_fwd(x, scale, bias, eps):
 
 def _layer_norm_bwd(eps, res, dy):
   x, mean, rstd, scale = res
+  shape, c = x.shape, x.shape[-1]
+  # on the (tokens, C) matrix: XLA:CPU's fused row reductions of the 4-d (B, T, J, C) arrays
+  # took twice as long (9.7 ms against 5.2 ms per LayerNorm backward at full size, one core)
+  x, dy = x.reshape(-1, c), dy.reshape(-1, c)
+  mean, rstd = mean.reshape(-1, 1), rstd.reshape(-1, 1)
   xhat = (x - mean) * rstd
   g = dy * scale
   dx = rstd * (g - jnp.mean(g, axis=-1, keepdims=True)
                - xhat * jnp.mean(g * xhat, axis=-1, keepdims=True))
-  lead = tuple(range(dy.ndim - 1))
-  return dx, jnp.sum(dy * xhat, axis=lead), jnp.sum(dy, axis=lead)
+  return dx.reshape(shape), jnp.sum(dy * xhat, axis=0), jnp.sum(dy, axis=0)
 
 
 layer_norm_fn.defvjp(_layer_norm_fwd, _layer_norm_bwd)
