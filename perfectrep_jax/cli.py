@@ -321,5 +321,6 @@ def _run(command: str, job) -> int:
     return 130
   return 0
 
+
 if __name__ == "__main__":
   sys.exit(main())

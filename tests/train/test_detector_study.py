@@ -11,6 +11,7 @@ import json
 import numpy as np
 import pytest
 
+from perfectrep_jax import skeleton
 from perfectrep_jax.cli import main
 from perfectrep_jax.data import cameras
 from perfectrep_jax.data.builders.h36m import camera_table
@@ -37,7 +38,7 @@ def prepared(tmp_path_factory):
     for name, noise in NOISE_PX.items():
         det = {}
         for (subject, action), world in ((k, positions[k[0]][k[1]]) for k in TAKES):
-            world_mm = world[:, [0, 1, 2, 3, 6, 7, 8, 12, 13, 14, 15, 17, 18, 19, 25, 26, 27]] * 1000.0
+            world_mm = world[:, list(skeleton.H36M32_TO_H36M17)] * 1000.0
             det.setdefault(subject, {})[action] = [
                 cameras.project(cameras.world_to_camera_quaternion(world_mm, *extrinsics[subject][c]), intr)
                 + rng.normal(0.0, noise, (len(world), 17, 2)) for c, intr in enumerate(intrinsics)]
