@@ -28,8 +28,6 @@ from perfectrep_jax.errors import UserError
 
 MESH_AXES = ("data", "fsdp", "tensor")
 BATCH_AXES = ("data", "fsdp")
-DEFAULT_RULES = (("embed", "fsdp"), ("mlp", "tensor"), ("heads", "tensor"), ("qkv", "tensor"),
-                 ("rep", None))
 
 
 def initialize_distributed(coordinator: str | None = None, num_processes: int | None = None,
@@ -113,18 +111,6 @@ def logical_to_mesh(names: Sequence[str | None], shape: Sequence[int], mesh: Mes
   return P(*spec)
 
 
-def state_shardings(state: nnx.State, mesh: Mesh, rules: Sequence[tuple[str, Any]]):
-  """NamedShardings for an ``nnx.State`` (abstract or concrete), from its variables' logical axes."""
-  def one(var):
-    value = var.get_value() if hasattr(var, "get_value") else var.value
-    names = var.get_metadata().get("out_sharding") if hasattr(var, "get_metadata") else None
-    if not names or len(names) != len(value.shape):
-      return NamedSharding(mesh, P())
-    return NamedSharding(mesh, logical_to_mesh(names, value.shape, mesh, rules))
-
-  return jax.tree.map(one, state, is_leaf=lambda x: isinstance(x, nnx.Variable))
-
-
 def optimizer_shardings(opt_state_shape: Any, params: Any, param_shardings: Any, mesh: Mesh):
   """Shardings of an optax state: a leaf whose key path ends with a parameter's path and has its
   shape (Adam's moments, in any nesting of chain / multi_transform / MultiSteps) follows that
@@ -156,7 +142,8 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 
 def pure_shardings(state: nnx.State, mesh: Mesh, rules: Sequence[tuple[str, Any]]) -> dict:
-  """Like ``state_shardings`` but shaped as ``nnx.to_pure_dict(state)`` (nested dicts)."""
+  """NamedShardings of an ``nnx.State`` (abstract or concrete) from its variables' logical axes
+  (``out_sharding`` metadata) and ``rules``, shaped as ``nnx.to_pure_dict(state)`` (nested dicts)."""
   variables = {tuple(path): var for path, var in nnx.to_flat_state(state)}
 
   def one(path, _):
