@@ -12,7 +12,7 @@ Variants (``--config configs/action.py:VARIANT``):
 from perfectrep_jax.train.config_base import FULL_MODEL, base_config, use_demo, use_smoke
 
 DEMO_CLASSES = ("deep squat", "inline lunge", "side lunge", "sit to stand",
-                "standing shoulder abduction", "kick soccer ball", "unlabelled")
+                "standing shoulder abduction", "soccer - kick ball", "laugh")
 
 
 def get_config(variant: str = "full"):

@@ -1,6 +1,9 @@
 """Makes ``examples/squat_vitpose.json``: detector-like 2D keypoints of a real squat set.
 
-Source: the bundled motion capture take ``uiprmd_m01_s09`` (UI-PRMD subject s09, ten correct deep
+The file is made on demand from the motion capture in the data folder (``../shared`` beside the
+checkout, or ``$PERFECTREP_JAX_DATA``) and is not kept in the repository.
+
+Source: the motion capture take ``uiprmd_m01_s09`` (UI-PRMD subject s09, ten correct deep
 squats, a test-split subject the demo model never trained on), filmed by a virtual 1280x720
 pinhole camera 3.5 m away at 45 degrees to the subject's front, 1.2 m high, at 25 fps. A
 bystander (CMU take ``cmu_14_19``, walking) crosses the back of the scene for a few seconds.
@@ -12,11 +15,12 @@ lifter missing entirely in three short runs of frames.
 
 Written in easy_ViTPose's JSON layout: ``{"keypoints": [{person_id: [[y, x, score] * 17]} per
 frame], "skeleton": ...}`` (easy_ViTPose writes y before x). Run from the repository root:
-``python examples/make_example_keypoints.py``.
+``python examples/make_example_keypoints.py [--out FILE]``.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -24,6 +28,7 @@ import numpy as np
 
 from perfectrep_jax.data import cameras
 from perfectrep_jax.data.demo import load_takes
+from perfectrep_jax.fileio import atomic_write_bytes
 from perfectrep_jax.skeleton import COCO_JOINTS, JOINT_INDEX as J
 
 OUT = Path(__file__).resolve().parent / "squat_vitpose.json"
@@ -82,7 +87,9 @@ def detect(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.concatenate([noisy, score], axis=-1)
 
 
-def main() -> None:
+def write_example(out: Path = OUT) -> Path:
+    """Writes the example keypoint file to ``out`` (atomically) and returns its path."""
+    out = Path(out)
     rng = np.random.default_rng(SEED)
     motion, _ = load_takes()
     lifter = motion[TAKE].astype(np.float64)[:: SOURCE_FPS // FPS]
@@ -104,7 +111,7 @@ def main() -> None:
     missing = np.zeros(frames, bool)
     for s in (40, 300, 520):
         missing[s:s + 4] = True
-    out = []
+    per_frame = []
     for t in range(frames):
         frame = {}
         if not missing[t]:
@@ -112,12 +119,19 @@ def main() -> None:
         if np.isfinite(bystander[t]).all():
             frame["1"] = bystander[t]
         # easy_ViTPose order: (y, x, score).
-        out.append({pid: np.round(kp[:, [1, 0, 2]], 2).tolist() for pid, kp in frame.items()})
-    doc = {"keypoints": out, "skeleton": {str(i): name for i, name in enumerate(COCO_JOINTS)},
+        per_frame.append({pid: np.round(kp[:, [1, 0, 2]], 2).tolist() for pid, kp in frame.items()})
+    doc = {"keypoints": per_frame, "skeleton": {str(i): name for i, name in enumerate(COCO_JOINTS)},
            "note": f"synthetic detections of mocap take {TAKE} (UI-PRMD, PDDL 1.0), {FPS} fps, "
                    f"{WIDTH}x{HEIGHT} px, easy_ViTPose layout (y, x, score); made by {Path(__file__).name}"}
-    OUT.write_text(json.dumps(doc, separators=(",", ":")) + "\n")
-    print(f"wrote {OUT} ({OUT.stat().st_size / 1e3:.0f} kB, {frames} frames at {FPS} fps)")
+    atomic_write_bytes(out, (json.dumps(doc, separators=(",", ":")) + "\n").encode())
+    print(f"wrote {out} ({out.stat().st_size / 1e3:.0f} kB, {frames} frames at {FPS} fps)")
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=OUT, help=f"where to write it (default {OUT})")
+    write_example(parser.parse_args(argv).out)
 
 
 if __name__ == "__main__":

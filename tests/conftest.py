@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
 import pytest
 
+from perfectrep_jax.data import shared
 from perfectrep_jax.models.dstformer import DSTformerConfig
 
 # A small random DSTformer lifter for tests of what runs a model, not of what it predicts.
 TINY = DSTformerConfig(dim_feat=16, dim_rep=16, depth=1, num_heads=2, mlp_ratio=2, maxlen=9)
 
-# ../shared beside the checkout (CI puts it there too).
-SHARED_DIR = Path(__file__).resolve().parents[1].parent / "shared"
+# ../shared beside the checkout (CI puts it there too), or $PERFECTREP_JAX_DATA.
+SHARED_DIR = shared.candidate_roots()[0]
+EXAMPLE_SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "make_example_keypoints.py"
 
 
 def parity_path() -> Path:
@@ -40,3 +43,13 @@ def tiny_model_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny") / "model"
     model_dir.save_model_dir(out, model_dir.build_model("lifter", TINY, seed=3))
     return out
+
+
+@pytest.fixture(scope="session")
+def example_keypoints(tmp_path_factory) -> Path:
+    """``examples/squat_vitpose.json`` as ``examples/make_example_keypoints.py`` writes it on demand
+    (from the mocap of the data folder), in a temporary folder."""
+    spec = importlib.util.spec_from_file_location("make_example_keypoints", EXAMPLE_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.write_example(tmp_path_factory.mktemp("example") / "squat_vitpose.json")

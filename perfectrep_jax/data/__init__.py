@@ -4,7 +4,8 @@
   cutting (``split_clips``, ``sequence_clips``, ``resample``) and denormalisation to mm/pixels.
 - ``cameras``: world to camera, the Human3.6M projection model, the 2.5D image frame.
 - ``sequences``: one camera view of a sequence, normalised; ``ClipSource`` cuts it into examples.
-- ``demo``: the bundled real mocap seen through virtual cameras (no download).
+- ``shared``: where public data is read from (``$PERFECTREP_JAX_DATA`` or ``../shared``).
+- ``demo``: the real mocap of the data folder seen through virtual cameras (no download).
 - ``builders``: TFDS builders (``fit3d``, ``h36m``, ``mpi_inf_3dhp``, ``demo``) writing array_record;
   ``prepare``: runs one (``perfectrep-jax prepare``).
 - ``pipeline``: grain training / evaluation pipelines and ``make_global_batch``.

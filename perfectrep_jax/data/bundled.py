@@ -9,9 +9,8 @@ from importlib import resources
 def resource_path(name: str):
     """A ``Traversable`` for ``resources/<name>``; open it with ``.open('rb')``.
 
-    Bundled: ``mocap_h36m17.npz`` and ``takes.json`` (demo mocap, ``MOCAP_README.md``),
-    ``synthetic_noise.npz`` and ``d2c_params.npz`` (corruption statistics, ``PARAMS_README.md``),
-    ``h36m_cameras.json`` (Human3.6M calibration).
+    Bundled: ``h36m_cameras.json`` (Human3.6M calibration). Public data (mocap, corruption
+    statistics) is not bundled: ``perfectrep_jax.data.shared`` finds it.
     """
     path = resources.files("perfectrep_jax.data").joinpath("resources", name)
     if not path.is_file():

@@ -6,10 +6,10 @@ step can call it inside its own ``jax.jit``. It follows MotionBERT / PerfectRep'
 
 - noise: per clip, joint and one of ``num_key_frames`` (27) key frames, an offset drawn from the
   per-joint Gaussian ``N(mean_j, std_j)`` with probability ``weight_j``, else uniform in
-  ``[-range/2, range/2]`` (statistics in ``resources/synthetic_noise.npz``); the offsets are
+  ``[-range/2, range/2]`` (statistics in the data folder's ``params/synthetic_noise.npz``); the offsets are
   interpolated linearly over the clip (``align_corners``), a per-frame Gaussian jitter (std 0.002,
   one draw for the whole batch as upstream) is added, and the confidence is
-  ``clip(a / (d + a) + b d + N(m, s), 0, 1)`` of the offset length d (``resources/d2c_params.npz``);
+  ``clip(a / (d + a) + b d + N(m, s), 0, 1)`` of the offset length d (``params/d2c_params.npz``);
 - masks: joints dropped independently with ``mask_ratio``, frames with ``mask_t_ratio`` (one
   frame mask for the whole batch, as upstream); a dropped entry has x = y = confidence = 0;
 - anatomy-aware masks (new here): per clip, with a configured probability each, one whole limb,
@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from perfectrep_jax import skeleton
-from perfectrep_jax.data.bundled import resource_path
+from perfectrep_jax.data import shared
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +53,7 @@ class CorruptionConfig:
       half_span: (low, high) fraction of the clip.
       span_mask_prob: per-clip probability of dropping all joints over a span of frames.
       span: (low, high) fraction of the clip.
-      noise_path, d2c_path: other statistics files (``None``: the bundled ones).
+      noise_path, d2c_path: other statistics files (``None``: those of the data folder).
     """
 
     noise: bool = True
@@ -131,12 +131,12 @@ class NoiseStatistics:
 
 @functools.lru_cache(maxsize=4)
 def load_statistics(noise_path: str | None = None, d2c_path: str | None = None) -> NoiseStatistics:
-    """Reads the noise and distance-to-confidence statistics (bundled ones by default)."""
+    """Reads the noise and distance-to-confidence statistics (by default ``params/`` of the data
+    folder, see ``perfectrep_jax.data.shared``)."""
     def _load(path, name):
-        src = resource_path(name) if path is None else path
-        with (src.open("rb") if path is None else open(src, "rb")) as f:
-            with np.load(f) as npz:
-                return {k: npz[k] for k in npz.files}
+        src = shared.shared_path(f"{shared.PARAMS_DIR}/{name}") if path is None else path
+        with np.load(src, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
 
     noise = _load(noise_path, "synthetic_noise.npz")
     d2c = _load(d2c_path, "d2c_params.npz")

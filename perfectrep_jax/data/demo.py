@@ -1,8 +1,9 @@
 """The demo dataset: the bundled real mocap seen through virtual cameras.
 
-The package ships ``resources/mocap_h36m17.npz`` (37 takes of optical marker motion capture from
-UI-PRMD and the CMU database, Human3.6M-17 joints, Z-up world millimetres, 50 fps; origin and
-licences in ``resources/MOCAP_README.md``). Each take is filmed by virtual pinhole cameras (the
+It reads ``data/mocap/mocap_h36m17.npz`` from the data folder (``../shared`` beside the checkout
+or ``$PERFECTREP_JAX_DATA``, see ``perfectrep_jax.data.shared``): 37 takes of optical marker motion
+capture from UI-PRMD and the CMU database, Human3.6M-17 joints, Z-up world millimetres, 50 fps;
+origin and licences in that folder's README. Each take is filmed by virtual pinhole cameras (the
 linear part of Human3.6M camera 55011271, 1000 x 1000 pixels) placed around the performer at
 2.5-5 m and 1.0-1.8 m above the floor: four views per training take at azimuths around
 0/90/180/270 degrees from the performer's mean facing direction, jittered per take; two fixed
@@ -21,12 +22,13 @@ import numpy as np
 
 from perfectrep_jax import skeleton
 from perfectrep_jax.data import cameras
-from perfectrep_jax.data.bundled import resource_path
+from perfectrep_jax.data import shared
 from perfectrep_jax.data.sequences import ClipSource, Sequence, make_sequence, sequence_rng
 
 TEST_SUBJECTS = ("uiprmd_s09", "uiprmd_s10")
 SPLITS = ("train", "test")
 FPS = 50
+MOCAP_FILES = ("mocap_h36m17.npz",)  # the demo's takes; mocap_h36m17_ext.npz is not part of it
 INTRINSICS = cameras.Intrinsics(f=(1149.6756591796875, 1147.5916748046875),
                                 c=(508.8486328125, 508.0649108886719), res_w=1000, res_h=1000)
 TRAIN_AZIMUTHS_DEG = (0.0, 90.0, 180.0, 270.0)
@@ -40,23 +42,16 @@ FRAME_MARGIN = 0.95  # every joint of the take projects inside this fraction of 
 MAX_DISTANCE_MM = 12000.0
 
 
-@functools.lru_cache(maxsize=1)
 def load_takes() -> tuple[dict[str, np.ndarray], dict[str, dict]]:
-    """The bundled mocap.
+    """The demo's mocap takes, read from the data folder (cached there).
 
     Returns:
       (motion, meta): take id -> (T, 17, 3) float32 world millimetres (Z up); take id -> its
       ``takes.json`` entry.
+    Raises:
+      perfectrep_jax.errors.UserError: the data folder or a file in it is missing.
     """
-    with resource_path("takes.json").open("r") as f:
-        meta = json.load(f)
-    with resource_path("mocap_h36m17.npz").open("rb") as f:
-        with np.load(f) as npz:
-            motion = {k: npz[k].astype(np.float32) for k in npz.files}
-    missing = sorted(set(meta) ^ set(motion))
-    if missing:
-        raise ValueError(f"takes.json and mocap_h36m17.npz disagree on takes {missing}")
-    return motion, meta
+    return shared.load_mocap(MOCAP_FILES)
 
 
 def split_of(meta: dict) -> str:
@@ -65,7 +60,7 @@ def split_of(meta: dict) -> str:
 
 
 def action_of(meta: dict) -> str:
-    """Short action label: the description without notes ('deep squat', 'kick soccer ball')."""
+    """Short action label: the description without notes ('deep squat', 'soccer - kick ball')."""
     text = meta["description"].split(" (")[0].split(",")[0].strip()
     return "unlabelled" if text.startswith("unknown") else text
 

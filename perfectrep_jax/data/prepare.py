@@ -63,6 +63,9 @@ def prepare(dataset: str, manual_dir: str | None, data_dir: str, *, config=None,
         if not any(path.iterdir()):
             raise UserError(f"manual directory {path} is empty")
         download_config = tfds.download.DownloadConfig(manual_dir=str(path))
+    check_sources = getattr(builder, "check_sources", None)
+    if check_sources is not None and not already:
+        check_sources()  # raw data readable before TFDS creates any folder
     start = time.perf_counter()
     if not already:
         tfds.display_progress_bar(progress)  # TFDS's tqdm bars: examples per split, shuffling

@@ -9,7 +9,7 @@ key of each file a ``Home``:
             ``no_eval`` is ``eval_every == 0``). The ``full`` variant must reproduce the YAML.
   Fixed     behaviour that is not configurable here, with the upstream value it corresponds to
             (e.g. ``sample_stride: 1``: every frame is kept).
-  Resource  a file of upstream's checkout that is bundled here, converted (noise statistics).
+  Resource  a file of upstream's checkout, converted, read from the data folder (noise statistics).
   Location  a path on upstream's disk; its home is the field saying where our data is.
   Unread    a key PerfectRep's code never reads (its value has no effect there), with what the
             code does instead.
@@ -58,7 +58,8 @@ def has_field(config, path: str) -> bool:
 @dataclasses.dataclass(frozen=True)
 class Home:
   """Where a key lives. ``fields`` must exist in the config; ``read`` gives the upstream value
-  (None: nothing to compare); ``bundled``: the package file standing for an upstream file."""
+  (None: nothing to compare); ``bundled``: the file of the data folder (``perfectrep_jax.data.shared``)
+  standing for an upstream file, relative to the folder's root."""
 
   kind: str                                  # field | fixed | resource | location | unread
   fields: tuple[str, ...]
@@ -178,9 +179,9 @@ POSE = {
                           read=lambda c: c.corruption.mask_t_ratio
                           if c.corruption.mask and _corrupts(c) else 0.0),
     "noise": field("corruption.noise", read=lambda c: bool(c.corruption.noise) and _corrupts(c)),
-    "noise_path": resource("data/resources/synthetic_noise.npz",
-                           "upstream's noise statistics, converted to .npz and bundled"),
-    "d2c_params_path": resource("data/resources/d2c_params.npz",
+    "noise_path": resource("params/synthetic_noise.npz",
+                           "upstream's noise statistics, converted to .npz, read from the data folder"),
+    "d2c_params_path": resource("params/d2c_params.npz",
                                 "upstream's distance-to-confidence parameters, converted"),
 }
 ACTION = {

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from perfectrep_jax.data import cameras, clips, demo
-from perfectrep_jax.data.bundled import resource_path
+from perfectrep_jax.data import cameras, clips, demo, shared
 
-SHARED_DIR = Path(__file__).resolve().parents[3] / "shared"  # ../shared beside the checkout
 
 
 @pytest.fixture(scope="module")
@@ -19,17 +16,15 @@ def sources():
     return {split: demo.demo_source(split, 27) for split in demo.SPLITS}
 
 
-def test_bundle_is_the_real_mocap_with_its_provenance():
+def test_demo_is_the_real_mocap_of_the_data_folder_with_its_provenance():
     motion, meta = demo.load_takes()
     assert len(motion) == 37 and sum(len(m) for m in motion.values()) == 46643
     assert all(m.shape[1:] == (17, 3) for m in motion.values())
-    readme = resource_path("MOCAP_README.md").read_text()
+    readme = (shared.data_root() / shared.MOCAP_DIR / "README.md").read_text()
     assert "PDDL" in readme and "mocap.cs.cmu.edu" in readme and "EIA-0196217" in readme
-    shared = SHARED_DIR / "data" / "mocap" / "mocap_h36m17.npz"
-    if shared.is_file():  # the package copy is byte-for-byte the shared recording
-        with np.load(shared) as npz:
-            for take in ("uiprmd_m01_s01", "cmu_10_01"):
-                np.testing.assert_array_equal(motion[take], npz[take])
+    with np.load(shared.data_root() / shared.MOCAP_DIR / "mocap_h36m17.npz") as npz:
+        for take in ("uiprmd_m01_s01", "cmu_10_01"):
+            np.testing.assert_array_equal(motion[take], npz[take])
 
 
 def test_split_is_by_performer(sources):

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest
 
-from perfectrep_jax.data.bundled import resource_path
+from perfectrep_jax.data import demo, shared
 from perfectrep_jax.form import reps as R
 
 FPS = 50.0
-_META = json.loads(resource_path("takes.json").read_text())
+_META = {k: v for k, v in shared.mocap_takes().items() if v["file"] in demo.MOCAP_FILES}
 EXERCISE_TAKES = sorted(k for k, v in _META.items() if v.get("exercise"))
 
 
@@ -75,7 +74,7 @@ def test_period_of_a_synthetic_periodic_motion():
     t = np.arange(600)
     poses = np.zeros((600, 17, 3))
     poses[:, :, 2] = np.linspace(0, 1, 17)[None] * (1.0 + 0.3 * np.sin(2 * np.pi * t / 75.0))[:, None]
-    tau, shrink = R.estimate_period(R.affinity_matrix(poses), 10, 300)
+    tau, shrink = R.estimate_period(poses, 10, 300)
     assert abs(tau - 75) <= 1
 
 

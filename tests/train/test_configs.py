@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-import perfectrep_jax
+from perfectrep_jax.data import shared
 from perfectrep_jax.train import upstream_yaml
 from perfectrep_jax.train.config_check import check_config
 from tests.train.conftest import CONFIGS, load_config, run_cli
@@ -55,8 +55,8 @@ def test_full_reproduces_upstream(name, task, key):
   assert upstream_yaml.missing_fields(config, {key: home}) == {}, \
       f"{key}: {home.fields} not in configs/{task}.py:full"
   if home.kind == "resource":
-    bundled = Path(perfectrep_jax.__file__).parent / home.bundled
-    assert bundled.is_file() and bundled.stem == Path(value).stem
+    stand_in = shared.data_root() / home.bundled
+    assert stand_in.is_file() and stand_in.stem == Path(value).stem
   elif home.kind in ("field", "fixed"):
     got = home.read(config)
     assert upstream_yaml.same(got, value), f"{key}: upstream {value!r}, {task}:full {got!r}"

@@ -14,7 +14,6 @@ from perfectrep_jax.errors import UserError
 from perfectrep_jax.wild import infer as I
 from perfectrep_jax.wild.render import render_motion, upright
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "squat_vitpose.json"
 
 
 def _flat_model(x):
@@ -25,8 +24,8 @@ def _flat_model(x):
     return y
 
 
-def test_infer_on_the_example_writes_3d_and_report(tmp_path):
-    summary = I.infer(EXAMPLE, _flat_model, 243, tmp_path, fps=25.0, exercise="squat", render=False)
+def test_infer_on_the_example_writes_3d_and_report(tmp_path, example_keypoints):
+    summary = I.infer(example_keypoints, _flat_model, 243, tmp_path, fps=25.0, exercise="squat", render=False)
     assert summary["file"]["people"] == ["0", "1"]
     person = summary["people"]["0"]
     assert person["num_reps"] == 10 and person["exercise"] == "squat"
@@ -39,16 +38,16 @@ def test_infer_on_the_example_writes_3d_and_report(tmp_path):
     assert (tmp_path / "report.html").exists()
 
 
-def test_infer_every_person_and_errors(tmp_path):
-    summary = I.infer(EXAMPLE, _flat_model, 81, tmp_path, fps=25.0, all_people=True, render=False, report=False)
+def test_infer_every_person_and_errors(tmp_path, example_keypoints):
+    summary = I.infer(example_keypoints, _flat_model, 81, tmp_path, fps=25.0, all_people=True, render=False, report=False)
     assert sorted(summary["people"]) == ["0", "1"]
     assert np.load(tmp_path / "person_1" / "X3D.npy").shape == (733, 17, 3)
     with pytest.raises(UserError, match="no person with id 5"):
-        I.infer(EXAMPLE, _flat_model, 243, tmp_path, person=5, render=False)
+        I.infer(example_keypoints, _flat_model, 243, tmp_path, person=5, render=False)
     with pytest.raises(UserError, match="video not found"):
-        I.infer(EXAMPLE, _flat_model, 243, tmp_path, video=tmp_path / "missing.mp4")
+        I.infer(example_keypoints, _flat_model, 243, tmp_path, video=tmp_path / "missing.mp4")
     with pytest.raises(UserError, match="pixel units need"):
-        I.infer(EXAMPLE, _flat_model, 243, tmp_path, units="pixel", render=False)
+        I.infer(example_keypoints, _flat_model, 243, tmp_path, units="pixel", render=False)
 
 
 def test_render_gif_beside_the_2d_input(tmp_path):
@@ -82,6 +81,6 @@ def test_upright_puts_the_skeleton_vertical():
 
 
 @pytest.mark.slow
-def test_infer_renders_the_animation(tmp_path):
-    I.infer(EXAMPLE, _flat_model, 243, tmp_path, fps=25.0, exercise="squat")
+def test_infer_renders_the_animation(tmp_path, example_keypoints):
+    I.infer(example_keypoints, _flat_model, 243, tmp_path, fps=25.0, exercise="squat")
     assert (tmp_path / "X3D.mp4").exists() or (tmp_path / "X3D.gif").exists()

@@ -12,7 +12,6 @@ from perfectrep_jax.errors import UserError
 from perfectrep_jax.skeleton import coco_to_h36m
 from perfectrep_jax.wild import keypoints as K
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "squat_vitpose.json"
 
 
 def _person(t, dx=0.0, k=17, seed=0):
@@ -165,9 +164,9 @@ def test_bad_npy_and_missing_file(tmp_path):
         K.read_keypoints(tmp_path / "n.npy")
 
 
-def test_bundled_example():
-    assert EXAMPLE.stat().st_size < 1_000_000
-    kf = K.read_keypoints(EXAMPLE)
+def test_bundled_example(example_keypoints):
+    assert example_keypoints.stat().st_size < 1_000_000
+    kf = K.read_keypoints(example_keypoints)
     assert kf.format == "vitpose" and kf.num_frames == 733
     assert [t.id for t in kf.tracks] == ["0", "1"]     # the lifter and a bystander
     lifter = K.select_track(kf)

@@ -1,7 +1,8 @@
 """The bundled demo data as a TFDS dataset: real mocap seen through virtual cameras.
 
-Nothing to download: the motion ships with the package (see ``perfectrep_jax.data.demo`` for the
-cameras and the split by performer). Writing it as ``array_record`` gives the main job the same
+Nothing to download: the motion is read from the data folder (``../shared`` beside the checkout or
+``$PERFECTREP_JAX_DATA``; see ``perfectrep_jax.data.demo`` for the cameras and the split by
+performer). Writing it as ``array_record`` gives the main job the same
 input path as the licensed datasets; ``perfectrep_jax.data.demo.demo_source`` gives the same clips
 in memory without preparing anything.
 """
@@ -17,7 +18,7 @@ from perfectrep_jax.data.sequences import Sequence
 
 
 class Demo(ClipBuilder):
-    """Demo clips (array_record) from the bundled UI-PRMD and CMU motion capture."""
+    """Demo clips (array_record) from the UI-PRMD and CMU motion capture of the data folder."""
 
     name = "demo"
     BUILDER_CONFIGS = [
@@ -36,6 +37,10 @@ class Demo(ClipBuilder):
     CITATION = """@article{vakanski2018uiprmd, title={A Data Set of Human Body Movements for Physical
 Rehabilitation Exercises}, author={Vakanski, Aleksandar and Jun, Hyung-pil and Paul, David and Baker, Russell},
 journal={Data}, volume={3}, number={1}, pages={2}, year={2018}}"""
+
+    def check_sources(self) -> None:
+        """Reads the motion before TFDS starts writing (a missing data folder is one line)."""
+        demo.load_takes()
 
     def iter_sequences(self, split: str, root: Path | None) -> Iterator[Sequence]:
         yield from demo.demo_sequences(split)
