@@ -144,7 +144,8 @@ def read_meta(path: str | Path) -> dict[str, Any]:
 def _weights_dir(path: Path, step: int | None) -> Path:
   """Where the weights of a model directory or of a run's checkpoint live.
 
-  A run directory gives its best checkpoint (``best.json``) if it is still there, else its latest.
+  A run directory gives its best checkpoint (``best.json``); when that is unreadable or names a
+  step that is not on disk, its latest, with a warning on standard error saying so.
   """
   if (path / PARAMS_DIR).is_dir() and step is None:
     return path / PARAMS_DIR
@@ -158,7 +159,14 @@ def _weights_dir(path: Path, step: int | None) -> Path:
       best = int(json.loads((path / "best.json").read_text())["step"])
     except (ValueError, KeyError, TypeError, json.JSONDecodeError):
       best = None
-    step = best if best in steps else None
+    if best in steps:
+      step = best
+    else:
+      import sys
+
+      why = "is unreadable" if best is None else f"names step {best}, which is not on disk"
+      print(f"warning: {path / 'best.json'} {why} (checkpoints {steps}); using the latest, "
+            f"step {steps[-1]}", file=sys.stderr, flush=True)
   if step is not None and step not in steps:
     raise UserError(f"{path}: no checkpoint at step {step} (have {steps})")
   return ckpt_root / str(step if step is not None else steps[-1]) / "model"

@@ -28,11 +28,19 @@ CHECKPOINT_DIR = "checkpoints"
 ITEMS = ("model", "opt", "train", "data")
 
 
-def make_manager(workdir: str | Path, keep: int, best_mode: str) -> ocp.CheckpointManager:
-  """A CheckpointManager keeping the latest ``keep`` steps and the best by ``metrics['best']``."""
+def best_rank(metrics: dict) -> tuple[float, int]:
+  """How ``BestN`` ranks a checkpoint's metrics, higher ranks kept: the lowest ``best`` (every
+  task's ``EvalResult.best_metric`` is lower-is-better: MPJPE, or minus top-1), and of equal ones
+  the latest step, which is the step the trainer's ``progress['best_step']`` names."""
+  best = float(metrics["best"])
+  return (-best if best == best else -float("inf")), int(metrics.get("step", 0))  # NaN: last
+
+
+def make_manager(workdir: str | Path, keep: int) -> ocp.CheckpointManager:
+  """A CheckpointManager keeping the latest ``keep`` steps and the best by ``best_rank``."""
   policy = ocm.AnyPreservationPolicy([
       ocm.LatestN(n=keep),
-      ocm.BestN(get_metric_fn=lambda m: m["best"], reverse=best_mode == "min", n=1,
+      ocm.BestN(get_metric_fn=best_rank, reverse=False, n=1,
                 keep_checkpoints_without_metrics=False),
   ])
   options = ocp.CheckpointManagerOptions(preservation_policy=policy, create=True,
@@ -47,13 +55,14 @@ def make_manager(workdir: str | Path, keep: int, best_mode: str) -> ocp.Checkpoi
 
 def save(mngr: ocp.CheckpointManager, step: int, *, model: Any, opt: Any, train: dict,
          data_iter, metric: float | None = None, force: bool = False) -> bool:
-  """Starts an asynchronous save of every item at ``step``."""
+  """Starts an asynchronous save of every item at ``step``; ``metric``: the evaluation of these
+  weights, lower is better (``EvalResult.best_metric``)."""
   import grain
 
   args = ocp.args.Composite(model=ocp.args.StandardSave(model), opt=ocp.args.StandardSave(opt),
                             train=ocp.args.JsonSave(train),
                             data=grain.checkpoint.CheckpointSave(data_iter))
-  metrics = {"best": float(metric)} if metric is not None else None
+  metrics = {"best": float(metric), "step": int(step)} if metric is not None else None
   return mngr.save(step, args=args, metrics=metrics, force=force)
 
 

@@ -219,7 +219,7 @@ def train_and_evaluate(config, workdir: str | Path) -> dict[str, float]:
   eval_step = make_eval_step(parts)
 
   # ------------------------------------------------------------------------- checkpoint
-  mngr = checkpoints.make_manager(workdir, config.keep_checkpoints, task.best_mode)
+  mngr = checkpoints.make_manager(workdir, config.keep_checkpoints)
   params, stats, opt_state = init_state()
   restored = checkpoints.restore_latest(
       mngr, model={"params": checkpoints.abstract_like(params, param_sh),
@@ -250,13 +250,15 @@ def train_and_evaluate(config, workdir: str | Path) -> dict[str, float]:
     result = run_eval(parts, eval_step, params, stats, config)
     last_eval = result.metrics
     reporter.eval(step, result)
-    if progress["best"] is None or result.best_metric < progress["best"]:
+    # Lower is better; of equal ones the latest, as checkpoints.best_rank keeps; NaN never.
+    if np.isfinite(result.best_metric) and (progress["best"] is None
+                                            or result.best_metric <= progress["best"]):
       progress.update(best=result.best_metric, best_step=step)
     return result
 
   try:
-    if step == 0 and config.get("eval_at_start", False):
-      evaluate_now(0)
+    if restored is None and config.get("eval_at_start", False):
+      checkpoint(0, evaluate_now(0).best_metric)  # every evaluated step is kept if it is best
     pending = []
     while step < config.total_steps:
       if stop["signal"] is not None:
@@ -276,8 +278,8 @@ def train_and_evaluate(config, workdir: str | Path) -> dict[str, float]:
       metric = None
       if config.eval_every and (step % config.eval_every == 0 or step == config.total_steps):
         metric = evaluate_now(step).best_metric
-      if step % config.checkpoint_every == 0 or step == config.total_steps:
-        checkpoint(step, metric)
+      if metric is not None or step % config.checkpoint_every == 0 or step == config.total_steps:
+        checkpoint(step, metric)  # an evaluated step is saved: best.json names a kept checkpoint
         _fault_injection(mngr, step)
       reporter.advance(step)
   finally:
