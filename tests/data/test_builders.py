@@ -386,8 +386,20 @@ def test_works_from_an_installed_copy_of_the_package(tmp_path):
     assert "(17,)" in result.stdout
 
 
+def test_no_top_level_datasets_module_from_the_repository_root():
+    # Python puts the working directory first on sys.path: a `datasets/` folder there imported as an
+    # empty namespace package in place of Hugging Face's `datasets` (a late AttributeError).
+    code = ("import importlib.util, json; s = importlib.util.find_spec('datasets'); "
+            "print(json.dumps([] if s is None else [s.origin or ''] + list(s.submodule_search_locations or [])))")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    found = [p for p in json.loads(result.stdout) if p and Path(p).resolve().is_relative_to(REPO)]
+    assert found == [], f"`import datasets` from the repository root finds {found}"
+
+
 def test_top_level_datasets_folder_shadows_nothing(tmp_path):
-    assert not (REPO / "datasets" / "__init__.py").exists()
     fake = tmp_path / "hf" / "datasets"
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text("IS_HUGGING_FACE = True\n")
@@ -403,7 +415,7 @@ def test_top_level_datasets_folder_shadows_nothing(tmp_path):
 def test_tfds_cli_folders_load_the_package_builders(name, cls_name):
     import perfectrep_jax.data.builders as builders
 
-    folder = REPO / "datasets" / name
+    folder = REPO / "tfds-builders" / name
     with tfds.core.utils.add_sys_path(folder.parent):
         cls = tfds.core.community.builder_cls_from_module(f"{name}.{name}_dataset_builder")
     assert issubclass(cls, getattr(builders, cls_name)) and cls.name == name

@@ -1,4 +1,4 @@
-"""TFDS-CLI entry for ``fit3d`` (``tfds build datasets/fit3d``, which needs TensorFlow).
+"""TFDS-CLI entry for ``fit3d`` (``tfds build tfds-builders/fit3d``, which needs TensorFlow).
 
 The builder lives in the installed package, ``perfectrep_jax.data.builders.fit3d``; without
 TensorFlow use ``perfectrep-jax prepare fit3d``. TFDS names a ``Builder`` class after this module.

@@ -1,4 +1,4 @@
-"""TFDS-CLI entry for ``demo`` (``tfds build datasets/demo``, which needs TensorFlow).
+"""TFDS-CLI entry for ``demo`` (``tfds build tfds-builders/demo``, which needs TensorFlow).
 
 The builder lives in the installed package, ``perfectrep_jax.data.builders.demo``; without
 TensorFlow use ``perfectrep-jax prepare demo``. TFDS names a ``Builder`` class after this module.

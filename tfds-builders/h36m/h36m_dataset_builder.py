@@ -1,4 +1,4 @@
-"""TFDS-CLI entry for ``h36m`` (``tfds build datasets/h36m``, which needs TensorFlow).
+"""TFDS-CLI entry for ``h36m`` (``tfds build tfds-builders/h36m``, which needs TensorFlow).
 
 The builder lives in the installed package, ``perfectrep_jax.data.builders.h36m``; without
 TensorFlow use ``perfectrep-jax prepare h36m``. TFDS names a ``Builder`` class after this module.
