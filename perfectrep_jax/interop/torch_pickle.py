@@ -9,8 +9,6 @@ global, the classic route to code execution, is refused before anything is calle
 
 from __future__ import annotations
 
-import collections
-import io
 import pickle
 import zipfile
 from pathlib import Path
@@ -19,6 +17,8 @@ from typing import Any
 import numpy as np
 
 from perfectrep_jax.errors import UserError
+from perfectrep_jax.interop.safe_pickle import (Budget, SafeUnpickler, error_text, numpy_globals,
+                                                ordered_dict, short, short_text)
 
 # torch storage class name -> numpy dtype of its elements.
 _STORAGE_DTYPES: dict[str, np.dtype] = {
@@ -40,101 +40,144 @@ except ImportError:  # pragma: no cover - ml_dtypes ships with jax
   pass
 
 
+# A checkpoint may read and materialise at most this many times its size on disk, plus the slack:
+# honest files (stored, uncompressed) need about twice their size (storages, then the tensors
+# copied out of them); stride-0 views, decompression bombs and repeated views of one storage
+# would need far more.
+BUDGET_RATIO = 4
+BUDGET_SLACK = 64 << 20
+
+
 class _StorageType:
-  """Stands in for ``torch.<X>Storage``: only its element dtype matters."""
+  """Stands in for ``torch.<X>Storage``: only its element dtype matters. Made fresh for every
+  load and immutable (``__slots__``, no state can be set on it by the pickle)."""
+
+  __slots__ = ("name", "dtype")
 
   def __init__(self, name: str):
     self.name = name
     self.dtype = _STORAGE_DTYPES[name]
 
 
-def _rebuild_tensor(storage: np.ndarray, storage_offset: int, size, stride, *_unused) -> np.ndarray:
-  """Views ``storage`` as a strided tensor and copies it out (``_rebuild_tensor[_v2]``)."""
-  size, stride = tuple(size), tuple(stride)
-  if not size:
-    return np.array(storage[storage_offset])
-  needed = storage_offset + sum((n - 1) * s for n, s in zip(size, stride)) + 1
-  if min(size) > 0 and needed > storage.size:
-    raise ValueError(f"tensor of size {size} runs past its storage of {storage.size} elements")
-  view = np.lib.stride_tricks.as_strided(
-      storage[storage_offset:], shape=size,
-      strides=tuple(s * storage.itemsize for s in stride), writeable=False)
-  return np.array(view)
+class _Storage:
+  """One storage of the archive, read lazily: only the prefix the tensors viewing it need."""
+
+  def __init__(self, loader: "_RestrictedUnpickler", key: str, dtype: np.dtype, numel: int):
+    self.loader, self.key, self.dtype, self.numel = loader, key, dtype, numel
+    self.data = np.empty((0,), dtype)
+
+  def prefix(self, count: int) -> np.ndarray:
+    """The first ``count`` elements (``count <= numel``, checked by the caller)."""
+    if count > self.data.size:
+      nbytes = count * self.dtype.itemsize
+      self.loader.budget.charge(nbytes - self.data.nbytes, f"storage {self.key}")
+      with self.loader.archive.open(self.loader.member(self.key)) as f:
+        raw = f.read(nbytes)
+      if len(raw) < nbytes:
+        raise pickle.UnpicklingError(
+            f"storage {self.key} holds {len(raw) // self.dtype.itemsize} elements, {self.numel} "
+            "expected (truncated file?)")
+      self.data = np.frombuffer(raw, dtype=self.dtype)
+    return self.data
 
 
-def _rebuild_parameter(data: np.ndarray, requires_grad=None, backward_hooks=None, *_unused):
-  return data
+def _int_tuple(value: Any, what: str) -> tuple[int, ...]:
+  if not isinstance(value, (tuple, list)) or len(value) > 64 or not all(
+      isinstance(v, int) for v in value):
+    raise pickle.UnpicklingError(f"malformed tensor {what}")
+  return tuple(int(v) for v in value)
 
 
-class _NumpyDType:
-  """Stands in for ``numpy.dtype`` in a pickle: remembers the type code, ignores its state."""
+def _rebuild_tensor(loader: "_RestrictedUnpickler"):
+  """``_rebuild_tensor[_v2]``: a strided view of a storage, copied out as an array.
 
-  def __init__(self, code: str, *_unused):
-    self.dtype = np.dtype(code)
+  The whole view must lie inside the storage for every sign of stride (lowest and highest element
+  both checked), and the copy is charged to the load's budget before it is made.
+  """
+  def rebuild(storage, storage_offset, size, stride, *_unused) -> np.ndarray:
+    if not isinstance(storage, _Storage) or storage.loader is not loader:
+      raise pickle.UnpicklingError("tensor without a storage of this archive")
+    size, stride = _int_tuple(size, "size"), _int_tuple(stride, "stride")
+    if not isinstance(storage_offset, int) or len(size) != len(stride) or min(size, default=0) < 0:
+      raise pickle.UnpicklingError("malformed tensor (offset, size or stride)")
+    offset = int(storage_offset)
+    if not 0 <= offset <= storage.numel:
+      raise pickle.UnpicklingError(
+          f"tensor offset {short(offset)} outside its storage of {storage.numel} elements")
+    count = 1
+    for n in size:
+      count *= n
+    if count == 0:
+      return np.empty(size, storage.dtype)
+    low = offset + sum((n - 1) * s for n, s in zip(size, stride) if s < 0)
+    high = offset + sum((n - 1) * s for n, s in zip(size, stride) if s > 0)
+    if low < 0 or high >= storage.numel:
+      raise pickle.UnpicklingError(
+          f"tensor of size {short(size)} and stride {short(stride)} at offset {offset} reaches "
+          f"elements {short(low)}..{short(high)} of a storage of {storage.numel}")
+    loader.budget.charge(count * storage.dtype.itemsize, f"a tensor of size {short(size)}")
+    data = storage.prefix(high + 1)
+    view = np.lib.stride_tricks.as_strided(
+        data[offset:], shape=size, strides=tuple(s * data.itemsize for s in stride),
+        writeable=False)
+    return np.array(view)
+  return rebuild
 
-  def __setstate__(self, state):
-    if isinstance(state, tuple) and len(state) > 1 and state[1] in ("<", ">", "|", "="):
-      self.dtype = self.dtype.newbyteorder(state[1]) if state[1] != "|" else self.dtype
+
+def _rebuild_parameter(_loader):
+  def rebuild(data: np.ndarray, requires_grad=None, backward_hooks=None, *_unused):
+    return data
+  return rebuild
 
 
-def _numpy_scalar(dtype: _NumpyDType, data: bytes = b""):
-  if not isinstance(dtype, _NumpyDType) or not isinstance(data, bytes):
-    raise pickle.UnpicklingError("malformed numpy scalar")
-  return np.frombuffer(data, dtype=dtype.dtype, count=1)[0]
-
-
-def _numpy_reconstruct(*_unused):
-  raise pickle.UnpicklingError("numpy arrays inside the pickle are not supported")
-
-
-_ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
-    ("collections", "OrderedDict"): collections.OrderedDict,
-    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-    ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
-    ("numpy", "dtype"): _NumpyDType,
-    ("numpy.core.multiarray", "scalar"): _numpy_scalar,
-    ("numpy._core.multiarray", "scalar"): _numpy_scalar,
-    **{("torch", name): _StorageType(name) for name in _STORAGE_DTYPES},
-}
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
+class _RestrictedUnpickler(SafeUnpickler):
   """Unpickler that resolves only allow-listed globals and reads storages from the archive."""
 
-  def __init__(self, data: bytes, archive: zipfile.ZipFile, prefix: str):
-    super().__init__(io.BytesIO(data))
-    self._archive = archive
-    self._prefix = prefix
-    self._storages: dict[str, np.ndarray] = {}
+  GLOBALS = {
+      ("collections", "OrderedDict"): ordered_dict,
+      ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
+      ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
+      ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+      ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
+      **numpy_globals(arrays=False),
+      **{("torch", name): (lambda _u, name=name: _StorageType(name)) for name in _STORAGE_DTYPES},
+  }
 
-  def find_class(self, module: str, name: str):
+  def __init__(self, file, archive: zipfile.ZipFile, prefix: str, budget: Budget):
+    super().__init__(file, budget, "only tensors, storages and plain containers are allowed in "
+                     "a checkpoint")
+    self.archive = archive
+    self._prefix = prefix
+    self._storages: dict[str, _Storage] = {}
+
+  def member(self, key: str) -> zipfile.ZipInfo:
     try:
-      return _ALLOWED_GLOBALS[(module, name)]
+      return self.archive.getinfo(f"{self._prefix}data/{key}")
     except KeyError:
-      raise pickle.UnpicklingError(
-          f"refusing to load global '{module}.{name}': only tensors, storages and plain "
-          "containers are allowed in a checkpoint") from None
+      raise pickle.UnpicklingError(f"storage {short_text(key, 40)} is missing from the archive"
+                                   ) from None
 
   def persistent_load(self, pid):
     if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
-      raise pickle.UnpicklingError(f"unsupported persistent id {pid!r}")
+      raise pickle.UnpicklingError(f"unsupported persistent id {short(pid)}")
     storage_type, key, _location, numel = pid[1:5]
     if not isinstance(storage_type, _StorageType):
-      raise pickle.UnpicklingError(f"unsupported storage type {storage_type!r}")
+      raise pickle.UnpicklingError(f"unsupported storage type {short(storage_type)}")
+    if not isinstance(key, (str, int)) or not isinstance(numel, int) or numel < 0:
+      raise pickle.UnpicklingError("malformed storage reference")
     key = str(key)
     if key not in self._storages:
-      try:
-        raw = self._archive.read(f"{self._prefix}data/{key}")
-      except KeyError:
-        raise pickle.UnpicklingError(f"storage {key} is missing from the archive") from None
-      count = len(raw) // storage_type.dtype.itemsize
+      declared = self.member(key).file_size  # the archive's own record, checked before reading
+      count = declared // storage_type.dtype.itemsize
       if count < numel:
         raise pickle.UnpicklingError(
-            f"storage {key} holds {count} elements, {numel} expected (truncated file?)")
-      self._storages[key] = np.frombuffer(raw, dtype=storage_type.dtype, count=numel)
-    return self._storages[key]
+            f"storage {short_text(key, 40)} holds {count} elements, {short(numel)} expected "
+            "(truncated file?)")
+      self._storages[key] = _Storage(self, key, storage_type.dtype, numel)
+    storage = self._storages[key]
+    if storage.dtype != storage_type.dtype or storage.numel != numel:
+      raise pickle.UnpicklingError(f"storage {short_text(key, 40)} referenced with two types")
+    return storage
 
 
 def load_torch_checkpoint(path: str | Path) -> Any:
@@ -165,8 +208,9 @@ def load_torch_checkpoint(path: str | Path) -> Any:
     byteorder = prefix + "byteorder"
     if byteorder in archive.namelist() and archive.read(byteorder).strip() != b"little":
       raise UserError(f"{path}: big-endian checkpoints are not supported")
+    budget = Budget(BUDGET_RATIO * path.stat().st_size + BUDGET_SLACK, "a checkpoint this size")
     try:
-      data = archive.read(pickles[0])
-      return _RestrictedUnpickler(data, archive, prefix).load()
+      with archive.open(pickles[0]) as f:
+        return _RestrictedUnpickler(f, archive, prefix, budget).load()
     except Exception as e:  # anything the bytes can make the unpickler raise: a corrupt file
-      raise UserError(f"{path}: cannot read checkpoint: {e}") from None
+      raise UserError(f"{path}: cannot read checkpoint: {error_text(e)}") from None
