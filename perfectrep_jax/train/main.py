@@ -15,6 +15,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from perfectrep_jax.errors import UserError
+from perfectrep_jax.train.config_load import HELP_FLAGS, help_text, parse_config_flags
 
 _FLAGS = flags.FlagValues()
 _CONFIG = config_flags.DEFINE_config_file(
@@ -28,14 +29,7 @@ _STEP = flags.DEFINE_integer("step", None, "eval: checkpoint step (default: best
 
 def parse(command: str, argv: list[str]):
   """Parses ``argv`` (the words after the subcommand) into (config, workdir, step)."""
-  try:
-    _FLAGS.unparse_flags()
-    _FLAGS([f"perfectrep-jax {command}", *argv])
-  except flags.Error as e:
-    raise UserError(str(e)) from None
-  except (FileNotFoundError, ImportError, SyntaxError, AttributeError, KeyError, TypeError,
-          ValueError) as e:
-    raise UserError(f"cannot load the config: {e}") from None
+  parse_config_flags(_FLAGS, [f"perfectrep-jax {command}", *argv], _CONFIG)
   if _CONFIG.value is None:
     raise UserError("--config is required, e.g. --config configs/pretrain.py:demo")
   if not _WORKDIR.value:
@@ -49,6 +43,9 @@ def run(command: str, argv: list[str]) -> None:
 
   from perfectrep_jax.train.sharding import initialize_distributed_from_config
 
+  if any(word in HELP_FLAGS for word in argv):  # absl's own --help would list its internal flags
+    print(help_text(command, full="--helpfull" in argv), flush=True)
+    return
   config, workdir, step = parse(command, argv)
   initialize_distributed_from_config(config)  # before anything asks JAX for its devices
   check_config(config)

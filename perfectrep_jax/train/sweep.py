@@ -306,18 +306,16 @@ def build_config(run: Run):
   from absl import flags
   from ml_collections import config_flags
 
+  from perfectrep_jax.train.config_load import parse_config_flags
+
   argv = ["perfectrep-jax sweep", "--config", run.config, *run.flags]
   values = flags.FlagValues()
   holder = config_flags.DEFINE_config_file("config", None, "task config", flag_values=values,
                                            lock_config=True, sys_argv=argv)
   try:
-    values(argv)
-  except flags.Error as e:
+    return parse_config_flags(values, argv, holder)
+  except UserError as e:
     raise UserError(f"run {run.name}: {e}") from None
-  except (FileNotFoundError, ImportError, SyntaxError, AttributeError, KeyError, TypeError,
-          ValueError) as e:
-    raise UserError(f"run {run.name}: cannot build the config: {type(e).__name__}: {e}") from None
-  return holder.value
 
 
 def check_runs(runs: Sequence[Run], *, mesh_devices: int | None | bool = True) -> list:
