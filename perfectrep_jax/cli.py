@@ -40,9 +40,16 @@ def cmd_convert(args) -> None:
   cfg = meta["config"]
   backbone = cfg.get("backbone", cfg)
   n_params = sum(int(np.prod(v.shape)) for v in _param_leaves(model))
+  heads_from = meta.get("num_heads_from")
+  if heads_from == "assumed":
+    heads = (f"heads {backbone['num_heads']} ASSUMED: the checkpoint does not record them; "
+             "if it was trained with another count, convert again with --num-heads N")
+  else:
+    source = "--num-heads" if heads_from == "num_heads argument" else heads_from
+    heads = f"heads {backbone['num_heads']} (from {source})"
   print(f"converted {args.src} -> {args.out_dir}: {meta['kind']} "
-        f"(dim_feat {backbone['dim_feat']}, depth {backbone['depth']}, heads "
-        f"{backbone['num_heads']}, maxlen {backbone['maxlen']}; {n_params:,} parameters)")
+        f"(dim_feat {backbone['dim_feat']}, depth {backbone['depth']}, maxlen "
+        f"{backbone['maxlen']}; {n_params:,} parameters); {heads}")
 
 
 def _param_leaves(model):
@@ -202,8 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
   p = sub.add_parser("convert", help="import a PyTorch checkpoint (best_epoch.bin) as a model dir")
   p.add_argument("src", help="PyTorch checkpoint written by torch.save (PerfectRep or MotionBERT)")
   p.add_argument("out_dir", help="new directory for model.json and the orbax weights")
-  p.add_argument("--num-heads", type=int, default=8,
-                 help="attention heads (not recoverable from shapes; default 8)")
+  p.add_argument("--num-heads", type=int, default=None,
+                 help="attention heads: shapes cannot tell them; read from the checkpoint's "
+                      "training arguments where it carries them, else 8, said on the output line")
   p.add_argument("--part", choices=("auto", "backbone"), default="auto",
                  help="'backbone' takes only the DSTformer out of an action model")
   p.set_defaults(func=cmd_convert)

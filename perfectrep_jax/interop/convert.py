@@ -8,7 +8,10 @@ Supported layouts: PerfectRep (``{"model": state_dict}``), MotionBERT (``{"model
 the lifter, ``{"model": ...}`` for the action model), a bare state dict; keys with or without the
 ``module.`` prefix of ``nn.DataParallel``. The model may be a lifter, an action model, or the
 backbone alone of an action model. Widths, depth, maxlen, att_fuse, qkv bias and dim_rep are
-read from the shapes; the number of heads cannot be, so it is an argument (default 8).
+read from the shapes; the number of heads cannot be: it comes from the training arguments a
+checkpoint carries (a plain dict under ``args``, ``opts``, ``config``, ``cfg``, ``hparams`` or
+``hyper_parameters``, as this project's exports write), else from ``num_heads``, else 8, assumed
+and said so (``convert_checkpoint``'s ``num_heads_from``).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from perfectrep_jax.models.dstformer import DSTformerConfig
 from perfectrep_jax.models.heads import ActionConfig
 
 STATE_KEYS = ("model", "model_pos", "state_dict")
+ARGS_KEYS = ("args", "opts", "config", "cfg", "hparams", "hyper_parameters")
+DEFAULT_NUM_HEADS = 8
 _LEAF_NAMES = {"kernel": "weight", "scale": "weight", "bias": "bias",
                "mean": "running_mean", "var": "running_var",
                "num_batches_tracked": "num_batches_tracked"}
@@ -71,6 +76,27 @@ def find_state_dict(ckpt: Any, source: str) -> dict[str, np.ndarray]:
       raise UserError(f"{source}: weight {key} is not a tensor ({type(value).__name__})")
     out[key] = value
   return out
+
+
+def checkpoint_num_heads(ckpt: Any) -> tuple[int | None, str | None]:
+  """The head count in the training arguments a checkpoint carries: (heads, where), or (None, None).
+
+  Looks for ``num_heads`` in a plain dict under one of ``ARGS_KEYS`` at the top level (or one level
+  down, e.g. ``config["model"]``, as nested configs keep it).
+  """
+  if not isinstance(ckpt, Mapping):
+    return None, None
+  for key in ARGS_KEYS:
+    args = ckpt.get(key)
+    if not isinstance(args, Mapping):
+      continue
+    places = [(f"'{key}'", args)] + [(f"'{key}' / '{k}'", v) for k, v in args.items()
+                                     if isinstance(k, str) and isinstance(v, Mapping)]
+    for where, d in places:
+      heads = d.get("num_heads")
+      if isinstance(heads, (int, np.integer)) and not isinstance(heads, bool) and heads > 0:
+        return int(heads), where
+  return None, None
 
 
 def _count_blocks(state: Mapping[str, np.ndarray], prefix: str) -> int:
@@ -163,11 +189,28 @@ def load_state_dict(model: nnx.Module, state: Mapping[str, np.ndarray], source: 
   nnx.update(model, nnx.from_flat_state(flat))
 
 
-def convert_checkpoint(src: str | Path, out_dir: str | Path, *, num_heads: int = 8,
+def convert_checkpoint(src: str | Path, out_dir: str | Path, *, num_heads: int | None = None,
                        part: str = "auto") -> tuple[nnx.Module, dict[str, Any]]:
-  """Reads a PyTorch ``.bin``, builds the matching Flax model and writes a model directory."""
+  """Reads a PyTorch ``.bin``, builds the matching Flax model and writes a model directory.
+
+  The head count comes from the checkpoint's training arguments where it carries them, else from
+  ``num_heads``, else ``DEFAULT_NUM_HEADS``; ``model.json``'s ``num_heads_from`` says which
+  ("the checkpoint's training arguments 'args'", "num_heads argument" or "assumed"). A ``num_heads`` that contradicts the
+  checkpoint's arguments is an error.
+  """
   src = Path(src)
-  state = find_state_dict(load_torch_checkpoint(src), str(src))
+  ckpt = load_torch_checkpoint(src)
+  state = find_state_dict(ckpt, str(src))
+  recorded, where = checkpoint_num_heads(ckpt)
+  if recorded is not None:
+    if num_heads is not None and num_heads != recorded:
+      raise UserError(f"{src}: the checkpoint's training arguments ({where}) say num_heads="
+                      f"{recorded}, but {num_heads} heads were asked for; drop --num-heads")
+    num_heads, heads_from = recorded, f"the checkpoint's training arguments {where}"
+  elif num_heads is not None:
+    heads_from = "num_heads argument"
+  else:
+    num_heads, heads_from = DEFAULT_NUM_HEADS, "assumed"
   try:
     kind, cfg, state = infer_model(state, num_heads, part)
   except (ValueError, KeyError, IndexError) as e:
@@ -175,7 +218,7 @@ def convert_checkpoint(src: str | Path, out_dir: str | Path, *, num_heads: int =
   model = model_dir.build_model(kind, cfg)
   load_state_dict(model, state, str(src))
   model.eval()
-  model_dir.save_model_dir(out_dir, model, source=str(src.name))
+  model_dir.save_model_dir(out_dir, model, source=str(src.name), num_heads_from=heads_from)
   return model, model_dir.read_meta(out_dir)
 
 
@@ -195,7 +238,8 @@ def export_checkpoint(model_path: str | Path, dst: str | Path, *, step: int | No
   """Writes a model directory as an upstream ``best_epoch.bin`` (needs PyTorch).
 
   The file is a dict ``{"epoch", "lr", "optimizer", "model", "min_loss"}`` like PerfectRep's
-  ``train.py`` saves, ``model`` holding ``module.``-prefixed keys of ``nn.DataParallel``, so that
+  ``train.py`` saves, plus ``args`` (``num_heads`` and the widths, which ``convert`` reads back),
+  ``model`` holding ``module.``-prefixed keys of ``nn.DataParallel``, so that
   ``model.load_state_dict(ckpt["model"], strict=True)`` accepts it on a wrapped upstream model.
   """
   try:
@@ -207,9 +251,13 @@ def export_checkpoint(model_path: str | Path, dst: str | Path, *, step: int | No
     raise UserError(f"{dst}: is a directory; give a file name such as best_epoch.bin")
   model, meta = model_dir.load_model(model_path, step=step)
   state = {k: torch.from_numpy(v) for k, v in to_state_dict(model, prefix="module.").items()}
+  backbone = getattr(model.config, "backbone", model.config)
   ckpt = {"epoch": int(meta.get("epoch", 0)), "lr": float(meta.get("lr", 0.0)),
           "optimizer": {"state": {}, "param_groups": []}, "model": state,
-          "min_loss": float(meta.get("min_loss", 0.0))}
+          "min_loss": float(meta.get("min_loss", 0.0)),
+          # what the shapes cannot tell a reader (upstream's loaders read only "model")
+          "args": {"num_heads": int(backbone.num_heads), "dim_feat": int(backbone.dim_feat),
+                   "depth": int(backbone.depth), "maxlen": int(backbone.maxlen)}}
   dst.parent.mkdir(parents=True, exist_ok=True)
   tmp = dst.with_name(f".{dst.name}.tmp")
   try:

@@ -107,7 +107,8 @@ def test_export_loads_strictly_into_upstream_layout(parity_dir, tmp_path, name, 
   convert.convert_checkpoint(parity_dir / name, tmp_path / "m", num_heads=4)
   convert.export_checkpoint(tmp_path / "m", tmp_path / "best_epoch.bin")
   ckpt = torch.load(tmp_path / "best_epoch.bin", weights_only=True)
-  assert set(ckpt) == {"epoch", "lr", "optimizer", "model", "min_loss"}
+  assert set(ckpt) == {"epoch", "lr", "optimizer", "model", "min_loss", "args"}
+  assert ckpt["args"]["num_heads"] == 4
   original = torch.load(parity_dir / name, weights_only=True)["model"]
   assert list(ckpt["model"]) != [] and set(ckpt["model"]) == set(original)
   for k, v in original.items():
@@ -162,3 +163,44 @@ def test_export_without_torch_says_so(tmp_path, monkeypatch, parity_dir):
   with pytest.raises(UserError, match="needs PyTorch"):
     convert.export_checkpoint(tmp_path / "m", tmp_path / "o.bin")
   assert not (tmp_path / "o.bin").exists()
+
+
+def test_assumed_head_count_is_said_on_the_output_line(parity_dir, tmp_path, capsys):
+  from perfectrep_jax.cli import main
+
+  assert main(["convert", str(parity_dir / "pose_best_epoch.bin"), str(tmp_path / "m")]) == 0
+  line = capsys.readouterr().out.strip().splitlines()[-1]
+  assert "heads 8 ASSUMED" in line and "--num-heads N" in line
+  assert model_dir.read_meta(tmp_path / "m")["num_heads_from"] == "assumed"
+  assert main(["convert", str(parity_dir / "pose_best_epoch.bin"), str(tmp_path / "n"),
+               "--num-heads", "4"]) == 0
+  line = capsys.readouterr().out.strip().splitlines()[-1]
+  assert line.endswith("heads 4 (from --num-heads)") and "ASSUMED" not in line
+
+
+def test_head_count_is_read_from_the_training_arguments_a_checkpoint_carries(parity_dir, tmp_path, capsys):
+  torch = pytest.importorskip("torch")
+  from perfectrep_jax.cli import main
+
+  state = {k: torch.from_numpy(v) for k, v in _state(parity_dir).items()}
+  torch.save({"model": state, "args": {"num_heads": 4, "dim_feat": 64}}, tmp_path / "flat.bin")
+  torch.save({"model_pos": state, "config": {"model": {"num_heads": 4}}}, tmp_path / "nested.bin")
+  for name, where in (("flat", "'args'"), ("nested", "'config' / 'model'")):
+    assert main(["convert", str(tmp_path / f"{name}.bin"), str(tmp_path / name)]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.endswith(f"heads 4 (from the checkpoint's training arguments {where})"), line
+    assert model_dir.read_meta(tmp_path / name)["config"]["num_heads"] == 4
+  # a --num-heads that contradicts the checkpoint is one line, and nothing is written
+  assert main(["convert", str(tmp_path / "flat.bin"), str(tmp_path / "c"), "--num-heads", "8"]) == 2
+  err = capsys.readouterr().err.strip()
+  assert len(err.splitlines()) == 1 and "num_heads=4" in err and not (tmp_path / "c").exists()
+
+
+def test_exported_checkpoints_carry_their_head_count(tmp_path):
+  pytest.importorskip("torch")
+  model = model_dir.build_model("lifter", SMALL, seed=1)
+  model_dir.save_model_dir(tmp_path / "m", model)
+  convert.export_checkpoint(tmp_path / "m", tmp_path / "x.bin")
+  _, meta = convert.convert_checkpoint(tmp_path / "x.bin", tmp_path / "back")
+  assert meta["config"]["num_heads"] == SMALL.num_heads == 4
+  assert meta["num_heads_from"] == "the checkpoint's training arguments 'args'"
