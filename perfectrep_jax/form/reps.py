@@ -37,6 +37,10 @@ from scipy.spatial.distance import cdist
 
 from perfectrep_jax.form import kinematics
 
+# Repetitions compared with each other (``A_avg``) are at most this many apart in time order: a
+# set's repetitions all are, and a one-hour session's thousand stay linear in cost.
+MAX_PAIR_LAG = 16
+
 
 @dataclasses.dataclass(frozen=True)
 class Repetition:
@@ -110,7 +114,42 @@ def autocorrelation(affinity: np.ndarray, shrink: int) -> np.ndarray:
     return r
 
 
-def estimate_period(affinity: np.ndarray, min_period: int, max_period: int,
+def lagged_affinity(poses: np.ndarray, tau: int) -> np.ndarray:
+    """The ``tau``-th diagonal of the affinity matrix, ``A[t, t + tau]``: (N, 17, 3) -> (N - tau,).
+
+    Only the diagonals up to the longest period are ever needed, so the period search costs
+    memory linear in N (the full (N, N) matrix of :func:`affinity_matrix` does not).
+    """
+    n = poses.shape[0]
+    if tau >= n:
+        return np.zeros(0)
+    diff = poses[tau:] - poses[:n - tau]
+    return -np.sqrt(np.einsum("tjc,tjc->tj", diff, diff)).mean(axis=1)
+
+
+def autocorrelations(poses: np.ndarray, shrinks: list[int], max_tau: int) -> list[np.ndarray]:
+    """:func:`autocorrelation` of the poses' affinity for every shrinkage, lags ``0..max_tau`` only.
+
+    Equal to ``autocorrelation(affinity_matrix(poses), s)[:max_tau + 1]`` for each ``s`` but in
+    O(N) memory and O(N * max_tau) time: each diagonal is computed once and its prefix sums give
+    the mean over any shrunk range.
+
+    Returns:
+      one array per shrinkage, of length ``min(max_tau + 1, N - 2 * s)`` (at least 0).
+    """
+    n = poses.shape[0]
+    out = [np.full(max(0, min(max_tau + 1, n - 2 * s)), -np.inf) for s in shrinks]
+    for tau in range(min(max_tau + 1, n)):
+        diag = lagged_affinity(poses, tau)
+        csum = np.concatenate([[0.0], np.cumsum(diag)])
+        for r, s in zip(out, shrinks):
+            hi = n - s - tau  # t in [s, n - s - tau)
+            if tau < len(r) and hi > s:
+                r[tau] = (csum[hi] - csum[s]) / (hi - s)
+    return out
+
+
+def estimate_period(poses: np.ndarray, min_period: int, max_period: int,
                     shrink_fractions: tuple[float, ...] = (0.0, 0.05, 0.1, 0.15, 0.2),
                     min_prominence: float = 0.1, min_height: float = 0.6) -> tuple[int, int] | None:
     """AIFit's period: the smallest ``tau`` at which R has a clear local maximum.
@@ -122,14 +161,16 @@ def estimate_period(affinity: np.ndarray, min_period: int, max_period: int,
     poses half a cycle apart look alike) are lower than the full period's maximum and are skipped.
     Among the shrinkages, the one whose first clear maximum is highest relative to its range wins.
 
+    Args:
+      poses: (N, 17, 3) features (:func:`pose_features`); R comes from :func:`autocorrelations`,
+        in memory linear in N.
     Returns:
       ``(tau*, s*)`` in frames, or ``None`` when R has no clear maximum (no repetition).
     """
-    n = affinity.shape[0]
+    n = poses.shape[0]
+    shrinks = [int(round(frac * n)) for frac in shrink_fractions]
     best = None
-    for frac in shrink_fractions:
-        s = int(round(frac * n))
-        r = autocorrelation(affinity, s)
+    for s, r in zip(shrinks, autocorrelations(poses, shrinks, max_period)):
         hi = min(max_period, len(r) - 1)
         if hi <= min_period + 2:
             continue
@@ -169,13 +210,16 @@ def _resample(poses: np.ndarray, intervals: np.ndarray, n_samples: int):
 
 
 def average_affinity(poses: np.ndarray, intervals: np.ndarray, n_samples: int,
-                     with_grad: bool = False):
+                     with_grad: bool = False, max_lag: int | None = None):
     """AIFit's ``A_avg``: mean affinity over all pairs of intervals, each resampled to ``n_samples``.
 
     Args:
       poses: (N, 17, 3), N >= 2.
       intervals: (K, 2) float start and end frames (K >= 2); fractional frames interpolate.
       with_grad: also return the gradient with respect to ``intervals``.
+      max_lag: compare only intervals at most this many apart in the list (``None``: all pairs).
+        With it the cost is linear in K (a one-hour session holds a thousand periods, and all
+        pairs of them would take O(K^2) memory and time); for ``K <= max_lag + 1`` it is all pairs.
     Returns:
       the mean over pairs ``i < j`` of the mean over samples of ``A`` (``-inf`` for fewer than 2
       intervals), and with ``with_grad`` a (K, 2) gradient.
@@ -184,26 +228,36 @@ def average_affinity(poses: np.ndarray, intervals: np.ndarray, n_samples: int,
     if k < 2:
         return (-np.inf, np.zeros_like(intervals)) if with_grad else -np.inf
     samples, slopes, u = _resample(poses, intervals, n_samples)
-    diff = samples[:, None] - samples[None, :]                                # (K, K, S, 17, 3)
-    dist = np.linalg.norm(diff, axis=-1)                                      # (K, K, S, 17)
-    n_pairs = k * (k - 1) / 2
+    lags = range(1, k if max_lag is None else min(k, max(1, int(max_lag)) + 1))
+    n_pairs = sum(k - d for d in lags)
     per_entry = 1.0 / (n_pairs * n_samples * poses.shape[1])
-    value = -float(dist.sum()) * 0.5 * per_entry
+    total = 0.0
+    d_samples = np.zeros_like(samples) if with_grad else None               # (K, S, 17, 3)
+    for d in lags:
+        # One lag at a time, so memory stays at one (K, S, 17, 3) array.
+        diff = samples[d:] - samples[:-d]                                     # S_{i+d} - S_i
+        dist = np.sqrt(np.einsum("ksjc,ksjc->ksj", diff, diff))               # (K - d, S, 17)
+        total += float(dist.sum())
+        if with_grad:
+            # d(-|S_{i+d} - S_i|) is -unit for S_{i+d} and +unit for S_i.
+            unit = diff / np.maximum(dist, 1e-12)[..., None] * per_entry
+            d_samples[d:] -= unit
+            d_samples[:-d] += unit
+    value = -total * per_entry
     if not with_grad:
         return value
-    # d value / d samples_i = -sum_j (S_i - S_j) / |S_i - S_j| per entry (each pair counted once).
-    unit = diff / np.maximum(dist, 1e-12)[..., None]
-    d_samples = -unit.sum(axis=1) * per_entry                                # (K, S, 17, 3)
     d_time = np.sum(d_samples * slopes, axis=(-1, -2))                       # (K, S)
     grad = np.stack([d_time @ (1.0 - u), d_time @ u], axis=1)                # (K, 2)
     return value, grad
 
 
-def initial_start(poses: np.ndarray, tau: int, shrink: int, n_samples: int) -> tuple[int, int]:
+def initial_start(poses: np.ndarray, tau: int, shrink: int, n_samples: int,
+                  max_lag: int | None = MAX_PAIR_LAG) -> tuple[int, int]:
     """AIFit's start: the offset of ``k_min`` intervals of ``tau`` that maximises ``A_avg``.
 
     ``k_min`` is the number of whole periods in the shrunk signal (at least 1); offsets from
-    ``shrink`` to ``shrink + tau`` (as far as the intervals still fit) are tried.
+    ``shrink`` to ``shrink + tau`` (as far as the intervals still fit) are tried. Intervals
+    more than ``max_lag`` apart are not compared (:func:`average_affinity`).
 
     Returns:
       ``(t*_start, k_min)``.
@@ -217,7 +271,7 @@ def initial_start(poses: np.ndarray, tau: int, shrink: int, n_samples: int) -> t
     scores = []
     for t0 in starts:
         iv = np.stack([t0 + np.arange(k_min) * tau, t0 + np.arange(1, k_min + 1) * tau - 1], axis=1)
-        scores.append(average_affinity(poses, iv.astype(np.float64), n_samples))
+        scores.append(average_affinity(poses, iv.astype(np.float64), n_samples, max_lag=max_lag))
     return int(starts[int(np.argmax(scores))]), k_min
 
 
@@ -330,13 +384,17 @@ def _boundaries(signal: np.ndarray, peaks: np.ndarray, rest_level: float,
 
 
 def refine_boundaries(poses: np.ndarray, reps: list[Repetition], max_shift: float,
-                      n_samples: int, max_iter: int = 50) -> list[Repetition]:
+                      n_samples: int, max_iter: int = 50,
+                      group_size: int = MAX_PAIR_LAG) -> list[Repetition]:
     """AIFit's continuous optimisation of the boundaries of the complete repetitions.
 
     The start and end of every complete repetition move by at most ``max_shift`` frames to maximise
     :func:`average_affinity` between the complete repetitions; each stays on its side of its
-    hold, and two neighbours share the gap between them at its middle, so they never overlap. Needs two complete repetitions; otherwise (or if
-    the optimiser fails) the input comes back unchanged.
+    hold, and two neighbours share the gap between them at its middle, so they never overlap.
+    More than ``group_size`` complete repetitions (a long session) are optimised in consecutive
+    groups of about equal size, each on its own, so time and memory stay linear in the number of
+    repetitions. Needs two complete repetitions; otherwise (or if the optimiser fails) the input
+    comes back unchanged.
 
     Args:
       poses: (T, 17, 3) features (:func:`pose_features`).
@@ -344,6 +402,24 @@ def refine_boundaries(poses: np.ndarray, reps: list[Repetition], max_shift: floa
     full = [i for i, r in enumerate(reps) if not r.partial]
     if len(full) < 2 or max_shift < 1:
         return reps
+    n_groups = -(-len(full) // max(2, group_size))
+    out = list(reps)
+    for group in np.array_split(np.asarray(full), n_groups):
+        for i, (start, end) in _refine_group(poses, reps, [int(i) for i in group], max_shift,
+                                             n_samples, max_iter).items():
+            out[i] = dataclasses.replace(reps[i], start=start, end=end)
+    return out
+
+
+def _refine_group(poses: np.ndarray, reps: list[Repetition], full: list[int], max_shift: float,
+                  n_samples: int, max_iter: int) -> dict[int, tuple[int, int]]:
+    """:func:`refine_boundaries` for the complete repetitions ``full`` (indices into ``reps``).
+
+    Returns:
+      index -> new (start, end); empty when fewer than two or the optimiser did not improve.
+    """
+    if len(full) < 2:
+        return {}
     n = poses.shape[0]
     x0 = np.array([v for i in full for v in (reps[i].start, reps[i].end)], np.float64)
     bounds = []
@@ -368,12 +444,9 @@ def refine_boundaries(poses: np.ndarray, reps: list[Repetition], max_shift: floa
 
     res = minimize(objective, x0, method="L-BFGS-B", jac=True, bounds=bounds, options={"maxiter": max_iter})
     if not np.all(np.isfinite(res.x)) or objective(res.x)[0] > objective(x0)[0]:
-        return reps
+        return {}
     x = np.round(res.x).astype(int)
-    out = list(reps)
-    for k, i in enumerate(full):
-        out[i] = dataclasses.replace(reps[i], start=int(x[2 * k]), end=int(x[2 * k + 1]))
-    return out
+    return {i: (int(x[2 * k]), int(x[2 * k + 1])) for k, i in enumerate(full)}
 
 
 def _initial_cycle(joints: np.ndarray, poses: np.ndarray, fps: float, min_period_s: float,
@@ -384,8 +457,7 @@ def _initial_cycle(joints: np.ndarray, poses: np.ndarray, fps: float, min_period
       ``(rest, key, period)``: two (17, 3) poses and the period in input frames; ``None`` when the
       motion has no period (fewer than two cycles, or not periodic).
     """
-    t = poses.shape[0]
-    stride = max(1, int(round(fps / work_fps)), int(np.ceil(t / 3000)))
+    stride = max(1, int(round(fps / work_fps)))
     work = poses[::stride]
     n = work.shape[0]
     work_rate = fps / stride
@@ -393,7 +465,7 @@ def _initial_cycle(joints: np.ndarray, poses: np.ndarray, fps: float, min_period
     max_p = min(int(round(max_period_s * work_rate)), n // 2)
     if max_p <= min_p + 2:
         return None
-    found = estimate_period(affinity_matrix(work), min_p, max_p)
+    found = estimate_period(work, min_p, max_p)
     if found is None:
         return None
     tau, shrink = found
@@ -422,15 +494,23 @@ def segment_repetitions(joints: np.ndarray, fps: float, *, min_period_s: float =
                         max_period_s: float = 20.0, work_fps: float = 15.0,
                         n_samples: int = 32, rest_level: float = 0.1, hold_level: float = 0.1,
                         min_prominence: float = 0.2, min_excursion: float = 0.01,
-                        refine: bool = True) -> Segmentation:
+                        refine: bool = True, window_s: float = 120.0) -> Segmentation:
     """Finds the repetitions in a motion.
+
+    A recording longer than ``window_s`` (a whole training session: sets, rests, other
+    exercises) is segmented in overlapping windows of that length, each on its own (its own
+    period, rest and turning-point poses), and their repetitions are joined: time and memory
+    grow linearly with the length (an hour at 30 fps analyses in a few hundred MB), and a
+    session's sets need not share one period or phase.
 
     Args:
       joints: (T, 17, 3) Human3.6M-17 joints in any rigid frame and unit.
       fps: frames per second of ``joints``.
       min_period_s, max_period_s: shortest and longest repetition looked for.
-      work_fps: the period search runs at about this rate (and on at most 3000 frames) to bound
-        the affinity matrix; counting and boundaries use every frame.
+      work_fps: the period search runs at about this rate; counting and boundaries use every
+        frame. Time and memory are linear in the length (only the affinity's diagonals up to
+        ``max_period_s`` are computed, and repetitions are compared with their neighbours up to
+        :data:`MAX_PAIR_LAG` apart), so an hour-long session analyses in bounded memory.
       n_samples: poses per repetition when comparing repetitions (``A_avg``).
       rest_level: a frame is at rest when its progress is within this fraction of the rise to the
         turning point above the rest level.
@@ -441,10 +521,79 @@ def segment_repetitions(joints: np.ndarray, fps: float, *, min_period_s: float =
       min_excursion: when the motion has no period, the clip is taken as one repetition only if
         its most and least flexed poses differ by this many body scales per joint on average.
       refine: run the continuous boundary optimisation (step 5).
+      window_s: length of the windows a longer recording is segmented in; they overlap by twice
+        ``max_period_s``.
     Returns:
-      a :class:`Segmentation`; no repetitions when none was found.
+      a :class:`Segmentation`; no repetitions when none was found. For a windowed recording
+      ``period`` is the median of the windows' periods and ``progress`` each window's own
+      progress over the part of the recording it owns.
     """
     joints = np.asarray(joints, np.float64)
+    options = dict(min_period_s=min_period_s, max_period_s=max_period_s, work_fps=work_fps,
+                   n_samples=n_samples, rest_level=rest_level, hold_level=hold_level,
+                   min_prominence=min_prominence, min_excursion=min_excursion, refine=refine)
+    overlap = int(np.ceil(2 * max_period_s * fps))
+    win = max(int(round(window_s * fps)), 2 * overlap)
+    if joints.shape[0] <= win:
+        return _segment_window(joints, fps, **options)
+    return _segment_windows(joints, fps, win, overlap, options)
+
+
+def _segment_windows(joints: np.ndarray, fps: float, win: int, overlap: int,
+                     options: dict) -> Segmentation:
+    """:func:`segment_repetitions` of a recording longer than one window of ``win`` frames.
+
+    Windows of ``win`` frames, evenly spaced and overlapping by at least ``overlap``, are
+    segmented on their own. Each window owns the frames up to the middle of its overlaps; a
+    repetition is taken from the window whose turning point lies in what it owns (or a little
+    beyond, so one that two windows place on either side of the border is not lost), and of two
+    found by different windows at the same place (closer than ``0.4`` periods) the one deeper
+    inside its window is kept. Neighbours that overlap meet half-way (never inside a hold).
+    """
+    t = joints.shape[0]
+    n_win = int(np.ceil((t - overlap) / (win - overlap)))
+    starts = np.round(np.linspace(0, t - win, n_win)).astype(int)
+    borders = [0] + [int(a + (b - a + win) // 2) for a, b in zip(starts[:-1], starts[1:])] + [t]
+    margin = overlap // 4
+    candidates = []   # (depth, window, period, repetition in recording frames)
+    signal = np.zeros(t)
+    periods = []
+    for w, a in enumerate(starts.tolist()):
+        seg = _segment_window(joints[a:a + win], fps, **options)
+        own_lo, own_hi = borders[w], borders[w + 1]
+        signal[own_lo:own_hi] = seg.progress[own_lo - a:own_hi - a]
+        if seg.reps:
+            periods.append(seg.period)
+        for r in seg.reps:
+            turn = a + r.turn
+            if not own_lo - margin <= turn < own_hi + margin:
+                continue
+            # How far the turning point is from an edge of its window that is not the recording's.
+            left = np.inf if a == 0 else r.turn
+            right = np.inf if a + win >= t else win - 1 - r.turn
+            shifted = Repetition(a + r.start, a + r.hold_start, turn, a + r.hold_end, a + r.end, r.partial)
+            candidates.append((min(left, right), w, seg.period, shifted))
+    kept = []
+    for depth, w, period, r in sorted(candidates, key=lambda c: -c[0]):
+        if all(w2 == w or abs(r.turn - r2.turn) >= 0.4 * min(period, p2) for _, w2, p2, r2 in kept):
+            kept.append((depth, w, period, r))
+    reps = []
+    for _, _, _, b in sorted(kept, key=lambda c: c[3].turn):
+        a = reps[-1] if reps else None
+        if a is not None and b.start < a.end:
+            if a.hold_end > b.hold_start:
+                continue  # the same repetition seen by two windows
+            mid = min(max((a.end + b.start) // 2, a.hold_end), b.hold_start)
+            reps[-1] = dataclasses.replace(a, end=mid)
+            b = dataclasses.replace(b, start=mid)
+        reps.append(b)
+    return Segmentation(tuple(reps), float(np.median(periods)) if periods else 0.0, signal)
+
+
+def _segment_window(joints: np.ndarray, fps: float, *, min_period_s: float, max_period_s: float,
+                    work_fps: float, n_samples: int, rest_level: float, hold_level: float,
+                    min_prominence: float, min_excursion: float, refine: bool) -> Segmentation:
+    """:func:`segment_repetitions` of one window (the whole of a short recording)."""
     poses = pose_features(joints)
     t = poses.shape[0]
     if t < 3:

@@ -8,6 +8,7 @@ import pytest
 
 from perfectrep_jax.data import demo, shared
 from perfectrep_jax.form import reps as R
+from tests.memcap import run_capped
 
 FPS = 50.0
 _META = {k: v for k, v in shared.mocap_takes().items() if v["file"] in demo.MOCAP_FILES}
@@ -106,3 +107,92 @@ def test_boundary_optimisation_raises_the_average_affinity(mocap):
     period = R.segment_repetitions(x, FPS).period
     for a, b in zip(before, after):
         assert abs(a.start - b.start) <= 0.15 * period + 1 and abs(a.end - b.end) <= 0.15 * period + 1
+
+
+def test_banded_autocorrelation_equals_the_full_matrix(mocap):
+    motion, _ = mocap
+    poses = R.pose_features(motion["uiprmd_m01_s01"][::3][:300])
+    full = R.affinity_matrix(poses)
+    shrinks = [0, 15, 30, 60]
+    for s, r in zip(shrinks, R.autocorrelations(poses, shrinks, 120)):
+        np.testing.assert_allclose(r, R.autocorrelation(full, s)[:121], rtol=1e-12, atol=1e-12)
+    # Lags past the signal are left out, not invented.
+    assert [len(r) for r in R.autocorrelations(poses[:50], [0, 20], 120)] == [50, 10]
+
+
+def test_average_affinity_over_neighbours_only(mocap):
+    motion, _ = mocap
+    poses = R.pose_features(motion["uiprmd_m01_s01"])
+    iv = np.stack([np.arange(10) * 100.0 + 5.3, np.arange(10) * 100.0 + 90.7], axis=1)
+    # max_lag at least K - 1 is every pair.
+    assert R.average_affinity(poses, iv, 16, max_lag=9) == pytest.approx(R.average_affinity(poses, iv, 16))
+    # max_lag 2: the mean over pairs at most 2 apart, computed here pair by pair.
+    pairs = [(i, j) for i in range(10) for j in range(i + 1, min(10, i + 3))]
+    want = np.mean([R.average_affinity(poses, iv[[i, j]], 16) for i, j in pairs])
+    value, grad = R.average_affinity(poses, iv, 16, with_grad=True, max_lag=2)
+    assert value == pytest.approx(want, rel=1e-12)
+    num = np.zeros_like(iv)
+    for idx in np.ndindex(iv.shape):
+        e = np.zeros_like(iv)
+        e[idx] = 1e-4
+        num[idx] = (R.average_affinity(poses, iv + e, 16, max_lag=2)
+                    - R.average_affinity(poses, iv - e, 16, max_lag=2)) / 2e-4
+    np.testing.assert_allclose(grad, num, rtol=1e-4, atol=1e-9)
+
+
+def _session(take: str, minutes: float, fps: float = 30.0) -> str:
+    """Code building a session of ``minutes`` at ``fps``: the take resampled from 50 fps and played
+    back to back (read from the shared mocap at test time)."""
+    return f"""
+        import numpy as np
+        from perfectrep_jax.data.demo import load_takes
+        from perfectrep_jax.form import reps as R
+        x = load_takes()[0][{take!r}].astype(np.float64)
+        t50 = np.arange(len(x)) / 50.0
+        t = np.arange(0.0, t50[-1], 1.0 / {fps})
+        take = np.stack([np.interp(t, t50, x[:, j, c]) for j in range(17) for c in range(3)], -1)
+        take = take.reshape(len(t), 17, 3)
+        n = int(round({minutes} * 60 * {fps}))
+        session = np.tile(take, (n // len(take) + 1, 1, 1))[:n]
+        full_takes = n // len(take)
+        """
+
+
+def test_a_long_session_is_segmented_in_windows(mocap):
+    # 6 minutes at 30 fps: three windows. Every copy of the take counts its ten repetitions; the
+    # last, cut short, counts those whose turning point it holds.
+    _, meta = mocap
+    proc = run_capped(_session("uiprmd_m01_s01", 6.0) + """
+        seg = R.segment_repetitions(session, 30.0)
+        one = R.segment_repetitions(take, 30.0)
+        cut = R.segment_repetitions(session[full_takes * len(take):], 30.0)
+        reps = seg.reps
+        assert all(a.end <= b.start for a, b in zip(reps, reps[1:]))
+        assert all(0 <= r.start <= r.hold_start <= r.turn <= r.hold_end <= r.end < n for r in reps)
+        assert all(type(v) is int for r in reps for v in (r.start, r.hold_start, r.turn, r.hold_end, r.end))
+        # The first take's repetitions turn where the take's own do (its window holds it whole;
+        # that window's period and rest pose come from several takes, so a few frames apart).
+        for a, b in zip(reps, one.reps):
+            assert abs(a.turn - b.turn) <= 0.15 * one.period, (a, b)
+        print(len(reps), len(one.reps), full_takes, len(cut.reps), seg.progress.shape)
+    """, mem_mb=1024, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    count, per_take, full_takes, in_cut, shape = proc.stdout.split(maxsplit=4)
+    assert int(per_take) == meta["uiprmd_m01_s01"]["reps"] == 10
+    assert int(count) == int(full_takes) * 10 + int(in_cut)
+    assert shape.strip() == "(10800,)"
+
+
+@pytest.mark.slow
+def test_an_hour_session_in_bounded_memory(mocap):
+    # One hour at 30 fps (108,000 frames) under a 1 GiB address-space cap: all pairs of its
+    # thousand repetitions or a T x T affinity (93 GB) would not fit.
+    proc = run_capped(_session("uiprmd_m01_s01", 60.0) + """
+        import resource
+        seg = R.segment_repetitions(session, 30.0)
+        print(len(seg.reps), full_takes, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+    """, mem_mb=1024, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    count, full_takes, rss_mb = map(int, proc.stdout.split())
+    assert full_takes * 10 <= count <= full_takes * 10 + 10
+    assert rss_mb < 600
