@@ -176,6 +176,8 @@ def cmd_infer(args) -> None:
                  classify=_classifier(args.action_checkpoint), flip=not args.no_flip,
                  units=args.units, body_height_mm=args.body_height_mm,
                  render=not args.no_render)
+  for note in result["file"].get("notes", []):
+    print(f"note: {note}", file=sys.stderr)
   for pid, person in result["people"].items():
     figures = ", ".join(f"{k} {person[k]}" for k in ("frames", "num_reps", "score")
                         if person.get(k) is not None)

@@ -100,7 +100,8 @@ def infer(keypoints_path: str | Path, lift_fn: Callable[[np.ndarray], np.ndarray
     tracks = kf.tracks if all_people else [kpio.select_track(kf, person)]
     out = Path(out_dir)
     summary = {"file": {"path": str(kf.path), "format": kf.format, "skeleton": kf.skeleton,
-                        "num_frames": kf.num_frames, "people": [t.id for t in kf.tracks]},
+                        "num_frames": kf.num_frames, "people": [t.id for t in kf.tracks],
+                        "notes": list(kf.notes)},
                "people": {}}
     for track in tracks:
         where = out / f"person_{track.id}" if all_people else out

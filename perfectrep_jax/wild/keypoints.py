@@ -46,6 +46,11 @@ COCO_PREFIXED = {17: "coco17", 25: "coco25", 26: "halpe26", 133: "coco_wholebody
 LINK_MAX_COST = 0.6
 # A track not seen for this many frames cannot be continued.
 LINK_MAX_GAP = 30
+# Frame numbers are the file's word: a gap longer than this many frames (nobody in any of them) is
+# shortened to this many, so a file whose frames are 0 and 100,000,000 does not become a
+# 100-million-frame recording; the file's ``notes`` say where. Frame numbers beyond this are refused.
+MAX_FRAME_GAP = 300
+MAX_FRAME_NUMBER = 2 ** 53
 
 
 @dataclasses.dataclass
@@ -86,8 +91,10 @@ class KeypointFile:
       path: the file.
       format: 'vitpose', 'alphapose', 'mmpose' or 'npy'.
       skeleton: the detector's skeleton ('coco17', 'halpe26', ..., 'h36m17' for H36M-order npy).
-      frame_ids: (T,) the detector's frame numbers (consecutive; frames nobody was seen in included).
+      frame_ids: (T,) the detector's frame numbers (consecutive, frames nobody was seen in
+        included, except that a gap longer than :data:`MAX_FRAME_GAP` frames is shortened to that).
       tracks: the people, most detected first.
+      notes: what the reader changed, for the user (the gaps it shortened).
     """
 
     path: Path
@@ -95,6 +102,7 @@ class KeypointFile:
     skeleton: str
     frame_ids: np.ndarray
     tracks: list[Track]
+    notes: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def num_frames(self) -> int:
@@ -154,6 +162,43 @@ def _frame_number(image_id, fallback: int) -> int:
     return int(digits[-1]) if digits else fallback
 
 
+def _frame_id(value, where: str) -> int:
+    """A frame number from a file (an integer, or a float without a fraction), bounded."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise UserError(f"{where}: frame number {str(value)[:40]!r} is not a number")
+    if isinstance(value, (float, np.floating)) and not (np.isfinite(value) and float(value).is_integer()):
+        raise UserError(f"{where}: frame number {value!r} is not a whole number")
+    if abs(value) > MAX_FRAME_NUMBER:
+        raise UserError(f"{where}: frame number {str(value)[:40]}... is out of range (at most {MAX_FRAME_NUMBER})")
+    return int(value)
+
+
+def _timeline(ids, where: str) -> tuple[np.ndarray, dict[int, int], list[str]]:
+    """The frames of a file whose frames carry numbers: every frame between the first and the last,
+    except that a gap of more than :data:`MAX_FRAME_GAP` frames nobody was seen in is shortened to
+    that many (memory stays bounded by the number of frames in the file, not by its numbers).
+
+    Returns:
+      ``(frame_ids, row, notes)``: (T,) int64 frame numbers, frame number -> row, and one note per
+      shortened gap.
+    """
+    seen = sorted(set(ids))
+    if not seen:
+        return np.zeros(0, np.int64), {}, []
+    parts, notes = [np.array([seen[0]], np.int64)], []
+    for a, b in zip(seen[:-1], seen[1:]):
+        if b - a - 1 > MAX_FRAME_GAP:
+            parts.append(np.arange(a + 1, a + 1 + MAX_FRAME_GAP, dtype=np.int64))
+            notes.append(f"{where}: no frame between {a} and {b} ({b - a - 1} frames); the gap is "
+                         f"shortened to {MAX_FRAME_GAP} empty frames")
+        else:
+            parts.append(np.arange(a + 1, b, dtype=np.int64))
+        parts.append(np.array([b], np.int64))
+    frame_ids = np.concatenate(parts)
+    row = {int(f): i for i, f in enumerate(frame_ids)}
+    return frame_ids, {f: row[f] for f in seen}, notes
+
+
 def _track_id(idx) -> str | None:
     if idx is None:
         return None
@@ -211,31 +256,37 @@ def _is_numeric(x) -> bool:
         return False
 
 
-def _parse_alphapose(doc: list, where: str, coords: str) -> tuple[Frames, str, np.ndarray]:
+def _parse_alphapose(doc: list, where: str, coords: str) -> tuple[Frames, str, np.ndarray, list[str]]:
     order = {}
     for i, det in enumerate(doc):
         if not isinstance(det, dict) or "keypoints" not in det:
             raise UserError(f"{where}: detection {i} has no 'keypoints'")
         key = det.get("image_id", i)
+        if isinstance(key, (list, dict)):
+            raise UserError(f"{where}: detection {i} has an image_id of type {type(key).__name__}")
         if key not in order:
-            order[key] = _frame_number(key, len(order))
-    first = min(order.values()) if order else 0
-    last = max(order.values()) if order else -1
-    frame_ids = np.arange(first, last + 1)
+            try:
+                number = _frame_number(key, len(order))
+            except ValueError:  # more digits than int() reads
+                raise UserError(f"{where}: detection {i}: image_id {str(key)[:40]!r}... holds a frame "
+                                "number out of range") from None
+            order[key] = _frame_id(number, f"{where}: detection {i}")
+    frame_ids, row, notes = _timeline(order.values(), where)
     frames: Frames = [[] for _ in frame_ids]
     k_seen = 17
     for i, det in enumerate(doc):
         kp = det["keypoints"]
-        t = order[det.get("image_id", i)] - first
+        t = row[order[det.get("image_id", i)]]
         frames[t].append((_track_id(det.get("idx")), _as_keypoints(kp, f"{where}: detection {i}", coords)))
         k_seen = _raw_count(kp)
-    return frames, _skeleton_name(k_seen), frame_ids
+    return frames, _skeleton_name(k_seen), frame_ids, notes
 
 
-def _parse_mmpose(doc: list, where: str, coords: str) -> tuple[Frames, str, np.ndarray]:
-    ids = [int(f.get("frame_id", i)) for i, f in enumerate(doc)]
-    first, last = (min(ids), max(ids)) if ids else (0, -1)
-    frame_ids = np.arange(first, last + 1)
+def _parse_mmpose(doc: list, where: str, coords: str) -> tuple[Frames, str, np.ndarray, list[str]]:
+    if not all(isinstance(f, dict) for f in doc):
+        raise UserError(f"{where}: an MMPose file is a list of frames, each a dict with 'instances'")
+    ids = [_frame_id(f.get("frame_id", i), f"{where}: frame {i}") for i, f in enumerate(doc)]
+    frame_ids, row, notes = _timeline(ids, where)
     frames: Frames = [[] for _ in frame_ids]
     k_seen = 17
     for f, fid in zip(doc, ids):
@@ -247,8 +298,8 @@ def _parse_mmpose(doc: list, where: str, coords: str) -> tuple[Frames, str, np.n
                 raise UserError(f"{w}: keypoints {xy.shape} and scores {scores.shape} do not match")
             k_seen = len(xy)
             tid = _track_id(inst.get("track_id", inst.get("id")))
-            frames[fid - first].append((tid, _as_keypoints(np.concatenate([xy, scores[:, None]], 1), w, coords)))
-    return frames, _skeleton_name(k_seen), frame_ids
+            frames[row[fid]].append((tid, _as_keypoints(np.concatenate([xy, scores[:, None]], 1), w, coords)))
+    return frames, _skeleton_name(k_seen), frame_ids, notes
 
 
 # ----------------------------------------------------------------------------- tracks
@@ -394,11 +445,11 @@ def read_keypoints(path: str | Path, *, coords: str = "auto", joint_order: str =
             frames, skel = _parse_vitpose(doc, str(path), "yx" if coords == "auto" else coords)
             kf = KeypointFile(path, "vitpose", skel, np.arange(len(frames)), _build_tracks(frames))
         elif isinstance(doc, list) and doc and isinstance(doc[0], dict) and "instances" in doc[0]:
-            frames, skel, ids = _parse_mmpose(doc, str(path), "xy" if coords == "auto" else coords)
-            kf = KeypointFile(path, "mmpose", skel, ids, _build_tracks(frames))
+            frames, skel, ids, notes = _parse_mmpose(doc, str(path), "xy" if coords == "auto" else coords)
+            kf = KeypointFile(path, "mmpose", skel, ids, _build_tracks(frames), notes)
         elif isinstance(doc, list) and all(isinstance(d, dict) for d in doc) and doc:
-            frames, skel, ids = _parse_alphapose(doc, str(path), "xy" if coords == "auto" else coords)
-            kf = KeypointFile(path, "alphapose", skel, ids, _build_tracks(frames))
+            frames, skel, ids, notes = _parse_alphapose(doc, str(path), "xy" if coords == "auto" else coords)
+            kf = KeypointFile(path, "alphapose", skel, ids, _build_tracks(frames), notes)
         elif isinstance(doc, list) and not doc or isinstance(doc, dict) and not doc:
             raise UserError(f"{path}: no person detected (the file holds no detections)")
         else:
