@@ -62,9 +62,14 @@ def cmd_stream(args) -> None:
                 for frame, keypoints, _, _ in frames:
                     runner.feed(frame, keypoints)
             else:
-                runner.feed_lines(sys.stdin)
+                runner.feed_lines(stream_io.read_lines(getattr(sys.stdin, "buffer", sys.stdin)))
         except KeyboardInterrupt:  # Ctrl-C ends a live stream: write what is pending, then stop
             runner.finish()
+            raise
+        except BrokenPipeError:
+            raise
+        except Exception as e:  # whatever stopped it, the reader gets its end line
+            runner.end(error=str(e).splitlines()[0][:300] if str(e) else type(e).__name__)
             raise
         runner.finish()
     except BrokenPipeError:  # the reader went away (`| head`): stop quietly

@@ -125,7 +125,7 @@ class StreamingLifter:
         Returns:
           the frames whose 3D is ready, in order (possibly none, possibly several).
         """
-        seen = coco is not None and self._count_seen(coco) >= self.min_joints
+        seen = coco is not None and self._count_seen(coco) >= self.min_joints and self._has_extent(coco)
         if not seen:
             if not self._active:
                 return [StreamFrame(frame, None, False)]
@@ -151,6 +151,13 @@ class StreamingLifter:
     def _count_seen(coco: np.ndarray) -> int:
         c = np.asarray(coco, np.float64)
         return int(np.sum((c[:, 2] > 0) & np.isfinite(c[:, :2]).all(axis=1)))
+
+    @staticmethod
+    def _has_extent(coco: np.ndarray) -> bool:
+        """Whether the confident joints are not all at one place (a crop needs a size)."""
+        c = np.asarray(coco, np.float64)
+        xy = c[(c[:, 2] > 0) & np.isfinite(c[:, :2]).all(axis=1), :2]
+        return len(xy) > 0 and float(np.max(xy.max(axis=0) - xy.min(axis=0))) > 0
 
     def _start_person(self, frame: int) -> None:
         self._active = True
@@ -190,7 +197,15 @@ class StreamingLifter:
         if pad:
             h36m = np.concatenate([np.repeat(h36m[:1], pad, axis=0), h36m], axis=0)
             frames = [frames[0]] * pad + frames
-        x, norm = lift.normalize(h36m, self.normalization, self.image_size)
+        if self.normalization == "crop" and np.count_nonzero(h36m[..., 2] > 0) < 4:
+            # Out of view for the whole window (a gap longer than the window, shorter than
+            # max_gap): the filled frames hold the last pose seen, so its box sizes the crop.
+            held = h36m.copy()
+            held[..., 2] = 1.0
+            x, norm = lift.normalize(held, "crop")
+            x[..., 2] = h36m[..., 2]
+        else:
+            x, norm = lift.normalize(h36m, self.normalization, self.image_size)
         return x, frames, norm
 
     def _lift_and_write(self, count: int) -> list[StreamFrame]:

@@ -10,8 +10,9 @@ Input, one line per frame (standard input), one COCO-17 person per line, any of:
 ``frame`` is optional (default: the previous frame + 1) and must increase; a jump leaves the frames
 in between missing. Keypoints are pixels; ``[x, y]`` pairs mean confidence 1; a score of 0 or a NaN
 coordinate marks a missing joint; skeletons whose first 17 keypoints are COCO-17 (Halpe-26,
-COCO-WholeBody-133, ...) are cut to those. A line that cannot be read is reported on standard error
-and skipped; the stream goes on.
+COCO-WholeBody-133, ...) are cut to those. A line that cannot be read (not JSON, not UTF-8, nested
+too deep, a number too long, a wrong shape, longer than :data:`MAX_LINE_BYTES`) is reported on
+standard error and skipped; the stream goes on, and ends with the ``end`` line whatever happens.
 
 Output (standard output, flushed line by line)::
 
@@ -40,8 +41,39 @@ from perfectrep_jax.skeleton import H36M_JOINTS
 from perfectrep_jax.wild.keypoints import coco_keypoints
 
 
+# A frame is a few kilobytes at most (133 keypoints); a longer line is skipped unread.
+MAX_LINE_BYTES = 1 << 20
+# Frame numbers beyond this cannot be told apart as floats (time_s); refused.
+MAX_FRAME = 2 ** 53
+
+
 class LineError(ValueError):
     """A line of the input stream that cannot be used."""
+
+
+def read_lines(stream, max_bytes: int = MAX_LINE_BYTES) -> Iterator[str | LineError]:
+    """The lines of ``stream`` (text or binary), each read with at most ``max_bytes`` in memory.
+
+    Yields:
+      each line as text, or a :class:`LineError` for a line that is too long (the rest of it is
+      read and dropped piece by piece) or not UTF-8.
+    """
+    while True:
+        line = stream.readline(max_bytes + 1)
+        if not line:
+            return
+        if len(line) > max_bytes and not line.endswith(b"\n" if isinstance(line, bytes) else "\n"):
+            while line and not line.endswith(b"\n" if isinstance(line, bytes) else "\n"):
+                line = stream.readline(max_bytes + 1)
+            yield LineError(f"longer than {max_bytes} bytes")
+            continue
+        if isinstance(line, bytes):
+            try:
+                line = line.decode("utf-8")
+            except UnicodeDecodeError:
+                yield LineError("not UTF-8 text")
+                continue
+        yield line
 
 
 # ---------------------------------------------------------------------------- input
@@ -73,16 +105,27 @@ def parse_line(text: str) -> tuple[int | None, np.ndarray | None]:
         doc = json.loads(text)
     except json.JSONDecodeError as e:
         raise LineError(f"not JSON ({e.msg} at column {e.colno})") from None
-    if isinstance(doc, list) or doc is None:
-        return None, parse_keypoints(doc)
-    if not isinstance(doc, dict):
-        raise LineError("expected a JSON object with 'keypoints', or a list of keypoints")
-    frame = doc.get("frame")
-    if frame is not None and (isinstance(frame, bool) or not isinstance(frame, int) or frame < 0):
-        raise LineError(f"'frame' must be a non-negative integer, got {frame!r}")
-    if "keypoints" not in doc:
-        raise LineError("no 'keypoints' (use null for a frame without a person)")
-    return frame, parse_keypoints(doc["keypoints"])
+    except RecursionError:
+        raise LineError("not JSON this parser reads (nested too deep)") from None
+    except ValueError as e:  # e.g. an integer of more digits than int() converts
+        raise LineError(f"not JSON this parser reads ({str(e)[:80]})") from None
+    try:
+        if isinstance(doc, list) or doc is None:
+            return None, parse_keypoints(doc)
+        if not isinstance(doc, dict):
+            raise LineError("expected a JSON object with 'keypoints', or a list of keypoints")
+        frame = doc.get("frame")
+        if frame is not None and (isinstance(frame, bool) or not isinstance(frame, int) or frame < 0):
+            raise LineError(f"'frame' must be a non-negative integer, got {str(frame)[:40]!r}")
+        if frame is not None and frame > MAX_FRAME:
+            raise LineError(f"'frame' must be at most {MAX_FRAME}")
+        if "keypoints" not in doc:
+            raise LineError("no 'keypoints' (use null for a frame without a person)")
+        return frame, parse_keypoints(doc["keypoints"])
+    except LineError:
+        raise
+    except (ValueError, TypeError, OverflowError, RecursionError) as e:  # a shape numpy refuses
+        raise LineError(f"cannot read the keypoints ({type(e).__name__})") from None
 
 
 # ---------------------------------------------------------------------------- the loop
@@ -144,12 +187,15 @@ class StreamRunner:
         self.last_frame = frame
         self._push(frame, keypoints)
 
-    def feed_lines(self, lines: Iterable[str]) -> None:
-        """Parses and feeds every line; bad lines are reported through ``warn`` and skipped."""
+    def feed_lines(self, lines: Iterable[str | LineError]) -> None:
+        """Parses and feeds every line (``read_lines`` gives them); bad lines are reported through
+        ``warn`` and skipped."""
         for number, text in enumerate(lines, start=1):
-            if not text.strip():
-                continue
             try:
+                if isinstance(text, LineError):
+                    raise text
+                if not text.strip():
+                    continue
                 self.feed(*parse_line(text))
             except LineError as e:
                 self.bad_lines += 1
@@ -161,10 +207,16 @@ class StreamRunner:
         rep = self.counter.finish()
         if rep is not None:
             self.write(rep.to_json())
+        return self.end()
+
+    def end(self, error: str | None = None) -> dict:
+        """Writes the closing summary (with ``error`` when the stream stopped on one)."""
         calls = self.lifter.model_calls
         summary = {"event": "end", "frames": self.frames_written, "reps": self.counter.count,
                    "bad_lines": self.bad_lines, "model_calls": calls,
                    "ms_per_call": round(1000.0 * self.model_seconds / calls, 3) if calls else None}
+        if error is not None:
+            summary["error"] = error
         self.write(summary)
         return summary
 
