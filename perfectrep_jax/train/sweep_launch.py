@@ -191,8 +191,9 @@ def default_template() -> Path:
 
 def emit_slurm(loaded: LoadedSweep, workdir: str | Path, *, template: str | Path | None = None,
                sbatch_options: str = "", num_devices: int | None = None) -> list[str]:
-  """Writes ``WORKDIR/<run>/job.sbatch`` for every run; returns the lines to print: comments and
-  one ``sbatch`` command per run (the output can be piped to ``bash``).
+  """Writes ``WORKDIR/<run>/job.sbatch`` for every run; returns the lines to print: comments, a
+  check that ``sbatch`` exists (one message and exit status 127 when it does not) and one
+  ``sbatch`` command per run (the output can be piped to ``bash``).
 
   The scripts use absolute paths and ``--chdir`` to the current directory, so they can be
   submitted from anywhere on a file system the cluster shares.
@@ -207,7 +208,11 @@ def emit_slurm(loaded: LoadedSweep, workdir: str | Path, *, template: str | Path
   extra = sbatch_directives(sbatch_options)
   config = loaded.config_spec(None)
   lines = [f"# {len(loaded.runs)} SLURM job scripts for {loaded.spec} in {workdir} "
-           f"(from {template_path})"]
+           f"(from {template_path})",
+           # piped into bash on a machine without SLURM: one line saying so, not one per job
+           "command -v sbatch >/dev/null 2>&1 || { echo \"sbatch not found: SLURM's client is not "
+           "installed here or not on PATH; run these lines on the cluster's login node (the job "
+           f"scripts are in {shlex.quote(str(workdir))}/*/{JOB_FILE})\" >&2; exit 127; }}"]
   for run in loaded.runs:
     run = dataclasses.replace(run, config=config)
     run_dir = workdir / run.name

@@ -10,6 +10,7 @@ import csv
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import textwrap
 from pathlib import Path
@@ -266,7 +267,7 @@ def test_emit_slurm_writes_scripts_that_pass_each_runs_arguments(grid_sweep, tmp
   workdir = tmp_path / "w w"  # a space: the scripts must quote
   lines = sweep_launch.emit_slurm(grid_sweep, workdir,
                                   sbatch_options="--nodes=2 --gpus-per-node 8 -t 1:00:00")
-  commands = [line for line in lines if not line.startswith("#")]
+  commands = [line for line in lines if line.startswith("sbatch ")]
   assert len(commands) == 4
   fake_bin = tmp_path / "bin"
   fake_bin.mkdir()
@@ -304,6 +305,26 @@ def test_emit_slurm_writes_scripts_that_pass_each_runs_arguments(grid_sweep, tmp
   sweep_launch.emit_slurm(grid_sweep, workdir, sbatch_options="-J mine")
   directives = (workdir / run.name / "job.sbatch").read_text().splitlines()
   assert "#SBATCH -J mine" in directives and not any("--job-name" in d for d in directives)
+
+
+def test_emitted_slurm_lines_piped_to_bash_check_for_sbatch_once(grid_sweep, tmp_path):
+  lines = sweep_launch.emit_slurm(grid_sweep, tmp_path / "w")
+  text = "\n".join(lines) + "\n"
+  bare = tmp_path / "bare"  # bash's own directory for nothing but the shell: no sbatch
+  bare.mkdir()
+  os.symlink(shutil.which("bash"), bare / "bash")
+  proc = subprocess.run([str(bare / "bash")], input=text, env={"PATH": str(bare)},
+                        capture_output=True, text=True)
+  assert proc.returncode == 127 and proc.stdout == ""
+  assert len(proc.stderr.strip().splitlines()) == 1 and "sbatch not found" in proc.stderr
+  fake_bin = tmp_path / "bin"
+  fake_bin.mkdir()
+  (fake_bin / "sbatch").write_text("#!/bin/bash\necho \"Submitted batch job for $1\"\n")
+  (fake_bin / "sbatch").chmod(0o755)
+  proc = subprocess.run(["bash"], input=text, env=dict(os.environ, PATH=f"{fake_bin}:{os.environ['PATH']}"),
+                        capture_output=True, text=True)
+  assert proc.returncode == 0, proc.stderr
+  assert proc.stdout.count("Submitted batch job for ") == len(grid_sweep.runs)
 
 
 def test_emit_tpu_prints_one_pod_command_per_run(grid_sweep, monkeypatch):
