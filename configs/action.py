@@ -4,9 +4,11 @@ Variants (``--config configs/action.py:VARIANT``):
   full:  PerfectRep's action_config.yaml (dim 512, depth 5, T 243, 2048-wide head with dropout 0.5,
          backbone lr 1e-4 and head lr 1e-3 decaying 0.99 per epoch, 2D input with a random scale in
          [1, 3]); set ``action.classes`` to the dataset's action names.
-  demo:  the movements of the bundled mocap (deep squat, lunges, sit to stand, shoulder abduction,
-         ...) from 3D clips, the classifier ``perfectrep-jax infer --action-checkpoint`` uses.
-  smoke: seconds, for tests.
+  demo:  the movements of the bundled demo mocap (deep squat, lunges, sit to stand, shoulder
+         abduction, ...) from 3D clips, the classifier ``perfectrep-jax infer --action-checkpoint``
+         uses.
+  smoke: seconds on the bundled demo mocap, for tests.
+Every variant names its data (``data.source``).
 """
 
 from perfectrep_jax.train.config_base import FULL_MODEL, base_config, use_demo, use_smoke
@@ -46,6 +48,7 @@ def get_config(variant: str = "full"):
     else:
       use_smoke(c, total_steps=4)
       c.action.hidden_dim = 32
+    c.data.source = "demo"           # the bundled demo mocap
     c.data.scale_range = None
     c.action.classes = DEMO_CLASSES
     c.action.input = "3d"

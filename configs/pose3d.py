@@ -4,9 +4,12 @@ Variants (``--config configs/pose3d.py:VARIANT``):
   full:  PerfectRep's ft_3d_pose_config.yaml (dim 512, depth 5, T 243, lr 2e-4 decaying 0.99 per
          epoch, MPJPE + 0.5 N-MPJPE + 20 velocity, the dataset's 2D, flip, no noise or masks).
          Start it from a converted checkpoint: --config.init.checkpoint=best_epoch.bin.
-  lite:  MotionBERT-Lite's model, same recipe.
-  demo:  the bundled mocap, finetuning the demo pretraining run (runs/demo) on its 2D input.
-  smoke: seconds, for tests.
+  lite:  MotionBERT-Lite's model, same recipe and data (Fit3D).
+  demo:  the bundled demo mocap (not a benchmark), finetuning the demo pretraining run
+         (runs/demo) on its 2D input.
+  smoke: seconds on the bundled demo mocap, for tests.
+Every variant names its data (``data.source``); full and lite read Fit3D prepared by
+``perfectrep-jax prepare fit3d`` (``--config.data.data_dir=DIR``).
 The backbone learns at ``optim.backbone_lr_mult`` times the head's rate (1.0 upstream).
 """
 
@@ -33,10 +36,12 @@ def get_config(variant: str = "full"):
     c.total_steps = 60_000
   elif variant == "lite":
     c.model.update(LITE_MODEL)
+    c.data.source = "fit3d/clip243"
     c.batch_size = 64
     c.total_steps = 60_000
   elif variant == "demo":
     use_demo(c, total_steps=300)
+    c.data.source = "demo"           # the bundled demo mocap
     c.batch_size = 16
     c.optim.schedule = "constant"
     c.optim.backbone_lr_mult = 0.5
@@ -45,6 +50,7 @@ def get_config(variant: str = "full"):
     c.checkpoint_every = 150
   elif variant == "smoke":
     use_smoke(c, total_steps=4)
+    c.data.source = "demo"
   else:
     raise ValueError(f"unknown variant {variant!r}: full, lite, demo or smoke")
   return c

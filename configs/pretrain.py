@@ -3,9 +3,12 @@
 Variants (``--config configs/pretrain.py:VARIANT``):
   full:  PerfectRep's train_config.yaml (dim 512, depth 5, T 243, lr 5e-4 decaying 0.99 per epoch,
          loss MPJPE + 0.5 N-MPJPE + 20 velocity, synthetic 2D with noise and masks, flip).
-  lite:  MotionBERT-Lite's model (dim 256, mlp_ratio 4), same recipe.
-  demo:  the bundled real mocap, a small model and 27-frame clips: minutes on 2 CPU cores.
-  smoke: seconds, for tests.
+  lite:  MotionBERT-Lite's model (dim 256, mlp_ratio 4), same recipe and data (Fit3D).
+  demo:  the bundled demo mocap (not a benchmark), a small model and 27-frame clips: minutes on
+         2 CPU cores.
+  smoke: seconds on the bundled demo mocap, for tests.
+Every variant names its data (``data.source``); full and lite read Fit3D prepared by
+``perfectrep-jax prepare fit3d`` (``--config.data.data_dir=DIR``).
 """
 
 from perfectrep_jax.train.config_base import FULL_MODEL, LITE_MODEL, base_config, use_demo, use_smoke
@@ -25,10 +28,12 @@ def get_config(variant: str = "full"):
     c.total_steps = 100_000
   elif variant == "lite":
     c.model.update(LITE_MODEL)
+    c.data.source = "fit3d/clip243"
     c.batch_size = 64
     c.total_steps = 100_000
   elif variant == "demo":
     use_demo(c, total_steps=1000)
+    c.data.source = "demo"           # the bundled demo mocap
     c.batch_size = 16
     c.optim.lr = 1e-3
     c.optim.schedule = "warmup_cosine"
@@ -38,6 +43,7 @@ def get_config(variant: str = "full"):
     c.checkpoint_every = 250
   elif variant == "smoke":
     use_smoke(c, total_steps=6)
+    c.data.source = "demo"
     c.checkpoint_every = 3
   else:
     raise ValueError(f"unknown variant {variant!r}: full, lite, demo or smoke")

@@ -48,8 +48,10 @@ def base_config(task: str) -> ml_collections.ConfigDict:
 
   c.model = ml_collections.ConfigDict(dict(FULL_MODEL, name="dstformer", mlp_hidden=1024,
                                           mlp_blocks=2, qk_scale=placeholder(float)))
+  # source: every variant names its data ("demo": the bundled demo mocap; or a prepared TFDS
+  # dataset such as "fit3d/clip243"); check_config refuses a config that does not.
   c.data = ml_collections.ConfigDict(dict(
-      source="demo", data_dir=placeholder(str), clip_len=243, stride=placeholder(int),
+      source="", data_dir=placeholder(str), clip_len=243, stride=placeholder(int),
       shuffle=True, num_epochs=placeholder(int), flip=True, scale_range=placeholder(tuple),
       synthetic_2d=False, worker_count=0, worker_buffer_size=2, read_threads=4,
       prefetch_buffer_size=64))

@@ -9,6 +9,16 @@ import jax
 from perfectrep_jax.errors import UserError
 
 
+def describe_data(config) -> str:
+  """One line naming the data a config reads; the bundled demo set is said to be one."""
+  source = config.data.get("source")
+  if source == "demo":
+    return ("data: demo, the small bundled demo mocap; not a benchmark (its figures do not compare "
+            "with Fit3D or Human3.6M results; set --config.data.source for a prepared dataset)")
+  where = config.data.get("data_dir")
+  return f"data: {source}" + (f" from {where}" if where else "")
+
+
 def check_config(config) -> None:
   """Raises ``UserError`` listing every problem of ``config`` (unknown fields, bad values)."""
   from perfectrep_jax.data.corruption import CorruptionConfig
@@ -44,6 +54,9 @@ def check_config(config) -> None:
   else:
     attempt("model", lambda: DSTformerConfig(
         **{k: v for k, v in config.model.to_dict().items() if k not in extra}))
+  if not config.data.get("source"):
+    problems.append("data.source: name the data, e.g. --config.data.source=demo (the bundled demo "
+                    "mocap) or a dataset prepared by `perfectrep-jax prepare`, such as fit3d/clip243")
   attempt("data", lambda: PipelineConfig.from_config(config.data, batch_size=1))
   if config.data.clip_len > config.model.maxlen:
     problems.append(f"data.clip_len {config.data.clip_len} exceeds model.maxlen "

@@ -157,6 +157,19 @@ def variants(path: Path) -> list[tuple[str, str]]:
   return [(name, text) for name, text in out]
 
 
+def _data_of(path: Path, variant: str) -> str:
+  """``data.source`` of a config variant ('?' when the file cannot say)."""
+  import importlib.util
+
+  try:
+    spec = importlib.util.spec_from_file_location(f"_perfectrep_help_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return str(module.get_config(variant).data.source or "?")
+  except Exception:  # noqa: BLE001  help must print whatever a config file does
+    return "?"
+
+
 def _shorten(text: str, width: int) -> str:
   if len(text) <= width:
     return text
@@ -187,10 +200,11 @@ def help_text(command: str, full: bool = False) -> str:
                  "configs are in the repository's configs/)")
   else:
     lines.append(f"config variants (--config {where}/FILE.py:VARIANT):")
-    found = [(f"{path.name}:{name}", text) for path in sorted(where.glob("*.py"))
-             for name, text in variants(path)]
+    found = [(f"{path.name}:{name}", f"[{_data_of(path, name)}] {text}")
+             for path in sorted(where.glob("*.py")) for name, text in variants(path)]
     width = max((len(spec) for spec, _ in found), default=0)
     lines += [f"  {spec:<{width}}  {_shorten(text, 96 - width)}" for spec, text in found]
+    lines.append("  [data.source: the data each variant trains on; demo is the small bundled demo set]")
   example = "configs/pretrain.py:demo" if where is None else f"{where}/pretrain.py:demo"
   lines += ["", "examples:"]
   if command == "train":

@@ -56,15 +56,21 @@ def _with_labels(task, batch: dict) -> dict:
   return batch
 
 
+def check_batch_sizes(config, data_parallel: int, processes: int) -> None:
+  """The training and the evaluation batch are split over the data-parallel devices and the
+  processes: both must divide by each."""
+  for name, size in (("batch_size", config.batch_size), ("eval.batch_size", config.eval.batch_size)):
+    if size % data_parallel or size % processes:
+      raise UserError(f"{name} {size} must divide by the data-parallel mesh size {data_parallel} "
+                      f"and the {processes} processes")
+
+
 def build(config, workdir: str | Path | None = None):
   """Everything ``train_and_evaluate`` and ``evaluate`` share; returns a namespace of parts."""
   # ------------------------------------------------------------------------- mesh
   sharding.initialize_distributed_from_config(config)
   mesh = sharding.make_mesh(dict(config.mesh))
-  data_parallel = mesh.shape["data"] * mesh.shape["fsdp"]
-  if config.batch_size % data_parallel or config.batch_size % jax.process_count():
-    raise UserError(f"batch_size {config.batch_size} must divide by the data-parallel mesh size "
-                    f"{data_parallel} and the {jax.process_count()} processes")
+  check_batch_sizes(config, mesh.shape["data"] * mesh.shape["fsdp"], jax.process_count())
   local_batch = config.batch_size // jax.process_count()
 
   # ------------------------------------------------------------------------- model and optimizer
@@ -147,6 +153,9 @@ def train_and_evaluate(config, workdir: str | Path) -> dict[str, float]:
   is_main = jax.process_index() == 0
   print(f"{config.task}: {jax.process_count()} processes, {jax.device_count()} devices, mesh "
         f"{dict(mesh.shape)}, global batch {config.batch_size}", flush=True)
+  from perfectrep_jax.train.config_check import describe_data
+
+  print(describe_data(config), flush=True)
   if is_main:
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")

@@ -45,9 +45,12 @@ def test_action_run_keeps_the_highest_top1_that_best_json_names(tmp_path):
   """Evaluations every 10 steps (and at step 0), one kept checkpoint: the step with the highest
   top-1 (the latest of equal ones) is on disk and is the step best.json names."""
   workdir = tmp_path / "run"
-  run_cli(["train", "--config", f"{CONFIGS / 'action.py'}:smoke", "--workdir", str(workdir),
-           "--config.total_steps=30", "--config.eval_every=10", "--config.checkpoint_every=30",
-           "--config.keep_checkpoints=1", "--config.eval_at_start=True"])
+  proc = run_cli(["train", "--config", f"{CONFIGS / 'action.py'}:smoke", "--workdir",
+                  str(workdir), "--config.total_steps=30", "--config.eval_every=10",
+                  "--config.checkpoint_every=30", "--config.keep_checkpoints=1",
+                  "--config.eval_at_start=True"])
+  # the run says in its first lines that it trains on the bundled demo set
+  assert proc.stdout.splitlines()[1].startswith("data: demo, the small bundled demo mocap")
   evals = [m for m in read_metrics(workdir) if m.get("split") == "test"]
   assert [m["step"] for m in evals] == [0, 10, 20, 30]
   top = max(m["top1"] for m in evals)
