@@ -210,30 +210,35 @@ def _png_bytes(draw) -> bytes:
 
 
 @jax.jit
-def _bone_error_sums(pred: Array, gt: Array) -> tuple[Array, Array]:
-  """(N, 17, 3) x2 -> per-pose sums over the 16 bones of rotation (deg) and vector (mm) error."""
+def _bone_error_sums(pred: Array, gt: Array) -> tuple[Array, Array, Array]:
+  """(N, 17, 3) x2 -> per-pose sums over the 16 bones of rotation (geodesic, deg), Euler-angle
+  (mean of the three angles' absolute differences, deg) and vector (mm) error."""
   return (jnp.sum(bones.bone_rotation_error(pred, gt), axis=-1),
+          jnp.sum(jnp.mean(bones.bone_euler_error(pred, gt), axis=-1), axis=-1),
           jnp.sum(bones.bone_vector_error(pred, gt), axis=-1))
 
 
-def _bone_errors(pred_mm: np.ndarray, gt_mm: np.ndarray, chunk: int = 16384) -> tuple[float, float]:
-  """Mean relative-rotation error (deg) and bone-vector error (mm) over (N, 17, 3) poses.
+def _bone_errors(pred_mm: np.ndarray, gt_mm: np.ndarray,
+                 chunk: int = 16384) -> tuple[float, float, float]:
+  """Mean relative-rotation error (geodesic, deg), Euler-angle error (deg, per angle; PETR's
+  second figure, ``bones.bone_euler_error``) and bone-vector error (mm) over (N, 17, 3) poses.
 
   Runs in float32 chunks padded to a power of two (at least 256, at most ``chunk``) so that
   evaluations of any size reuse a few compilations.
   """
-  rot_sum = vec_sum = 0.0
+  rot_sum = euler_sum = vec_sum = 0.0
   for start in range(0, len(pred_mm), chunk):
     p = np.asarray(pred_mm[start:start + chunk], np.float32)
     g = np.asarray(gt_mm[start:start + chunk], np.float32)
     size = min(chunk, max(256, 1 << (len(p) - 1).bit_length()))
     pad = ((0, size - len(p)), (0, 0), (0, 0))
-    rot, vec = _bone_error_sums(jnp.asarray(np.pad(p, pad, mode="edge")),
-                                jnp.asarray(np.pad(g, pad, mode="edge")))
+    rot, euler, vec = _bone_error_sums(jnp.asarray(np.pad(p, pad, mode="edge")),
+                                       jnp.asarray(np.pad(g, pad, mode="edge")))
     rot_sum += float(np.sum(np.asarray(rot, np.float64)[:len(p)]))
+    euler_sum += float(np.sum(np.asarray(euler, np.float64)[:len(p)]))
     vec_sum += float(np.sum(np.asarray(vec, np.float64)[:len(p)]))
   count = max(len(pred_mm), 1) * (skeleton.NUM_JOINTS - 1)
-  return rot_sum / count, vec_sum / count
+  return rot_sum / count, euler_sum / count, vec_sum / count
 
 
 def _pose_extras(pred_mm: np.ndarray, gt_mm: np.ndarray, clip_frames: np.ndarray,
@@ -270,13 +275,14 @@ def _pose_extras(pred_mm: np.ndarray, gt_mm: np.ndarray, clip_frames: np.ndarray
   thresholds = metrics.PCK_THRESHOLDS
   curve = metrics.pck_curve(frame_pred, frame_gt, thresholds)
   out = {"pck150": metrics.pck(frame_pred, frame_gt, 150.0), "auc": float(np.mean(curve))}
-  rot, vec = _bone_errors(pred_mm.reshape(-1, 17, 3), gt_mm.reshape(-1, 17, 3))
-  out["bone_rotation_error"], out["bone_vector_error"] = rot, vec
+  rot, euler, vec = _bone_errors(pred_mm.reshape(-1, 17, 3), gt_mm.reshape(-1, 17, 3))
+  out["bone_rotation_error"], out["bone_euler_error"], out["bone_vector_error"] = rot, euler, vec
   dist = metrics.joint_distances(frame_pred, frame_gt)  # (frames, 17)
   joint_err = dist.mean(axis=0) if len(dist) else np.full(17, np.nan)
   joint_pck = 100.0 * (dist <= 150.0).mean(axis=0) if len(dist) else np.full(17, np.nan)
   lines = [f"PCK@150mm: {out['pck150']:.1f}%   AUC: {out['auc']:.1f}% (17 joints)   "
-           f"bone rotation error: {rot:.2f} deg   bone vector error: {vec:.2f} mm"]
+           f"bone rotation error: {rot:.2f} deg (Euler angles: {euler:.2f} deg)   "
+           f"bone vector error: {vec:.2f} mm"]
   detail: dict[str, Any] = {
       "per_action": {a: {"P1": table.errors["P1"][a], "P2": table.errors["P2"][a],
                          "frames": table.frames[a]} for a in table.actions},

@@ -57,6 +57,7 @@ def test_evaluate_reports_pck_auc_bone_errors_and_files():
   # (to the hips and the spine), each by exactly 100 mm: mean over 16 bones = 18.75 mm (float32).
   assert m["bone_vector_error"] == pytest.approx(300.0 / 16, abs=1e-3)
   assert 0.0 < m["bone_rotation_error"] <= 180.0
+  assert 0.0 < m["bone_euler_error"] <= 180.0
   assert not any(k.startswith("pck150/") for k in m)  # per-sequence PCK is for 3DHP only
   lines = result.table.splitlines()
   assert lines[-2].startswith("Protocol #1 (MPJPE)")  # the existing text, then the new line
@@ -139,5 +140,29 @@ def test_bone_errors_vanish_for_a_perfect_prediction():
   result = task.evaluate(_outputs(["s1"], offset_mm=0.0))
   assert result.metrics["bone_vector_error"] == pytest.approx(0.0, abs=1e-3)
   assert result.metrics["bone_rotation_error"] == pytest.approx(0.0, abs=0.1)
+  assert result.metrics["bone_euler_error"] == pytest.approx(0.0, abs=0.1)
   assert result.metrics["pck150"] == 100.0 and result.metrics["auc"] == 100.0
   assert metrics.auc(np.zeros((1, 17, 3)), np.zeros((1, 17, 3))) == 100.0
+
+
+def test_euler_bone_error_is_reported_beside_the_geodesic_one():
+  """PETR's Euler-angle bone error: the mean over the valid clips' poses, bones and the three
+  angles of ``bones.bone_euler_error``, in the metrics, metrics.json and the printed line."""
+  from perfectrep_jax import bones
+
+  outputs = _outputs(["s1", "s2"], offset_mm=0.0, seed=3)
+  rng = np.random.default_rng(1)
+  for o in outputs:
+    o["pred"] = o["pred"] + rng.normal(scale=40.0, size=o["pred"].shape)
+  result = _task("demo").evaluate(outputs)
+  pred = np.concatenate([o["pred"][o["valid"] > 0] for o in outputs])
+  gt = np.concatenate([o["target_3d"][o["valid"] > 0] for o in outputs])
+  pred, gt = pred - pred[..., :1, :], gt - gt[..., :1, :]
+  want = float(np.mean(np.asarray(bones.bone_euler_error(pred.reshape(-1, 17, 3).astype(np.float32),
+                                                          gt.reshape(-1, 17, 3).astype(np.float32)))))
+  m = result.metrics
+  assert m["bone_euler_error"] == pytest.approx(want, rel=1e-4) and want > 1.0
+  assert m["bone_euler_error"] != pytest.approx(m["bone_rotation_error"], rel=1e-3)
+  assert json.loads(result.files["metrics.json"])["metrics"]["bone_euler_error"] == \
+      pytest.approx(want, rel=1e-4)
+  assert f"(Euler angles: {m['bone_euler_error']:.2f} deg)" in result.table.splitlines()[-1]
