@@ -33,7 +33,7 @@ import grain
 import jax
 import numpy as np
 
-from perfectrep_jax.data import clips
+from perfectrep_jax.data import clips, mocap
 from perfectrep_jax.errors import UserError
 
 STRING_FIELDS = ("source", "subject", "action", "camera", "reps")
@@ -44,8 +44,10 @@ class PipelineConfig:
     """What the pipeline reads and how.
 
     Attributes:
-      source: 'demo' (the bundled mocap, cut in memory, nothing to prepare) or a TFDS dataset
-        'NAME[/CONFIG]' prepared into ``data_dir`` (``perfectrep-jax prepare``).
+      source: 'demo' (the demo mocap through fixed virtual cameras, cut in memory, nothing to
+        prepare), 'mocap' (all the mocap of the data folder, a new virtual camera and
+        detector-like 2D for every training clip: ``perfectrep_jax.data.mocap``) or a TFDS
+        dataset 'NAME[/CONFIG]' prepared into ``data_dir`` (``perfectrep-jax prepare``).
       data_dir: TFDS data directory (TFDS sources only).
       split: 'train' or 'test'.
       batch_size: examples per batch in this process.
@@ -59,6 +61,9 @@ class PipelineConfig:
         to the input's x, y), ``scale_mm`` updated; None: off.
       synthetic_2d: replace the 2D input by the target's x, y with confidence 1 (after the other
         augmentations), as upstream's ``synthetic`` / ``gt_2d``.
+      film_noise: 'mocap' training clips: scale of the detector-like 2D noise (0: exact 2D).
+      film_eval_noise: 'mocap' evaluation clips: the same for the fixed evaluation views.
+      film_tilt_prob: 'mocap' training clips: how often the body is pitched and rolled.
       worker_count: grain worker processes (0: in this process).
       worker_buffer_size: batches each worker prepares ahead.
       read_threads: threads reading and augmenting examples.
@@ -77,6 +82,9 @@ class PipelineConfig:
     flip: bool = True
     scale_range: tuple[float, float] | None = None
     synthetic_2d: bool = False
+    film_noise: float = 1.0
+    film_eval_noise: float = 0.0
+    film_tilt_prob: float = 0.3
     worker_count: int = 0
     worker_buffer_size: int = 2
     read_threads: int = 4
@@ -118,6 +126,11 @@ def load_source(config: PipelineConfig):
         from perfectrep_jax.data.demo import demo_source
 
         return demo_source(config.split, config.clip_len, config.stride, 0)
+    if config.source == "mocap":
+        windows = mocap.mocap_clips(config.split, config.clip_len, config.stride)
+        if config.split == "train":
+            return windows  # filmed in ``train_dataset``, a new camera per clip and pass
+        return mocap.FilmedClips(windows, mocap.FilmConfig(noise=config.film_eval_noise), mocap.EVAL_SEED)
     import tensorflow_datasets as tfds
 
     import perfectrep_jax.data.builders  # noqa: F401  (registers the builders)
@@ -243,6 +256,9 @@ def train_dataset(config, shard: grain.sharding.ShardOptions | None = None, sour
     if config.shuffle:
         ds = ds.shuffle()
     ds = ds.repeat(config.num_epochs).map(decode)
+    if isinstance(source, mocap.MocapClips):
+        film = mocap.FilmConfig(noise=config.film_noise, tilt_prob=config.film_tilt_prob)
+        ds = ds.random_map(functools.partial(mocap.film_example, config=film))
     if config.flip or config.scale_range is not None or config.synthetic_2d:
         ds = ds.random_map(functools.partial(augment, flip=config.flip, scale_range=config.scale_range,
                                              synthetic_2d=config.synthetic_2d))

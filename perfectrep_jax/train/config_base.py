@@ -54,7 +54,9 @@ def base_config(task: str) -> ml_collections.ConfigDict:
       source="", data_dir=placeholder(str), clip_len=243, stride=placeholder(int),
       shuffle=True, num_epochs=placeholder(int), flip=True, scale_range=placeholder(tuple),
       synthetic_2d=False, worker_count=0, worker_buffer_size=2, read_threads=4,
-      prefetch_buffer_size=64))
+      prefetch_buffer_size=64,
+      # source "mocap": detector-like 2D noise of training / evaluation clips, body tilt probability
+      film_noise=1.0, film_eval_noise=0.0, film_tilt_prob=0.3))
   # scale_range: (r, r) rescales the action task's 2D test clips by crop_scale with ratio r.
   c.eval = ml_collections.ConfigDict(dict(batch_size=32, flip_test=False, max_batches=0,
                                           scale_range=placeholder(tuple)))

@@ -1,0 +1,61 @@
+"""The default lifter: the model ``infer``, ``stream`` and ``export-model`` use without --checkpoint.
+
+Trained from scratch on all the motion capture of the data folder (``data/mocap``: UI-PRMD,
+HDM05, CMU), each training clip filmed by a new virtual camera (any azimuth, low to high, 2-8 m,
+phone lenses, portrait and landscape, bodies pitched and rolled), with the wild path's 2D
+skeleton and detector-like noise, dropped joints and left/right swaps (``perfectrep_jax.data.mocap``);
+masked-pose pretraining's joint and frame masks on top. Evaluated on the held-out performers
+(UI-PRMD s09-s10, HDM05 tr, CMU 118) at camera views drawn apart from training, from clean 2D
+(``--config.data.film_eval_noise=1`` for detector-like 2D).
+
+    perfectrep-jax train --config configs/lifter.py:default --workdir runs/lifter
+
+Variants (``--config configs/lifter.py:VARIANT``):
+  default: dim 128, depth 4, 4 heads, 27-frame clips (0.54 s at 50 fps): streams in real time on
+           2 CPU cores.
+  small:   dim 64, depth 3: the sweep's smaller point.
+  smoke:   seconds, for tests.
+"""
+
+from perfectrep_jax.train.config_base import FULL_MODEL, base_config, use_smoke
+
+DEFAULT_MODEL = dict(FULL_MODEL, dim_feat=128, dim_rep=256, depth=4, num_heads=4, mlp_ratio=2,
+                     maxlen=27)
+SMALL_MODEL = dict(DEFAULT_MODEL, dim_feat=64, dim_rep=128, depth=3)
+
+
+def get_config(variant: str = "default"):
+  c = base_config("pretrain")
+  c.data.source = "mocap"
+  c.data.synthetic_2d = False     # the filmed, detector-like 2D is the input
+  c.data.flip = True
+  c.data.film_noise = 1.0
+  c.data.film_eval_noise = 0.0
+  c.corruption.noise = False      # the detector-like noise comes from the filming
+  c.corruption.mask = True
+  c.corruption.mask_ratio = 0.05
+  c.corruption.mask_t_ratio = 0.05
+  c.corruption.limb_mask_prob = 0.1
+  c.corruption.span_mask_prob = 0.05
+  c.optim.lr = 1e-3
+  c.optim.schedule = "warmup_cosine"
+  c.optim.end_lr_factor = 0.05
+  c.eval.batch_size = 32
+  c.eval.flip_test = True
+  c.keep_checkpoints = 2
+  if variant in ("default", "small"):
+    c.model.update(DEFAULT_MODEL if variant == "default" else SMALL_MODEL)
+    c.data.clip_len = c.model.maxlen
+    c.data.stride = 9
+    c.batch_size = 16
+    c.total_steps = 20_000
+    c.optim.warmup_steps = 500
+    c.log_every = 50
+    c.eval_every = 1000
+    c.checkpoint_every = 250
+  elif variant == "smoke":
+    use_smoke(c, total_steps=4)
+    c.data.stride = 3
+  else:
+    raise ValueError(f"unknown variant {variant!r}: default, small or smoke")
+  return c
