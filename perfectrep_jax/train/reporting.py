@@ -69,6 +69,8 @@ class Reporter:
     for key in interval[0]:
       record[key] = float(np.mean([np.asarray(m[key]) for m in interval]))
     if not math.isfinite(record.get("loss", 0.0)):
+      if self.enabled:  # on record, so that a sweep's summary can say the run diverged
+        self._write(record)
       raise UserError(f"training diverged: loss is {record['loss']} at step {step} "
                       "(lower optim.lr, enable optim.clip_norm, or check the data)")
     now = time.perf_counter()

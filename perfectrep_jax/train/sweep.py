@@ -372,8 +372,9 @@ def add_parser(subparsers) -> None:
                     help="slurm: write WORKDIR/<run>/job.sbatch and print the sbatch commands; "
                          "tpu: print one gcloud tpu-vm ssh --worker=all command per run")
   mode.add_argument("--summary", action="store_true",
-                    help="print the runs with their best metrics; write WORKDIR/summary.csv (and, for "
-                         "pose runs, per_action.csv/.json: P1/P2 per action per run)")
+                    help="print the runs with their best metrics, flagging (!) runs that diverged "
+                         "or never improved on their first evaluation; write WORKDIR/summary.csv "
+                         "(and, for pose runs, per_action.csv/.json: P1/P2 per action per run)")
   mode.add_argument("--list", action="store_true", help="print the runs and their flags")
   p.add_argument("--num-devices", type=int, default=None,
                  help="--emit: check each run's mesh against this many devices (the cluster's)")

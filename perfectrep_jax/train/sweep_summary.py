@@ -3,6 +3,8 @@
 Read from each run directory: ``metrics.jsonl`` (the trainer's; evaluation lines carry
 ``"split": "test"``), ``config.json`` (``total_steps``) and ``sweep.json`` (the sweep runner's).
 The best evaluation is the lowest ``mpjpe`` (pose tasks) or the highest ``top1`` (action).
+A run is flagged (``flag``) when it diverged (a NaN or infinite loss or validation metric) or when
+its validation metric never improved on its first evaluation: "done" is not "learned".
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -37,15 +40,46 @@ def _read_jsonl(path: Path) -> list[dict]:
   return out
 
 
+def _finite(value: Any) -> bool:
+  return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _metric(evals: Sequence[dict]) -> str:
+  return "top1" if any("top1" in r for r in evals) else "mpjpe"
+
+
 def best_eval(records: Sequence[dict]) -> dict | None:
-  """The best evaluation line: highest ``top1`` if the lines have it, else lowest ``mpjpe``."""
+  """The best evaluation line: highest ``top1`` if the lines have it, else lowest ``mpjpe``
+  (NaN never; of equal ones the earliest)."""
   evals = [r for r in records if r.get("split") == "test"]
-  if not evals:
+  key = _metric(evals)
+  scored = [r for r in evals if _finite(r.get(key))]
+  if not scored:
     return None
-  if any("top1" in r for r in evals):
-    return max((r for r in evals if "top1" in r), key=lambda r: (r["top1"], -r["step"]))
-  scored = [r for r in evals if "mpjpe" in r]
-  return min(scored, key=lambda r: (r["mpjpe"], r["step"])) if scored else None
+  if key == "top1":
+    return max(scored, key=lambda r: (r["top1"], -r["step"]))
+  return min(scored, key=lambda r: (r["mpjpe"], r["step"]))
+
+
+def run_flag(records: Sequence[dict]) -> str:
+  """Why a run's results should not be trusted, or '': it diverged (a non-finite loss or
+  validation metric), or its validation metric never improved on its first evaluation."""
+  for r in records:
+    bad = [k for k in ("loss", "mpjpe", "top1") if k in r and not _finite(r[k])]
+    if bad:
+      return f"diverged: {bad[0]} {r[bad[0]]} at step {r['step']}"
+  evals = [r for r in records if r.get("split") == "test"]
+  key = _metric(evals)
+  evals = sorted((r for r in evals if key in r), key=lambda r: r["step"])
+  if len(evals) < 2:
+    return ""
+  first, later = evals[0], evals[1:]
+  improved = (max(r[key] for r in later) > first[key] if key == "top1"
+              else min(r[key] for r in later) < first[key])
+  if improved:
+    return ""
+  return (f"never improved: {key} {first[key]:.2f} at its first evaluation (step {first['step']}), "
+          f"no better in {len(later)} later")
 
 
 def run_row(run_dir: Path) -> dict[str, Any]:
@@ -67,7 +101,8 @@ def run_row(run_dir: Path) -> dict[str, Any]:
     status = "partial"
   else:
     status = "pending"
-  row: dict[str, Any] = {"status": status, "step": step, "total_steps": total}
+  row: dict[str, Any] = {"status": status, "flag": run_flag(records), "step": step,
+                         "total_steps": total}
   best = best_eval(records)
   if best is not None:
     row["best_step"] = best["step"]
@@ -92,10 +127,12 @@ def _columns(rows: Sequence[dict]) -> list[str]:
 
 
 def _best_index(rows: Sequence[dict]) -> int | None:
+  """The best run that did not diverge."""
+  rows = [r if not str(r.get("flag", "")).startswith("diverged") else {} for r in rows]
   if any("top1" in r for r in rows):
-    scored = [(r["top1"], i) for i, r in enumerate(rows) if "top1" in r]
-    return max(scored)[1]
-  scored = [(r["mpjpe"], i) for i, r in enumerate(rows) if "mpjpe" in r]
+    scored = [(r["top1"], i) for i, r in enumerate(rows) if _finite(r.get("top1"))]
+    return max(scored)[1] if scored else None
+  scored = [(r["mpjpe"], i) for i, r in enumerate(rows) if _finite(r.get("mpjpe"))]
   return min(scored)[1] if scored else None
 
 
@@ -108,15 +145,16 @@ def _cell(value: Any, metric: bool) -> str:
 
 
 def format_table(rows: Sequence[dict]) -> str:
-  """An aligned text table; the best run is marked with ``*`` and named on the last line."""
+  """An aligned text table; the best run is marked with ``*`` and named below it, flagged runs
+  (``run_flag``) with ``!`` and a line each saying why."""
   if not rows:
     return "(no runs)"
-  cols = _columns(rows)
+  cols = [c for c in _columns(rows) if c != "flag"]  # flags are said below the table
   metric_from = cols.index("best_step") if "best_step" in cols else len(cols)
   best = _best_index(rows)
   cells = [["", *cols]]
   for i, row in enumerate(rows):
-    mark = "*" if i == best else ""
+    mark = ("*" if i == best else "") + ("!" if row.get("flag") else "")
     cells.append([mark, *[_cell(row.get(c), j > metric_from) for j, c in enumerate(cols)]])
   widths = [max(len(r[j]) for r in cells) for j in range(len(cells[0]))]
   lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
@@ -124,6 +162,7 @@ def format_table(rows: Sequence[dict]) -> str:
     row = rows[best]
     key = "top1" if "top1" in row else "mpjpe"
     lines.append(f"best: {row['run']} ({key} {row[key]:.2f} at step {row['best_step']})")
+  lines += [f"flagged: {row['run']}: {row['flag']}" for row in rows if row.get("flag")]
   return "\n".join(lines)
 
 
