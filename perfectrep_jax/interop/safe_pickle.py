@@ -21,9 +21,12 @@ from __future__ import annotations
 import collections
 import pickle
 import reprlib
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+from perfectrep_jax.errors import UserError
 
 # dtype kinds an array or scalar from a file may have: booleans, numbers, strings (not objects,
 # which only an object array's list of items may hold, not structured or void types).
@@ -315,3 +318,75 @@ def ordered_dict(u: SafeUnpickler):
       raise pickle.UnpicklingError("OrderedDict with constructor arguments is not allowed")
     return collections.OrderedDict()
   return make
+
+
+# ---------------------------------------------------------------------------- .npz archives
+# An .npz may read and materialise this many times its size on disk, plus the slack: deflated
+# float arrays shrink by far less; a decompression bomb grows by a thousand.
+NPZ_RATIO = 32
+NPZ_SLACK = 256 << 20
+
+
+class _NpyUnpickler(SafeUnpickler):
+  """An object array's pickle (``np.save`` of dicts, lists, strings, numbers and arrays)."""
+
+  GLOBALS = numpy_globals(arrays=True)
+
+
+def load_npz_array(path: str | Path, key: str) -> np.ndarray:
+  """Array ``key`` of an ``.npz`` archive; an object array is unpickled with the allow-list
+  (dicts, lists, tuples, strings, numbers, numpy arrays of plain dtypes), never running code.
+
+  Raises:
+    UserError: naming the file, when it is missing, not an archive, lacks ``key``, is truncated,
+      holds any other kind of object, or would inflate far beyond its size.
+  """
+  import zipfile
+
+  path = Path(path)
+  if not path.is_file():
+    raise UserError(f"missing file {path}")
+  budget = Budget(NPZ_RATIO * path.stat().st_size + NPZ_SLACK, "an .npz file this size")
+  try:
+    archive = zipfile.ZipFile(path)
+  except (zipfile.BadZipFile, OSError, ValueError) as e:
+    raise UserError(f"cannot read {path}: not an .npz archive ({error_text(e)})") from None
+  with archive:
+    files = [n[: -len(".npy")] for n in archive.namelist() if n.endswith(".npy")]
+    if key not in files:
+      raise UserError(f"{path} has no '{key}' array (it has {short(files, 200)})")
+    try:
+      with archive.open(f"{key}.npy") as f:
+        return _read_npy(f, budget)
+    except UserError:
+      raise
+    except Exception as e:  # anything the bytes can make the readers raise: a corrupt file
+      raise UserError(f"cannot read {path} ('{key}'): {error_text(e)}") from None
+
+
+def _read_npy(f, budget: Budget) -> np.ndarray:
+  fmt = np.lib.format
+  version = fmt.read_magic(f)
+  header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+  shape, fortran, dtype = header(f)
+  count = 1
+  for n in shape:
+    count *= n
+  if dtype.hasobject:
+    if dtype != np.dtype(object):
+      raise pickle.UnpicklingError("record arrays holding objects are not allowed")
+    arr = _NpyUnpickler(f, budget, "only dicts, lists, tuples, strings, numbers and numpy "
+                        "arrays are allowed in this file").load()
+    if not isinstance(arr, np.ndarray) or arr.dtype != object or arr.shape != tuple(shape):
+      raise pickle.UnpicklingError("the pickled object does not match the array header")
+    return arr
+  plain_dtype(dtype, "array")
+  budget.charge(count * dtype.itemsize, f"an array of shape {short(shape)}")
+  flat = np.empty(count, dtype)
+  buf, got = memoryview(flat.view(np.uint8)), 0
+  while got < len(buf):
+    n = f.readinto(buf[got:])
+    if not n:
+      raise pickle.UnpicklingError(f"array data ends after {got} of {len(buf)} bytes (truncated?)")
+    got += n
+  return flat.reshape(shape, order="F" if fortran else "C")

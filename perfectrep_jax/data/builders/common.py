@@ -20,6 +20,7 @@ from etils import epath
 from perfectrep_jax.data.sequences import Sequence, clip_example, sequence_rng
 from perfectrep_jax.data import clips
 from perfectrep_jax.errors import UserError
+from perfectrep_jax.interop.safe_pickle import load_npz_array
 
 FILE_FORMAT = "array_record"
 SEED = 0  # resampling of sequences shorter than a clip
@@ -127,19 +128,11 @@ class ClipBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 def read_npz_dict(path: Path, key: str) -> dict:
     """A pickled dict stored under ``key`` in an ``.npz`` (VideoPose3D / P-STMO files).
 
-    These files hold Python objects, so they are unpickled: only open files you trust.
+    These files hold Python objects; they are unpickled with an allow-list (dicts, lists, tuples,
+    strings, numbers, numpy arrays), as checkpoints are: any other object is refused in one line,
+    never constructed (``interop.safe_pickle.load_npz_array``).
     """
-    if not path.is_file():
-        raise UserError(f"missing file {path}")
-    try:
-        with np.load(path, allow_pickle=True) as npz:
-            if key not in npz.files:
-                raise UserError(f"{path} has no '{key}' array (it has {npz.files})")
-            value = npz[key]
-    except UserError:
-        raise
-    except Exception as e:  # a truncated or foreign file
-        raise UserError(f"cannot read {path}: {e}") from None
+    value = load_npz_array(path, key)
     return value.item() if value.dtype == object and value.shape == () else value
 
 
