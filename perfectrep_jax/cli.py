@@ -161,8 +161,9 @@ def cmd_infer(args) -> None:
   keypoints, video, fps = args.keypoints, args.video, args.fps
   image_size = tuple(args.image_size) if args.image_size else None
   if keypoints is None:  # 2D detection first, with MediaPipe (the video extra)
-    from perfectrep_jax.wild.detect import detect_keypoints
+    from perfectrep_jax.wild.detect import detect_keypoints, show_native_logs
 
+    show_native_logs(args.verbose)
     found = detect_keypoints(video, Path(args.out) / "keypoints_2d.json", args.pose_model,
                              num_poses=args.num_poses)
     print(f"2D: a person in {found['frames_with_person']} of {found['frames']} frames of {video}; "
@@ -186,8 +187,9 @@ def cmd_infer(args) -> None:
 
 
 def cmd_detect(args) -> None:
-  from perfectrep_jax.wild.detect import detect_keypoints
+  from perfectrep_jax.wild.detect import detect_keypoints, show_native_logs
 
+  show_native_logs(args.verbose)
   found = detect_keypoints(args.source, args.out, args.pose_model, num_poses=args.num_poses)
   print(f"a person in {found['frames_with_person']} of {found['frames']} frame(s); wrote {found['path']}")
 
@@ -242,7 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--exercise", default=None,
                  help="squat, deadlift, bench_press, push_up, lunge, jumping_jack, or any name")
   p.add_argument("--out", required=True, help="directory for report.html and report.json")
-  p.add_argument("--fps", type=float, default=None, help="frames per second (default 30)")
+  p.add_argument("--fps", type=float, default=None,
+                 help="frames per second (default: the rate infer recorded, in X3D.json or the "
+                      ".json beside an .npy; 30 when the file carries none)")
   p.add_argument("--up", default=None,
                  help="the vertical: z, -y, or a,b,c (default: found from the skeleton)")
   p.add_argument("--rules", default=None, help="a rules JSON replacing the bundled thresholds")
@@ -275,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--body-height-mm", type=float, default=None, help="for --units metric")
   p.add_argument("--no-flip", action="store_true", help="no flip test-time augmentation")
   p.add_argument("--no-render", action="store_true", help="skip the MP4/GIF animation")
+  p.add_argument("--verbose", action="store_true",
+                 help="show MediaPipe's native log lines (LiteRT, XNNPACK) while detecting")
   p.set_defaults(func=cmd_infer)
 
   p = sub.add_parser("detect", help="2D COCO-17 keypoints of a video or image with MediaPipe Pose")
@@ -283,6 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--pose-model", default=None,
                  help="MediaPipe PoseLandmarker .task bundle (default: built once into the cache)")
   p.add_argument("--num-poses", type=int, default=1, help="most people per frame")
+  p.add_argument("--verbose", action="store_true",
+                 help="show MediaPipe's native log lines (LiteRT, XNNPACK)")
   p.set_defaults(func=cmd_detect)
 
   p = sub.add_parser("pose-model", help="build the MediaPipe PoseLandmarker bundle detect uses")

@@ -37,6 +37,9 @@ def cmd_stream(args) -> None:
     size = tuple(args.image_size) if args.image_size else None
     fps = args.fps
     if args.video:
+        from perfectrep_jax.wild.detect import show_native_logs
+
+        show_native_logs(args.verbose)
         frames = stream_io.video_keypoints(args.video, args.pose_model)
         first = next(frames, None)
         if first is None:
@@ -112,4 +115,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="frames without the person before they count as gone (default 1 s)")
     p.add_argument("--video", default=None, help="read a video through MediaPipe instead of standard input")
     p.add_argument("--pose-model", default=None, help="MediaPipe PoseLandmarker .task bundle for --video (default: built once into the cache; see perfectrep-jax pose-model)")
+    p.add_argument("--verbose", action="store_true",
+                   help="with --video: show MediaPipe's native log lines (LiteRT, XNNPACK)")
     p.set_defaults(func=cmd_stream)

@@ -167,6 +167,41 @@ def ensure_pose_model(path: str | Path | None = None) -> Path:
 
 
 # ---------------------------------------------------------------------------- detection
+# MediaPipe's C++ side (LiteRT, XNNPACK, glog) writes about 54 lines of INFO and WARNING to the
+# process's stderr per run, past any Python logging setting; the CLI's --verbose shows them.
+_native_logs = {"show": False}
+
+
+def show_native_logs(show: bool = True) -> None:
+    """Whether MediaPipe's native log lines reach stderr (off by default; the CLI's --verbose)."""
+    _native_logs["show"] = bool(show)
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """Points file descriptor 2 at /dev/null while MediaPipe's native code runs (not across yields,
+    so that Python's own stderr, progress bars and errors included, is never lost)."""
+    if _native_logs["show"]:
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no real descriptor 2: nothing to quieten
+        yield
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, 2)
+        finally:
+            os.close(devnull)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _mediapipe():
     """``(mediapipe, its tasks' BaseOptions, vision)``, or a one-line error naming the extra."""
     os.environ.setdefault("GLOG_minloglevel", "2")  # MediaPipe's C++ logging: warnings and up
@@ -185,13 +220,15 @@ def _landmarker(pose_model: Path, video_mode: bool, num_poses: int):
     options = vision.PoseLandmarkerOptions(base_options=BaseOptions(model_asset_path=str(pose_model)),
                                            running_mode=mode, num_poses=num_poses)
     try:
-        landmarker = vision.PoseLandmarker.create_from_options(options)
+        with _quiet_native_stderr():
+            landmarker = vision.PoseLandmarker.create_from_options(options)
     except Exception as e:  # mediapipe raises RuntimeError/ValueError/FileNotFoundError for a bad bundle
         raise UserError(f"{pose_model}: not a PoseLandmarker model ({str(e).strip().splitlines()[0]})") from None
     try:
         yield landmarker
     finally:
-        landmarker.close()  # MediaPipe's graph threads outlive the object otherwise
+        with _quiet_native_stderr():
+            landmarker.close()  # MediaPipe's graph threads outlive the object otherwise
 
 
 def blazepose_to_coco(landmarks, size: tuple[int, int]) -> np.ndarray:
@@ -267,10 +304,11 @@ def iter_keypoints(source: str | Path, pose_model: str | Path | None = None, *, 
         with _landmarker(model, video_mode=fps > 0, num_poses=num_poses) as landmarker:
             for t, rgb in enumerate(frames):
                 image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
-                if fps > 0:
-                    result = landmarker.detect_for_video(image, int(round(1000.0 * t / fps)))
-                else:
-                    result = landmarker.detect(image)
+                with _quiet_native_stderr():
+                    if fps > 0:
+                        result = landmarker.detect_for_video(image, int(round(1000.0 * t / fps)))
+                    else:
+                        result = landmarker.detect(image)
                 yield t, [blazepose_to_coco(p, size) for p in result.pose_landmarks], fps, size, count
 
 

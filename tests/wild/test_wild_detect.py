@@ -161,6 +161,24 @@ def test_messi_image_gives_one_upright_person(footage, pose_model, tmp_path, cap
     assert 0.4 * 342 < height < 342  # he fills most of the frame's height
 
 
+def test_mediapipe_native_log_lines_only_with_verbose(footage, pose_model, tmp_path):
+    """MediaPipe's C++ side writes ~54 INFO/WARNING lines to fd 2; a subprocess sees what a user sees."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PERFECTREP_JAX_POSE_MODEL=str(pose_model))
+    runs = {}
+    for flags in ([], ["--verbose"]):
+        proc = subprocess.run([sys.executable, "-m", "perfectrep_jax.cli", "detect", str(footage / "messi5.jpg"),
+                               "--out", str(tmp_path / f"m{len(flags)}.json"), *flags],
+                              env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert "a person in 1 of 1 frame(s)" in proc.stdout
+        runs[bool(flags)] = [line for line in proc.stderr.splitlines() if line.startswith(("INFO:", "WARNING:", "W0000"))]
+    assert runs[False] == []
+    assert len(runs[True]) > 10  # the lines are there to be shown: what was silenced is real
+
+
 def test_infer_video_without_keypoints_detects_lifts_and_reports(footage, pose_model, tiny_model_dir,
                                                                   tmp_path, capsys):
     """vtest.avi: 795 frames (768 x 576, 10 fps) of pedestrians; two people per frame at most."""
