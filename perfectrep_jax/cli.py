@@ -305,6 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
 
   from perfectrep_jax.train.sweep import add_parser as add_sweep_parser  # sweep
   add_sweep_parser(sub)
+
+  from perfectrep_jax.cli_examples import add_examples  # every --help ends with examples
+  add_examples(sub)
   return parser
 
 
