@@ -142,6 +142,12 @@ def load_source(config: PipelineConfig):
     except Exception as e:  # unknown name or config
         raise UserError(f"cannot open dataset {config.source!r}: {e}") from None
     if not builder.is_prepared():
+        if getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None):
+            from perfectrep_jax.data.prepare import manual_files
+
+            raise UserError(f"dataset {config.source!r} is not prepared in {config.data_dir}: run "
+                            f"`perfectrep-jax prepare {config.source} --manual-dir DIR --data-dir "
+                            f"{config.data_dir}`, DIR holding {manual_files(builder)}")
         raise UserError(f"dataset {config.source!r} is not prepared in {config.data_dir}: run "
                         f"`perfectrep-jax prepare {config.source} --data-dir {config.data_dir}`")
     stored = builder.info.features["input_2d"].shape[0]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import shutil
 import time
 from pathlib import Path
 
@@ -30,6 +32,55 @@ def make_builder(dataset: str, data_dir: str, config=None) -> tfds.core.DatasetB
             raise UserError(f"unknown config {config_name!r} of {name}; known: {', '.join(known)}")
         config = config_name
     return cls(config=config, data_dir=data_dir)
+
+
+def manual_files(builder) -> str:
+    """The raw files a builder reads from its manual directory, in one line.
+
+    Taken from the indented layout lines of its ``MANUAL_DOWNLOAD_INSTRUCTIONS`` (first word of
+    each); for Human3.6M, ``<detector>`` becomes the config's detectors (none for ground truth).
+    """
+    text = getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None) or ""
+    files = [m.group(1) for m in re.finditer(r"(?m)^ {2,}([^\s(][^\s]*)", text)]
+    detectors = getattr(builder.builder_config, "detectors", None)
+    if detectors is not None:
+        expanded = []
+        for f in files:
+            if "<detector>" in f:
+                expanded += [f.replace("<detector>", d) for d in detectors]
+            else:
+                expanded.append(f)
+        files = expanded
+    return ", ".join(files) if files else "the files its MANUAL_DOWNLOAD_INSTRUCTIONS name"
+
+
+def _new_paths(builder, data_dir: str) -> list[Path]:
+    """What a build may create in ``data_dir`` (outermost first), for removal after a failure."""
+    root = Path(data_dir).expanduser()
+    name_dir = root / builder.name
+    config_dir = name_dir / builder.builder_config.name
+    return [root, root / "downloads", name_dir, name_dir / ".config", config_dir,
+            config_dir / str(builder.version)]
+
+
+def _entries(folders: list[Path]) -> dict[Path, set[str]]:
+    return {f: {e.name for e in f.iterdir()} for f in folders if f.is_dir()}
+
+
+def _remove_created(candidates: list[Path], existed: set[Path], entries: dict[Path, set[str]]) -> None:
+    """Removes what a failed build created: folders that were not there before (with what TFDS put
+    in them), and what it added to the folders of ``entries`` (``downloads/extracted``, TFDS's
+    temporary version folders beside versions that were there)."""
+    for folder, names in entries.items():
+        for entry in folder.iterdir() if folder.is_dir() else ():
+            if entry.name not in names:
+                if entry.is_dir():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+    for path in reversed(candidates):
+        if path not in existed and path.exists():
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def prepare(dataset: str, manual_dir: str | None, data_dir: str, *, config=None,
@@ -61,7 +112,8 @@ def prepare(dataset: str, manual_dir: str | None, data_dir: str, *, config=None,
         if not path.is_dir():
             raise UserError(f"manual directory {path} does not exist")
         if not any(path.iterdir()):
-            raise UserError(f"manual directory {path} is empty")
+            raise UserError(f"manual directory {path} is empty; {builder.name}/{builder.builder_config.name} "
+                            f"reads {manual_files(builder)} from it")
         download_config = tfds.download.DownloadConfig(manual_dir=str(path))
     check_sources = getattr(builder, "check_sources", None)
     if check_sources is not None and not already:
@@ -69,7 +121,14 @@ def prepare(dataset: str, manual_dir: str | None, data_dir: str, *, config=None,
     start = time.perf_counter()
     if not already:
         tfds.display_progress_bar(progress)  # TFDS's tqdm bars: examples per split, shuffling
-        builder.download_and_prepare(download_config=download_config)
+        candidates = _new_paths(builder, data_dir)
+        existed = {p for p in candidates if p.exists()}
+        entries = _entries([candidates[1], candidates[4]])  # downloads/, NAME/CONFIG/
+        try:
+            builder.download_and_prepare(download_config=download_config)
+        except BaseException:  # a failed build leaves nothing behind: no downloads/, .config/, empty folders
+            _remove_created(candidates, existed, entries)
+            raise
     info = builder.info
     return {
         "dataset": f"{builder.name}/{builder.builder_config.name}",

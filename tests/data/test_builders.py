@@ -144,6 +144,44 @@ def test_fit3d_errors(tmp_path, fit3d_dir):
     assert not list((tmp_path / "tfds2").glob("fit3d/clip81/1.0.0/*.array_record*"))
 
 
+def test_a_failed_prepare_leaves_nothing_behind(tmp_path, fit3d_dir):
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "notes.txt").write_text("not fit3d")
+    with pytest.raises(UserError, match="fit3d_info.json"):
+        prepare("fit3d/clip81", str(tmp_path / "raw"), str(tmp_path / "tfds"), progress=False)
+    assert not (tmp_path / "tfds").exists()  # no downloads/, fit3d/.config/, empty config folders
+    # in a data directory with other datasets, only what this build created goes
+    kept = tmp_path / "shared_tfds"
+    (kept / "downloads" / "mine").mkdir(parents=True)
+    (kept / "fit3d" / "clip243" / "1.0.0").mkdir(parents=True)
+    before = sorted(p.relative_to(kept) for p in kept.rglob("*"))
+    broken = tmp_path / "broken"
+    shutil.copytree(fit3d_dir, broken)
+    os.remove(broken / "fit3d_train" / "train" / "s09" / "joints3d_25" / "squat.json")
+    with pytest.raises(UserError, match="squat.json"):
+        prepare("fit3d/clip81", str(broken), str(kept), progress=False)
+    assert sorted(p.relative_to(kept) for p in kept.rglob("*")) == before
+
+
+@pytest.mark.parametrize("dataset,files", [
+    ("fit3d", "fit3d_info.json, train/<subject>/joints3d_25/<action>.json"),
+    ("h36m/gt", "reads data_3d_h36m.npz from it"),
+    ("h36m/cpn", "data_3d_h36m.npz, data_2d_h36m_cpn_ft_h36m_dbb.npz"),
+    ("mpi_inf_3dhp", "data_train_3dhp.npz, data_test_3dhp.npz")])
+def test_an_empty_manual_dir_names_the_files_it_needs(tmp_path, dataset, files):
+    (tmp_path / "raw").mkdir()
+    with pytest.raises(UserError, match="is empty") as e:
+        prepare(dataset, str(tmp_path / "raw"), str(tmp_path / "tfds"), progress=False)
+    assert files in str(e.value) and "\n" not in str(e.value)
+
+
+def test_the_prepare_command_suggested_for_a_missing_dataset_has_its_manual_dir(tmp_path):
+    with pytest.raises(UserError, match="not prepared") as e:
+        pipeline.load_source(pipeline.PipelineConfig(source="h36m/cpn", data_dir=str(tmp_path)))
+    assert (f"`perfectrep-jax prepare h36m/cpn --manual-dir DIR --data-dir {tmp_path}`, DIR holding "
+            "data_3d_h36m.npz, data_2d_h36m_cpn_ft_h36m_dbb.npz") in str(e.value)
+
+
 # =============================================================================== Human3.6M
 H36M_FRAMES = {("S1", "Walking 1"): (30, 0), ("S9", "Sitting"): (12, 200)}
 
