@@ -57,6 +57,20 @@ def check_config(config) -> None:
   if not config.data.get("source"):
     problems.append("data.source: name the data, e.g. --config.data.source=demo (the bundled demo "
                     "mocap) or a dataset prepared by `perfectrep-jax prepare`, such as fit3d/clip243")
+  for name, value in (("data.scale_range", config.data.get("scale_range")),
+                      ("eval.scale_range", config.eval.get("scale_range"))):
+    if value is not None and not (
+        isinstance(value, (tuple, list)) and len(value) == 2
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in value)
+        and value[0] <= value[1]):
+      problems.append(f"{name}: two positive numbers (low, high), e.g. --config.{name}='(1.0, 3.0)', "
+                      f"not {value!r}")
+  rules = config.get("sharding_rules")
+  if not isinstance(rules, (tuple, list)) or not all(
+      isinstance(r, (tuple, list)) and len(r) == 2 and isinstance(r[0], str)
+      and (r[1] is None or isinstance(r[1], (str, tuple, list))) for r in rules):
+    problems.append(f"sharding_rules: pairs (logical axis, mesh axis or None), e.g. "
+                    f"(('embed', 'fsdp'), ('mlp', 'tensor')), not {rules!r}")
   attempt("data", lambda: PipelineConfig.from_config(config.data, batch_size=1))
   if config.data.clip_len > config.model.maxlen:
     problems.append(f"data.clip_len {config.data.clip_len} exceeds model.maxlen "

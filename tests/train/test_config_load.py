@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 
 import pytest
@@ -112,3 +113,19 @@ def test_help_lists_the_variants_each_config_has(name):
     load_config(name, "nope")
   message = str(pytest.raises(ValueError, load_config, name, "nope").value)
   assert sorted(message.split(": ", 1)[1].replace(" or ", ", ").split(", ")) == sorted(listed)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("--config.data.scale_range=abc", "data.scale_range: two positive numbers (low, high)"),
+    ("--config.eval.scale_range=2", "eval.scale_range: two positive numbers (low, high)"),
+    ("--config.data.scale_range=(3.0,1.0)", "data.scale_range: two positive numbers"),
+    ("--config.sharding_rules=1", "sharding_rules: pairs (logical axis, mesh axis or None)"),
+])
+def test_overrides_of_the_wrong_shape_are_refused_before_anything_runs(override, message):
+  """config_flags accepts them (a string becomes a 1-tuple): check_config must not."""
+  from perfectrep_jax.train.config_check import check_config
+
+  config = _parse(["--config", SMOKE, override])
+  with pytest.raises(UserError, match=re.escape(message)):
+    check_config(config)
+  check_config(_parse(["--config", SMOKE, "--config.data.scale_range=(1.0,3.0)"]))
