@@ -8,16 +8,20 @@ import os
 import sys
 
 from perfectrep_jax.errors import UserError
+from perfectrep_jax.weights import checkpoint_or_default
 
 
 def cmd_export_model(args) -> None:
     from perfectrep_jax.deploy.export import export_model
 
+    if args.out is None:  # one path given: the output; the model is the default lifter
+        args.checkpoint, args.out = None, args.checkpoint
+    checkpoint = checkpoint_or_default(args.checkpoint)
     platforms = tuple(p.strip() for p in args.platforms.split(",") if p.strip())
-    manifest = export_model(args.checkpoint, args.out, args.format, frames=args.frames,
+    manifest = export_model(checkpoint, args.out, args.format, frames=args.frames,
                             batch=args.batch, platforms=platforms, step=args.step)
     shape = "x".join(str(d) for d in manifest["input"]["shape"])
-    print(f"exported {args.checkpoint} -> {args.out}: {args.format} {manifest['file']}, input {shape}, "
+    print(f"exported {checkpoint} -> {args.out}: {args.format} {manifest['file']}, input {shape}, "
           f"max |output - JAX| {manifest['check']['max_abs_err']:.2g} (tolerance {manifest['check']['tolerance']:g})")
 
 
@@ -49,7 +53,8 @@ def cmd_stream(args) -> None:
     if fps <= 0:
         raise UserError(f"--fps must be positive, got {fps}")
     normalization = args.normalization or ("image" if size else "crop")
-    lift_fn, window, source = stream_io.make_lift_fn(args.checkpoint, args.window, args.flip)
+    lift_fn, window, source = stream_io.make_lift_fn(checkpoint_or_default(args.checkpoint), args.window,
+                                                     args.flip)
     max_gap = args.max_gap if args.max_gap is not None else int(round(fps))
     lifter = StreamingLifter(lift_fn, window, hop=args.hop, lookahead=args.lookahead,
                              normalization=normalization, image_size=size, units=args.units,
@@ -82,8 +87,9 @@ def cmd_stream(args) -> None:
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Adds ``export-model`` and ``stream`` to the ``perfectrep-jax`` subcommands."""
     p = sub.add_parser("export-model", help="export a lifter as StableHLO, ONNX or TFLite for serving")
-    p.add_argument("checkpoint", help="model directory (perfectrep-jax convert) or training run directory")
-    p.add_argument("out", help="new directory for manifest.json and the model file")
+    p.add_argument("checkpoint", help="model directory (perfectrep-jax convert) or training run directory; "
+                   "with one path, that path is OUT and the model is the package's default lifter")
+    p.add_argument("out", nargs="?", default=None, help="new directory for manifest.json and the model file")
     p.add_argument("--format", required=True, choices=("stablehlo", "onnx", "tflite"),
                    help="stablehlo: jax.export; onnx: onnxruntime (needs the torch and deploy extras); "
                         "tflite: LiteRT (needs the litert extra)")
@@ -96,8 +102,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_export_model)
 
     p = sub.add_parser("stream", help="lift JSON lines of 2D keypoints (stdin) to 3D in real time")
-    p.add_argument("--checkpoint", required=True,
-                   help="model directory, run directory, or an export-model artifact directory")
+    p.add_argument("--checkpoint", default=None,
+                   help="model directory, run directory, or an export-model artifact directory "
+                        "(default: the package's default lifter)")
     p.add_argument("--window", type=int, default=None,
                    help="frames per model call (default the model's maxlen, or the artifact's frames)")
     p.add_argument("--hop", type=int, default=1, help="frames written per model call (default 1)")

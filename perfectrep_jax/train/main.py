@@ -25,6 +25,8 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "run directory (checkpoints, met
                                flag_values=_FLAGS)
 _STEP = flags.DEFINE_integer("step", None, "eval: checkpoint step (default: best, else latest)",
                              flag_values=_FLAGS)
+_OUT = flags.DEFINE_string("out", None, "publish: model directory to write (default: the package's "
+                           "default lifter, perfectrep_jax/weights/lifter)", flag_values=_FLAGS)
 
 
 def parse(command: str, argv: list[str]):
@@ -66,6 +68,15 @@ def run(command: str, argv: list[str]) -> None:
       for name, data in result.files.items():
         atomic_write_bytes(out / name, data)
       print(f"tables and plots: {out}", flush=True)
+  elif command == "publish":
+    from perfectrep_jax.train.publish import publish
+
+    summary = publish(config, workdir, out=_OUT.value, step=step)
+    for name, figures in summary["held_out"].items():
+      print(f"held out, {name}: MPJPE {figures['mpjpe']:.1f} mm, P-MPJPE {figures['p_mpjpe']:.1f} mm "
+            f"({figures['eval_clips']:.0f} clips)", flush=True)
+    print(f"published step {summary['trained']['step']} of {workdir} -> {summary['out']} "
+          f"({summary['weight_bytes'] / 2**20:.1f} MiB)", flush=True)
   else:
     raise ValueError(command)
 

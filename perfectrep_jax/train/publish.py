@@ -1,0 +1,126 @@
+"""``perfectrep-jax publish``: a trained lifter run -> a model directory that carries its story.
+
+    perfectrep-jax publish --config configs/lifter.py:default --workdir runs/lifter \
+        [--out perfectrep_jax/weights/lifter] [--step N]
+
+Evaluates the run's best (or ``--step``) checkpoint on the held-out split twice, from clean 2D and
+from detector-like 2D (``data.film_eval_noise`` 0 and 1 for the ``mocap`` source), and writes the
+model with a ``model.json`` that records the resolved config, the data, the commit, the step and
+these figures (overall and per action), plus a README with the data's licences. The default output
+is the package's default lifter (``perfectrep_jax/weights/lifter``), replaced only when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from perfectrep_jax.data import mocap
+from perfectrep_jax.errors import UserError
+from perfectrep_jax.fileio import atomic_write_bytes
+from perfectrep_jax.models import model_dir
+from perfectrep_jax.weights import DEFAULT_LIFTER
+
+MAX_WEIGHT_BYTES = 20 * 2**20  # what the package may carry
+FIGURES = ("mpjpe", "p_mpjpe", "n_mpjpe", "mpjve", "pck150", "auc", "eval_clips")
+LICENCES = """\
+# The default lifter
+
+Trained by perfectrep-jax (`configs/lifter.py:default`, see `model.json` for the config, commit,
+steps and held-out figures) on the motion capture of the project's data folder
+(`../shared/data/mocap`; the data itself is not shipped, only these weights):
+
+- UI-PRMD (University of Idaho), Open Data Commons PDDL 1.0.
+- CMU Graphics Lab Motion Capture Database: "The data used in this project was obtained from
+  mocap.cs.cmu.edu. The database was created with funding from NSF EIA-0196217."
+- HDM05 (M. Müller, T. Röder, M. Clausen, B. Eberhardt, B. Krüger, A. Weber: Documentation Mocap
+  Database HDM05, Technical report CG-2007-2, Universität Bonn, 2007), Creative Commons
+  Attribution-ShareAlike 3.0 Unported: "The data used in this project was obtained from HDM05."
+  Weights learned from it are offered under the same terms (CC BY-SA 3.0) where they are an
+  adaptation of that data.
+"""
+
+
+def git_commit() -> str:
+  """The checkout's commit (with ``-dirty`` when it has changes), or ``unknown``."""
+  root = Path(__file__).resolve().parents[2]
+  try:
+    sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                         check=True, timeout=10).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                           capture_output=True, text=True, timeout=10).stdout.strip()
+  except (OSError, subprocess.SubprocessError):
+    return "unknown"
+  return sha + ("-dirty" if dirty else "")
+
+
+def _figures(metrics: dict[str, float]) -> dict[str, Any]:
+  out = {k: round(float(metrics[k]), 2) for k in FIGURES if k in metrics}
+  out["per_action_mpjpe"] = {k.split("/", 1)[1]: round(float(v), 2) for k, v in metrics.items()
+                             if k.startswith("mpjpe/")}
+  return out
+
+
+def held_out_figures(config, workdir: str | Path, step: int | None = None) -> dict[str, Any]:
+  """P1/P2 and the rest on the held-out split, from clean and from detector-like 2D."""
+  from perfectrep_jax.train import trainer
+
+  out = {}
+  for name, noise in (("clean_2d", 0.0), ("detector_2d", 1.0)):
+    cfg = config.copy_and_resolve_references()
+    with cfg.unlocked():
+      cfg.data.film_eval_noise = noise
+    out[name] = _figures(trainer.evaluate(cfg, workdir, step=step).metrics)
+  return out
+
+
+def publish(config, workdir: str | Path, out: str | Path | None = None, step: int | None = None
+            ) -> dict[str, Any]:
+  """Writes the run's lifter with its config, data, commit and held-out figures into ``out``.
+
+  Raises:
+    UserError: not a lifter run, weights over ``MAX_WEIGHT_BYTES``, or ``out`` not writable.
+  """
+  if config.data.source != "mocap":
+    raise UserError(f"publish evaluates on the held-out mocap views; {config.data.source!r} runs "
+                    "are not published as the default lifter")
+  model, meta = model_dir.load_model(workdir, step=step)
+  if meta["kind"] != "lifter":
+    raise UserError(f"{workdir}: a {meta['kind']} model; only a lifter can be published")
+  weights = model_dir.weights_of(model)
+  size = sum(np.asarray(x).nbytes for x in jax.tree.leaves(weights))
+  if size > MAX_WEIGHT_BYTES:
+    raise UserError(f"{workdir}: weights of {size / 2**20:.1f} MiB exceed the package's "
+                    f"{MAX_WEIGHT_BYTES / 2**20:.0f} MiB")
+  figures = held_out_figures(config, workdir, step)
+  best = Path(workdir) / "best.json"
+  trained_step = step if step is not None else (json.loads(best.read_text()).get("step")
+                                                if best.is_file() else None)
+  record = {
+      "trained": {"config": json.loads(config.to_json_best_effort()), "commit": git_commit(),
+                  "step": trained_step, "run": str(Path(workdir).name)},
+      "data": {"source": "mocap", "takes": "every take of ../shared/data/mocap (UI-PRMD, HDM05, CMU)",
+               "held_out_subjects": list(mocap.TEST_SUBJECTS),
+               "licences": "UI-PRMD PDDL 1.0; CMU mocap (mocap.cs.cmu.edu, NSF EIA-0196217); "
+                           "HDM05 CC BY-SA 3.0 (see README.md)"},
+      "held_out": figures,
+      "weight_bytes": int(size),
+  }
+  out = Path(out) if out is not None else DEFAULT_LIFTER
+  staging = Path(tempfile.mkdtemp(prefix=".publish-", dir=out.parent if out.parent.is_dir() else None))
+  try:
+    written = model_dir.save_model_dir(staging / "model", model, **record)
+    atomic_write_bytes(written / "README.md", LICENCES.encode())
+    if out.exists():
+      shutil.rmtree(out)
+    shutil.move(str(written), str(out))
+  finally:
+    shutil.rmtree(staging, ignore_errors=True)
+  return {"out": str(out), **record}

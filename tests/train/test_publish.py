@@ -1,0 +1,70 @@
+"""The default lifter: a lifter run published with its story, and used when no --checkpoint is given."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from perfectrep_jax import cli, weights
+from perfectrep_jax.errors import UserError
+from perfectrep_jax.models import model_dir
+from tests.train.conftest import CONFIGS, run_cli
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
+  """A seconds-long ``configs/lifter.py:smoke`` run, published into a model directory."""
+  root = tmp_path_factory.mktemp("publish")
+  args = ["--config", f"{CONFIGS / 'lifter.py'}:smoke", "--workdir", str(root / "run")]
+  env = {"PERFECTREP_JAX_NO_REEXEC": "1"}
+  run_cli(["train", *args], env=env)
+  proc = run_cli(["publish", *args, "--out", str(root / "lifter")], env=env)
+  return root / "lifter", proc.stdout
+
+
+def test_publish_records_config_data_commit_and_held_out_figures(published):
+  out, stdout = published
+  meta = json.loads((out / "model.json").read_text())
+  assert meta["kind"] == "lifter" and meta["config"]["maxlen"] == 9
+  trained = meta["trained"]
+  assert trained["config"]["data"]["source"] == "mocap" and trained["step"] == 4
+  assert len(trained["commit"].split("-")[0]) == 40
+  assert meta["data"]["held_out_subjects"] == ["uiprmd_s09", "uiprmd_s10", "hdm05_tr", "cmu_118"]
+  clean, noisy = meta["held_out"]["clean_2d"], meta["held_out"]["detector_2d"]
+  for figures in (clean, noisy):
+    assert figures["p_mpjpe"] > 0 and figures["mpjpe"] >= figures["p_mpjpe"]
+    assert figures["per_action_mpjpe"]
+  assert clean["mpjpe"] != noisy["mpjpe"]  # two evaluations, two kinds of 2D
+  assert "CC BY-SA 3.0" in (out / "README.md").read_text()
+  assert "held out, clean_2d: MPJPE" in stdout and "held out, detector_2d" in stdout
+  assert 0 < meta["weight_bytes"] <= 20 * 2**20
+
+
+def test_without_checkpoint_infer_uses_the_default_lifter(published, tmp_path, monkeypatch, capsys):
+  out, _ = published
+  monkeypatch.setattr(weights, "DEFAULT_LIFTER", out)
+  kp = np.zeros((30, 17, 3), np.float32)
+  kp[..., 0] = np.linspace(100, 200, 17)
+  kp[..., 1] = np.linspace(50, 400, 17) + np.sin(np.arange(30))[:, None] * 20
+  kp[..., 2] = 0.9
+  np.save(tmp_path / "kp.npy", kp)
+  code = cli.main(["infer", "--keypoints", str(tmp_path / "kp.npy"), "--out", str(tmp_path / "o"),
+                   "--fps", "25", "--no-render"])
+  assert code == 0, capsys.readouterr()
+  assert "the default one" in capsys.readouterr().out
+  assert np.load(tmp_path / "o" / "X3D.npy").shape == (30, 17, 3)
+
+
+def test_explicit_checkpoint_wins_and_a_missing_default_is_one_line(published, tmp_path, monkeypatch):
+  out, _ = published
+  other = tmp_path / "other"
+  shutil.copytree(out, other)
+  monkeypatch.setattr(weights, "DEFAULT_LIFTER", tmp_path / "none")
+  assert weights.checkpoint_or_default(other) == other
+  with pytest.raises(UserError, match="no default lifter in this install"):
+    weights.checkpoint_or_default(None)
+  _, meta = model_dir.load_model(other)
+  assert meta["kind"] == "lifter"
