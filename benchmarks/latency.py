@@ -1,5 +1,6 @@
-"""Lifting latency on this machine: JAX on CPU, the StableHLO artifact and onnxruntime, per 243-frame
-clip and per streamed frame, at the ``lite`` and ``full`` model sizes, with the real-time factor at
+"""Lifting latency on this machine: JAX on CPU, the StableHLO artifact and onnxruntime, per
+clip of the model's length (243 frames; 27 at ``demo``) and per streamed frame, at the ``demo``,
+``lite`` and ``full`` model sizes, with the real-time factor at
 30 fps. Prints the tables and, with ``--write-readme``, puts them into ``benchmarks/README.md``
 under their own heading (the rest of that file is left as it is).
 
@@ -120,18 +121,23 @@ def measure(sizes, windows, repeats: int, stream_frames: int, with_onnx: bool,
     return rows, overhead
 
 
-def tables(rows: list[dict], overhead: dict[int, float], machine: str) -> str:
-    """The two markdown tables: whole clips, and streaming."""
+def tables(rows: list[dict], overhead: dict[int, float], machine: str,
+           command: str = "python benchmarks/latency.py --write-readme") -> str:
+    """The two markdown tables: whole clips (each size's own clip length, ``maxlen``: 243 frames at
+    lite and full, 27 at demo), and streaming."""
     lines = [HEADING, "",
-             f"`python benchmarks/latency.py --write-readme` on {machine}. Random weights; best of the "
+             f"`{command}` on {machine}. Random weights; best of the "
              "timed runs after a warm-up; batch 1. Real-time factor (RTF) = time per frame / "
              f"{FRAME_MS:.1f} ms (30 fps): below 1 keeps up with the camera.", "",
-             "### A whole 243-frame clip (offline lifting)", "",
-             "| size | backend | ms per clip | ms per frame | RTF at 30 fps |", "|---|---|---:|---:|---:|"]
+             "### A whole clip of the model's length (offline lifting)", "",
+             "| size | backend | clip frames | ms per clip | ms per frame | RTF at 30 fps |",
+             "|---|---|---:|---:|---:|---:|"]
     for r in rows:
-        if r["window"] == 243:
-            per = r["call_ms"] / 243
-            lines.append(f"| {r['size']} | {r['backend']} | {r['call_ms']:.0f} | {per:.1f} | {per / FRAME_MS:.2f} |")
+        clip = SIZES[r["size"]]["maxlen"]
+        if r["window"] == clip:
+            per = r["call_ms"] / clip
+            lines.append(f"| {r['size']} | {r['backend']} | {clip} | {r['call_ms']:.0f} | {per:.1f} | "
+                         f"{per / FRAME_MS:.2f} |")
     lines += ["", "### Streaming (`perfectrep-jax stream`, causal, one model call per frame)", "",
               "A model call lifts the last `window` frames; with `--hop H` one call writes H frames, so "
               "the model's share per frame is divided by H and the delay grows by H - 1 frames. "
@@ -197,13 +203,22 @@ def main(argv=None) -> int:
     ap.add_argument("--write-readme", action="store_true")
     args = ap.parse_args(argv)
     sizes = [s for s in args.sizes.split(",") if s]
+    unknown = [s for s in sizes if s not in SIZES]
+    if unknown or not sizes:
+        ap.error(f"--sizes: unknown {', '.join(unknown) or '(none given)'}; known: {', '.join(SIZES)}")
     windows = [int(w) for w in args.windows.split(",") if w]
+    too_long = [s for s in sizes if not any(w <= SIZES[s]["maxlen"] for w in windows)]
+    if too_long:
+        ap.error(f"--windows {args.windows}: longer than the clips of {', '.join(too_long)} "
+                 f"(maxlen {', '.join(str(SIZES[s]['maxlen']) for s in too_long)}): nothing to time")
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(args.workdir or tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         rows, overhead = measure(sizes, windows, args.repeats, args.stream_frames, not args.no_onnx,
                                  workdir)
-    section = tables(rows, overhead, machine_description())
+    shown = list(sys.argv[1:] if argv is None else argv)
+    section = tables(rows, overhead, machine_description(),
+                     " ".join(["python benchmarks/latency.py", *shown]))
     print(section)
     if args.write_readme:
         write_readme(section)

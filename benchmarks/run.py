@@ -77,8 +77,8 @@ PEAK_FLOPS = {
 CPU_XLA_FLAGS: list[str] = []
 
 
-def parse_args(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+def parse_args(argv=None, *, prog: str | None = None, description: str | None = None):
+  p = argparse.ArgumentParser(prog=prog, description=description or __doc__.split("\n\n")[0],
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--size", choices=["lite", "full", "both", "tiny"],
                  help="model size; both = lite then full (default; --mode forward: full)")
@@ -587,6 +587,27 @@ def achieved_lines(results: list[dict], env: dict) -> list[str]:
   return lines
 
 
+def _row_size(row: str) -> str:
+  """'| lite (dim 256, mlp 4) | 243 | ...' -> 'lite'."""
+  cells = row.strip().strip("|").split("|")
+  return cells[0].strip().split(" ")[0] if cells else ""
+
+
+def _rows_of_other_sizes(block: str, sizes: set[str]) -> tuple[dict[str, str], list[str]]:
+  """The table rows (by size) and the '- size: ...' lines of a README block for sizes not in
+  ``sizes``: what a run of fewer sizes must keep."""
+  rows, lines = {}, []
+  for line in block.splitlines():
+    if line.startswith("| ") and not line.startswith("| size |"):
+      name = _row_size(line)
+      if name and name not in sizes:
+        rows[name] = line
+  for line in block.splitlines():
+    if any(line.startswith(f"- {name}: ") for name in rows):
+      lines.append(line)
+  return rows, lines
+
+
 def write_readme(results: list[dict], env: dict, command: str, tag: str = "") -> None:
   pipe = [f"{r['size']}: {r['pipeline_clips_per_s']:.0f} clips/s (batch {r['pipeline_batch']})"
           for r in results if "pipeline_clips_per_s" in r]
@@ -614,21 +635,35 @@ def write_readme(results: list[dict], env: dict, command: str, tag: str = "") ->
       extra.append(f"- {r['size']}: max |ours - PyTorch| on the eval output "
                    f"{r['eval_max_abs_diff_vs_torch']:.1e} (same weights, float32).")
   begin, end = markers(tag)
-  block = "\n".join([begin, table(results), "", *extra, end])
   text = README.read_text() if README.exists() else f"# Benchmarks\n\n{begin}\n{end}\n"
   if begin not in text or end not in text:
     text = text.rstrip("\n") + f"\n\n{begin}\n{end}\n"
   head, rest = text.split(begin, 1)
-  _, tail = rest.split(end, 1)
+  old, tail = rest.split(end, 1)
+  rows = table(results).splitlines()
+  kept_rows, kept_lines = _rows_of_other_sizes(old, {r["size"] for r in results})
+  if kept_rows:  # a run of some sizes keeps the others' rows, saying where they come from
+    order = {name: i for i, name in enumerate(SIZES)}
+    body = sorted(rows[2:] + list(kept_rows.values()), key=lambda row: order.get(_row_size(row), 99))
+    rows = rows[:2] + body
+    command_line = next((line for line in old.splitlines() if line.startswith("- Command: ")), "")
+    earlier = command_line[len("- Command: "):].split(";")[0] if command_line else "an earlier command"
+    extra.append(f"- The {', '.join(kept_rows)} row{'s' if len(kept_rows) > 1 else ''} and "
+                 f"{'their' if len(kept_rows) > 1 else 'its'} lines below come from an earlier run "
+                 f"({earlier}), not from this command.")
+    extra += kept_lines
+  block = "\n".join([begin, *rows, "", *extra, end])
   README.write_text(head + block + tail)
   print(f"wrote {README}")
 
 
-def main(argv=None, *, from_command_line: bool | None = None) -> list[dict]:
+def main(argv=None, *, from_command_line: bool | None = None, prog: str | None = None,
+         description: str | None = None) -> list[dict]:
   """Runs the benchmark; from the command line (default: when ``argv`` is None) the script first
   re-executes itself once with the malloc of ``perfectrep_jax.hostmem`` (both frameworks share
-  this process and its malloc)."""
-  args = parse_args(argv)
+  this process and its malloc). ``prog`` and ``description``: what ``--help`` says, for a script
+  that calls this one with fixed options (``forward_full_size.py``)."""
+  args = parse_args(argv, prog=prog, description=description)
   sys.path.insert(0, str(ROOT))
   if from_command_line is None:
     from_command_line = argv is None

@@ -67,3 +67,36 @@ def test_readme_table_is_replaced_between_markers(tmp_path, monkeypatch):
   text = readme.read_text()
   assert "old table" not in text and "intro" in text and "after" in text
   assert "**1.50x**" in text and text.count(run.BEGIN) == 1
+
+
+def test_a_run_of_one_size_keeps_the_other_sizes_rows(tmp_path, monkeypatch):
+  run = _load_run()
+  readme = tmp_path / "README.md"
+  full_row = "| full (dim 512, mlp 2) | 243 | 1 / 2 | 0.110 | 0.113 | **0.98x** | 0.450 | 0.368 | **1.22x** |"
+  readme.write_text(f"# B\n\n{run.BEGIN}\n| size | T |\n|---|---|\n"
+                    "| lite (dim 256, mlp 4) | 243 | 2 / 2 | 0.291 |\n" + full_row + "\n\n"
+                    "- Command: `python benchmarks/run.py --size both --iters 5 --write-readme`; medians\n"
+                    "- lite: max |ours - PyTorch| 4.5e-07.\n- full: max |ours - PyTorch| 7.0e-07.\n"
+                    f"{run.END}\n")
+  monkeypatch.setattr(run, "README", readme)
+  res = {"size": "lite", "dim_feat": 256, "mlp_ratio": 4, "frames": 243, "train_batch": 2,
+         "eval_batch": 2, "train_clips_per_s": 0.5, "iters": 1}
+  env = {"cpu": "x", "cores_usable": 2, "threads": 2, "jax": "0", "python": "3", "loadavg_1min_end": 0.5}
+  run.write_readme([res], env, "python benchmarks/run.py --size lite --write-readme")
+  block = readme.read_text().split(run.BEGIN)[1].split(run.END)[0]
+  rows = [line for line in block.splitlines() if line.startswith("| ") and not line.startswith("| size")]
+  assert [run._row_size(r) for r in rows] == ["lite", "full"] and rows[1] == full_row
+  assert "0.500" in rows[0] and "0.291" not in block
+  assert "- full: max |ours - PyTorch| 7.0e-07." in block and "- lite: max" not in block
+  assert "(`python benchmarks/run.py --size both --iters 5 --write-readme`), not from this command" in block
+
+
+def test_forward_full_size_help_is_its_own():
+  import subprocess
+  import sys
+
+  script = RUN_PY.parent / "forward_full_size.py"
+  proc = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 0, proc.stderr
+  assert proc.stdout.startswith("usage: forward_full_size.py")
+  assert "the full PerfectRep DSTformer (dim 512, depth 5, 8 heads, T 243) runs forward" in proc.stdout
