@@ -47,6 +47,44 @@ REMAT_POLICIES = {
 }
 
 
+# Bounds of a model config, checked before anything is allocated: a model.json or a config
+# override cannot ask for a model this process could never build.
+MAX_WIDTH = 1 << 16
+MAX_DEPTH = 1024
+MAX_JOINTS = 4096
+MAX_MAXLEN = 1 << 20
+MAX_PARAMETERS = 2_000_000_000  # 8 GB of float32 weights (MotionBERT's largest: 42 million)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+  text = repr(value) if isinstance(value, (int, float, str, bool, type(None), list)) else (
+      f"a {type(value).__name__}")
+  return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def check_int(name: str, value: Any, low: int, high: int) -> None:
+  """``value`` is an integer (not a bool) in [low, high], or a ValueError names the field."""
+  if not isinstance(value, int) or isinstance(value, bool):
+    raise ValueError(f"{name} must be an integer, got {_short(value)}")
+  if not low <= value <= high:
+    raise ValueError(f"{name} must be in {low}..{high}, got {_short(value)}")
+
+
+def check_real(name: str, value: Any, low: float, high: float, *, low_open: bool = False,
+               high_open: bool = False) -> None:
+  """``value`` is a finite number in the range, or a ValueError names the field."""
+  if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+    raise ValueError(f"{name} must be a finite number, got {_short(value)}")
+  if value < low or value > high or (low_open and value == low) or (high_open and value == high):
+    raise ValueError(f"{name} must be in {'(' if low_open else '['}{low}, {high}"
+                     f"{')' if high_open else ']'}, got {_short(value)}")
+
+
+def check_parameter_count(n: int, what: str) -> None:
+  if n > MAX_PARAMETERS:
+    raise ValueError(f"this {what} would have {n:,} parameters (more than {MAX_PARAMETERS:,})")
+
+
 @dataclasses.dataclass(frozen=True)
 class DSTformerConfig:
   """Hyper-parameters of the DSTformer, named as upstream's constructor arguments.
@@ -75,13 +113,40 @@ class DSTformerConfig:
   att_fuse: bool = True
 
   def __post_init__(self):
+    """Checks types, ranges, divisibility and the parameter count before anything is built."""
+    for name, low, high in (("dim_in", 1, MAX_WIDTH), ("dim_out", 0, MAX_WIDTH),
+                            ("dim_feat", 1, MAX_WIDTH), ("dim_rep", 0, MAX_WIDTH),
+                            ("depth", 1, MAX_DEPTH), ("num_joints", 1, MAX_JOINTS),
+                            ("maxlen", 1, MAX_MAXLEN), ("num_heads", 1, MAX_WIDTH)):
+      check_int(name, getattr(self, name), low, high)
     if self.dim_feat % self.num_heads:
       raise ValueError(f"dim_feat {self.dim_feat} is not divisible by num_heads {self.num_heads}")
-    for name in ("dim_in", "dim_feat", "depth", "num_heads", "num_joints", "maxlen"):
-      if getattr(self, name) <= 0:
-        raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-    if self.dim_out < 0 or self.dim_rep < 0:
-      raise ValueError("dim_out and dim_rep must be >= 0 (0 = no head / no pre_logits)")
+    check_real("mlp_ratio", self.mlp_ratio, 0.0, MAX_WIDTH, low_open=True)
+    if not 1 <= int(self.dim_feat * self.mlp_ratio) <= MAX_WIDTH * 4:
+      raise ValueError(f"mlp_ratio {self.mlp_ratio} gives an MLP of width "
+                       f"{int(self.dim_feat * self.mlp_ratio)} (1 to {MAX_WIDTH * 4})")
+    if self.qk_scale is not None:
+      check_real("qk_scale", self.qk_scale, 0.0, 1e6, low_open=True)
+    for name in ("drop_rate", "attn_drop_rate", "drop_path_rate"):
+      check_real(name, getattr(self, name), 0.0, 1.0, high_open=True)
+    for name in ("qkv_bias", "att_fuse"):
+      if not isinstance(getattr(self, name), bool):
+        raise ValueError(f"{name} must be true or false, got {_short(getattr(self, name))}")
+    check_parameter_count(self.num_parameters(), "DSTformer")
+
+  def num_parameters(self) -> int:
+    """The number of parameters the model will have, counted without building it."""
+    c, hidden, bias = self.dim_feat, int(self.dim_feat * self.mlp_ratio), int(self.qkv_bias)
+    attention = c * 3 * c + 3 * c * bias + c * c + c
+    mlp = c * hidden + hidden + hidden * c + c
+    block = 4 * 2 * c + 2 * attention + 2 * mlp
+    n = self.dim_in * c + c + (self.num_joints + self.maxlen) * c
+    n += 2 * self.depth * block + (self.depth * (2 * c * 2 + 2) if self.att_fuse else 0) + 2 * c
+    if self.dim_rep:
+      n += c * self.dim_rep + self.dim_rep
+    if self.dim_out:
+      n += self.rep_width * self.dim_out + self.dim_out
+    return n
 
   @property
   def rep_width(self) -> int:
@@ -97,10 +162,12 @@ class DSTformerConfig:
 
   @classmethod
   def from_dict(cls, d: dict[str, Any]) -> "DSTformerConfig":
+    if not isinstance(d, dict):
+      raise ValueError(f"a DSTformer config is a mapping of fields, not {type(d).__name__}")
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(d) - names
     if unknown:
-      raise ValueError(f"unknown DSTformer config fields: {sorted(unknown)}")
+      raise ValueError(f"unknown DSTformer config fields: {_short(sorted(map(str, unknown)))}")
     return cls(**d)
 
 

@@ -15,7 +15,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from perfectrep_jax.models.dstformer import DSTformer, DSTformerConfig, dense
+from perfectrep_jax.models.dstformer import (MAX_WIDTH, DSTformer, DSTformerConfig, _short,
+                                             check_int, check_parameter_count, check_real,
+                                             dense)
 
 Array = jax.Array
 
@@ -39,7 +41,18 @@ class ActionConfig:
 
   def __post_init__(self):
     if self.version not in ("class", "embed"):
-      raise ValueError(f"action head version must be 'class' or 'embed', got {self.version!r}")
+      raise ValueError(f"action head version must be 'class' or 'embed', got "
+                       f"{_short(self.version)}")
+    if not isinstance(self.backbone, DSTformerConfig):
+      raise ValueError("an action model needs a DSTformer backbone config")
+    check_int("num_classes", self.num_classes, 0, 1 << 20)
+    check_int("hidden_dim", self.hidden_dim, 1, MAX_WIDTH)
+    check_real("dropout_ratio", self.dropout_ratio, 0.0, 1.0, high_open=True)
+    b = self.backbone
+    head = b.rep_width * b.num_joints * self.hidden_dim + self.hidden_dim
+    if self.version == "class":  # BatchNorm (scale, bias, mean, var) and fc2
+      head += 4 * self.hidden_dim + self.hidden_dim * self.num_classes + self.num_classes
+    check_parameter_count(b.num_parameters() + head, "action model")
 
   def to_dict(self) -> dict[str, Any]:
     d = dataclasses.asdict(self)
@@ -48,6 +61,11 @@ class ActionConfig:
 
   @classmethod
   def from_dict(cls, d: dict[str, Any]) -> "ActionConfig":
+    if not isinstance(d, dict) or "backbone" not in d:
+      raise ValueError("an action config is a mapping with a 'backbone' DSTformer config")
+    unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+      raise ValueError(f"unknown action config fields: {_short(sorted(map(str, unknown)))}")
     d = dict(d)
     d["backbone"] = DSTformerConfig.from_dict(d["backbone"])
     return cls(**d)
