@@ -252,6 +252,8 @@ def load_sweep(spec: str) -> LoadedSweep:
   name, arg = _split_spec(spec)
   path = find_sweep_file(name)
   module_spec = importlib.util.spec_from_file_location(f"_perfectrep_sweep_{path.stem}", path)
+  if module_spec is None or path.suffix != ".py":
+    raise UserError(f"{path}: not a sweep file (a Python file defining get_sweep(arg=None))")
   module = importlib.util.module_from_spec(module_spec)
   try:
     module_spec.loader.exec_module(module)

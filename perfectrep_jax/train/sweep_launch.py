@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 import shlex
+import unicodedata
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -135,6 +136,18 @@ _ALIASES = {"-J": "--job-name", "-o": "--output", "-D": "--chdir", "-e": "--erro
             "-A": "--account", "-G": "--gpus", "-c": "--cpus-per-task"}
 
 
+def check_script_text(value: str, what: str, allow: str = "") -> str:
+  """``value`` unchanged, or a UserError when it holds a control character: a newline in what
+  is written into a job script (a directive, a comment, a path) would start a raw shell line
+  there, and SLURM ignores every ``#SBATCH`` after the first command."""
+  bad = sorted({ch for ch in str(value) if unicodedata.category(ch) == "Cc" and ch not in allow})
+  if bad:
+    shown = str(value) if len(str(value)) <= 80 else str(value)[:77] + "..."
+    raise UserError(f"{what} {shown!r} contains a control character "
+                    f"({', '.join(repr(ch) for ch in bad)}); not allowed in a job script")
+  return value
+
+
 def _canonical(option: str) -> str:
   """The long name of an sbatch option as written in a directive: '-J x' -> '--job-name'."""
   name = option.split("=", 1)[0].split()[0]
@@ -144,10 +157,13 @@ def _canonical(option: str) -> str:
 def sbatch_directives(options: str) -> list[str]:
   """``"--nodes=2 -J name --gpus-per-node 8"`` -> ``["--nodes=2", "-J name", "--gpus-per-node 8"]``
   (one entry per ``#SBATCH`` line)."""
+  check_script_text(options, "--sbatch", allow="\t")  # tabs may separate options
   try:
     words = shlex.split(options)
   except ValueError as e:
     raise UserError(f"--sbatch {options!r}: {e}") from None
+  for word in words:
+    check_script_text(word, "--sbatch")
   out: list[str] = []
   for word in words:
     if word.startswith("-"):
@@ -164,6 +180,8 @@ def render_sbatch(template: str, run: Run, run_dir: Path, options: Sequence[str]
   """The template with ``options`` as ``#SBATCH`` directives (replacing the template's own for the
   same option) and ``set -- <train arguments>`` right after the directives, so the template's
   ``"$@"`` is this run's arguments."""
+  for text in (*options, comment):
+    check_script_text(text, "a value of the job script")
   ours = {_canonical(o) for o in options}
   lines = template.splitlines()
   kept, last_directive = [], 0
@@ -199,6 +217,10 @@ def emit_slurm(loaded: LoadedSweep, workdir: str | Path, *, template: str | Path
   submitted from anywhere on a file system the cluster shares.
   """
   workdir = Path(workdir).resolve()
+  for value, what in ((loaded.spec, "the sweep"), (str(workdir), "--workdir"),
+                      (str(Path.cwd()), "the current directory"),
+                      *((run.name, "the run name") for run in loaded.runs)):
+    check_script_text(value, what)
   check_runs(loaded.runs, mesh_devices=num_devices)
   check_settings(loaded, workdir)
   template_path = Path(template) if template else default_template()
