@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from perfectrep_jax.errors import UserError
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
@@ -36,3 +40,24 @@ def save_npy_atomic(path: str | Path, arr: np.ndarray) -> Path:
   buf = io.BytesIO()
   np.save(buf, np.asarray(arr))
   return atomic_write_bytes(path, buf.getvalue())
+
+
+def load_json(path: str | Path, what: str = "JSON") -> Any:
+  """Parses a JSON file; whatever is wrong with its text is a ``UserError`` naming the file.
+
+  Besides invalid JSON: text that is not UTF-8, a number of more digits than Python converts
+  (4300), nesting deeper than the parser recurses.
+  """
+  path = Path(path)
+  try:
+    text = path.read_text()
+  except UnicodeDecodeError:
+    raise UserError(f"{path}: not a text (UTF-8) {what} file") from None
+  try:
+    return json.loads(text)
+  except json.JSONDecodeError as e:
+    raise UserError(f"{path}: not valid {what} ({e.msg} at line {e.lineno})") from None
+  except ValueError as e:  # an integer of more than 4300 digits
+    raise UserError(f"{path}: not valid {what} ({str(e).strip().splitlines()[0][:100]})") from None
+  except RecursionError:
+    raise UserError(f"{path}: not valid {what} (nested too deeply)") from None

@@ -198,8 +198,9 @@ def load_joints(path: str | Path) -> tuple[np.ndarray, float | None]:
         try:
             doc = json.loads(path.read_text())
             return np.asarray(doc["joints_3d"], np.float64), doc.get("fps")
-        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-            raise UserError(f"{path}: not a 3D motion JSON with a 'joints_3d' array ({e})") from e
+        except (KeyError, TypeError, ValueError, RecursionError) as e:  # ValueError: a 5000-digit number too
+            raise UserError(f"{path}: not a 3D motion JSON with a 'joints_3d' array "
+                            f"({str(e)[:200] or type(e).__name__})") from e
     try:
         joints = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
@@ -209,7 +210,7 @@ def load_joints(path: str | Path) -> tuple[np.ndarray, float | None]:
     if side.is_file():
         try:
             fps = json.loads(side.read_text()).get("fps")
-        except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        except (ValueError, RecursionError, AttributeError):  # unreadable: the rate is unknown
             fps = None
     return joints, fps
 

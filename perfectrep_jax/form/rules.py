@@ -81,8 +81,8 @@ def load_rules(path: str | Path | None = None) -> dict[str, ExerciseRules]:
         data = json.loads(text)
     except FileNotFoundError as e:
         raise UserError(f"{path}: rules file not found") from e
-    except json.JSONDecodeError as e:
-        raise UserError(f"{where}: not valid JSON ({e})") from e
+    except (ValueError, RecursionError) as e:  # also a number of more than 4300 digits
+        raise UserError(f"{where}: not valid JSON ({str(e)[:200] or 'nested too deeply'})") from e
     out = {}
     for name, ex in data.get("exercises", {}).items():
         rules = []

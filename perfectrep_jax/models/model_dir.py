@@ -24,6 +24,7 @@ import numpy as np
 from flax import nnx
 
 from perfectrep_jax.errors import UserError
+from perfectrep_jax.fileio import load_json
 from perfectrep_jax.models.baseline import MLPLifter, MLPLifterConfig
 from perfectrep_jax.models.dstformer import DSTformer, DSTformerConfig
 from perfectrep_jax.models.heads import ActionConfig, ActionNet
@@ -110,9 +111,9 @@ def save_model_dir(out_dir: str | Path, model: nnx.Module, **extra_meta: Any) ->
   tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
   try:
     weights = jax.tree.map(np.asarray, weights_of(model))
-    ckptr = ocp.StandardCheckpointer()
-    ckptr.save(tmp / PARAMS_DIR, weights)
-    ckptr.wait_until_finished()
+    with ocp.StandardCheckpointer() as ckptr:
+      ckptr.save(tmp / PARAMS_DIR, weights)
+      ckptr.wait_until_finished()
     (tmp / MODEL_JSON).write_text(json.dumps(model_meta(model, **extra_meta), indent=2) + "\n")
     if out_dir.exists():
       out_dir.rmdir()
@@ -132,10 +133,7 @@ def read_meta(path: str | Path) -> dict[str, Any]:
   if not meta_path.is_file():
     raise UserError(f"{path}: not a model directory (no {MODEL_JSON}); "
                     "make one with `perfectrep-jax convert` or `perfectrep-jax train`")
-  try:
-    meta = json.loads(meta_path.read_text())
-  except (json.JSONDecodeError, UnicodeDecodeError) as e:
-    raise UserError(f"{meta_path}: corrupt JSON ({e})") from None
+  meta = load_json(meta_path)
   if not isinstance(meta, dict) or meta.get("kind") not in KINDS or "config" not in meta:
     raise UserError(f"{meta_path}: not a perfectrep-jax model description (kind/config missing)")
   return meta
@@ -172,6 +170,22 @@ def _weights_dir(path: Path, step: int | None) -> Path:
   return ckpt_root / str(step if step is not None else steps[-1]) / "model"
 
 
+def _shape_mismatch(stored, target) -> str | None:
+  """How the shapes in a checkpoint's metadata differ from the model's, or None."""
+  def flat(tree):
+    return {"/".join(str(getattr(k, "key", k)) for k in p): tuple(getattr(x, "shape", ()))
+            for p, x in jax.tree_util.tree_leaves_with_path(tree)}
+
+  have, want = flat(getattr(stored, "item_metadata", stored)), flat(target)
+  problems = [f"{k}: stored {have[k]}, needs {want[k]}" for k in want
+              if k in have and have[k] != want[k]]
+  problems += [f"{k}: not stored" for k in want if k not in have]
+  if not problems:
+    return None
+  more = f"; and {len(problems) - 2} more" if len(problems) > 2 else ""
+  return "; ".join(problems[:2]) + more
+
+
 def load_model(path: str | Path, *, step: int | None = None, dtype=None,
                eval_mode: bool = True) -> tuple[nnx.Module, dict[str, Any]]:
   """Loads a model directory (or a run directory's latest checkpoint) into a Flax model.
@@ -193,10 +207,16 @@ def load_model(path: str | Path, *, step: int | None = None, dtype=None,
   target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
                         weights_of(model))
   try:
-    weights = ocp.StandardCheckpointer().restore(weights_dir.absolute(), target)
+    with ocp.StandardCheckpointer() as ckptr:  # closed on error too: no stray async threads
+      # shapes compared first: a restore that fails half-way leaves orbax's threads calling
+      # into a closed event loop (tracebacks after the error line)
+      mismatch = _shape_mismatch(ckptr.metadata(weights_dir.absolute()), target)
+      weights = None if mismatch else ckptr.restore(weights_dir.absolute(), target)
   except Exception as e:  # orbax raises many kinds for a missing or damaged checkpoint
     first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     raise UserError(f"{weights_dir}: cannot restore weights ({first_line})") from None
+  if mismatch:
+    raise UserError(f"{weights_dir}: the weights do not fit {path / MODEL_JSON} ({mismatch})")
   set_weights(model, jax.tree.map(jnp.asarray, weights))
   if eval_mode:
     model.eval()

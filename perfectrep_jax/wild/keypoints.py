@@ -29,7 +29,6 @@ was seen, so the lifter gets a complete input; nothing crashes on holes.
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from pathlib import Path
 
@@ -37,6 +36,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from perfectrep_jax.errors import UserError
+from perfectrep_jax.fileio import load_json
 from perfectrep_jax.skeleton import COCO_JOINTS, PARENTS, coco_to_h36m
 
 NUM_COCO = len(COCO_JOINTS)
@@ -435,12 +435,7 @@ def read_keypoints(path: str | Path, *, coords: str = "auto", joint_order: str =
     if path.suffix.lower() == ".npy":
         kf = _read_npy(path, joint_order)
     else:
-        try:
-            doc = json.loads(path.read_text())
-        except UnicodeDecodeError as e:
-            raise UserError(f"{path}: not a text JSON file") from e
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from e
+        doc = load_json(path)  # any problem with the text (a 5000-digit number too): one line
         if isinstance(doc, dict) and "keypoints" in doc and isinstance(doc["keypoints"], list):
             frames, skel = _parse_vitpose(doc, str(path), "yx" if coords == "auto" else coords)
             kf = KeypointFile(path, "vitpose", skel, np.arange(len(frames)), _build_tracks(frames))

@@ -1,0 +1,75 @@
+"""Odd values in user files end in one line naming the file: huge numbers, deep nesting, a model.json
+that does not fit its weights (without orbax's tracebacks after the line)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from perfectrep_jax.errors import UserError
+
+HUGE = "9" * 5000  # more digits than Python converts from text (4300)
+
+
+def _huge_number_files(tmp_path):
+    keypoints = tmp_path / "keypoints.json"
+    keypoints.write_text('[{"frame_id": 0, "instances": [{"keypoints": [[' + HUGE + ', 1]]}]}]')
+    rules = tmp_path / "rules.json"
+    rules.write_text('{"exercises": {"squat": {"rules": [{"threshold": ' + HUGE + '}]}}}')
+    motion = tmp_path / "X3D.json"
+    motion.write_text('{"fps": ' + HUGE + ', "joints_3d": []}')
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    return keypoints, rules, motion, deep
+
+
+def test_huge_numbers_and_deep_nesting_in_json_files(tmp_path):
+    from perfectrep_jax.form.analyze import load_joints
+    from perfectrep_jax.form.rules import load_rules
+    from perfectrep_jax.wild.keypoints import read_keypoints
+
+    keypoints, rules, motion, deep = _huge_number_files(tmp_path)
+    for read, path in ((read_keypoints, keypoints), (load_rules, rules), (load_joints, motion),
+                       (read_keypoints, deep), (load_rules, deep), (load_joints, deep)):
+        with pytest.raises(UserError) as e:
+            read(path)
+        message = str(e.value)
+        assert str(path) in message and "\n" not in message and len(message) < 400, message
+
+
+def test_model_json_with_a_huge_number(tiny_model_dir, tmp_path):
+    from perfectrep_jax.models.model_dir import load_model
+
+    target = tmp_path / "m"
+    target.mkdir()
+    (target / "params").symlink_to(tiny_model_dir / "params")
+    text = (tiny_model_dir / "model.json").read_text()
+    (target / "model.json").write_text(text.replace('"depth": ', '"depth": ' + HUGE + ", \"x\": ", 1))
+    with pytest.raises(UserError, match=r"model.json: not valid JSON \(Exceeds the limit"):
+        load_model(target)
+
+
+def test_weights_that_do_not_fit_model_json_give_one_line(tiny_model_dir, tmp_path):
+    target = tmp_path / "m"
+    target.mkdir()
+    (target / "params").symlink_to(tiny_model_dir / "params")
+    meta = json.loads((tiny_model_dir / "model.json").read_text())
+    meta["config"]["dim_feat"] *= 2  # every width doubles; the stored arrays keep theirs
+    (target / "model.json").write_text(json.dumps(meta))
+    import numpy as np
+
+    np.save(tmp_path / "x.npy", np.zeros((4, 17, 3), np.float32))
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, "-m", "perfectrep_jax.cli", "predict", "--checkpoint",
+                           str(target), "--input", str(tmp_path / "x.npy"), "--output",
+                           str(tmp_path / "y.npy")], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and "Event loop is closed" not in proc.stderr, proc.stderr
+    [line] = [l for l in proc.stderr.splitlines() if l.startswith("perfectrep-jax")]
+    assert "the weights do not fit" in line and "stored (" in line and "more)" in line, line
+    assert not (tmp_path / "y.npy").exists()
