@@ -202,6 +202,12 @@ def load_model(path: str | Path, *, step: int | None = None, dtype=None,
   except (TypeError, ValueError) as e:
     raise UserError(f"{path / MODEL_JSON}: invalid model config ({e})") from None
   weights_dir = _weights_dir(path, step)
+  if weights_dir.name == "model":  # a run's checkpoint: its files must be as saved
+    from perfectrep_jax.train import digests
+
+    problem = digests.verify(weights_dir.parent, ("model",))
+    if problem is not None:
+      raise UserError(f"{weights_dir.parent}: damaged checkpoint ({problem})")
   # Restore onto this process's first device, whatever mesh the checkpoint was saved from.
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),

@@ -9,12 +9,16 @@
 The latest ``keep`` checkpoints are kept, and the best one by the task's validation metric.
 Saving is asynchronous; restoring walks back from the latest step and skips (with a warning) a
 checkpoint that cannot be read, so a corrupt latest checkpoint costs the steps since the one
-before it, never the run.
+before it, never the run. Every committed step gets ``digest.json`` (SHA-256 of its files,
+:mod:`perfectrep_jax.train.digests`), checked before it is restored: changed bytes make it
+unreadable. A step whose files are intact but do not fit this config's model or optimizer is not
+damaged: it is refused in one line and left where it is.
 """
 
 from __future__ import annotations
 
 import logging
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +26,12 @@ import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as ocm
 
+from perfectrep_jax.errors import UserError
+from perfectrep_jax.train import digests
+
 log = logging.getLogger(__name__)
+# Steps a manager started saving whose digest is not written yet (written once committed).
+_UNSIGNED: "weakref.WeakKeyDictionary[ocp.CheckpointManager, list[int]]" = weakref.WeakKeyDictionary()
 
 CHECKPOINT_DIR = "checkpoints"
 ITEMS = ("model", "opt", "train", "data")
@@ -63,7 +72,24 @@ def save(mngr: ocp.CheckpointManager, step: int, *, model: Any, opt: Any, train:
                             train=ocp.args.JsonSave(train),
                             data=grain.checkpoint.CheckpointSave(data_iter))
   metrics = {"best": float(metric), "step": int(step)} if metric is not None else None
-  return mngr.save(step, args=args, metrics=metrics, force=force)
+  write_digests(mngr)  # of the steps committed before this one (waits for the previous save)
+  saved = mngr.save(step, args=args, metrics=metrics, force=force)
+  if saved:
+    _UNSIGNED.setdefault(mngr, []).append(int(step))
+  return saved
+
+
+def write_digests(mngr: ocp.CheckpointManager) -> None:
+  """Waits for the pending save and writes the digest of every step this manager saved that has
+  none yet (process 0; the others' files are on the same shared directory)."""
+  mngr.wait_until_finished()
+  pending = _UNSIGNED.pop(mngr, [])
+  if jax.process_index() != 0:
+    return
+  for step in pending:
+    step_dir = Path(mngr.directory) / str(step)
+    if step_dir.is_dir() and not digests.has_digest(step_dir):
+      digests.write(step_dir, ITEMS)
 
 
 def restore_latest(mngr: ocp.CheckpointManager, *, model: Any, opt: Any, data_iter
@@ -79,12 +105,21 @@ def restore_latest(mngr: ocp.CheckpointManager, *, model: Any, opt: Any, data_it
   import grain
 
   for step in sorted(mngr.all_steps(), reverse=True):
+    step_dir = Path(mngr.directory) / str(step)
+    first = digests.verify(step_dir)
+    signed = digests.has_digest(step_dir)
     try:
+      if first is not None:
+        raise ValueError(first)
       restored = mngr.restore(step, args=ocp.args.Composite(
           model=ocp.args.StandardRestore(model), opt=ocp.args.StandardRestore(opt),
           train=ocp.args.JsonRestore(), data=grain.checkpoint.CheckpointRestore(data_iter)))
     except Exception as e:  # a damaged step: set it aside, fall back to the one before
-      first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+      if first is None:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        if signed:  # its files are as saved: it is this config that does not fit them
+          raise UserError(f"{step_dir}: does not fit this config's model or optimizer ({first}); "
+                          "resume with the run's own config, or use another --workdir") from None
       aside = _set_aside(mngr, step)
       log.warning("checkpoint at step %d is unreadable (%s); moved to %s", step, first, aside)
       print(f"warning: checkpoint at step {step} is unreadable ({first}); moved it to {aside} "

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from perfectrep_jax.errors import UserError
+from perfectrep_jax.train import rundir
 from perfectrep_jax.train.sweep import LoadedSweep, Run, check_runs
 
 STATE_FILE = "sweep.json"
@@ -85,11 +86,12 @@ def train_in_subprocess(run: Run, run_dir: Path) -> int:
 
 def run_local(loaded: LoadedSweep, workdir: str | Path, *, fail_fast: bool = False,
               train: Callable[[Run, Path], int] = train_in_subprocess) -> dict[str, str]:
-  """Runs the sweep's runs one after another; returns {run name: 'done' | 'failed' | 'skipped'}.
+  """Runs the sweep's runs one after another; returns {run name: 'done' | 'failed' | 'preempted' |
+  'skipped'}.
 
   Every config is built and validated (fields, values, the mesh on this machine's devices)
   before the first run starts. Runs that finished before are skipped; a run that was stopped
-  resumes from its checkpoint. A failed run does not stop the others unless ``fail_fast``.
+  (preempted: SIGTERM, exit status 143, ``status.json`` says so) resumes from its checkpoint. A failed run does not stop the others unless ``fail_fast``.
 
   Raises:
     UserError: a config is invalid, a run directory holds another run, or runs failed.
@@ -104,7 +106,7 @@ def run_local(loaded: LoadedSweep, workdir: str | Path, *, fail_fast: bool = Fal
   for i, run in enumerate(loaded.runs, 1):
     run_dir = workdir / run.name
     state = read_state(run_dir)
-    if state.get("status") == "done":
+    if state.get("status") == "done" and rundir.read_status(run_dir).get("status") != "preempted":
       print(f"[{i}/{total}] {run.name}: finished before, skipped", flush=True)
       results[run.name] = "skipped"
       continue
@@ -113,9 +115,14 @@ def run_local(loaded: LoadedSweep, workdir: str | Path, *, fail_fast: bool = Fal
     base = {"sweep": loaded.spec, "name": run.name, "settings": settings(loaded, run)}
     write_state(run_dir, {**base, "status": "running"})
     code = train(run, run_dir)
-    results[run.name] = "done" if code == 0 else "failed"
+    results[run.name] = "done" if code == 0 else "preempted" if code == rundir.PREEMPTED_EXIT else "failed"
     write_state(run_dir, {**base, "status": results[run.name], "exit_status": code})
-    if code != 0:
+    if results[run.name] == "preempted":
+      print(f"[{i}/{total}] {run.name}: preempted (checkpoint saved); rerunning the sweep resumes it",
+            flush=True)
+      if fail_fast:
+        break
+    elif code != 0:
       print(f"[{i}/{total}] {run.name}: failed (exit status {code}); log: "
             f"{run_dir / LOG_FILE}", flush=True)
       if fail_fast:
@@ -124,9 +131,14 @@ def run_local(loaded: LoadedSweep, workdir: str | Path, *, fail_fast: bool = Fal
   print(sweep_summary.format_table(rows), flush=True)
   sweep_summary.write_csv(rows, workdir / "summary.csv")
   failed = [name for name, status in results.items() if status == "failed"]
+  preempted = [name for name, status in results.items() if status == "preempted"]
   if failed:
     raise UserError(f"{len(failed)} of {total} runs failed: {', '.join(failed)} "
-                    f"(logs: {workdir}/<run>/{LOG_FILE})")
+                    f"(logs: {workdir}/<run>/{LOG_FILE})"
+                    + (f"; {len(preempted)} preempted" if preempted else ""))
+  if preempted:
+    raise UserError(f"{len(preempted)} of {total} runs were preempted before finishing: "
+                    f"{', '.join(preempted)}; run the sweep again to resume them")
   return results
 
 

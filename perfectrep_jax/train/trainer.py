@@ -29,7 +29,7 @@ from flax import nnx
 from perfectrep_jax.data import pipeline
 from perfectrep_jax.errors import UserError
 from perfectrep_jax.models import model_dir
-from perfectrep_jax.train import checkpoints, sharding, tasks
+from perfectrep_jax.train import checkpoints, rundir, sharding, tasks
 from perfectrep_jax.train.optim import make_optimizer
 from perfectrep_jax.train.reporting import Reporter
 
@@ -145,9 +145,21 @@ def run_eval(parts, eval_step, params, stats, config, split: str = "test") -> ta
 
 
 def train_and_evaluate(config, workdir: str | Path) -> dict[str, float]:
-  """Trains ``config`` in ``workdir`` (resuming what is there) and returns the last eval metrics."""
+  """Trains ``config`` in ``workdir`` (resuming what is there) and returns the last eval metrics.
+
+  The run directory is locked while it trains (``rundir.lock_run``); a directory whose model is
+  not this config's is refused before anything is written.
+
+  Raises:
+    rundir.Preempted: SIGTERM stopped it after saving a checkpoint (``status.json`` says so).
+  """
   workdir = Path(workdir)
   parts = build(config, workdir)
+  with rundir.lock_run(workdir):
+    return _train_and_evaluate(config, workdir, parts)
+
+
+def _train_and_evaluate(config, workdir: Path, parts) -> dict[str, float]:
   mesh, task = parts["mesh"], parts["task"]
   param_sh, stats_sh = parts["param_sh"], parts["stats_sh"]
   is_main = jax.process_index() == 0
@@ -156,14 +168,11 @@ def train_and_evaluate(config, workdir: str | Path) -> dict[str, float]:
   from perfectrep_jax.train.config_check import describe_data
 
   print(describe_data(config), flush=True)
-  if is_main:
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
-    extra = {"classes": list(task.classes), "action_input": config.action.get("input", "2d")} \
-        if task.kind == "action" else {}
-    meta = model_dir.model_meta(nnx.eval_shape(parts["init_model"]), task=config.task,
-                                source=f"perfectrep-jax train {config.task}", **extra)
-    (workdir / model_dir.MODEL_JSON).write_text(json.dumps(meta, indent=2) + "\n")
+  extra = {"classes": list(task.classes), "action_input": config.action.get("input", "2d")} \
+      if task.kind == "action" else {}
+  meta = model_dir.model_meta(nnx.eval_shape(parts["init_model"]), task=config.task,
+                              source=f"perfectrep-jax train {config.task}", **extra)
+  rundir.check_model(workdir, meta)  # every process: all stop together
 
   # ------------------------------------------------------------------------- input pipeline
   # Each process reads its own share (grain's process sharding), or, with data_global_order,
@@ -241,6 +250,10 @@ def train_and_evaluate(config, workdir: str | Path) -> dict[str, float]:
     print(f"resumed from {workdir / checkpoints.CHECKPOINT_DIR} at step {step0}", flush=True)
   elif config.init.get("checkpoint"):
     params, stats = load_initialisation(config, parts, params, stats)
+  if is_main:  # only now: a config the run's checkpoints do not fit was refused above
+    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
+    (workdir / model_dir.MODEL_JSON).write_text(json.dumps(meta, indent=2) + "\n")
+    rundir.write_status(workdir, "running", step=int(progress["step"]))
 
   # ------------------------------------------------------------------------- loop
   reporter = Reporter(workdir, config.total_steps, config.batch_size, enabled=is_main)
@@ -293,12 +306,20 @@ def train_and_evaluate(config, workdir: str | Path) -> dict[str, float]:
       reporter.advance(step)
   finally:
     signal.signal(signal.SIGTERM, previous)
-    mngr.wait_until_finished()
+    checkpoints.write_digests(mngr)  # waits for the last save
     mngr.close()
     reporter.close()
   if is_main and progress.get("best_step") is not None:
     (workdir / "best.json").write_text(json.dumps(
         {"step": progress["best_step"], task.best_metric_name: abs(progress["best"])}) + "\n")
+  if stop["signal"] is not None:
+    if is_main:
+      rundir.write_status(workdir, "preempted", step=step, signal=int(stop["signal"]))
+    raise rundir.Preempted(f"stopped by signal {stop['signal']} at step {step} of "
+                           f"{config.total_steps}; its checkpoint is saved: run the same command "
+                           "to resume")
+  if is_main:
+    rundir.write_status(workdir, "finished", step=step)
   return last_eval
 
 
@@ -307,7 +328,7 @@ def _fault_injection(mngr, step: int) -> None:
   N is committed, as a preempted machine would die (used by the resume tests)."""
   target = os.environ.get("PERFECTREP_JAX_KILL_AFTER_CHECKPOINT")
   if target and int(target) == step:
-    mngr.wait_until_finished()
+    checkpoints.write_digests(mngr)
     os.kill(os.getpid(), signal.SIGKILL)
 
 
