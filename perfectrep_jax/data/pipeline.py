@@ -93,6 +93,10 @@ class PipelineConfig:
     def __post_init__(self):
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {self.batch_size}")
+        if self.clip_len < 1:
+            raise ValueError(f"clip_len must be positive, got {self.clip_len}")
+        if self.stride is not None and self.stride < 1:
+            raise ValueError(f"stride must be positive or None, got {self.stride}")
         if self.num_epochs is not None and self.num_epochs < 1:
             raise ValueError(f"num_epochs must be positive or None, got {self.num_epochs}")
 
