@@ -31,9 +31,10 @@ from perfectrep_jax.deploy import export, runtime
 from perfectrep_jax.deploy.stream import StreamingLifter
 from perfectrep_jax.models import model_dir
 from perfectrep_jax.models.dstformer import DSTformerConfig
-from perfectrep_jax.train.config_base import DEMO_MODEL, FULL_MODEL, LITE_MODEL
+from perfectrep_jax.train.config_base import DEMO_MODEL, FULL_MODEL, LIFTER_MODEL, LITE_MODEL
 
-SIZES = {"demo": DEMO_MODEL, "lite": LITE_MODEL, "full": FULL_MODEL}  # demo: maxlen 27
+# demo and lifter (the shipped default, configs/lifter.py): maxlen 27
+SIZES = {"demo": DEMO_MODEL, "lifter": LIFTER_MODEL, "lite": LITE_MODEL, "full": FULL_MODEL}
 FPS = 30.0
 FRAME_MS = 1000.0 / FPS
 HEADING = "## Latency: exported lifters and streaming"

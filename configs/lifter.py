@@ -17,11 +17,9 @@ Variants (``--config configs/lifter.py:VARIANT``):
   smoke:   seconds, for tests.
 """
 
-from perfectrep_jax.train.config_base import FULL_MODEL, base_config, use_smoke
+from perfectrep_jax.train.config_base import LIFTER_MODEL, base_config, use_smoke
 
-DEFAULT_MODEL = dict(FULL_MODEL, dim_feat=128, dim_rep=256, depth=4, num_heads=4, mlp_ratio=2,
-                     maxlen=27)
-SMALL_MODEL = dict(DEFAULT_MODEL, dim_feat=64, dim_rep=128, depth=3)
+SMALL_MODEL = dict(LIFTER_MODEL, dim_feat=64, dim_rep=128, depth=3)
 
 
 def get_config(variant: str = "default"):
@@ -44,7 +42,7 @@ def get_config(variant: str = "default"):
   c.eval.flip_test = True
   c.keep_checkpoints = 2
   if variant in ("default", "small"):
-    c.model.update(DEFAULT_MODEL if variant == "default" else SMALL_MODEL)
+    c.model.update(LIFTER_MODEL if variant == "default" else SMALL_MODEL)
     c.data.clip_len = c.model.maxlen
     c.data.stride = 9
     c.batch_size = 16
