@@ -26,6 +26,7 @@ from perfectrep_jax.data import mocap
 from perfectrep_jax.errors import UserError
 from perfectrep_jax.fileio import atomic_write_bytes
 from perfectrep_jax.models import model_dir
+from perfectrep_jax.train import trainer
 from perfectrep_jax.weights import DEFAULT_LIFTER
 
 MAX_WEIGHT_BYTES = 20 * 2**20  # what the package may carry
@@ -70,8 +71,6 @@ def _figures(metrics: dict[str, float]) -> dict[str, Any]:
 
 def held_out_figures(config, workdir: str | Path, step: int | None = None) -> dict[str, Any]:
   """P1/P2 and the rest on the held-out split, from clean and from detector-like 2D."""
-  from perfectrep_jax.train import trainer
-
   out = {}
   for name, noise in (("clean_2d", 0.0), ("detector_2d", 1.0)):
     cfg = config.copy_and_resolve_references()
