@@ -181,3 +181,49 @@ def test_a_sweep_reruns_a_preempted_run(tmp_path):
   calls.clear()
   sweep_launch.run_local(loaded, tmp_path / "w", train=_fake({}, calls))
   assert calls == [names[1]]
+
+
+_JOB = """
+import json, os, sys
+import jax
+jax.distributed.initialize(coordinator_address=sys.argv[1], num_processes=2, process_id=int(sys.argv[2]))
+from perfectrep_jax.errors import UserError
+from perfectrep_jax.train import rundir
+try:
+  with rundir.lock_run(sys.argv[3]) as lock:
+    holder = json.loads(open(os.path.join(sys.argv[3], rundir.LOCK_FILE)).read())["pid"]
+    print("HELD", jax.process_index(), lock is not None, holder == os.getpid(), flush=True)
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices("both looked")
+except UserError as e:
+  print("REFUSED", jax.process_index(), e, flush=True)
+"""
+
+
+def _job(workdir):
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  procs = [subprocess.Popen([sys.executable, "-c", _JOB, f"127.0.0.1:{port}", str(i), str(workdir)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+           for i in range(2)]
+  outs = [p.communicate(timeout=300) for p in procs]
+  assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
+  return sorted(line for o in outs for line in o[0].splitlines() if line.startswith(("HELD", "REFUSED")))
+
+
+def test_a_multi_host_job_shares_one_lock(tmp_path):
+  # Process 0 takes the lock for the job; process 1 holds none and goes on with it.
+  assert _job(tmp_path) == ["HELD 0 True True", "HELD 1 False False"]
+  assert not (tmp_path / rundir.LOCK_FILE).exists()
+  # Held by another live process: both processes of the job stop, process 1 told by process 0.
+  holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+  try:
+    _write_lock(tmp_path, holder.pid)
+    lines = _job(tmp_path)
+  finally:
+    holder.kill()
+    holder.wait()
+  assert lines[0].startswith(f"REFUSED 0 {tmp_path}: in use by another train (pid {holder.pid}")
+  assert lines[1] == f"REFUSED 1 {tmp_path}: in use by another train (process 0 says who)"
