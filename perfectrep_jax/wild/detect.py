@@ -242,6 +242,32 @@ def blazepose_to_coco(landmarks, size: tuple[int, int]) -> np.ndarray:
     return out
 
 
+# The most pixels a frame may have: 16384 x 8192 (the pose model sees 256 x 256 anyway). Decoding
+# a bigger image takes gigabytes before anything can be said about it.
+MAX_FRAME_PIXELS = 1 << 27
+
+
+def check_frame_size(source: Path, width: int, height: int, what: str = "an image") -> None:
+    if width * height > MAX_FRAME_PIXELS:
+        raise UserError(f"{source}: {what} of {width} x {height} pixels; detect reads frames of at most "
+                        f"{MAX_FRAME_PIXELS:,} pixels (downscale it first)")
+
+
+def image_header_size(source: Path) -> tuple[int, int] | None:
+    """An image's (width, height) read from its header, before anything is decoded (None when
+    Pillow does not know the format: OpenCV then decodes it under its own pixel limit)."""
+    from PIL import Image
+
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # only the header is read here
+    try:
+        with Image.open(source) as im:
+            return im.size
+    except Exception:  # pylint: disable=broad-except  # not an image Pillow reads
+        return None
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+
+
 @contextlib.contextmanager
 def open_source(source: str | Path):
     """``(frames, fps, (width, height), num_frames)`` of a video or an image; frames are RGB uint8.
@@ -257,6 +283,9 @@ def open_source(source: str | Path):
     if not source.is_file():
         raise UserError(f"{source}: file not found")
     if source.suffix.lower() in IMAGE_SUFFIXES:
+        size = image_header_size(source)
+        if size is not None:
+            check_frame_size(source, *size)
         bgr = cv2.imread(str(source))
         if bgr is None:
             raise UserError(f"{source}: not a readable image")
@@ -269,6 +298,7 @@ def open_source(source: str | Path):
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
         count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        check_frame_size(source, *size, what="a video with frames")
 
         def frames():
             while True:
