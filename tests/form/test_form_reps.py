@@ -196,3 +196,22 @@ def test_an_hour_session_in_bounded_memory(mocap):
     count, full_takes, rss_mb = map(int, proc.stdout.split())
     assert full_takes * 10 <= count <= full_takes * 10 + 10
     assert rss_mb < 600
+
+
+@pytest.mark.slow
+def test_analyze_of_a_long_session_writes_its_report_in_bounded_memory(tmp_path):
+    # 20 minutes at 50 fps (60,000 frames) through `analyze` with its HTML report, under a
+    # 1.5 GiB cap: this used to reach 7.2 GB and fail.
+    proc = run_capped(f"""
+        import numpy as np
+        from perfectrep_jax.data.demo import load_takes
+        from perfectrep_jax.form.analyze import analyze
+        x = load_takes()[0]["uiprmd_m01_s01"].astype(np.float64)
+        session = np.tile(x, (60_000 // len(x) + 1, 1, 1))[:60_000]
+        doc = analyze(session, "squat", {str(tmp_path)!r}, fps=50.0)
+        print(doc["num_reps"], 60_000 // len(x))
+    """, mem_mb=1536, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    reps, full_takes = map(int, proc.stdout.split())
+    assert full_takes * 10 <= reps <= full_takes * 10 + 10
+    assert (tmp_path / "report.json").is_file() and (tmp_path / "report.html").is_file()
