@@ -96,8 +96,9 @@ class RunLock:
                           f"{holder.get('since')}); if that process is gone, delete {self.path}")
         # Stale: its process is gone (or it is this very process, e.g. a run started again in
         # the same Python): replace it atomically.
-        print(f"note: {self.path} was left by pid {pid} on {host} (since {holder.get('since')}), "
-              "which is not running; taking it over", flush=True)
+        if pid != me["pid"] or not same_host:
+          print(f"note: {self.path} was left by pid {pid} on {host} (since {holder.get('since')}), "
+                "which is not running; taking it over", flush=True)
         atomic_write_bytes(self.path, (json.dumps(me) + "\n").encode())
         if (_read_lock(self.path) or {}).get("pid") != me["pid"]:
           continue  # another process took it over at the same moment: look again

@@ -78,3 +78,18 @@ def test_alphapose_image_id_with_a_huge_number(tmp_path):
     with pytest.raises(UserError, match="out of range") as err:
         K.read_keypoints(path)
     assert len(str(err.value)) < 300
+
+
+def test_infer_says_which_gap_it_shortened(tiny_model_dir, tmp_path, capsys):
+    from perfectrep_jax.cli import main
+
+    path = tmp_path / "kp.json"
+    path.write_text(json.dumps(_alphapose(list(range(30)) + list(range(100_000_000, 100_000_030)))))
+    code = main(["infer", "--checkpoint", str(tiny_model_dir), "--keypoints", str(path),
+                 "--out", str(tmp_path / "out"), "--no-render"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert f"note: {path}: no frame between 29 and 100000000 (99999970 frames); the gap is shortened to " \
+        f"{K.MAX_FRAME_GAP} empty frames" in err
+    meta = json.loads((tmp_path / "out" / "X3D.json").read_text())
+    assert len(meta["frame_ids"]) == 60 + K.MAX_FRAME_GAP and meta["frame_ids"][-1] == 100_000_029
