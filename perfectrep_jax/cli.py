@@ -151,13 +151,17 @@ def _classifier(path: str | None):
 
 def cmd_infer(args) -> None:
   from perfectrep_jax.models.model_dir import load_model, make_apply_fn
+  from perfectrep_jax.weights import checkpoint_or_default
   from perfectrep_jax.wild.infer import infer
 
   if args.keypoints is None and args.video is None:
     raise UserError("infer needs --keypoints, or --video to detect them")
-  model, meta = load_model(args.checkpoint)
+  checkpoint = checkpoint_or_default(args.checkpoint)
+  model, meta = load_model(checkpoint)
   if meta["kind"] not in ("lifter", "mlp_lifter"):
-    raise UserError(f"{args.checkpoint}: a {meta['kind']} model; infer needs a 3D lifter")
+    raise UserError(f"{checkpoint}: a {meta['kind']} model; infer needs a 3D lifter")
+  if args.checkpoint is None:
+    print(f"lifter: the default one ({checkpoint})")
   keypoints, video, fps = args.keypoints, args.video, args.fps
   image_size = tuple(args.image_size) if args.image_size else None
   if keypoints is None:  # 2D detection first, with MediaPipe (the video extra)
@@ -253,7 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
   p.set_defaults(func=cmd_analyze)
 
   p = sub.add_parser("infer", help="video keypoints -> 3D motion, rendering and form report")
-  p.add_argument("--checkpoint", required=True, help="lifter model or run directory")
+  p.add_argument("--checkpoint", default=None,
+                 help="lifter model or run directory (default: the package's default lifter)")
   p.add_argument("--keypoints", default=None,
                  help="ViTPose / AlphaPose / MMPose JSON (COCO-17 or Halpe-26) or (T, 17, 2|3) .npy; "
                       "without it, 2D keypoints are detected in --video with MediaPipe")
@@ -312,7 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 DELEGATED = {"train": "train and evaluate a task config in a run directory (resumes)",
-             "eval": "evaluate a run directory's best (or --step) checkpoint on the test split"}
+             "eval": "evaluate a run directory's best (or --step) checkpoint on the test split",
+             "publish": "write a lifter run's best checkpoint with its held-out figures as the "
+                        "default lifter (or --out DIR)"}
 
 
 def main(argv: list[str] | None = None) -> int:
