@@ -338,13 +338,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(command: str, job) -> int:
-  """Runs a command: exit status 0, 2 with one line for a user's mistake, 130 when interrupted."""
+  """Runs a command: exit status 0, 2 with one line for a user's mistake or a file system that
+  refuses (read-only, full), 130 when interrupted."""
   from perfectrep_jax.train.rundir import PREEMPTED_EXIT, Preempted
 
   try:
     job()
   except UserError as e:
     print(f"perfectrep-jax {command}: error: {e}", file=sys.stderr)
+    return 2
+  except OSError as e:  # the file system refused (read-only, full, a file in the way): one line
+    from perfectrep_jax.fileio import os_error_text
+
+    print(f"perfectrep-jax {command}: error: {os_error_text(e)}", file=sys.stderr)
     return 2
   except Preempted as e:  # SIGTERM: checkpoint saved; non-zero so a scheduler or sweep reruns it
     print(f"perfectrep-jax {command}: {e}", file=sys.stderr)

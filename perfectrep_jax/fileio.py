@@ -18,10 +18,18 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
   """Writes ``data`` to a temporary file beside ``path`` and renames it over ``path``.
 
   The file gets the usual permissions (0o666 less the umask), not mkstemp's 0o600.
+
+  Raises:
+    UserError: naming ``path``, when the file system refuses (a read-only or missing folder, a
+      file where a folder should be, a full disk); nothing is left behind and an existing
+      ``path`` is unchanged.
   """
   path = Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+  try:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+  except OSError as e:
+    raise UserError(f"{path}: cannot write ({os_error_text(e)})") from None
   try:
     with os.fdopen(fd, "wb") as f:
       f.write(data)
@@ -29,10 +37,20 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)
     os.replace(tmp, path)
+  except OSError as e:
+    Path(tmp).unlink(missing_ok=True)
+    raise UserError(f"{path}: cannot write ({os_error_text(e)})") from None
   except BaseException:
     Path(tmp).unlink(missing_ok=True)
     raise
   return path
+
+
+def os_error_text(e: OSError) -> str:
+  """An OSError in one line, naming its files: ``/x/y: No space left on device``."""
+  what = e.strerror or type(e).__name__
+  names = [str(n) for n in (e.filename, e.filename2) if n is not None]
+  return f"{' -> '.join(names)}: {what}" if names else what
 
 
 def save_npy_atomic(path: str | Path, arr: np.ndarray) -> Path:

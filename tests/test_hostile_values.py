@@ -73,3 +73,72 @@ def test_weights_that_do_not_fit_model_json_give_one_line(tiny_model_dir, tmp_pa
     [line] = [l for l in proc.stderr.splitlines() if l.startswith("perfectrep-jax")]
     assert "the weights do not fit" in line and "stored (" in line and "more)" in line, line
     assert not (tmp_path / "y.npy").exists()
+
+
+# ---------------------------------------------------------------------------- output folders
+def _predict(tiny_model_dir, tmp_path, output) -> tuple[int, str]:
+    import numpy as np
+
+    from perfectrep_jax import cli
+
+    np.save(tmp_path / "x.npy", np.zeros((4, 17, 3), np.float32))
+    return cli.main(["predict", "--checkpoint", str(tiny_model_dir), "--input",
+                     str(tmp_path / "x.npy"), "--output", str(output)])
+
+
+def test_outputs_under_a_dangling_symlink_or_a_file_are_one_line(tiny_model_dir, tmp_path, capsys):
+    (tmp_path / "link").symlink_to(tmp_path / "nowhere" / "deeper")  # a dangling link
+    (tmp_path / "file").write_text("x")
+    for output in (tmp_path / "link" / "y.npy", tmp_path / "file" / "y.npy"):
+        status = _predict(tiny_model_dir, tmp_path, output)
+        err = capsys.readouterr().err
+        assert status == 2 and len(err.strip().splitlines()) == 1, err
+        assert err.startswith(f"perfectrep-jax predict: error: {output}: cannot write"), err
+
+
+def test_a_read_only_or_full_file_system_is_one_line_and_leaves_outputs_intact(
+        tiny_model_dir, tmp_path, capsys, monkeypatch):
+    import errno
+
+    import numpy as np
+
+    from perfectrep_jax import fileio
+
+    out = tmp_path / "out"
+    out.mkdir()
+    np.save(out / "y.npy", np.arange(3))  # an earlier output
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(out))
+
+    with monkeypatch.context() as m:  # as root a chmod 555 folder stays writable: simulate it
+        m.setattr(fileio.tempfile, "mkstemp", read_only)
+        status = _predict(tiny_model_dir, tmp_path, out / "y.npy")
+    err = capsys.readouterr().err
+    assert status == 2 and "Read-only file system" in err and len(err.strip().splitlines()) == 1
+
+    real_fdopen = os.fdopen
+
+    def full_disk(fd, *args, **kwargs):  # the temporary file's writes go to /dev/full: ENOSPC
+        os.close(fd)
+        return real_fdopen(os.open("/dev/full", os.O_WRONLY), *args, **kwargs)
+
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full here")
+    with monkeypatch.context() as m:
+        m.setattr(fileio.os, "fdopen", full_disk)
+        status = _predict(tiny_model_dir, tmp_path, out / "y.npy")
+    err = capsys.readouterr().err
+    assert status == 2 and "No space left on device" in err and len(err.strip().splitlines()) == 1, err
+    np.testing.assert_array_equal(np.load(out / "y.npy"), np.arange(3))  # the earlier one, intact
+    assert sorted(p.name for p in out.iterdir()) == ["y.npy"]  # no temporary file left
+
+
+def test_any_other_os_error_is_one_line(capsys):
+    from perfectrep_jax import cli
+
+    def job():
+        raise PermissionError(13, "Permission denied", "/somewhere/out")
+
+    assert cli._run("analyze", job) == 2
+    assert capsys.readouterr().err == "perfectrep-jax analyze: error: /somewhere/out: Permission denied\n"

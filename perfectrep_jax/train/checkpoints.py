@@ -18,6 +18,7 @@ damaged: it is refused in one line and left where it is.
 from __future__ import annotations
 
 import logging
+import shutil
 import weakref
 from pathlib import Path
 from typing import Any
@@ -73,16 +74,38 @@ def save(mngr: ocp.CheckpointManager, step: int, *, model: Any, opt: Any, train:
                             data=grain.checkpoint.CheckpointSave(data_iter))
   metrics = {"best": float(metric), "step": int(step)} if metric is not None else None
   write_digests(mngr)  # of the steps committed before this one (waits for the previous save)
+  check_free_space(Path(mngr.directory), step, (model, opt))
   saved = mngr.save(step, args=args, metrics=metrics, force=force)
   if saved:
     _UNSIGNED.setdefault(mngr, []).append(int(step))
   return saved
 
 
+# Room left beyond a checkpoint's array bytes (its metadata, the data iterator, the digest).
+_SPACE_MARGIN = 1 << 20
+
+
+def check_free_space(directory: Path, step: int, trees: Any) -> None:
+  """Refuses a save the disk cannot hold before orbax's threads start writing it (a full disk
+  there fails in each thread, each logging a traceback); the checkpoints before it are kept."""
+  need = sum(int(getattr(x, "nbytes", 0)) for x in jax.tree.leaves(trees))
+  free = shutil.disk_usage(directory).free
+  if need + need // 10 + _SPACE_MARGIN > free:
+    raise UserError(f"{directory}: no space left for the checkpoint of step {step} (it needs about "
+                    f"{(need + _SPACE_MARGIN) / 2**20:.1f} MiB, {free / 2**20:.1f} MiB are free); "
+                    "the checkpoints saved before it are kept")
+
+
 def write_digests(mngr: ocp.CheckpointManager) -> None:
   """Waits for the pending save and writes the digest of every step this manager saved that has
   none yet (process 0; the others' files are on the same shared directory)."""
-  mngr.wait_until_finished()
+  try:
+    mngr.wait_until_finished()
+  except Exception as e:  # orbax's writer threads report a full disk as a ValueError
+    if "No space left on device" in str(e) or "os_error_code='28'" in str(e):
+      raise UserError(f"{mngr.directory}: no space left on device while saving a checkpoint; "
+                      "the checkpoints saved before it are kept") from None
+    raise
   pending = _UNSIGNED.pop(mngr, [])
   if jax.process_index() != 0:
     return
