@@ -319,7 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
 DELEGATED = {"train": "train and evaluate a task config in a run directory (resumes)",
              "eval": "evaluate a run directory's best (or --step) checkpoint on the test split",
              "publish": "write a lifter run's best checkpoint with its held-out figures as the "
-                        "default lifter (or --out DIR)"}
+                        "default lifter (or --out DIR)",
+             "compile": "compile the train step for a TPU slice without one (libtpu): memory "
+                        "per chip, FLOPs, estimated step time and MFU, collectives"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -45,6 +45,11 @@ def run(command: str, argv: list[str]) -> None:
 
   from perfectrep_jax.train.sharding import initialize_distributed_from_config
 
+  if command == "compile":  # flags of its own (--topology, --json, --search-mesh), no workdir
+    from perfectrep_jax.train import aot
+
+    aot.run(argv)
+    return
   if any(word in HELP_FLAGS for word in argv):  # absl's own --help would list its internal flags
     print(help_text(command, full="--helpfull" in argv), flush=True)
     return

@@ -65,11 +65,15 @@ def check_batch_sizes(config, data_parallel: int, processes: int) -> None:
                       f"and the {processes} processes")
 
 
-def build(config, workdir: str | Path | None = None):
-  """Everything ``train_and_evaluate`` and ``evaluate`` share; returns a namespace of parts."""
+def build(config, workdir: str | Path | None = None, devices=None):
+  """Everything ``train_and_evaluate`` and ``evaluate`` share; returns a namespace of parts.
+
+  ``devices``: the mesh's devices (default: all of this job's); ``compile`` passes a TPU slice's
+  from ``jax.experimental.topologies`` to compile the same step without the chips.
+  """
   # ------------------------------------------------------------------------- mesh
   sharding.initialize_distributed_from_config(config)
-  mesh = sharding.make_mesh(dict(config.mesh))
+  mesh = sharding.make_mesh(dict(config.mesh), devices)
   check_batch_sizes(config, mesh.shape["data"] * mesh.shape["fsdp"], jax.process_count())
   local_batch = config.batch_size // jax.process_count()
 
@@ -110,6 +114,58 @@ def make_eval_step(parts):
     return task.predict(model, batch)
 
   return eval_step
+
+
+def device_batch_shapes(config, task) -> dict[str, jax.ShapeDtypeStruct]:
+  """Shapes and dtypes of the global batch ``train_step`` takes (what ``make_global_batch`` builds
+  from the pipeline's clips), for compiling it without data."""
+  clip = (config.batch_size, config.data.clip_len, config.model.num_joints, 3)
+  shapes = {"input_2d": jax.ShapeDtypeStruct(clip, jnp.float32),
+            "target_3d": jax.ShapeDtypeStruct(clip, jnp.float32),
+            "label": jax.ShapeDtypeStruct((config.batch_size,), jnp.int32)}
+  return {k: shapes[k] for k in _device_fields(task)}
+
+
+def make_train_step(config, parts, steps_per_epoch: int = 1):
+  """The update step ``train`` runs, with its optimizer and shardings: the one definition that
+  ``train`` and ``compile`` (``train/aot.py``, ahead of time for a TPU slice) both use.
+
+  Returns a namespace: ``train_step`` (jit: params, stats, opt_state, batch, step -> the same
+  three, donated, and the step's metrics), ``tx``, ``schedules``, ``opt_shape``, ``opt_sh``,
+  ``batch_sh``, ``repl``.
+  """
+  mesh, task = parts["mesh"], parts["task"]
+  param_sh, stats_sh = parts["param_sh"], parts["stats_sh"]
+  accumulate = int(config.optim.get("accumulate_steps", 1))
+  tx, schedules = make_optimizer(config.optim, config.total_steps // accumulate,
+                                 max(steps_per_epoch // accumulate, 1))
+  opt_shape = jax.eval_shape(tx.init, _pure(parts["abs_params"]))
+  opt_sh = sharding.optimizer_shardings(opt_shape, _pure(parts["abs_params"]), param_sh, mesh)
+  batch_sh = sharding.batch_sharding(mesh)
+  repl = sharding.replicated(mesh)
+  graphdef, rest = parts["graphdef"], parts["rest"]
+  base_key = jax.random.key(config.seed)
+
+  @functools.partial(jax.jit, in_shardings=(param_sh, stats_sh, opt_sh, batch_sh, repl),
+                     out_shardings=(param_sh, stats_sh, opt_sh, repl), donate_argnums=(0, 1, 2))
+  def train_step(params, stats, opt_state, batch, step):
+    k_task, k_dropout = jax.random.split(jax.random.fold_in(base_key, step))
+
+    def loss_fn(params):
+      model = nnx.merge(graphdef, params, stats, rest)
+      nnx.reseed(model, dropout=k_dropout, policy=_dropout_policy)
+      loss, aux = task.loss(model, batch, k_task)
+      return loss, (aux, _pure(nnx.state(model, nnx.BatchStat)))
+
+    (_, (aux, new_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    params = optax.apply_updates(params, updates)
+    aux = dict(aux, grad_norm=optax.global_norm(grads),
+               lr=schedules["head"](step // accumulate))
+    return params, new_stats, opt_state, aux
+
+  return dict(train_step=train_step, tx=tx, schedules=schedules, opt_shape=opt_shape,
+              opt_sh=opt_sh, batch_sh=batch_sh, repl=repl)
 
 
 def run_eval(parts, eval_step, params, stats, config, split: str = "test") -> tasks.EvalResult:
@@ -193,46 +249,20 @@ def _train_and_evaluate(config, workdir: Path, parts) -> dict[str, float]:
       batch = {k: v[lo:lo + parts["local_batch"]] for k, v in batch.items()}
     return _with_labels(task, batch)
   steps_per_epoch = max(len(train_source) // config.batch_size, 1)
-  accumulate = int(config.optim.get("accumulate_steps", 1))
   if config.get("epochs", 0):  # upstream counts epochs; the loop counts steps
     with config.unlocked():
       config.total_steps = int(config.epochs) * steps_per_epoch
 
-  # ------------------------------------------------------------------------- optimizer, sharding
-  tx, schedules = make_optimizer(config.optim, config.total_steps // accumulate,
-                                 max(steps_per_epoch // accumulate, 1))
-  opt_shape = jax.eval_shape(tx.init, _pure(parts["abs_params"]))
-  opt_sh = sharding.optimizer_shardings(opt_shape, _pure(parts["abs_params"]), param_sh, mesh)
-  batch_sh = sharding.batch_sharding(mesh)
-  repl = sharding.replicated(mesh)
+  # ------------------------------------------------------------------------- optimizer, update step
+  step_parts = make_train_step(config, parts, steps_per_epoch)
+  tx, opt_sh, batch_sh = step_parts["tx"], step_parts["opt_sh"], step_parts["batch_sh"]
+  train_step = step_parts["train_step"]
 
   @functools.partial(jax.jit, out_shardings=(param_sh, stats_sh, opt_sh))
   def init_state():
     _, params, stats, _ = nnx.split(parts["init_model"](), nnx.Param, nnx.BatchStat, ...)
     params = _pure(params)
     return params, _pure(stats), tx.init(params)
-
-  # ------------------------------------------------------------------------- update step
-  graphdef, rest = parts["graphdef"], parts["rest"]
-  base_key = jax.random.key(config.seed)
-
-  @functools.partial(jax.jit, in_shardings=(param_sh, stats_sh, opt_sh, batch_sh, repl),
-                     out_shardings=(param_sh, stats_sh, opt_sh, repl), donate_argnums=(0, 1, 2))
-  def train_step(params, stats, opt_state, batch, step):
-    k_task, k_dropout = jax.random.split(jax.random.fold_in(base_key, step))
-
-    def loss_fn(params):
-      model = nnx.merge(graphdef, params, stats, rest)
-      nnx.reseed(model, dropout=k_dropout, policy=_dropout_policy)
-      loss, aux = task.loss(model, batch, k_task)
-      return loss, (aux, _pure(nnx.state(model, nnx.BatchStat)))
-
-    (_, (aux, new_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    params = optax.apply_updates(params, updates)
-    aux = dict(aux, grad_norm=optax.global_norm(grads),
-               lr=schedules["head"](step // accumulate))
-    return params, new_stats, opt_state, aux
 
   eval_step = make_eval_step(parts)
 

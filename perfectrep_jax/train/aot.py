@@ -1,0 +1,380 @@
+"""``perfectrep-jax compile``: the train step compiled ahead of time for a TPU slice, without one.
+
+    perfectrep-jax compile --config configs/pretrain.py:full --topology v5e:4x4 \
+        --config.compute_dtype=bfloat16 [--json report.json] [--search-mesh]
+
+With ``libtpu`` installed (the ``tpu`` extra), ``jax.experimental.topologies`` describes a TPU
+slice's devices on any machine; a mesh over them takes the same shardings as real chips and XLA
+compiles the program for them. What is compiled is ``trainer.make_train_step``: the function,
+shardings, donation, dtype and remat ``train`` runs. Its arguments are abstract (shapes, dtypes and
+shardings): no data is read and no weights are made.
+
+The report: XLA's peak memory per chip against the chip's HBM, the step's FLOPs, an estimate of
+the step's time from XLA's cost analysis (``estimate_step_s``; not a measurement), the MFU that
+implies, and the collectives of the compiled program (count and bytes of each kind, from its HLO
+text). A step the TPU compiler refuses for want of HBM is reported with the compiler's figures.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from perfectrep_jax.errors import UserError
+
+GiB = 2**30
+# device_kind -> (HBM bytes, dense bf16 FLOP/s, HBM bytes/s, ICI bytes/s) per chip, from Google
+# Cloud's TPU pages: v5e 16 GiB, 197 TFLOP/s, 819 GB/s, 1600 Gbit/s; v5p 95 GiB, 459 TFLOP/s,
+# 2765 GB/s, 4800 Gbit/s; v6e 32 GiB, 918 TFLOP/s, 1640 GB/s, 3584 Gbit/s.
+CHIPS = {
+    "TPU v5 lite": (16 * GiB, 197e12, 819e9, 1600e9 / 8),
+    "TPU v5": (95 * GiB, 459e12, 2765e9, 4800e9 / 8),
+    "TPU v6 lite": (32 * GiB, 918e12, 1640e9, 3584e9 / 8),
+}
+CHIP_NAMES = {"TPU v5 lite": "v5e", "TPU v5": "v5p", "TPU v6 lite": "v6e"}
+COLLECTIVES = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all", "collective-permute")
+_DTYPE_BYTES = {"pred": 1, "s8": 1, "u8": 1, "f8e4m3fn": 1, "f8e5m2": 1, "bf16": 2, "f16": 2,
+                "s16": 2, "u16": 2, "f32": 4, "s32": 4, "u32": 4, "f64": 8, "s64": 8, "u64": 8,
+                "c64": 8, "c128": 16}
+_OP = re.compile(r"\s(" + "|".join(COLLECTIVES) + r")(-start)?\(")
+# the TPU compiler's refusal: "RESOURCE_EXHAUSTED: Ran out of memory on HBM, the total memory
+# required for HLO temporaries (139.11G) exceeds available HBM (15.75G)."
+_OOM = re.compile(r"Ran out of memory[^(]*\(([0-9.]+)([KMGT]?)\)[^(]*\(([0-9.]+)([KMGT]?)\)")
+_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": GiB, "T": 2**40}
+_SHAPE = re.compile(r"\b([a-z]+[0-9]*[a-z0-9]*)\[([0-9,]*)\]")
+# the report's fields (``compile_train_step`` adds the compiled program under "compiled")
+FIELDS = ("topology", "chip", "devices", "mesh", "batch_size", "per_device_memory_bytes",
+          "argument_bytes_per_device", "device_memory_bytes", "fits", "flops_per_step",
+          "estimated_step_s", "estimate", "estimated_clips_per_s", "estimated_mfu",
+          "collectives", "compile_s", "compute_dtype", "remat")
+
+
+# ---------------------------------------------------------------------------- topology
+def topology_devices(name: str) -> list:
+  """The devices of the TPU slice ``name`` (e.g. ``v5e:4x4``, ``v5p:4x4x4``), from libtpu.
+
+  Raises:
+    UserError: libtpu is not installed, the name is not a slice, or its chip is not one of CHIPS.
+  """
+  import importlib.util
+
+  if importlib.util.find_spec("libtpu") is None:
+    raise UserError("compile needs libtpu for the TPU compiler: pip install -e '.[tpu]' "
+                    "(jax[tpu]; it leaves the CPU jax working)")
+  # Every JAX process that starts with libtpu installed takes /tmp/libtpu_lockfile (meant for
+  # processes sharing real chips); this one uses no chip, so it must not wait for or fail on it.
+  os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
+  from jax.experimental import topologies
+
+  from perfectrep_jax.wild.detect import _quiet_native_stderr  # the one fd-2 silencer
+
+  try:
+    with _quiet_native_stderr():  # libtpu logs that it found no TPU host (on fd 2, past Python)
+      topology = topologies.get_topology_desc(topology_name=name, platform="tpu")
+  except Exception as e:  # noqa: BLE001  libtpu raises XlaRuntimeError/ValueError for a bad name
+    first = " ".join(str(e).split())[:200]
+    raise UserError(f"--topology {name}: not a TPU slice libtpu can describe ({first}); "
+                    "e.g. v5e:2x2, v5e:16x16, v5p:4x4x4, v6e:4x4") from None
+  devices = list(topology.devices)
+  kind = devices[0].device_kind
+  if kind not in CHIPS:
+    raise UserError(f"--topology {name}: {kind} has no memory and peak figures here; "
+                    f"known chips: {', '.join(CHIP_NAMES.values())}")
+  return devices
+
+
+# ---------------------------------------------------------------------------- HLO collectives
+def collectives(hlo_text: str) -> dict[str, dict[str, int]]:
+  """{kind: {count, bytes}} of the collectives in a compiled module's text.
+
+  Each instruction counts once (an async ``-start`` and not its ``-done``); its bytes are those
+  of its largest result array on one device. Instructions are counted where they appear in the
+  text, once even when a loop runs them many times.
+  """
+  out = {kind: {"count": 0, "bytes": 0} for kind in COLLECTIVES}
+  for line in hlo_text.splitlines():
+    m = _OP.search(line)
+    if not m or " = " not in line[:m.start() + 1]:
+      continue
+    result = line[line.index(" = ") + 3:m.start() + 1]
+    sizes = [math.prod(int(d) for d in dims.split(",") if d) * _DTYPE_BYTES.get(dtype, 4)
+             for dtype, dims in _SHAPE.findall(result) if dtype in _DTYPE_BYTES]
+    out[m.group(1)]["count"] += 1
+    out[m.group(1)]["bytes"] += max(sizes, default=0)
+  return out
+
+
+# ---------------------------------------------------------------------------- step time
+def estimate_step_s(cost: dict, coll: dict, peak: float, hbm_bw: float,
+                    ici_bw: float) -> tuple[float | None, str]:
+  """One device's step time from XLA's cost analysis, and which model gave it.
+
+  XLA's own estimate (``optimal_seconds``) when it gives one; for programs it cannot cost (it
+  answers -1 for the train step) a roofline over XLA's counts: the slower of its FLOPs at the
+  chip's bf16 peak and its bytes accessed at HBM bandwidth, plus the collectives' bytes over the
+  chip's ICI bandwidth (all-reduce twice: reduce-scatter then all-gather), none overlapped.
+  """
+  optimal = float(cost.get("optimal_seconds", -1.0) or -1.0)
+  if optimal > 0:
+    return optimal, "xla"
+  flops, accessed = float(cost.get("flops", 0.0)), float(cost.get("bytes accessed", 0.0))
+  if flops <= 0 and accessed <= 0:
+    return None, "none"
+  wire = sum(v["bytes"] * (2 if k == "all-reduce" else 1) for k, v in coll.items())
+  return max(flops / peak, accessed / hbm_bw) + wire / ici_bw, "roofline"
+
+
+# ---------------------------------------------------------------------------- compile
+def _for_compile(config):
+  """A copy of ``config`` for compiling its train step: evaluation is not compiled, so its
+  batch size follows the training batch (``build`` checks both against the mesh)."""
+  config = config.copy_and_resolve_references()
+  config.eval.batch_size = config.batch_size
+  return config
+
+
+def compile_train_step(config, devices, topology: str = "") -> dict[str, Any]:
+  """AOT-compiles ``train``'s step for ``devices`` (a slice's, see ``topology_devices``) and
+  returns the report (FIELDS) with the compiled program under ``"compiled"``."""
+  import jax
+  import jax.numpy as jnp
+
+  from perfectrep_jax.train import trainer
+
+  config = _for_compile(config)
+  start = time.perf_counter()
+  parts = trainer.build(config, devices=devices)
+  step = trainer.make_train_step(config, parts)
+
+  def abstract(tree, shardings):
+    return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                        tree, shardings)
+
+  args = (abstract(trainer._pure(parts["abs_params"]), parts["param_sh"]),
+          abstract(trainer._pure(parts["abs_stats"]), parts["stats_sh"]),
+          abstract(step["opt_shape"], step["opt_sh"]),
+          {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=step["batch_sh"])
+           for k, v in trainer.device_batch_shapes(config, parts["task"]).items()},
+          jax.ShapeDtypeStruct((), jnp.int32, sharding=step["repl"]))
+  n = len(devices)
+  kind = devices[0].device_kind
+  hbm, peak, hbm_bw, ici_bw = CHIPS[kind]
+  report = {"topology": topology, "chip": CHIP_NAMES[kind], "devices": n,
+            "mesh": dict(parts["mesh"].shape), "batch_size": int(config.batch_size),
+            "device_memory_bytes": hbm, "compute_dtype": config.get("compute_dtype", "float32"),
+            "remat": config.get("remat") or ""}
+  try:
+    compiled = step["train_step"].lower(*args).compile()
+  except Exception as e:  # noqa: BLE001  the TPU compiler refuses a program beyond the chip's HBM
+    oom = _OOM.search(str(e))
+    if oom is None:
+      raise
+    need = float(oom.group(1)) * _UNITS[oom.group(2)]
+    return dict(report, per_device_memory_bytes=int(need), argument_bytes_per_device=None,
+                fits=False, flops_per_step=None, estimated_step_s=None, estimate="none",
+                estimated_clips_per_s=None, estimated_mfu=None, collectives=None,
+                compile_s=round(time.perf_counter() - start, 2),
+                refused=" ".join(oom.group(0).split()), compiled=None)
+  compile_s = time.perf_counter() - start
+  mem = compiled.memory_analysis()
+  used = int(getattr(mem, "peak_memory_in_bytes", 0) or (
+      mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes
+      - mem.alias_size_in_bytes))
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  flops = float(cost.get("flops", 0.0)) * n  # the partitioned program is one device's
+  coll = collectives(compiled.as_text())
+  step_s, model = estimate_step_s(cost, coll, peak, hbm_bw, ici_bw)
+  return dict(
+      report, **{
+      "per_device_memory_bytes": used,
+      "argument_bytes_per_device": int(mem.argument_size_in_bytes),
+      "device_memory_bytes": hbm, "fits": used <= hbm, "flops_per_step": flops,
+      "estimated_step_s": step_s,
+      "estimated_clips_per_s": config.batch_size / step_s if step_s else None,
+      "estimated_mfu": flops / (n * peak * step_s) if step_s else None,
+      "estimate": model, "collectives": coll, "compile_s": round(compile_s, 2),
+      "refused": None, "compiled": compiled})
+
+
+def candidate_meshes(config, num_devices: int) -> list[dict[str, int]]:
+  """(data, fsdp, tensor) meshes of ``num_devices`` whose data-parallel size divides the batch
+  and whose tensor size divides the attention heads."""
+  heads = int(config.model.get("num_heads", 1))
+  out = []
+  for tensor in range(1, num_devices + 1):
+    if num_devices % tensor or heads % tensor:
+      continue
+    rest = num_devices // tensor
+    for fsdp in range(1, rest + 1):
+      if rest % fsdp == 0 and config.batch_size % rest == 0:
+        out.append({"data": rest // fsdp, "fsdp": fsdp, "tensor": tensor})
+  return out
+
+
+def search_mesh(config, devices, topology: str = "", log=None) -> list[dict[str, Any]]:
+  """Every candidate mesh compiled; the reports, those that fit first, fastest first."""
+  reports = []
+  for mesh in candidate_meshes(config, len(devices)):
+    c = config.copy_and_resolve_references()
+    c.mesh.update(mesh)
+    report = compile_train_step(c, devices, topology)
+    report.pop("compiled")
+    reports.append(report)
+    if log:
+      log(report)
+  return sorted(reports, key=lambda r: (not r["fits"], r["estimated_step_s"] or math.inf))
+
+
+# ---------------------------------------------------------------------------- report
+def _bytes(n: float) -> str:
+  return f"{n / GiB:.2f} GiB"
+
+
+def _mesh(mesh: dict) -> str:
+  return "x".join(str(mesh[a]) for a in ("data", "fsdp", "tensor")) + " (data x fsdp x tensor)"
+
+
+def _collectives_line(coll: dict | None) -> str:
+  if coll is None:
+    return "(not compiled: out of HBM)"
+  parts = [f"{k} {v['count']} ({v['bytes'] / 2**20:.1f} MiB)" for k, v in coll.items()
+           if v["count"]]
+  return ", ".join(parts) or "none"
+
+
+_MODELS = {"xla": "XLA's cost model", "none": "",
+           "roofline": "roofline of XLA's FLOP and byte counts + collectives over ICI"}
+
+
+def table(report: dict) -> str:
+  """The report as 'field  value' lines."""
+  step, mfu = report["estimated_step_s"], report["estimated_mfu"]
+  rows = [("topology", f"{report['topology']} ({report['chip']})"),
+          ("devices", str(report["devices"])), ("mesh", _mesh(report["mesh"])),
+          ("batch_size", f"{report['batch_size']} ({report['compute_dtype']}, remat "
+                         f"{report['remat'] or 'off'})"),
+          ("per_device_memory", _bytes(report["per_device_memory_bytes"])),
+          ("argument_bytes_per_device", _bytes(report["argument_bytes_per_device"])),
+          ("device_memory", _bytes(report["device_memory_bytes"])),
+          ("fits", "yes" if report["fits"] else "NO"),
+          ("flops_per_step", f"{report['flops_per_step']:.4g}"),
+          ("estimated_step_s", f"{step:.4g} ({_MODELS[report['estimate']]})" if step else "n/a"),
+          ("estimated_clips_per_s", f"{report['estimated_clips_per_s']:.4g}" if step else "n/a"),
+          ("estimated_mfu", f"{100 * mfu:.1f}%" if mfu is not None else "n/a"),
+          ("collectives", _collectives_line(report["collectives"])),
+          ("compile_s", f"{report['compile_s']:.1f}")]
+  width = max(len(k) for k, _ in rows)
+  return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def ranking(reports: list[dict]) -> str:
+  """--search-mesh: one line per mesh, best first."""
+  head = f"{'rank':>4}  {'data x fsdp x tensor':<20}  {'memory/chip':>11}  {'fits':>4}  " \
+         f"{'step_s':>9}  {'clips/s':>9}  {'MFU':>6}  collectives"
+  lines = [head]
+  for i, r in enumerate(reports, 1):
+    mesh = "x".join(str(r["mesh"][a]) for a in ("data", "fsdp", "tensor"))
+    step = f"{r['estimated_step_s']:.4g}" if r["estimated_step_s"] else "n/a"
+    clips = f"{r['estimated_clips_per_s']:.4g}" if r["estimated_clips_per_s"] else "n/a"
+    mfu = f"{100 * r['estimated_mfu']:.1f}%" if r["estimated_mfu"] is not None else "n/a"
+    lines.append(f"{i if r['fits'] else '-':>4}  {mesh:<20}  "
+                 f"{_bytes(r['per_device_memory_bytes']):>11}  {'yes' if r['fits'] else 'NO':>4}  "
+                 f"{step:>9}  {clips:>9}  {mfu:>6}  {_collectives_line(r['collectives'])}")
+  return "\n".join(lines)
+
+
+def too_big(report: dict) -> str:
+  if report.get("refused"):  # the compiler's own words: what it needs against what it has
+    return (f"{report['topology']}, mesh {_mesh(report['mesh'])}, batch {report['batch_size']}: "
+            f"does not fit a {report['chip']} chip: {report['refused']}")
+  return (f"{report['topology']}, mesh {_mesh(report['mesh'])}, batch {report['batch_size']}: "
+          f"the step needs {_bytes(report['per_device_memory_bytes'])} per chip, a "
+          f"{report['chip']} chip has {_bytes(report['device_memory_bytes'])}")
+
+
+def _write_json(path: str, payload) -> None:
+  from perfectrep_jax.fileio import atomic_write_bytes
+
+  atomic_write_bytes(path, (json.dumps(payload, indent=2) + "\n").encode())
+
+
+# ---------------------------------------------------------------------------- command line
+HELP = """usage: perfectrep-jax compile --config FILE.py[:VARIANT] --topology NAME [--config.KEY=VALUE ...]
+                              [--json OUT] [--search-mesh]
+
+Compiles the train step `train` runs (same function, shardings, donation, dtype, remat) for a TPU
+slice's devices without the chips (libtpu: pip install -e '.[tpu]'), from abstract shapes (no data
+read, no weights made), and reports XLA's peak memory per chip against the chip's HBM, FLOPs, a
+step time estimated from XLA's cost analysis (not a measurement), MFU and the program's collectives.
+A program that does not fit ends in one line with exit status 2 (--json is still written, fits
+false).
+
+arguments:
+  --config FILE.py[:VARIANT]  task config (its mesh, batch_size, compute_dtype, remat are compiled)
+  --topology NAME             TPU slice, e.g. v5e:2x2, v5e:4x4, v5e:16x16, v5p:4x4x4, v6e:4x4
+  --config.KEY=VALUE          override a config field, e.g. --config.compute_dtype=bfloat16
+  --json OUT                  write the report (or, with --search-mesh, every mesh's) as JSON
+  --search-mesh               compile every (data, fsdp, tensor) mesh of the slice (tensor dividing
+                              the heads, data x fsdp the batch); rank those that fit by step time
+  -h, --help                  this help
+
+examples:
+  perfectrep-jax compile --config configs/pretrain.py:smoke --topology v5e:2x2
+  perfectrep-jax compile --config configs/pretrain.py:full --topology v5e:4x4 --config.compute_dtype=bfloat16 --config.batch_size=128 --json full_v5e16.json
+  perfectrep-jax compile --config configs/pretrain.py:lite --topology v6e:4x4 --config.batch_size=256 --search-mesh"""
+
+
+def run(argv: list[str]) -> None:
+  """``perfectrep-jax compile ARGS``; UserError for what a user can get wrong."""
+  from absl import flags
+  from ml_collections import config_flags
+
+  from perfectrep_jax.train.config_check import check_config
+  from perfectrep_jax.train.config_load import HELP_FLAGS, parse_config_flags
+
+  if any(word in HELP_FLAGS for word in argv):
+    print(HELP, flush=True)
+    return
+  values = flags.FlagValues()
+  holder = config_flags.DEFINE_config_file("config", None, "task config", lock_config=True,
+                                           flag_values=values)
+  topology = flags.DEFINE_string("topology", None, "TPU slice", flag_values=values)
+  out = flags.DEFINE_string("json", None, "report JSON", flag_values=values)
+  search = flags.DEFINE_bool("search_mesh", False, "rank the meshes", flag_values=values)
+  argv = ["--search_mesh" if w == "--search-mesh" else w for w in argv]
+  config = parse_config_flags(values, ["perfectrep-jax compile", *argv], holder)
+  if config is None:
+    raise UserError("--config is required, e.g. --config configs/pretrain.py:smoke")
+  if not topology.value:
+    raise UserError("--topology is required, e.g. --topology v5e:2x2")
+  if out.value and Path(out.value).is_dir():
+    raise UserError(f"--json {out.value}: is a directory")
+  devices = topology_devices(topology.value)
+  check_config(config)
+  if search.value:
+    if not candidate_meshes(config, len(devices)):
+      raise UserError(f"no (data, fsdp, tensor) mesh of {len(devices)} devices splits batch_size "
+                      f"{config.batch_size}")
+    print(f"compiling {len(candidate_meshes(config, len(devices)))} meshes of {topology.value}",
+          file=sys.stderr, flush=True)
+    reports = search_mesh(config, devices, topology.value)
+    if out.value:
+      _write_json(out.value, reports)
+    if not any(r["fits"] for r in reports):
+      raise UserError(f"no mesh fits; the smallest: {too_big(min(reports, key=lambda r: r['per_device_memory_bytes']))}")
+    print(ranking(reports), flush=True)
+    return
+  report = compile_train_step(config, devices, topology.value)
+  report.pop("compiled")
+  if out.value:
+    _write_json(out.value, report)
+  if not report["fits"]:
+    raise UserError(too_big(report))
+  print(table(report), flush=True)

@@ -1,0 +1,121 @@
+"""``perfectrep-jax compile``: train's own step compiled for a TPU slice on this CPU machine (libtpu,
+the ``tpu`` extra), with memory, FLOPs, estimated time and collectives; a step too big for the chip
+refused in one line. The HLO parsing and mesh candidates are tested without libtpu."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from perfectrep_jax import cli
+from perfectrep_jax.train import aot
+
+ROOT = Path(__file__).resolve().parents[2]
+SMOKE = f"{ROOT / 'configs' / 'pretrain.py'}:smoke"
+needs_libtpu = pytest.mark.skipif(
+    importlib.util.find_spec("libtpu") is None,
+    reason="libtpu is not installed (pip install -e '.[tpu]'): no TPU compiler to compile with")
+
+HLO = """
+ENTRY %main {
+  %all-gather.8 = bf16[4096,2048]{1,0:T(8,128)(2,1)S(1)} all-gather(%param), channel_id=5, dimensions={0}
+  %ags = (f32[16]{0}, f32[64]{0}) all-gather-start(%p1), channel_id=6, dimensions={0}
+  %agd = f32[64]{0} all-gather-done(%ags)
+  %all-reduce.1 = bf16[2048,4096]{1,0:T(8,128)(2,1)S(1)} all-reduce(%fusion), channel_id=6, to_apply=%add
+  %cp = (f32[8]{0}, f32[8]{0}, u32[], u32[]) collective-permute-start(%x), source_target_pairs={{0,1}}
+  %cpd = f32[8]{0} collective-permute-done(%cp)
+  %fusion.2 = f32[8]{0} fusion(%all-gather.8), kind=kLoop, calls=%fused
+}
+"""
+
+
+def test_collectives_are_counted_once_with_their_result_bytes():
+  coll = aot.collectives(HLO)
+  assert coll["all-gather"] == {"count": 2, "bytes": 4096 * 2048 * 2 + 64 * 4}
+  assert coll["all-reduce"] == {"count": 1, "bytes": 2048 * 4096 * 2}
+  assert coll["collective-permute"] == {"count": 1, "bytes": 8 * 4}
+  assert coll["reduce-scatter"]["count"] == coll["all-to-all"]["count"] == 0
+
+
+def test_candidate_meshes_divide_the_slice_the_batch_and_the_heads():
+  from ml_collections import ConfigDict
+
+  config = ConfigDict(dict(batch_size=8, model=dict(num_heads=2)))
+  meshes = aot.candidate_meshes(config, 4)
+  assert {tuple(m.values()) for m in meshes} == {(4, 1, 1), (2, 2, 1), (1, 4, 1), (2, 1, 2),
+                                                 (1, 2, 2)}
+  config.batch_size = 2  # data x fsdp must split the batch: only the meshes with tensor 2
+  assert all(m["tensor"] == 2 for m in aot.candidate_meshes(config, 4))
+
+
+def test_roofline_when_xla_gives_no_time():
+  coll = {"all-reduce": {"count": 1, "bytes": 100}, "all-gather": {"count": 1, "bytes": 50}}
+  step, model = aot.estimate_step_s({"flops": 1e12, "bytes accessed": 1e9, "optimal_seconds": -1},
+                                    coll, peak=1e14, hbm_bw=1e12, ici_bw=1e3)
+  assert model == "roofline" and step == pytest.approx(0.01 + 250 / 1e3)
+  assert aot.estimate_step_s({"optimal_seconds": 0.5}, coll, 1, 1, 1) == (0.5, "xla")
+
+
+@needs_libtpu
+def test_compile_smoke_for_v5e_2x2(tmp_path, capsys):
+  out = tmp_path / "report.json"
+  assert cli.main(["compile", "--config", SMOKE, "--topology", "v5e:2x2", "--json", str(out)]) == 0
+  table = capsys.readouterr().out
+  report = json.loads(out.read_text())
+  assert set(aot.FIELDS) <= set(report)
+  assert report["topology"] == "v5e:2x2" and report["chip"] == "v5e" and report["devices"] == 4
+  assert report["mesh"] == {"data": 4, "fsdp": 1, "tensor": 1} and report["batch_size"] == 8
+  assert report["device_memory_bytes"] == 16 * 2**30 and report["fits"]
+  assert 0 < report["argument_bytes_per_device"] <= report["per_device_memory_bytes"] < 2**30
+  assert report["flops_per_step"] > 0 and report["estimated_step_s"] > 0
+  assert 0 < report["estimated_mfu"] < 1
+  # data parallel over 4 chips: the gradients are all-reduced across them
+  assert report["collectives"]["all-reduce"]["count"] > 0
+  assert report["collectives"]["all-reduce"]["bytes"] > 0
+  for field in ("per_device_memory", "estimated_mfu", "collectives", "all-reduce"):
+    assert field in table
+
+
+@needs_libtpu
+def test_a_batch_too_big_for_the_chip_is_refused_in_one_line(tmp_path):
+  out = tmp_path / "report.json"
+  done = subprocess.run(
+      [sys.executable, "-m", "perfectrep_jax.cli", "compile", "--config", SMOKE,
+       "--topology", "v5e:2x2", "--config.batch_size=262144", "--json", str(out)],
+      capture_output=True, text=True, cwd=ROOT, timeout=900,
+      env=dict(os.environ, JAX_PLATFORMS=""))
+  assert done.returncode == 2, done.stderr
+  lines = done.stderr.strip().splitlines()
+  assert len(lines) == 1, done.stderr
+  # the TPU compiler's own figures: what the step needs against the HBM the chip has
+  assert "batch 262144: does not fit a v5e chip" in lines[0] and "(15.75G)" in lines[0], lines
+  assert done.stdout == ""
+  report = json.loads(out.read_text())  # the whole report, saying it does not fit
+  assert not report["fits"] and report["per_device_memory_bytes"] > 16 * 2**30
+
+
+@needs_libtpu
+def test_unknown_topology_is_one_line(capsys):
+  assert cli.main(["compile", "--config", SMOKE, "--topology", "v5e:3x7"]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "--topology v5e:3x7" in err[0]
+
+
+@needs_libtpu
+@pytest.mark.slow
+def test_search_mesh_ranks_the_meshes_that_fit(tmp_path, capsys):
+  out = tmp_path / "meshes.json"
+  assert cli.main(["compile", "--config", SMOKE, "--topology", "v5e:2x2", "--search-mesh",
+                   "--config.batch_size=2", "--json", str(out)]) == 0
+  reports = json.loads(out.read_text())
+  assert [r["mesh"] for r in reports] and all(r["mesh"]["tensor"] == 2 for r in reports)
+  assert len(reports) == 2 and all(r["fits"] for r in reports)
+  times = [r["estimated_step_s"] for r in reports]
+  assert times == sorted(times)
+  assert capsys.readouterr().out.splitlines()[0].lstrip().startswith("rank")
