@@ -24,6 +24,7 @@ import numpy as np
 from flax import nnx
 
 from perfectrep_jax.errors import UserError
+from perfectrep_jax.interop.safe_pickle import error_text, short_text
 from perfectrep_jax.interop.torch_pickle import load_torch_checkpoint
 from perfectrep_jax.models import model_dir
 from perfectrep_jax.models.dstformer import DSTformerConfig
@@ -66,14 +67,16 @@ def find_state_dict(ckpt: Any, source: str) -> dict[str, np.ndarray]:
     if all(isinstance(v, np.ndarray) for v in ckpt.values()) and ckpt:
       state = ckpt
     else:
+      keys = [short_text(str(k), 40) for k in list(ckpt)[:10]]
       raise UserError(f"{source}: no model weights found (looked for keys {list(STATE_KEYS)}; "
-                      f"top-level keys are {sorted(map(str, ckpt))[:10]})")
+                      f"top-level keys are {keys}{' ...' if len(ckpt) > 10 else ''})")
   out = {}
   for key, value in state.items():
     key = str(key)
     key = key[len("module."):] if key.startswith("module.") else key
     if not isinstance(value, np.ndarray):
-      raise UserError(f"{source}: weight {key} is not a tensor ({type(value).__name__})")
+      raise UserError(f"{source}: weight {short_text(key, 80)} is not a tensor "
+                      f"({type(value).__name__})")
     out[key] = value
   return out
 
@@ -102,7 +105,9 @@ def checkpoint_num_heads(ckpt: Any) -> tuple[int | None, str | None]:
 def _count_blocks(state: Mapping[str, np.ndarray], prefix: str) -> int:
   idx = {int(k[len(prefix):].split(".")[0]) for k in state if k.startswith(prefix)}
   if idx != set(range(len(idx))):
-    raise ValueError(f"blocks under {prefix!r} are not numbered 0..n-1: {sorted(idx)}")
+    shown = sorted(idx)[:10]
+    raise ValueError(f"blocks under {prefix!r} are not numbered 0..n-1: {shown}"
+                     f"{' ...' if len(idx) > 10 else ''}")
   return len(idx)
 
 
@@ -180,7 +185,8 @@ def load_state_dict(model: nnx.Module, state: Mapping[str, np.ndarray], source: 
     for label, keys in (("missing", missing), ("unexpected", unexpected),
                         ("mis-shaped", mis_shaped)):
       if keys:
-        shown = ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
+        shown = ", ".join(short_text(k, 120) for k in keys[:8]) + (
+            f" and {len(keys) - 8} more" if len(keys) > 8 else "")
         problems.append(f"{len(keys)} {label}: {shown}")
     raise UserError(f"{source}: weights do not fit the inferred model: " + "; ".join(problems))
   flat = nnx.to_flat_state(nnx.state(model, model_dir.WEIGHTS))
@@ -214,7 +220,7 @@ def convert_checkpoint(src: str | Path, out_dir: str | Path, *, num_heads: int |
   try:
     kind, cfg, state = infer_model(state, num_heads, part)
   except (ValueError, KeyError, IndexError) as e:
-    raise UserError(f"{src}: not a DSTformer or action checkpoint ({e})") from None
+    raise UserError(f"{src}: not a DSTformer or action checkpoint ({error_text(e)})") from None
   model = model_dir.build_model(kind, cfg)
   load_state_dict(model, state, str(src))
   model.eval()

@@ -338,3 +338,23 @@ def test_a_file_cannot_change_how_later_files_are_read(tmp_path):
   assert a is not b
   with pytest.raises(AttributeError):
     a.extra = 1
+
+
+def test_convert_messages_stay_short_for_huge_keys(tmp_path):
+  from perfectrep_jax.interop import convert
+
+  huge = "k" * 1_000_000
+  with pytest.raises(UserError) as e:
+    convert.find_state_dict({huge: 1, "x": 2}, "c.bin")
+  assert "no model weights found" in str(e.value) and len(str(e.value)) < 400
+  with pytest.raises(UserError) as e:
+    convert.find_state_dict({"model": {huge: "not a tensor"}}, "c.bin")
+  assert "is not a tensor" in str(e.value) and len(str(e.value)) < 400
+  state = {f"blocks_st.{i}.mlp_s.fc1.weight": np.zeros((0, 0), np.float32)
+           for i in range(1, 100_000, 7)}
+  state.update({"joints_embed.weight": np.zeros((16, 3), np.float32),
+                "temp_embed": np.zeros((1, 9, 1, 16), np.float32),
+                "pos_embed": np.zeros((1, 17, 16), np.float32)})
+  with pytest.raises(ValueError) as e:
+    convert.infer_model(state, 8)
+  assert "not numbered 0..n-1" in str(e.value) and len(str(e.value)) < 400
