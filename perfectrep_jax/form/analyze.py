@@ -165,7 +165,7 @@ def analyze_motion(joints, exercise: str | None = None, *, fps: float = 30.0,
         up_vec = kinematics.estimate_up(x, ex.posture)
         up_source = f"estimated ({ex.posture})"
     signals = kinematics.signals(x, up_vec)
-    seg = reps.segment_repetitions(x, fps)
+    seg = reps.segment_repetitions(x, fps, signal=ex.signal)
     widths = _widths(x, up_vec)
     rep_figs = [figs.rep_figures(signals, r, fps, len(x), widths) for r in seg.reps]
     ranges = [figs.angle_ranges(signals, r) for r in seg.reps]

@@ -87,7 +87,11 @@ def to_json(result: Analysis, source: str = "input") -> dict:
             "lengths": "relative to the body (thigh or leg lengths, or ratios), so any input unit works",
         },
         "score": a.score,
-        "num_reps": len(reps),
+        # Whole repetitions; one the recording cuts (it starts or ends inside it) is listed in
+        # ``reps`` with ``partial`` and counted in ``num_partial`` only.
+        "num_reps": result.segmentation.count,
+        "num_partial": len(result.segmentation.partials),
+        "rep_signal": result.segmentation.signal,
         "period_s": result.segmentation.period / fps,
         "feedback": feedback,
         "findings": [{"rule": f.rule, "figure": f.figure, "message": f.message, "reps": [r + 1 for r in f.reps],
@@ -173,7 +177,7 @@ def render_html(doc: dict, images: dict[str, bytes]) -> str:
 <div class="sub">{e(str(doc['source']))} &middot; {doc['num_frames']} frames at {doc['fps']:g} fps ({doc['duration_s']:.1f} s)
 &middot; exercise: <b>{e(ex)}</b> ({e(doc['exercise_source'])}) &middot; vertical {e(doc['up_source'])}</div>
 <div class="cards"><div><div class="score {cls}">{score:.0f}<span style="font-size:.4em">/100</span></div>form score</div>
-<div><div class="score">{doc['num_reps']}</div>repetitions</div></div>
+<div><div class="score">{doc['num_reps']}</div>repetitions{f" (+{doc['num_partial']} partial)" if doc['num_partial'] else ""}</div></div>
 <h2>Feedback</h2><ul class="fb">{feedback}</ul>
 <h2>Repetitions</h2>
 <div class="wrap"><table><tr><th>rep</th><th>frames</th><th>score</th>{head}<th>issues</th></tr>{''.join(rows)}</table></div>

@@ -32,7 +32,7 @@ import dataclasses
 
 import numpy as np
 from scipy.optimize import minimize
-from scipy.signal import find_peaks
+from scipy.signal import find_peaks, peak_widths
 from scipy.spatial.distance import cdist
 
 from perfectrep_jax.form import kinematics
@@ -71,12 +71,25 @@ class Segmentation:
       reps: the repetitions, in time order.
       period: the period ``tau*`` in frames of the input (0 when no repetition was found).
       progress: (T,) every frame's progress from the rest pose (0) to the turning point (1),
-        :func:`progress`; one maximum per repetition.
+        :func:`progress`; one maximum per repetition. With an exercise's own signal
+        (:func:`exercise_signal`), that signal scaled so the rest is 0 and a typical repetition 1.
+      signal: what was followed: ``"pose"`` (the whole pose, AIFit) or one of :data:`SIGNALS`.
     """
 
     reps: tuple[Repetition, ...]
     period: float
     progress: np.ndarray
+    signal: str = "pose"
+
+    @property
+    def count(self) -> int:
+        """Repetitions seen whole, from the start of the descent to the end of the ascent."""
+        return sum(1 for r in self.reps if not r.partial)
+
+    @property
+    def partials(self) -> tuple[Repetition, ...]:
+        """Repetitions cut by the recording's start or end: said, but not counted."""
+        return tuple(r for r in self.reps if r.partial)
 
 
 # ----------------------------------------------------------------------------- poses and affinity
@@ -340,7 +353,8 @@ def turning_points(signal: np.ndarray, prominence: float, distance: int) -> np.n
 
 
 def _boundaries(signal: np.ndarray, peaks: np.ndarray, rest_level: float,
-                hold_level: float) -> list[Repetition]:
+                hold_level: float, rest_windows: list[tuple[int, int]] | None = None,
+                edge_rest: float | None = None) -> list[Repetition]:
     """Start, hold and end of each repetition around its turning point in ``signal`` (T,).
 
     Between two turning points the rest level is the lowest value plus ``rest_level`` of the rise
@@ -349,6 +363,12 @@ def _boundaries(signal: np.ndarray, peaks: np.ndarray, rest_level: float,
     level is the typical (median) one between repetitions; a repetition that does not reach it
     before the recording's edge starts or ends there and is partial. The hold is where the signal
     stays within ``hold_level`` of the rise below the turning point's value.
+
+    With ``rest_windows`` (one ``(first, last)`` frame range per turning point) the rest levels
+    before and after a turning point are the lowest values inside its window only: in a session,
+    standing after the last repetition of a set is not as low as the walking before the next.
+    A window that reaches past the recording's edge also counts ``edge_rest`` (the recording's
+    rest level), so a repetition the recording cuts is not measured from its own cut-off part.
     """
     n = len(signal)
     valleys = [float(np.min(signal[a:b + 1])) for a, b in zip(peaks[:-1], peaks[1:])]
@@ -359,14 +379,24 @@ def _boundaries(signal: np.ndarray, peaks: np.ndarray, rest_level: float,
         lo = 0 if i == 0 else peaks[i - 1]
         hi = n - 1 if i == len(peaks) - 1 else peaks[i + 1]
         partial = False
-        rest_before = typical_rest if i == 0 else float(np.min(signal[lo:p + 1]))
+        if rest_windows is not None:
+            rest_before = float(np.min(signal[max(lo, rest_windows[i][0]):p + 1]))
+            if rest_windows[i][0] < 0 and edge_rest is not None:
+                rest_before = min(rest_before, edge_rest)
+        else:
+            rest_before = typical_rest if i == 0 else float(np.min(signal[lo:p + 1]))
         thr = rest_before + rest_level * (top - rest_before)
         at_rest = np.nonzero(signal[lo:p + 1] <= thr)[0]
         if len(at_rest):
             start = lo + int(at_rest[-1])
         else:
             start, partial = lo, True
-        rest_after = typical_rest if i == len(peaks) - 1 else float(np.min(signal[p:hi + 1]))
+        if rest_windows is not None:
+            rest_after = float(np.min(signal[p:min(hi, rest_windows[i][1]) + 1]))
+            if rest_windows[i][1] > n - 1 and edge_rest is not None:
+                rest_after = min(rest_after, edge_rest)
+        else:
+            rest_after = typical_rest if i == len(peaks) - 1 else float(np.min(signal[p:hi + 1]))
         thr = rest_after + rest_level * (top - rest_after)
         at_rest = np.nonzero(signal[p:hi + 1] <= thr)[0]
         if len(at_rest):
@@ -490,12 +520,95 @@ def _single_cycle(joints: np.ndarray, poses: np.ndarray, min_excursion: float):
     return rest, key, float(len(flex))
 
 
+# ----------------------------------------------------------------------------- an exercise's own signal
+
+# What each exercise's repetition bends, as a scalar that rises from rest to the turning point
+# (degrees of flexion; every one is an included angle, so the same in any view, unit or frame):
+# - ``legs`` (squat): the least bent of both knees and both hips (180 minus the angle). A squat
+#   bends all four; walking, a kick, a knee raise or a stretch bends one side or one joint, so
+#   between sets they stay far below a repetition.
+# - ``hinge`` (deadlift, RDL): the less flexed hip (trunk-thigh angle).
+# - ``elbows`` (push-up, bench press): the less bent elbow; a pike stretch or walking keeps the
+#   arms straight.
+SIGNALS = ("legs", "hinge", "elbows")
+# Smallest rise (degrees) of a repetition of each signal: below it a bump is sway or a step.
+MIN_RISE_DEG = {"legs": 40.0, "hinge": 30.0, "elbows": 30.0}
+
+
+def exercise_signal(joints: np.ndarray, kind: str) -> np.ndarray:
+    """An exercise's own repetition signal (see :data:`SIGNALS`): (T, 17, 3) -> (T,) degrees."""
+    if kind not in SIGNALS:
+        raise ValueError(f"unknown repetition signal {kind!r}; one of {', '.join(SIGNALS)}")
+    angles = kinematics.joint_angles(np.asarray(joints, np.float64), up=np.array([0.0, 0.0, 1.0]))
+
+    def least(joint):
+        return 180.0 - np.maximum(angles[f"{joint}_left"], angles[f"{joint}_right"])
+
+    if kind == "legs":
+        return np.minimum(least("knee"), least("hip"))
+    if kind == "hinge":
+        return least("hip")
+    return least("elbow")
+
+
+def _segment_signal(joints: np.ndarray, fps: float, kind: str, *, min_period_s: float,
+                    rest_level: float, hold_level: float, keep_frac: float = 0.55,
+                    return_frac: float = 0.35, smooth_s: float = 0.12) -> Segmentation:
+    """Repetitions of an exercise followed on its own signal (:func:`exercise_signal`).
+
+    1. The signal, smoothed over ``smooth_s`` (noisy 3D), and its rest level (its 5th percentile:
+       standing, arms straight).
+    2. Candidate turning points: maxima rising :data:`MIN_RISE_DEG` above the signal on both
+       sides; the recording's edges count as rest, so a repetition cut by them is found too.
+    3. The set's typical repetition ``H`` is the median rise of the candidates within 70 % of the
+       highest. A repetition rises at least ``keep_frac`` of ``H`` above rest and comes back at
+       least ``return_frac`` of ``H`` between two: walking, stretching or re-racking between sets
+       and a bounce at the bottom are not repetitions. No period is assumed, so rests of any
+       length and a tempo that changes within a set do not matter.
+    4. Boundaries (:func:`_boundaries`): a repetition starts at the last frame at rest before its
+       descent (within ``rest_level`` of the rise) and ends at the first one after its ascent; one
+       that the recording's start or end cuts before it reaches rest is ``partial``.
+    """
+    t = joints.shape[0]
+    raw = exercise_signal(joints, kind)
+    s = _smooth(raw, max(1, int(round(smooth_s * fps))))
+    rest = float(np.percentile(s, 5))
+    padded = np.concatenate([[rest], s, [rest]])
+    distance = max(1, int(round(min_period_s * fps)))
+    peaks, _ = find_peaks(padded, prominence=MIN_RISE_DEG[kind], distance=distance)
+    if len(peaks) == 0:
+        return Segmentation((), 0.0, np.zeros(t), kind)
+    rise = padded[peaks] - rest
+    typical = float(np.median(rise[rise >= 0.7 * rise.max()]))
+    peaks, _ = find_peaks(padded, prominence=max(MIN_RISE_DEG[kind], return_frac * typical),
+                          height=rest + keep_frac * typical, distance=distance)
+    peaks = np.clip(peaks - 1, 0, t - 1)
+    scaled = (s - rest) / max(typical, 1e-9)
+    if len(peaks) == 0:
+        return Segmentation((), 0.0, scaled, kind)
+    # Each repetition's rest levels are looked for within three half-widths (at half its rise) of
+    # its turning point: about one and a half descents before it and ascents after.
+    _, _, left, right = peak_widths(s, peaks, rel_height=0.5)
+    windows = [(int(p - 3 * (p - a)) - 1, int(np.ceil(p + 3 * (b - p))) + 1)
+               for p, a, b in zip(peaks, left, right)]
+    out = _boundaries(s, peaks, rest_level, hold_level, windows, edge_rest=rest)
+    full = [r.end - r.start for r in out if not r.partial]
+    period = float(np.median(full)) if full else float(np.median([r.end - r.start for r in out]))
+    return Segmentation(tuple(out), period, scaled, kind)
+
+
 def segment_repetitions(joints: np.ndarray, fps: float, *, min_period_s: float = 0.4,
                         max_period_s: float = 20.0, work_fps: float = 15.0,
-                        n_samples: int = 32, rest_level: float = 0.1, hold_level: float = 0.1,
+                        n_samples: int = 32, rest_level: float | None = None, hold_level: float = 0.1,
                         min_prominence: float = 0.2, min_excursion: float = 0.01,
-                        refine: bool = True, window_s: float = 120.0) -> Segmentation:
+                        refine: bool = True, window_s: float = 120.0,
+                        signal: str | None = None) -> Segmentation:
     """Finds the repetitions in a motion.
+
+    With ``signal`` (one of :data:`SIGNALS`: the exercise's own, e.g. ``"legs"`` for a squat) the
+    repetitions are followed on that signal (:func:`_segment_signal`): a session's sets, rests
+    and the movement between them, any tempo, any view. Without it the whole pose is followed
+    (AIFit, below), for exercises without their own signal.
 
     A recording longer than ``window_s`` (a whole training session: sets, rests, other
     exercises) is segmented in overlapping windows of that length, each on its own (its own
@@ -513,7 +626,9 @@ def segment_repetitions(joints: np.ndarray, fps: float, *, min_period_s: float =
         :data:`MAX_PAIR_LAG` apart), so an hour-long session analyses in bounded memory.
       n_samples: poses per repetition when comparing repetitions (``A_avg``).
       rest_level: a frame is at rest when its progress is within this fraction of the rise to the
-        turning point above the rest level.
+        turning point above the rest level (default 0.1 on the pose's progress; 0.2 on an
+        exercise's own signal, where joint angles start to bend a little before the body drops:
+        its boundaries then fall within a few frames of where the pelvis starts and ends moving).
       hold_level: the hold around a turning point is where the progress stays within this
         fraction of the rise below the turning point.
       min_prominence: a turning point's progress must stand this far (in progress units, the
@@ -523,14 +638,21 @@ def segment_repetitions(joints: np.ndarray, fps: float, *, min_period_s: float =
       refine: run the continuous boundary optimisation (step 5).
       window_s: length of the windows a longer recording is segmented in; they overlap by twice
         ``max_period_s``.
+      signal: the exercise's own repetition signal (:data:`SIGNALS`), or ``None`` for the pose.
     Returns:
       a :class:`Segmentation`; no repetitions when none was found. For a windowed recording
       ``period`` is the median of the windows' periods and ``progress`` each window's own
       progress over the part of the recording it owns.
     """
     joints = np.asarray(joints, np.float64)
+    if signal is not None:
+        if joints.shape[0] < 3:
+            return Segmentation((), 0.0, np.zeros(joints.shape[0]), signal)
+        return _segment_signal(joints, fps, signal, min_period_s=min_period_s,
+                               rest_level=0.2 if rest_level is None else rest_level,
+                               hold_level=hold_level)
     options = dict(min_period_s=min_period_s, max_period_s=max_period_s, work_fps=work_fps,
-                   n_samples=n_samples, rest_level=rest_level, hold_level=hold_level,
+                   n_samples=n_samples, rest_level=0.1 if rest_level is None else rest_level, hold_level=hold_level,
                    min_prominence=min_prominence, min_excursion=min_excursion, refine=refine)
     overlap = int(np.ceil(2 * max_period_s * fps))
     win = max(int(round(window_s * fps)), 2 * overlap)

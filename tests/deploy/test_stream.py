@@ -160,8 +160,9 @@ def test_online_counts_equal_the_true_counts_on_every_exercise_take():
         for t, value in enumerate(kinematics.flexion(motion[take])):  # as update(t, pose), faster
             counter.update_signal(t, value)
         counter.finish()
-        if counter.count != meta[take]["reps"]:
-            wrong[take] = counter.count
+        # takes.json counts turning points; a repetition the take cuts is said as partial.
+        if len(counter.reps) != meta[take]["reps"]:
+            wrong[take] = len(counter.reps)
     assert wrong == {}
 
 

@@ -1,0 +1,172 @@
+"""Test material made from real motion: training sessions joined from real takes, and form faults
+injected into real correct repetitions.
+
+Nothing here invents a movement: every frame is a frame of a real motion-capture take (read from
+the data folder at run time, :func:`perfectrep_jax.data.shared.load_mocap`), held, re-timed,
+moved, rotated, bent at one joint or given noise. It is how the counting (:mod:`.reps`) and the
+rules (:mod:`.rules`) are checked on sessions and faults that no take holds as such.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from perfectrep_jax.form import kinematics
+from perfectrep_jax.skeleton import JOINT_INDEX as J
+
+UP = np.array([0.0, 0.0, 1.0])   # the mocap's vertical (Z up, millimetres)
+
+
+# ----------------------------------------------------------------------------- true repetitions
+
+def pelvis_repetitions(joints: np.ndarray, bottoms, level: float = 0.1) -> list[tuple[int, int, int]]:
+    """True ``(start, bottom, end)`` of each repetition of a clean squat-like take, from the
+    pelvis height alone.
+
+    The descent starts at the last frame before the bottom where the pelvis is within ``level`` of
+    the drop below its standing height (the highest point since the previous bottom), and the
+    ascent ends at the first frame after it where it is back there.
+    """
+    z = np.asarray(joints, np.float64)[:, J["pelvis"]] @ UP
+    bottoms = [int(b) for b in bottoms]
+    out = []
+    for i, b in enumerate(bottoms):
+        lo = 0 if i == 0 else bottoms[i - 1]
+        hi = len(z) - 1 if i == len(bottoms) - 1 else bottoms[i + 1]
+        top_before, top_after = z[lo:b + 1].max(), z[b:hi + 1].max()
+        before = np.nonzero(z[lo:b + 1] >= top_before - level * (top_before - z[b]))[0]
+        after = np.nonzero(z[b:hi + 1] >= top_after - level * (top_after - z[b]))[0]
+        out.append((lo + int(before[-1]), b, b + int(after[0])))
+    return out
+
+
+# ----------------------------------------------------------------------------- sessions
+
+@dataclasses.dataclass
+class Session:
+    """A session joined from pieces of real takes.
+
+    Attributes:
+      joints: (T, 17, 3) millimetres, Z up (before :func:`any_view`).
+      reps: the true repetitions, ``(start, end, partial)`` in session frames.
+      pieces: ``(label, first frame, last frame)`` of every piece, in order.
+    """
+
+    joints: np.ndarray
+    reps: list[tuple[int, int, bool]]
+    pieces: list[tuple[str, int, int]]
+
+
+def hold(pose: np.ndarray, frames: int, rng: np.random.Generator, fps: float = 50.0,
+         sway_mm: float = 15.0, jitter_mm: float = 3.0) -> np.ndarray:
+    """One pose held for ``frames`` frames as a person stands between sets: the whole body sways
+    slowly (a few centimetres, below 1 Hz) and every joint jitters a little."""
+    t = np.arange(frames) / fps
+    sway = np.zeros((frames, 3))
+    for axis in (0, 1):
+        f, ph = rng.uniform(0.15, 0.6), rng.uniform(0, 2 * np.pi)
+        sway[:, axis] = sway_mm * np.sin(2 * np.pi * f * t + ph)
+    jitter = rng.normal(scale=jitter_mm, size=(frames, 17, 3))
+    return pose[None] + sway[:, None] + jitter
+
+
+def time_warp(x: np.ndarray, rates) -> tuple[np.ndarray, np.ndarray]:
+    """Plays ``x`` at a speed that changes along it: ``rates`` (one per original frame, 1 = as
+    recorded, 2 = twice as fast) are integrated to the original time of every new frame.
+
+    Returns:
+      ``(warped, times)``: the poses (linearly interpolated) and the original (fractional) frame of
+      each new frame.
+    """
+    rates = np.broadcast_to(np.asarray(rates, np.float64), (len(x),))
+    times = [0.0]
+    while times[-1] < len(x) - 1:
+        times.append(times[-1] + rates[int(times[-1])])
+    times = np.minimum(np.asarray(times), len(x) - 1.0)
+    lo = np.minimum(np.floor(times).astype(int), len(x) - 2)
+    w = (times - lo)[:, None, None]
+    return x[lo] * (1 - w) + x[lo + 1] * w, times
+
+
+class SessionBuilder:
+    """Joins pieces of real takes into one session, each piece moved so its pelvis starts (on the
+    floor plan) where the previous one ended, with ``blend`` frames eased between them."""
+
+    def __init__(self, rng: np.random.Generator, blend: int = 10):
+        self.rng = rng
+        self.blend = blend
+        self.frames: list[np.ndarray] = []
+        self.length = 0
+        self.reps: list[tuple[int, int, bool]] = []
+        self.pieces: list[tuple[str, int, int]] = []
+
+    def _append(self, x: np.ndarray, label: str) -> int:
+        x = np.asarray(x, np.float64).copy()
+        if self.frames:
+            last = self.frames[-1][-1]
+            shift = last[J["pelvis"]] - x[0, J["pelvis"]]
+            shift[2] = 0.0
+            x += shift
+            ease = np.linspace(0.0, 1.0, self.blend + 2)[1:-1, None, None]
+            bridge = last[None] * (1 - ease) + x[0][None] * ease
+            self.frames.append(bridge)
+            self.length += len(bridge)
+        first = self.length
+        self.frames.append(x)
+        self.length += len(x)
+        self.pieces.append((label, first, self.length - 1))
+        return first
+
+    def add_set(self, x: np.ndarray, true_reps, label: str = "set", times: np.ndarray | None = None):
+        """A set: ``x`` with its true repetitions ``(start, bottom, end)`` in ``x``'s own frames
+        (before any :func:`time_warp`; ``times`` maps new frames to them). A repetition the piece
+        does not hold whole is partial."""
+        first = self._append(x, label)
+        n = len(x)
+        for start, _, end in true_reps:
+            if times is not None:
+                start_new = int(np.searchsorted(times, start))
+                end_new = int(np.searchsorted(times, end))
+                cut_start, cut_end = start < times[0], end > times[-1]
+            else:
+                start_new, end_new = start, end
+                cut_start, cut_end = start < 0, end > n - 1
+            start_new, end_new = max(0, start_new), min(n - 1, end_new)
+            if end_new <= 0 or start_new >= n - 1:
+                continue
+            self.reps.append((first + start_new, first + end_new, bool(cut_start or cut_end)))
+
+    def add_rest(self, seconds: float, fps: float = 50.0, label: str = "rest"):
+        """The last pose held with sway for ``seconds``."""
+        self._append(hold(self.frames[-1][-1], int(seconds * fps), self.rng, fps), label)
+
+    def add_other(self, x: np.ndarray, label: str):
+        """Movement between sets that is not a repetition (walking, arm circles, ...)."""
+        self._append(x, label)
+
+    def build(self) -> Session:
+        return Session(np.concatenate(self.frames), list(self.reps), list(self.pieces))
+
+
+def cut_reps(true_reps, first: int, last: int) -> list[tuple[int, int, int]]:
+    """The true repetitions of a take seen through the window ``first..last`` (its own frames),
+    shifted to the window: a repetition reaching outside it keeps its outside start or end, so
+    :meth:`SessionBuilder.add_set` marks it partial."""
+    return [(s - first, b - first, e - first) for s, b, e in true_reps if e >= first and s <= last]
+
+
+def any_view(x: np.ndarray, seed: int, noise_frac: float = 0.0) -> np.ndarray:
+    """The motion seen from a random rotation (any view, the vertical no longer an axis), moved
+    and rescaled, with per-joint Gaussian noise of ``noise_frac`` body scales (a lifted 3D's
+    error is a few percent of the body, :func:`perfectrep_jax.form.kinematics.body_scale`)."""
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    if np.linalg.det(q) < 0:
+        q[:, 0] *= -1
+    scale = kinematics.body_scale(x)
+    out = x @ q.T
+    if noise_frac:
+        out = out + rng.normal(scale=noise_frac * scale, size=out.shape)
+    return (out - out[:1, :1]) / scale
