@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import jax
 
@@ -100,5 +101,20 @@ def check_config(config) -> None:
                     "--config.init.checkpoint=DIR_OR_BIN")
   if config.get("epochs", 0) < 0:
     problems.append(f"epochs: must be >= 0, got {config.epochs}")
+  problems += [f"{name}: must be a finite number, got {value}"
+               for name, value in _floats(config.to_dict()) if not math.isfinite(value)]
   if problems:
     raise UserError("invalid config:\n  " + "\n  ".join(problems))
+
+
+def _floats(tree, prefix: str = ""):
+  """(dotted name, value) of every float in a nested config dict (an override such as
+  optim.lr=1e999 gives inf, which no later check would catch before the loss is NaN)."""
+  items = tree.items() if isinstance(tree, dict) else enumerate(tree) if isinstance(
+      tree, (list, tuple)) else ()
+  for key, value in items:
+    name = f"{prefix}.{key}" if prefix else str(key)
+    if isinstance(value, float):
+      yield name, value
+    else:
+      yield from _floats(value, name)

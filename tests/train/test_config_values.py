@@ -47,3 +47,11 @@ def test_other_bad_values_are_found_by_the_config_check(override, message):
   config = _parse(["--config", SMOKE, f"--config.{override}"])
   with pytest.raises(UserError, match=re.escape(message)):
     check_config(config)
+
+
+@pytest.mark.parametrize("override", ["optim.lr=1e5000", "optim.lr=" + "9" * 400, "optim.lr=nan"])
+def test_non_finite_numbers_are_refused(override):
+  config = _parse(["--config", SMOKE, f"--config.{override}"])
+  with pytest.raises(UserError, match=r"optim.lr: must be a finite number, got (inf|nan)"):
+    check_config(config)
+  check_config(_parse(["--config", SMOKE, "--config.optim.lr=1e-4"]))
