@@ -1,0 +1,259 @@
+"""TPU figures without a TPU (issue 20): ``train``'s step compiled ahead of time for TPU slices.
+
+    nice -n 10 python benchmarks/tpu_compile.py --write-readme [--max-minutes M] [--models full]
+    python benchmarks/tpu_compile.py --readme-only     # the README block from what is compiled
+
+For PerfectRep's full config and MotionBERT-Lite (``configs/pretrain.py:full`` / ``:lite``) in
+bfloat16 on v5e-16, v5e-256, v5p-128 and v6e-16 (``perfectrep_jax/train/aot.py``, the code behind
+``perfectrep-jax compile``): the data-parallel mesh and a few others (the best of them is the "best
+mesh"), and the largest power-of-two batch per chip that fits with and without remat. Each compile
+is kept in ``benchmarks/tpu_compile.json`` as soon as it is done, so a rerun (or one cut short by
+``--max-minutes``) goes on where the last stopped; the README block says which rows are missing.
+
+Every time and MFU here is an ESTIMATE from XLA's cost analysis, not a measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+README = Path(__file__).resolve().parent / "README.md"
+CACHE = Path(__file__).resolve().parent / "tpu_compile.json"
+BEGIN, END = "<!-- results:tpu-compile:begin -->", "<!-- results:tpu-compile:end -->"
+
+MODELS = {"full": "PerfectRep full (dim 512, mlp 2)", "lite": "MotionBERT-Lite (dim 256, mlp 4)"}
+# name -> (topology, chips): Cloud's names count chips for v5e/v6e and TensorCores for v5p (2 a chip)
+SLICES = {"v5e-16": "v5e:4x4", "v5e-256": "v5e:16x16", "v5p-128": "v5p:4x4x4", "v6e-16": "v6e:4x4"}
+CHIPS_IN = {"v5e-16": 16, "v5e-256": 256, "v5p-128": 64, "v6e-16": 16}
+PER_CHIP = 8          # clips per chip for the mesh rows and the scaling line
+MAX_PER_CHIP = 1024   # the largest-batch search stops here
+
+
+def config_for(model: str, n: int, per_chip: int, mesh: tuple[int, int, int], remat: str = ""):
+  spec = importlib.util.spec_from_file_location("_pretrain_config", ROOT / "configs" / "pretrain.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  c = module.get_config(model)
+  c.compute_dtype = "bfloat16"
+  c.batch_size = per_chip * n
+  c.remat = remat
+  c.mesh.update(dict(zip(("data", "fsdp", "tensor"), mesh)))
+  return c
+
+
+def meshes(n: int) -> list[tuple[tuple[int, int, int], str]]:
+  """(mesh, what it is) tried per slice: data-parallel first (the baseline), then the others."""
+  return [((n, 1, 1), "data-parallel"), ((1, n, 1), "fsdp"), ((n // 2, 1, 2), "data x tensor 2"),
+          ((1, n // 2, 2), "fsdp x tensor 2")]
+
+
+def key(model, slice_name, mesh, per_chip, remat) -> str:
+  return f"{model}|{slice_name}|{'x'.join(map(str, mesh))}|{per_chip}|{remat or 'off'}"
+
+
+def load_cache() -> dict:
+  return json.loads(CACHE.read_text()) if CACHE.exists() else {}
+
+
+def save_cache(cache: dict) -> None:
+  """Writes ``cache`` merged into what is on disk (runs over other slices may be writing too)."""
+  from perfectrep_jax.fileio import atomic_write_bytes
+
+  merged = dict(load_cache(), **cache)
+  cache.update(merged)
+  atomic_write_bytes(CACHE, (json.dumps(merged, indent=1, sort_keys=True) + "\n").encode())
+
+
+def jobs(models: list[str], slices: list[str]) -> list[tuple]:
+  """(model, slice, mesh, per_chip, remat) in the order that makes a cut-short run most useful:
+  the data-parallel rows (and the scaling pair) first, then the other meshes, then the batches."""
+  out = []
+  for name in slices:
+    for model in models:
+      out.append((model, name, meshes(_n(name))[0][0], PER_CHIP, ""))
+  for name in slices:
+    for model in models:
+      out += [(model, name, mesh, PER_CHIP, "") for mesh, _ in meshes(_n(name))[1:]]
+  return out
+
+
+def _n(slice_name: str) -> int:
+  return CHIPS_IN[slice_name]
+
+
+def compile_one(devices, job, cache: dict, log) -> dict:
+  from perfectrep_jax.train import aot
+
+  k = key(*job)
+  if k in cache:
+    return cache[k]
+  model, slice_name, mesh, per_chip, remat = job
+  report = aot.compile_train_step(config_for(model, _n(slice_name), per_chip, mesh, remat),
+                                  devices, SLICES[slice_name])
+  report.pop("compiled", None)
+  report["cpu"] = _cpu()
+  report["loadavg_1min"] = os.getloadavg()[0]
+  cache[k] = report
+  save_cache(cache)
+  log(f"{k}: fits {report['fits']}, {report['per_device_memory_bytes'] / 2**30:.2f} GiB/chip, "
+      f"step {report['estimated_step_s']}, compile {report['compile_s']:.0f} s")
+  return report
+
+
+def largest_batch(devices, model, slice_name, remat, cache, log, deadline) -> None:
+  """Doubles the batch per chip (data-parallel mesh) until the compiler refuses it."""
+  mesh = meshes(_n(slice_name))[0][0]
+  per_chip = PER_CHIP
+  while per_chip <= MAX_PER_CHIP and time.time() < deadline:
+    if not compile_one(devices, (model, slice_name, mesh, per_chip, remat), cache, log)["fits"]:
+      return
+    per_chip *= 2
+
+
+def _cpu() -> str:
+  try:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+      if line.startswith("model name"):
+        return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or "unknown CPU"
+
+
+# ---------------------------------------------------------------------------- README
+def _fmt_mesh(mesh: dict) -> str:
+  return "x".join(str(mesh[a]) for a in ("data", "fsdp", "tensor"))
+
+
+def _mib(coll) -> str:
+  if not coll:
+    return "-"
+  total = sum(v["bytes"] for v in coll.values())
+  return f"{total / 2**20:.0f}"
+
+
+def render(cache: dict, models: list[str]) -> str:
+  lines = ["| model | slice | mesh (data x fsdp x tensor) | batch/chip | memory/chip | fits | "
+           "est. clips/s | est. MFU | collective MiB/chip/step | compile s |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+  missing = []
+  best = {}
+  for model in models:
+    for name in SLICES:
+      rows = []
+      for mesh, what in meshes(_n(name)):
+        r = cache.get(key(model, name, mesh, PER_CHIP, ""))
+        if r is None:
+          missing.append(f"{model} {name} {what}")
+          continue
+        rows.append((what, r))
+      fitting = [r for _, r in rows if r["fits"] and r["estimated_step_s"]]
+      if fitting:
+        best[(model, name)] = min(fitting, key=lambda r: r["estimated_step_s"])
+      for what, r in rows:
+        tag = " (best)" if best.get((model, name)) is r and len(fitting) > 1 else ""
+        clips = f"{r['estimated_clips_per_s']:.0f}" if r["estimated_clips_per_s"] else "-"
+        mfu = f"{100 * r['estimated_mfu']:.1f}%" if r["estimated_mfu"] is not None else "-"
+        lines.append(f"| {model} | {name} | {_fmt_mesh(r['mesh'])} {what}{tag} | {PER_CHIP} | "
+                     f"{r['per_device_memory_bytes'] / 2**30:.2f} GiB | "
+                     f"{'yes' if r['fits'] else 'no'} | {clips} | {mfu} | {_mib(r['collectives'])} | "
+                     f"{r['compile_s']:.0f} |")
+  lines += ["", "Largest batch per chip that fits (data-parallel mesh, powers of two from "
+            f"{PER_CHIP}, up to {MAX_PER_CHIP}):", "",
+            "| model | slice | remat off | remat full |", "|---|---|---|---|"]
+  for model in models:
+    for name in SLICES:
+      cells = []
+      for remat in ("", "full"):
+        sizes = sorted((int(k.split("|")[3]), v["fits"]) for k, v in cache.items()
+                       if k.startswith(f"{model}|{name}|{_n(name)}x1x1|") and
+                       k.endswith(f"|{remat or 'off'}"))
+        fit = [b for b, ok in sizes if ok]
+        refused = [b for b, ok in sizes if not ok]
+        if refused and fit:
+          cells.append(f"{max(fit)} ({min(refused)} does not fit)")
+        elif fit and max(fit) >= MAX_PER_CHIP:
+          cells.append(f">= {max(fit)}")
+        elif refused:
+          cells.append(f"< {min(refused)}")
+        else:
+          cells.append("not compiled yet" if not fit else f">= {max(fit)} (search not finished)")
+      lines.append(f"| {model} | {name} | {cells[0]} | {cells[1]} |")
+  lines.append("")
+  for model in models:
+    small, big = (cache.get(key(model, s, (_n(s), 1, 1), PER_CHIP, "")) for s in ("v5e-16", "v5e-256"))
+    if small and big and small["estimated_clips_per_s"] and big["estimated_clips_per_s"]:
+      eff = (big["estimated_clips_per_s"] / 256) / (small["estimated_clips_per_s"] / 16)
+      lines.append(f"- Weak scaling, {model}, data-parallel, {PER_CHIP} clips/chip: v5e-16 "
+                   f"{small['estimated_clips_per_s']:.0f} -> v5e-256 "
+                   f"{big['estimated_clips_per_s']:.0f} clips/s, {100 * eff:.0f}% of linear "
+                   "(from the estimates).")
+    else:
+      lines.append(f"- Weak scaling, {model}: needs the v5e-16 and v5e-256 data-parallel rows "
+                   "(not both compiled yet).")
+  cpus = sorted({r.get("cpu", "?") for r in cache.values()})
+  loads = [r.get("loadavg_1min", 0) for r in cache.values()]
+  lines.append(f"- Compiled on {', '.join(cpus)} (2 cores shared with other jobs, load average "
+               f"{min(loads, default=0):.0f}-{max(loads, default=0):.0f}: compile_s is wall time "
+               "under that load); jax/jaxlib 0.10.2, libtpu 0.0.42.1.")
+  if missing:
+    lines.append(f"- Not compiled yet ({len(missing)}; rerun the command to go on): "
+                 + "; ".join(missing) + ".")
+  return "\n".join(lines)
+
+
+def write_readme(text: str) -> None:
+  from perfectrep_jax.fileio import atomic_write_bytes
+
+  readme = README.read_text()
+  if BEGIN not in readme or END not in readme:
+    raise SystemExit(f"{README}: no {BEGIN} ... {END} block to write into")
+  head, rest = readme.split(BEGIN, 1)
+  _, tail = rest.split(END, 1)
+  atomic_write_bytes(README, f"{head}{BEGIN}\n{text}\n{END}{tail}".encode())
+
+
+def main(argv=None) -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=["full", "lite"])
+  parser.add_argument("--slices", nargs="+", choices=list(SLICES), default=list(SLICES),
+                      help="compile for these slices only (runs for others can go on at once)")
+  parser.add_argument("--max-minutes", type=float, default=None,
+                      help="start no compile after this long (each done one is kept)")
+  parser.add_argument("--write-readme", action="store_true", help="rewrite the README block")
+  parser.add_argument("--readme-only", action="store_true",
+                      help="only the README block, from benchmarks/tpu_compile.json")
+  args = parser.parse_args(argv)
+  cache = load_cache()
+  if not args.readme_only:
+    from perfectrep_jax.train import aot
+
+    deadline = time.time() + 60 * args.max_minutes if args.max_minutes else float("inf")
+    log = lambda line: print(line, flush=True)  # noqa: E731
+    devices = {name: aot.topology_devices(SLICES[name]) for name in args.slices}
+    assert all(len(devices[name]) == CHIPS_IN[name] for name in args.slices), "chips of a slice"
+    for job in jobs(args.models, args.slices):
+      if time.time() >= deadline:
+        break
+      compile_one(devices[job[1]], job, cache, log)
+    for name in args.slices:
+      for model in args.models:
+        for remat in ("", "full"):
+          largest_batch(devices[name], model, name, remat, cache, log, deadline)
+  text = render(load_cache(), args.models)
+  print(text)
+  if args.write_readme or args.readme_only:
+    write_readme(text)
+
+
+if __name__ == "__main__":
+  main()
