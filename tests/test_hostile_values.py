@@ -142,3 +142,19 @@ def test_any_other_os_error_is_one_line(capsys):
 
     assert cli._run("analyze", job) == 2
     assert capsys.readouterr().err == "perfectrep-jax analyze: error: /somewhere/out: Permission denied\n"
+
+
+def test_a_model_directory_can_be_written_through_a_symlink(tmp_path):
+    from perfectrep_jax.models import model_dir
+
+    model = model_dir.build_model("lifter", dict(dim_feat=8, depth=1, num_heads=2, maxlen=3,
+                                                 dim_rep=8))
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "to_empty").symlink_to(tmp_path / "empty")
+    (tmp_path / "to_missing").symlink_to(tmp_path / "missing")
+    for link, target in (("to_empty", "empty"), ("to_missing", "missing")):
+        model_dir.save_model_dir(tmp_path / link, model)
+        assert (tmp_path / target / "model.json").is_file() and (tmp_path / link).is_symlink()
+        model_dir.load_model(tmp_path / link)
+    with pytest.raises(UserError, match="already exists and is not empty"):
+        model_dir.save_model_dir(tmp_path / "to_empty", model)

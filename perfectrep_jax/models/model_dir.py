@@ -105,6 +105,8 @@ def save_model_dir(out_dir: str | Path, model: nnx.Module, **extra_meta: Any) ->
   import orbax.checkpoint as ocp
 
   out_dir = Path(out_dir).absolute()
+  if out_dir.is_symlink():  # a link to (or for) the directory: the directory itself is written
+    out_dir = out_dir.resolve()
   if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
     raise UserError(f"{out_dir}: already exists and is not empty; choose a new output directory")
   out_dir.parent.mkdir(parents=True, exist_ok=True)
