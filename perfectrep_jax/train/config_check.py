@@ -55,6 +55,14 @@ def check_config(config) -> None:
   else:
     attempt("model", lambda: DSTformerConfig(
         **{k: v for k, v in config.model.to_dict().items() if k not in extra}))
+    if config.model.get("name") == "mlp":  # the baseline's own widths, checked as its config
+      from perfectrep_jax.models.baseline import MLPLifterConfig
+
+      m = config.model
+      attempt("model", lambda: MLPLifterConfig(
+          dim_in=m.dim_in, dim_out=m.get("dim_out", 3), num_joints=m.num_joints,
+          hidden=m.get("mlp_hidden", 1024), num_blocks=m.get("mlp_blocks", 2),
+          drop_rate=m.get("drop_rate", 0.0), maxlen=m.maxlen))
   if not config.data.get("source"):
     problems.append("data.source: name the data, e.g. --config.data.source=demo (the bundled demo "
                     "mocap) or a dataset prepared by `perfectrep-jax prepare`, such as fit3d/clip243")

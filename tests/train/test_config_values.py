@@ -55,3 +55,10 @@ def test_non_finite_numbers_are_refused(override):
   with pytest.raises(UserError, match=r"optim.lr: must be a finite number, got (inf|nan)"):
     check_config(config)
   check_config(_parse(["--config", SMOKE, "--config.optim.lr=1e-4"]))
+
+
+def test_the_mlp_baselines_widths_are_checked():
+  config = _parse(["--config", SMOKE, "--config.model.name=mlp", "--config.model.mlp_hidden=0"])
+  with pytest.raises(UserError, match=r"model: hidden must be in 1..65536, got 0"):
+    check_config(config)
+  check_config(_parse(["--config", SMOKE, "--config.model.name=mlp"]))
