@@ -117,7 +117,12 @@ def cmd_analyze(args) -> None:
 
   report = analyze_file(args.input, args.exercise, args.out, fps=args.fps, up=args.up,
                         rules_path=args.rules)
-  print(f"{len(report['reps'])} repetitions of {report.get('exercise', 'the exercise')}, "
+  ex = report.get("exercise", "the exercise")
+  if report.get("exercise_confidence") is not None:
+    ex += f" (recognised, {report['exercise_confidence']:.0%} sure)"
+  partial = f" (+{report['num_partial']} partial)" if report.get("num_partial") else ""
+  held = f", held {report['hold_s']:.1f} s" if report.get("hold_s") is not None else ""
+  print(f"{report['num_reps']} repetitions{partial} of {ex}{held}, "
         f"score {report['score']:.0f}/100; report: {Path(args.out) / 'report.html'}")
   for line in report["feedback"]:
     print(f"  - {line}")
@@ -246,7 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
   p = sub.add_parser("analyze", help="count repetitions and assess form from 3D joints")
   p.add_argument("input", help="(T, 17, 3) joints: .npy, or the X3D.json infer writes")
   p.add_argument("--exercise", default=None,
-                 help="squat, deadlift, bench_press, push_up, lunge, jumping_jack, or any name")
+                 help="squat, deadlift, bench_press, push_up, plank, lunge, jumping_jack, or a name "
+                      "people use (bench, bench press, sumo deadlift, RDL, press-up, forearm plank: "
+                      "variants share their lift's rules); default: recognised from the motion")
   p.add_argument("--out", required=True, help="directory for report.html and report.json")
   p.add_argument("--fps", type=float, default=None,
                  help="frames per second (default: the rate infer recorded, in X3D.json or the "

@@ -28,7 +28,8 @@ class Analysis:
 
     Attributes:
       exercise: the rules used ('squat', ..., 'generic').
-      exercise_source: 'given', 'classifier' or 'default' (none given and no classifier).
+      exercise_source: 'given', 'classifier' or 'recognised' (from the motion by
+        :func:`perfectrep_jax.form.recognise.recognise`, with ``exercise_confidence``).
       requested_exercise: the name given or classified, before resolving aliases.
       fps: frames per second.
       num_frames: T.
@@ -55,6 +56,9 @@ class Analysis:
     angle_ranges: list[dict]
     main_angle: str | None
     assessment: rules.Assessment
+    exercise_confidence: float | None = None   # when recognised from the motion (0-1)
+    recognition_scores: dict | None = None     # every exercise's score, when recognised
+    not_judged: tuple = ()                     # (rule id, why) the input could not support
 
 
 def parse_up(up: str | np.ndarray | list | tuple | None) -> np.ndarray | None:
@@ -137,7 +141,8 @@ def analyze_motion(joints, exercise: str | None = None, *, fps: float = 30.0,
       joints: (T, 17, 3) Human3.6M-17 joints in any rigid frame and unit (the lifter's normalised
         camera frame, pixels, millimetres of motion capture).
       exercise: exercise name or alias ('squat', 'deep squat', 'bench press', ...); ``None`` asks
-        ``classify``; unknown names get the generic rules.
+        ``classify``, or without one recognises it from the motion (with a confidence); unknown
+        names get the generic rules.
       fps: frames per second of ``joints``.
       up: the world's up direction in the input's frame (see :func:`parse_up`); estimated from the
         skeleton when ``None``.
@@ -151,12 +156,17 @@ def analyze_motion(joints, exercise: str | None = None, *, fps: float = 30.0,
     table = rules_table if rules_table is not None else rules.load_rules()
     source = "given"
     requested = exercise
+    confidence = scores = None
     if not exercise:
         if classify is not None:
             requested = classify(x.astype(np.float32))
             source = "classifier"
         else:
-            source = "default"
+            from perfectrep_jax.form.recognise import recognise
+
+            found = recognise(x)
+            requested, confidence, scores = found.exercise, found.confidence, found.scores
+            source = "recognised"
     ex_name = rules.resolve_exercise(requested, table)
     ex = table[ex_name]
     up_vec = parse_up(up)
@@ -165,14 +175,17 @@ def analyze_motion(joints, exercise: str | None = None, *, fps: float = 30.0,
         up_vec = kinematics.estimate_up(x, ex.posture)
         up_source = f"estimated ({ex.posture})"
     signals = kinematics.signals(x, up_vec)
-    seg = reps.segment_repetitions(x, fps, signal=ex.signal)
+    if ex.signal == reps.HOLD:
+        seg = reps.segment_hold(x, fps, up_vec)
+    else:
+        seg = reps.segment_repetitions(x, fps, signal=ex.signal)
     widths = _widths(x, up_vec)
     rep_figs = [figs.rep_figures(signals, r, fps, len(x), widths) for r in seg.reps]
     ranges = [figs.angle_ranges(signals, r) for r in seg.reps]
     main = figs.add_set_figures(rep_figs, ranges)
     assessment = rules.assess(rep_figs, ex)
     return Analysis(ex_name, source, requested, float(fps), len(x), up_vec, up_source, signals, seg,
-                    rep_figs, ranges, main, assessment)
+                    rep_figs, ranges, main, assessment, confidence, scores)
 
 
 def load_joints(path: str | Path) -> tuple[np.ndarray, float | None]:

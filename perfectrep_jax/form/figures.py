@@ -30,6 +30,11 @@ FIGURES: dict[str, tuple[str, str]] = {
     "hip_asymmetry": ("mean left/right difference of the hip angles", "deg"),
     "elbow_asymmetry": ("mean left/right difference of the elbow angles", "deg"),
     "shoulder_asymmetry": ("mean left/right difference of the shoulder elevations", "deg"),
+    "body_sag_max": ("largest sag of the hips below the shoulder-ankle line (towards the belly)", "deg"),
+    "body_pike_max": ("largest pike of the hips above the shoulder-ankle line (towards the back)", "deg"),
+    "elbow_flare_bottom": ("upper arms' angle out from the trunk at the deepest elbow bend (90 = straight out)", "deg"),
+    "spine_flexion_max": ("largest forward rounding of the back at the spine joint", "deg"),
+    "bar_offset_max": ("largest horizontal distance of the hands (the bar) from over the mid-foot", "thigh lengths"),
     "eccentric_s": ("time from the start to the turning point (lowering phase)", "s"),
     "hold_s": ("time held at the turning point", "s"),
     "concentric_s": ("time from the turning point back to the end (lifting phase)", "s"),
@@ -77,6 +82,12 @@ def rep_figures(signals: dict[str, np.ndarray], rep: Repetition, fps: float, num
         "knee_width_ratio_bottom": float(signals["knee_width_ratio"][bottom]),
         "ankle_width_max": float(np.max(widths["ankle"][s] / np.maximum(widths["hip"][s], 1e-9))),
     }
+    elbow_bottom = rep.start + int(np.argmin(_mean2(signals, "elbow")[s]))
+    out["body_sag_max"] = float(max(0.0, np.max(signals["body_line"][s])))
+    out["body_pike_max"] = float(max(0.0, np.max(-signals["body_line"][s])))
+    out["elbow_flare_bottom"] = float(_mean2(signals, "elbow_flare")[elbow_bottom])
+    out["spine_flexion_max"] = float(np.max(signals["spine_flexion"][s]))
+    out["bar_offset_max"] = float(np.max(signals["bar_offset"][s]))
     for joint in ("knee", "hip", "elbow", "shoulder"):
         out[f"{joint}_asymmetry"] = float(np.mean(np.abs(signals[f"{joint}_left"][s] - signals[f"{joint}_right"][s])))
     out["eccentric_s"] = None if cut_start else (rep.hold_start - rep.start) / fps

@@ -198,19 +198,99 @@ def wrist_height(joints: np.ndarray, up: np.ndarray) -> np.ndarray:
     return (top - h[:, J["thorax"]]) / max(body_scale(joints), _EPS)
 
 
+def body_axes(joints: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The body's own axes per frame, needing no vertical: ``(long, lateral, front)``, each (T, 3)
+    unit: pelvis to thorax, right hip to left hip (made orthogonal to ``long``), and the belly
+    side ``lateral x long`` (towards the nose; towards the floor in a push-up)."""
+    joints = np.asarray(joints, np.float64)
+    long = _unit(joints[:, J["thorax"]] - joints[:, J["pelvis"]])
+    lateral = joints[:, J["left_hip"]] - joints[:, J["right_hip"]]
+    lateral = _unit(lateral - np.sum(lateral * long, axis=-1, keepdims=True) * long)
+    return long, lateral, _unit(np.cross(lateral, long))
+
+
+def body_line(joints: np.ndarray) -> np.ndarray:
+    """How far the hips leave the shoulder-ankle line, as a signed bend at the pelvis (T,) degrees.
+
+    0 when mid-shoulder, pelvis and mid-ankle are in line (a plank, a push-up held straight);
+    positive when the pelvis is on the belly side of the line (hips sagging towards the floor in a
+    push-up or plank), negative on the back side (hips piked up). Needs no vertical.
+    """
+    joints = np.asarray(joints, np.float64)
+    shoulders = 0.5 * (joints[:, J["left_shoulder"]] + joints[:, J["right_shoulder"]])
+    ankles = 0.5 * (joints[:, J["left_ankle"]] + joints[:, J["right_ankle"]])
+    pelvis = joints[:, J["pelvis"]]
+    bend = 180.0 - angle_between(shoulders - pelvis, ankles - pelvis)
+    # The side is read against the line's own normal in the body's sagittal plane.
+    line = _unit(ankles - shoulders)
+    _, lateral, _ = body_axes(joints)
+    belly = _unit(np.cross(lateral, -line))          # the front, perpendicular to the line
+    foot_of = shoulders + np.sum((pelvis - shoulders) * line, axis=-1, keepdims=True) * line
+    side = np.sign(np.sum((pelvis - foot_of) * belly, axis=-1))
+    return bend * side
+
+
+def shoulder_abduction(joints: np.ndarray, side: str) -> np.ndarray:
+    """Elbow flare: the upper arm's angle from the trunk in the body's frontal plane (T,) degrees.
+
+    The upper arm is projected on the plane of the trunk axis and the shoulders' line (its
+    forward part, pointing to the ceiling in a bench press, dropped); 0 along the body towards the
+    hips, 90 straight out to the side. At the bottom of a press, about 45 is tucked, 90 flared.
+    """
+    joints = np.asarray(joints, np.float64)
+    long, lateral, front = body_axes(joints)
+    arm = joints[:, J[f"{side}_elbow"]] - joints[:, J[f"{side}_shoulder"]]
+    arm = arm - np.sum(arm * front, axis=-1, keepdims=True) * front
+    return angle_between(-long, arm)
+
+
+def spine_flexion(joints: np.ndarray) -> np.ndarray:
+    """Bend of the back at the spine joint (T,) degrees, positive when rounded forward (thorax
+    towards the belly side of the pelvis-spine line), negative when arched. A 3D whose spine joint
+    lies on the pelvis-thorax line by construction (some motion capture) reads 0 throughout."""
+    joints = np.asarray(joints, np.float64)
+    pelvis, spine, thorax = joints[:, J["pelvis"]], joints[:, J["spine"]], joints[:, J["thorax"]]
+    lower = _unit(spine - pelvis)
+    upper = _unit(thorax - spine)
+    # atan2 of the cross and dot products: exact near 0, where arccos loses half its digits.
+    bend = np.degrees(np.arctan2(np.linalg.norm(np.cross(lower, upper), axis=-1),
+                                 np.sum(lower * upper, axis=-1)))
+    _, lateral, _ = body_axes(joints)
+    front = _unit(np.cross(lateral, lower))
+    return bend * np.sign(np.sum((thorax - spine) * front, axis=-1))
+
+
+def bar_offset(joints: np.ndarray, up: np.ndarray) -> np.ndarray:
+    """Deadlift bar path proxy: horizontal distance of the mid-wrist (where the bar is held) from
+    the mid-ankle (over the mid-foot), in thigh lengths (T,)."""
+    joints = np.asarray(joints, np.float64)
+    wrists = 0.5 * (joints[:, J["left_wrist"]] + joints[:, J["right_wrist"]])
+    ankles = 0.5 * (joints[:, J["left_ankle"]] + joints[:, J["right_ankle"]])
+    thigh = 0.5 * (segment_length(joints, J["left_hip"], J["left_knee"])
+                   + segment_length(joints, J["right_hip"], J["right_knee"]))
+    return np.linalg.norm(_horizontal(wrists - ankles, up), axis=-1) / max(thigh, _EPS)
+
+
 def signals(joints: np.ndarray, up: np.ndarray) -> dict[str, np.ndarray]:
     """Every per-frame signal the form analysis uses: the joint angles plus depth-like figures.
 
     Returns:
       name -> (T,): the :data:`ANGLE_NAMES` angles (degrees), ``hip_depth`` (thigh lengths,
       positive below parallel), ``pelvis_height`` (leg lengths), ``knee_width_ratio`` and
-      ``wrist_height`` (body scales above the thorax).
+      ``wrist_height`` (body scales above the thorax), ``body_line`` (:func:`body_line`),
+      ``elbow_flare_left/right`` (:func:`shoulder_abduction`), ``spine_flexion`` and
+      ``bar_offset`` (thigh lengths).
     """
     out = joint_angles(joints, up)
     out["hip_depth"] = hip_depth(joints, up)
     out["pelvis_height"] = pelvis_height(joints, up)
     out["knee_width_ratio"] = knee_width_ratio(joints, up)
     out["wrist_height"] = wrist_height(joints, up)
+    out["body_line"] = body_line(joints)
+    out["elbow_flare_left"] = shoulder_abduction(joints, "left")
+    out["elbow_flare_right"] = shoulder_abduction(joints, "right")
+    out["spine_flexion"] = spine_flexion(joints)
+    out["bar_offset"] = bar_offset(joints, up)
     return out
 
 

@@ -92,6 +92,10 @@ def to_json(result: Analysis, source: str = "input") -> dict:
         "num_reps": result.segmentation.count,
         "num_partial": len(result.segmentation.partials),
         "rep_signal": result.segmentation.signal,
+        "exercise_confidence": result.exercise_confidence,
+        "exercise_scores": result.recognition_scores,
+        "hold_s": (result.segmentation.period / fps if result.segmentation.signal == "hold" else None),
+        "not_judged": [{"rule": r, "why": why} for r, why in result.not_judged],
         "period_s": result.segmentation.period / fps,
         "feedback": feedback,
         "findings": [{"rule": f.rule, "figure": f.figure, "message": f.message, "reps": [r + 1 for r in f.reps],
@@ -175,7 +179,7 @@ def render_html(doc: dict, images: dict[str, bytes]) -> str:
 <body data-images="pending">
 <h1>PerfectRep form report</h1>
 <div class="sub">{e(str(doc['source']))} &middot; {doc['num_frames']} frames at {doc['fps']:g} fps ({doc['duration_s']:.1f} s)
-&middot; exercise: <b>{e(ex)}</b> ({e(doc['exercise_source'])}) &middot; vertical {e(doc['up_source'])}</div>
+&middot; exercise: <b>{e(ex)}</b> ({e(doc['exercise_source'])}{f", confidence {doc['exercise_confidence']:.0%}" if doc.get('exercise_confidence') is not None else ""}) &middot; vertical {e(doc['up_source'])}</div>
 <div class="cards"><div><div class="score {cls}">{score:.0f}<span style="font-size:.4em">/100</span></div>form score</div>
 <div><div class="score">{doc['num_reps']}</div>repetitions{f" (+{doc['num_partial']} partial)" if doc['num_partial'] else ""}</div></div>
 <h2>Feedback</h2><ul class="fb">{feedback}</ul>

@@ -535,6 +535,38 @@ SIGNALS = ("legs", "hinge", "elbows")
 MIN_RISE_DEG = {"legs": 40.0, "hinge": 30.0, "elbows": 30.0}
 
 
+# A held position (plank): no repetitions, one hold (:func:`segment_hold`).
+HOLD = "hold"
+
+
+def segment_hold(joints: np.ndarray, fps: float, up: np.ndarray, min_trunk_deg: float = 45.0,
+                 max_gap_s: float = 0.5) -> Segmentation:
+    """The longest hold of a floor position (a plank): the frames where the trunk lies at least
+    ``min_trunk_deg`` from the vertical ``up``, gaps shorter than ``max_gap_s`` bridged.
+
+    Returns:
+      a :class:`Segmentation` whose one repetition is the hold (start to end; none when the body
+      never lies down), ``signal`` :data:`HOLD` and ``period`` the hold's length in frames.
+    """
+    joints = np.asarray(joints, np.float64)
+    trunk = kinematics.joint_angles(joints, up)["trunk"]
+    down = trunk >= min_trunk_deg
+    gap = int(round(max_gap_s * fps))
+    idx = np.nonzero(down)[0]
+    if len(idx) == 0:
+        return Segmentation((), 0.0, trunk / 90.0, HOLD)
+    runs, a = [], idx[0]
+    for prev, cur in zip(idx[:-1], idx[1:]):
+        if cur - prev > gap:
+            runs.append((a, prev))
+            a = cur
+    runs.append((a, idx[-1]))
+    start, end = max(runs, key=lambda r: r[1] - r[0])
+    mid = (start + end) // 2
+    rep = Repetition(int(start), int(start), int(mid), int(end), int(end), False)
+    return Segmentation((rep,), float(end - start), trunk / 90.0, HOLD)
+
+
 def exercise_signal(joints: np.ndarray, kind: str) -> np.ndarray:
     """An exercise's own repetition signal (see :data:`SIGNALS`): (T, 17, 3) -> (T,) degrees."""
     if kind not in SIGNALS:

@@ -22,7 +22,7 @@ import numpy as np
 
 from perfectrep_jax.errors import UserError
 from perfectrep_jax.form.figures import FIGURES
-from perfectrep_jax.form.reps import SIGNALS
+from perfectrep_jax.form.reps import HOLD, SIGNALS
 
 GENERIC = "generic"
 # A repetition fails a rule when its penalty is above this fraction of the rule's weight.
@@ -60,7 +60,8 @@ class ExerciseRules:
     posture: str
     aliases: tuple[str, ...]
     rules: tuple[Rule, ...]
-    signal: str | None = None    # its own repetition signal (reps.SIGNALS), None: the whole pose
+    signal: str | None = None    # its own repetition signal (reps.SIGNALS, reps.HOLD), None: the pose
+    note: str = ""               # which variants share these rules
 
 
 def _key(name: str) -> str:
@@ -104,11 +105,11 @@ def load_rules(path: str | Path | None = None) -> dict[str, ExerciseRules]:
         if rules and abs(total - 100.0) > 1e-6:
             raise UserError(f"{where}: exercise {name!r}: rule weights add up to {total}, not 100")
         signal = ex.get("signal")
-        if signal is not None and signal not in SIGNALS:
+        if signal is not None and signal not in SIGNALS + (HOLD,):
             raise UserError(f"{where}: exercise {name!r}: unknown repetition signal {signal!r} "
-                            f"(one of {', '.join(SIGNALS)})")
+                            f"(one of {', '.join(SIGNALS + (HOLD,))})")
         out[name] = ExerciseRules(name, ex.get("posture", "standing"), tuple(ex.get("aliases", ())),
-                                  tuple(rules), signal)
+                                  tuple(rules), signal, str(ex.get("note", "")))
     if GENERIC not in out:
         raise UserError(f"{where}: needs a '{GENERIC}' exercise for motions without their own rules")
     return out

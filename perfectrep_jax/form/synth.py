@@ -170,3 +170,122 @@ def any_view(x: np.ndarray, seed: int, noise_frac: float = 0.0) -> np.ndarray:
     if noise_frac:
         out = out + rng.normal(scale=noise_frac * scale, size=out.shape)
     return (out - out[:1, :1]) / scale
+
+
+# ----------------------------------------------------------------------------- floor and bench
+# There is no prone or bench motion capture in the data folder yet. These composites keep a real
+# person's body (a standing frame of a real take: its bone lengths and posture) and a real
+# repetition's timing (the legs of a real squat set: descent, bottom, ascent, rests), and place
+# them by geometry as a push-up, a plank or a bench press. They are synthetic composites, not
+# recordings: they check the counting and the rules on prone and supine bodies, nothing more.
+
+def _body_frame(pose: np.ndarray):
+    """Mid-ankle origin and the body's (lateral, front, long) axes of a standing pose (17, 3)."""
+    ankles = 0.5 * (pose[J["left_ankle"]] + pose[J["right_ankle"]])
+    long, lateral, front = (a[0] for a in kinematics.body_axes(pose[None]))
+    return ankles, np.stack([lateral, front, long])
+
+
+def _arm(shoulder, wrist, upper, fore, bend_dir):
+    """Elbow of a two-bone arm from ``shoulder`` to ``wrist`` bending towards ``bend_dir``."""
+    d = np.linalg.norm(wrist - shoulder)
+    d = min(d, upper + fore - 1e-6)
+    axis = (wrist - shoulder) / max(d, 1e-9)
+    n = bend_dir - (bend_dir @ axis) * axis
+    n /= max(np.linalg.norm(n), 1e-9)
+    cos_a = np.clip((upper ** 2 + d ** 2 - fore ** 2) / (2 * upper * d), -1, 1)
+    return shoulder + upper * (cos_a * axis + np.sqrt(1 - cos_a ** 2) * n)
+
+
+def press_composite(pose: np.ndarray, elbow_deg: np.ndarray, posture: str = "prone",
+                    flare_deg: float = 45.0, hip_shift_mm=0.0) -> np.ndarray:
+    """A push-up (``prone``: hands on the floor under the shoulders, body straight from the
+    ankles) or a bench press (``supine``: shoulders on the bench, hands above them, knees bent with
+    the feet on the floor) of the real body ``pose`` (a standing frame, mm), with the elbows at
+    ``elbow_deg`` (T,) degrees in every frame and the upper arms ``flare_deg`` out from the trunk.
+
+    ``hip_shift_mm`` (scalar or (T,)) moves the pelvis and hips towards the floor (positive: hips
+    sagging) or away (negative: piked), the spine and knees half as far: a push-up fault.
+
+    Returns:
+      (T, 17, 3) millimetres, Z up, the floor at the ankles' height.
+    """
+    pose = np.asarray(pose, np.float64)
+    origin, axes = _body_frame(pose)
+    local = (pose - origin) @ axes.T                    # (17, 3): lateral, front, long
+    sides = {s: (J[f"{s}_shoulder"], J[f"{s}_elbow"], J[f"{s}_wrist"]) for s in ("left", "right")}
+    upper = {s: np.linalg.norm(pose[e] - pose[sh]) for s, (sh, e, w) in sides.items()}
+    fore = {s: np.linalg.norm(pose[w] - pose[e]) for s, (sh, e, w) in sides.items()}
+    elbow_deg = np.asarray(elbow_deg, np.float64)
+    shift = np.broadcast_to(np.asarray(hip_shift_mm, np.float64), elbow_deg.shape)
+    rad = np.radians(elbow_deg)
+    out = np.zeros((len(elbow_deg), 17, 3))
+    long_len = local[[J["left_shoulder"], J["right_shoulder"]], 2].mean()
+    for t in range(len(elbow_deg)):
+        reach = {s: np.sqrt(upper[s] ** 2 + fore[s] ** 2 - 2 * upper[s] * fore[s] * np.cos(rad[t]))
+                 for s in sides}
+        h = 0.5 * (reach["left"] + reach["right"])
+        body = local.copy()
+        if posture == "prone":
+            # Pitched about the ankles until the shoulders are ``h`` above the hands on the floor;
+            # the front (belly) faces down.
+            pitch = np.arcsin(np.clip(h / long_len, -1, 1))
+            along = np.array([np.cos(pitch), 0.0, np.sin(pitch)])     # body long axis in the world
+            belly = np.array([np.sin(pitch), 0.0, -np.cos(pitch)])
+        else:
+            along = np.array([1.0, 0.0, 0.0])
+            belly = np.array([0.0, 0.0, 1.0])
+            # Knees bent 90 degrees over the bench's end, feet on the floor.
+            for s in ("left", "right"):
+                hip, knee, ankle = J[f"{s}_hip"], J[f"{s}_knee"], J[f"{s}_ankle"]
+                thigh = np.linalg.norm(local[knee] - local[hip])
+                shin = np.linalg.norm(local[ankle] - local[knee])
+                body[knee] = body[hip] - np.array([0.0, 0.0, thigh])
+                body[ankle] = body[knee] + np.array([0.0, -shin, 0.0])
+        lateral = np.array([0.0, 1.0, 0.0])
+        world = body[:, :1] * lateral + body[:, 1:2] * belly + body[:, 2:3] * along
+        if posture != "prone":
+            world = world + np.array([0.0, 0.0, 450.0])            # on a bench
+        floor_normal = np.array([0.0, 0.0, 1.0])
+        for joint, k in (("pelvis", 1.0), ("left_hip", 1.0), ("right_hip", 1.0), ("spine", 0.5),
+                         ("left_knee", 0.5), ("right_knee", 0.5)):
+            world[J[joint]] -= k * shift[t] * floor_normal
+        for s, (sh, e, w) in sides.items():
+            shoulder = world[sh]
+            if posture == "prone":
+                wrist = shoulder - h * floor_normal
+                bend = -along * np.cos(np.radians(flare_deg)) + \
+                    (shoulder - world[J["thorax"]]) / max(np.linalg.norm(shoulder - world[J["thorax"]]), 1e-9) \
+                    * np.sin(np.radians(flare_deg)) + 0.3 * floor_normal
+            else:
+                wrist = shoulder + reach[s] * floor_normal
+                bend = -along * np.cos(np.radians(flare_deg)) + \
+                    (shoulder - world[J["thorax"]]) / max(np.linalg.norm(shoulder - world[J["thorax"]]), 1e-9) \
+                    * np.sin(np.radians(flare_deg)) - 0.3 * floor_normal
+            world[w] = wrist
+            world[e] = _arm(shoulder, wrist, upper[s], fore[s], bend)
+        out[t] = world
+    return out
+
+
+def straight_frame(joints: np.ndarray) -> int:
+    """The frame of a take where the body is straightest: hips on the shoulder-ankle line and
+    knees straight (a real standing pose to lay down as a plank)."""
+    angles = kinematics.joint_angles(joints, UP)
+    knees = 360.0 - angles["knee_left"] - angles["knee_right"]
+    return int(np.argmin(np.abs(kinematics.body_line(joints)) + 0.5 * knees))
+
+
+def elbow_course(progress: np.ndarray, top: float = 175.0, bottom: float = 80.0) -> np.ndarray:
+    """Elbow angles following a real repetition's progress (0 at rest, 1 at the turning point)."""
+    return top - (top - bottom) * np.clip(progress, 0.0, 1.2)
+
+
+def rep_progress(joints: np.ndarray, kind: str = "legs") -> np.ndarray:
+    """A real take's repetitions as progress: its own signal (:func:`.reps.exercise_signal`) with
+    the rest at 0 and the typical turning point at 1."""
+    from perfectrep_jax.form.reps import exercise_signal
+
+    s = exercise_signal(joints, kind)
+    lo, hi = np.percentile(s, 5), np.percentile(s, 97)
+    return (s - lo) / max(hi - lo, 1e-9)
