@@ -67,8 +67,16 @@ class _Storage:
     self.data = np.empty((0,), dtype)
 
   def prefix(self, count: int) -> np.ndarray:
-    """The first ``count`` elements (``count <= numel``, checked by the caller)."""
+    """At least the first ``count`` elements (``count <= numel``, checked by the caller).
+
+    A longer prefix is read at least twice as long as the last one (within the budget), so that
+    many views into one storage, in order, read it a few times rather than once per view.
+    """
     if count > self.data.size:
+      grown = min(self.numel, max(count, 2 * self.data.size))
+      if (grown - self.data.size) * self.dtype.itemsize > self.loader.budget.left:
+        grown = count
+      count = grown
       nbytes = count * self.dtype.itemsize
       self.loader.budget.charge(nbytes - self.data.nbytes, f"storage {self.key}")
       with self.loader.archive.open(self.loader.member(self.key)) as f:

@@ -358,3 +358,24 @@ def test_convert_messages_stay_short_for_huge_keys(tmp_path):
   with pytest.raises(ValueError) as e:
     convert.infer_model(state, 8)
   assert "not numbered 0..n-1" in str(e.value) and len(str(e.value)) < 400
+
+
+def test_many_views_into_one_storage_read_it_a_few_times(tmp_path, monkeypatch):
+  # 200 consecutive slices of one storage (a flat parameter buffer): each view is right, and the
+  # storage is read a handful of times, not once per view
+  n, k = 200, 50
+  raw = np.arange(n * k, dtype="<f4").tobytes()
+  views = {f"p{i}": _tensor("0", n * k, i * k, (k,), (1,)) for i in range(n)}
+  _torch_like_zip(tmp_path / "flat.bin", _dict_pickle(views), {"0": raw})
+  opened = []
+  real_open = zipfile.ZipFile.open
+
+  def counting_open(self, name, *args, **kwargs):
+    opened.append(getattr(name, "filename", name))
+    return real_open(self, name, *args, **kwargs)
+
+  monkeypatch.setattr(zipfile.ZipFile, "open", counting_open)
+  got = load_torch_checkpoint(tmp_path / "flat.bin")
+  for i in range(n):
+    np.testing.assert_array_equal(got[f"p{i}"], np.arange(i * k, (i + 1) * k))
+  assert opened.count("archive/data/0") <= 10, opened.count("archive/data/0")
