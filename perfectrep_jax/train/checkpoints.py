@@ -89,7 +89,13 @@ def check_free_space(directory: Path, step: int, trees: Any) -> None:
   """Refuses a save the disk cannot hold before orbax's threads start writing it (a full disk
   there fails in each thread, each logging a traceback); the checkpoints before it are kept."""
   need = sum(int(getattr(x, "nbytes", 0)) for x in jax.tree.leaves(trees))
-  free = shutil.disk_usage(directory).free
+  probe = directory
+  while not probe.exists() and probe != probe.parent:  # not made yet on this host
+    probe = probe.parent
+  try:
+    free = shutil.disk_usage(probe).free
+  except OSError:  # a file system that does not say: orbax's own errors remain
+    return
   if need + need // 10 + _SPACE_MARGIN > free:
     raise UserError(f"{directory}: no space left for the checkpoint of step {step} (it needs about "
                     f"{(need + _SPACE_MARGIN) / 2**20:.1f} MiB, {free / 2**20:.1f} MiB are free); "
