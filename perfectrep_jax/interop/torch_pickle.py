@@ -5,6 +5,11 @@ little-endian storages ``<name>/data/<key>`` through persistent ids. This module
 with an allow-list of the few globals such files use (tensor rebuilders, storage types,
 ``OrderedDict``, numpy scalars) and rebuilds every tensor as a ``numpy.ndarray``. Any other
 global, the classic route to code execution, is refused before anything is called.
+
+A hostile file can do no more than fail in one line: every tensor view must lie inside its
+storage (for every sign of stride), storages are checked against the archive's declared sizes
+and inflated only as far as the tensors reach, and everything read or copied is charged to a
+budget of ``BUDGET_RATIO`` times the file's size (``safe_pickle`` has the unpickler's own checks).
 """
 
 from __future__ import annotations
