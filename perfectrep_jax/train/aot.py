@@ -342,14 +342,16 @@ def run(argv: list[str]) -> None:
   if any(word in HELP_FLAGS for word in argv):
     print(HELP, flush=True)
     return
+  argv = ["perfectrep-jax compile", *("--search_mesh" if w == "--search-mesh" else w for w in argv)]
   values = flags.FlagValues()
+  # sys_argv: the --config.KEY overrides are defined from these words, not from sys.argv (which
+  # is another program's when compile runs in-process)
   holder = config_flags.DEFINE_config_file("config", None, "task config", lock_config=True,
-                                           flag_values=values)
+                                           flag_values=values, sys_argv=argv)
   topology = flags.DEFINE_string("topology", None, "TPU slice", flag_values=values)
   out = flags.DEFINE_string("json", None, "report JSON", flag_values=values)
   search = flags.DEFINE_bool("search_mesh", False, "rank the meshes", flag_values=values)
-  argv = ["--search_mesh" if w == "--search-mesh" else w for w in argv]
-  config = parse_config_flags(values, ["perfectrep-jax compile", *argv], holder)
+  config = parse_config_flags(values, argv, holder)
   if config is None:
     raise UserError("--config is required, e.g. --config configs/pretrain.py:smoke")
   if not topology.value:

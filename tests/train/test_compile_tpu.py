@@ -101,10 +101,16 @@ def test_a_batch_too_big_for_the_chip_is_refused_in_one_line(tmp_path):
 
 
 @needs_libtpu
-def test_unknown_topology_is_one_line(capsys):
-  assert cli.main(["compile", "--config", SMOKE, "--topology", "v5e:3x7"]) == 2
+def test_unknown_topology_and_bad_override_are_one_line(capsys):
+  # in-process, the --config.KEY overrides are read from these words, not from pytest's sys.argv
+  assert cli.main(["compile", "--config", SMOKE, "--topology", "v5e:3x7",
+                   "--config.batch_size=2"]) == 2
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and "--topology v5e:3x7" in err[0]
+  assert cli.main(["compile", "--config", SMOKE, "--topology", "v5e:2x2",
+                   "--config.batch_sizee=2"]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "--config.batch_sizee: no such config field" in err[0]
 
 
 @needs_libtpu
