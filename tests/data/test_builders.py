@@ -19,7 +19,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from perfectrep_jax import skeleton
-from perfectrep_jax.data import cameras, clips, demo, pipeline
+from perfectrep_jax.data import cameras, clips, demo, pipeline, shared
 from perfectrep_jax.data.builders import H36MConfig, Fit3DConfig, ClipConfig
 from perfectrep_jax.data.builders.h36m import merge_detections
 from perfectrep_jax.data.prepare import prepare
@@ -416,12 +416,18 @@ def test_works_from_an_installed_copy_of_the_package(tmp_path):
         "assert len(src) > 0 and src[0]['input_2d'].shape == (27, 17, 3)\n"
         "print(corruption.load_statistics().weight.shape)\n"
     )
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", shared.ENV_VAR)}
     env["PYTHONPATH"] = str(site)
+    # An installed copy has no checkout beside the data folder: it is named by the variable.
+    env[shared.ENV_VAR] = str(shared.data_root())
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr
     assert "(17,)" in result.stdout
+    del env[shared.ENV_VAR]  # without it, one line saying where it looked
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode != 0 and shared.ENV_VAR in result.stderr.strip().splitlines()[-1]
 
 
 def test_no_top_level_datasets_module_from_the_repository_root():
