@@ -16,6 +16,10 @@ import pytest
 from perfectrep_jax import cli
 from perfectrep_jax.train import aot
 
+# Set at collection, before this worker's JAX starts its backends: with libtpu installed every JAX
+# process takes /tmp/libtpu_lockfile (meant for processes sharing real chips), and a compile-only
+# topology must not fail on one another test process holds (aot.topology_devices sets it too).
+os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = f"{ROOT / 'configs' / 'pretrain.py'}:smoke"
 needs_libtpu = pytest.mark.skipif(
