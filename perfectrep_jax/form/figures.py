@@ -30,6 +30,7 @@ FIGURES: dict[str, tuple[str, str]] = {
     "hip_asymmetry": ("mean left/right difference of the hip angles", "deg"),
     "elbow_asymmetry": ("mean left/right difference of the elbow angles", "deg"),
     "shoulder_asymmetry": ("mean left/right difference of the shoulder elevations", "deg"),
+    "knee_valgus_bottom": ("knees caving in at the deepest knee bend: the more caved knee's distance medial of its ankle (positive: in)", "thigh lengths"),
     "body_sag_max": ("largest sag of the hips below the shoulder-ankle line (towards the belly)", "deg"),
     "body_pike_max": ("largest pike of the hips above the shoulder-ankle line (towards the back)", "deg"),
     "elbow_flare_bottom": ("upper arms' angle out from the trunk at the deepest elbow bend (90 = straight out)", "deg"),
@@ -83,6 +84,7 @@ def rep_figures(signals: dict[str, np.ndarray], rep: Repetition, fps: float, num
         "ankle_width_max": float(np.max(widths["ankle"][s] / np.maximum(widths["hip"][s], 1e-9))),
     }
     elbow_bottom = rep.start + int(np.argmin(_mean2(signals, "elbow")[s]))
+    out["knee_valgus_bottom"] = float(max(signals["knee_valgus_left"][bottom], signals["knee_valgus_right"][bottom]))
     out["body_sag_max"] = float(max(0.0, np.max(signals["body_line"][s])))
     out["body_pike_max"] = float(max(0.0, np.max(-signals["body_line"][s])))
     out["elbow_flare_bottom"] = float(_mean2(signals, "elbow_flare")[elbow_bottom])

@@ -260,6 +260,21 @@ def spine_flexion(joints: np.ndarray) -> np.ndarray:
     return bend * np.sign(np.sum((thorax - spine) * front, axis=-1))
 
 
+def knee_valgus(joints: np.ndarray, side: str) -> np.ndarray:
+    """Knee valgus: how far the knee lies medial of its ankle along the hips' left-right axis,
+    in thigh lengths (T,); positive when it caves in towards the other leg, negative when it tracks
+    out over the toes. Unlike the knee/ankle width ratio it does not depend on the stance width,
+    and unlike a frontal-plane projection angle (Munro et al. 2012) it stays defined at the bottom
+    of a deep squat, where the thigh points forward.
+    """
+    joints = np.asarray(joints, np.float64)
+    _, lateral, _ = body_axes(joints)
+    medial = -lateral if side == "left" else lateral      # towards the other leg
+    knee, ankle = joints[:, J[f"{side}_knee"]], joints[:, J[f"{side}_ankle"]]
+    thigh = segment_length(joints, J[f"{side}_hip"], J[f"{side}_knee"])
+    return np.sum((knee - ankle) * medial, axis=-1) / max(thigh, _EPS)
+
+
 def bar_offset(joints: np.ndarray, up: np.ndarray) -> np.ndarray:
     """Deadlift bar path proxy: horizontal distance of the mid-wrist (where the bar is held) from
     the mid-ankle (over the mid-foot), in thigh lengths (T,)."""
@@ -286,6 +301,8 @@ def signals(joints: np.ndarray, up: np.ndarray) -> dict[str, np.ndarray]:
     out["pelvis_height"] = pelvis_height(joints, up)
     out["knee_width_ratio"] = knee_width_ratio(joints, up)
     out["wrist_height"] = wrist_height(joints, up)
+    out["knee_valgus_left"] = knee_valgus(joints, "left")
+    out["knee_valgus_right"] = knee_valgus(joints, "right")
     out["body_line"] = body_line(joints)
     out["elbow_flare_left"] = shoulder_abduction(joints, "left")
     out["elbow_flare_right"] = shoulder_abduction(joints, "right")

@@ -289,3 +289,60 @@ def rep_progress(joints: np.ndarray, kind: str = "legs") -> np.ndarray:
     s = exercise_signal(joints, kind)
     lo, hi = np.percentile(s, 5), np.percentile(s, 97)
     return (s - lo) / max(hi - lo, 1e-9)
+
+
+# ----------------------------------------------------------------------------- faults
+
+FAULTS = ("knees_in", "trunk_forward", "cut_bottom", "back_round")
+
+
+def _rotate_about(points: np.ndarray, centre: np.ndarray, axis: np.ndarray, deg: float) -> np.ndarray:
+    """Rodrigues rotation of points (N, 3) about ``axis`` through ``centre`` by ``deg``."""
+    k = axis / max(np.linalg.norm(axis), 1e-12)
+    th = np.radians(deg)
+    v = points - centre
+    return centre + v * np.cos(th) + np.cross(k, v) * np.sin(th) + np.outer(v @ k, k) * (1 - np.cos(th))
+
+
+_UPPER = [J[n] for n in ("thorax", "nose", "head", "left_shoulder", "left_elbow", "left_wrist",
+                         "right_shoulder", "right_elbow", "right_wrist")]
+
+
+def inject_fault(joints: np.ndarray, reps, fault: str, size: float, kind: str = "legs") -> np.ndarray:
+    """A form fault put into the repetitions ``reps`` (``(start, end)`` frames) of a real take,
+    growing with each repetition's progress (0 standing, 1 at the bottom) so it is largest at the
+    bottom and absent at rest; frames outside ``reps`` are untouched.
+
+    - ``knees_in``: both knees moved towards the midline by ``size`` thigh lengths at the bottom
+      (knee valgus);
+    - ``trunk_forward``: everything above the pelvis rotated forward about the hips by ``size``
+      degrees at the bottom;
+    - ``cut_bottom``: the deepest ``size`` (fraction) of each repetition cut off: past that depth
+      the pose where the repetition reached it is held (a shallower squat with a pause);
+    - ``back_round``: the thorax and everything above it rotated forward about the spine joint by
+      ``size`` degrees at the bottom (a rounded back).
+    """
+    if fault not in FAULTS:
+        raise ValueError(f"unknown fault {fault!r}; one of {', '.join(FAULTS)}")
+    x = np.asarray(joints, np.float64).copy()
+    prog = np.clip(rep_progress(x, kind), 0.0, 1.0)
+    _, lateral, _ = kinematics.body_axes(x)
+    thigh = 0.5 * (kinematics.segment_length(x, J["left_hip"], J["left_knee"])
+                   + kinematics.segment_length(x, J["right_hip"], J["right_knee"]))
+    for start, end in reps:
+        for t in range(start, end + 1):
+            w = prog[t]
+            if fault == "knees_in":
+                for knee, side in ((J["left_knee"], 1.0), (J["right_knee"], -1.0)):
+                    x[t, knee] -= side * lateral[t] * size * thigh * w
+            elif fault in ("trunk_forward", "back_round"):
+                # Rotating about the lateral axis by a positive angle tips the long axis to the front.
+                centre = x[t, J["pelvis"]] if fault == "trunk_forward" else x[t, J["spine"]]
+                moved = _UPPER + ([J["spine"]] if fault == "trunk_forward" else [])
+                x[t, moved] = _rotate_about(x[t, moved], centre, lateral[t], size * w)
+        if fault == "cut_bottom":
+            over = [t for t in range(start, end + 1) if prog[t] > 1.0 - size]
+            if over:
+                held = x[over[0]].copy()
+                x[over] = held
+    return x
