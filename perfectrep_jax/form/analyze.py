@@ -130,11 +130,91 @@ def _widths(x: np.ndarray, up: np.ndarray) -> dict[str, np.ndarray]:
             "hip": np.linalg.norm(horiz(x[:, J["left_hip"]] - x[:, J["right_hip"]]), axis=-1)}
 
 
+# The joints each figure is measured on: a figure is not judged in a repetition where one of them
+# is hidden (confidence below MIN_CONFIDENCE) for most of it.
+FIGURE_JOINTS: dict[str, tuple[str, ...]] = {
+    "hip_depth_max": ("left_hip", "right_hip", "left_knee", "right_knee"),
+    "knee_valgus_bottom": ("left_knee", "right_knee", "left_ankle", "right_ankle", "left_hip", "right_hip"),
+    "knee_width_ratio_bottom": ("left_knee", "right_knee", "left_ankle", "right_ankle"),
+    "trunk_lean_max": ("pelvis", "thorax"),
+    "knee_asymmetry": ("left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle"),
+    "front_knee_angle_min": ("left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle"),
+    "hip_angle_max": ("pelvis", "thorax", "left_knee", "right_knee"),
+    "knee_angle_max": ("left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle"),
+    "hip_asymmetry": ("pelvis", "thorax", "left_knee", "right_knee"),
+    "elbow_angle_min": ("left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist"),
+    "elbow_angle_max": ("left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist"),
+    "elbow_asymmetry": ("left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist"),
+    "elbow_flare_bottom": ("left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "pelvis", "thorax"),
+    "body_sag_max": ("left_shoulder", "right_shoulder", "pelvis", "left_ankle", "right_ankle"),
+    "body_pike_max": ("left_shoulder", "right_shoulder", "pelvis", "left_ankle", "right_ankle"),
+    "spine_flexion_max": ("pelvis", "spine", "thorax"),
+    "bar_offset_max": ("left_wrist", "right_wrist", "left_ankle", "right_ankle"),
+}
+MIN_CONFIDENCE = 0.3
+# A side view: the hips' left-right axis within this angle of the camera's viewing axis.
+DEPTH_VIEW_DEG = 30.0
+
+
+def judge_limits(joints: np.ndarray, segmentation: reps.Segmentation, figures: list[dict],
+                 exercise: rules.ExerciseRules, confidence: np.ndarray | None = None,
+                 camera_axis: np.ndarray | None = None) -> dict[str, str]:
+    """What the input cannot support, so the report says so instead of a confident finding.
+
+    - a joint a rule needs hidden (``confidence`` below :data:`MIN_CONFIDENCE`) for more than half
+      of a repetition: that repetition's figure becomes ``None`` (in place); a rule with no
+      repetition left is not judged;
+    - knees caving in seen from the side (the hips' left-right axis within
+      :data:`DEPTH_VIEW_DEG` of ``camera_axis``, the camera's viewing direction in the input's
+      frame): the knees' inward travel lies along the camera's depth, which a lifted 3D guesses;
+    - back rounding on a 3D whose spine joint lies on the pelvis-thorax line in every frame (some
+      motion capture places it there): it holds no back shape.
+
+    Returns:
+      rule id -> why it was not judged.
+    """
+    out: dict[str, str] = {}
+    names = {r.figure: r.id for r in exercise.rules}
+    if confidence is not None and segmentation.reps:
+        conf = np.asarray(confidence, np.float64)
+        for figure, rule_id in names.items():
+            need = [J[j] for j in FIGURE_JOINTS.get(figure, ())]
+            if not need:
+                continue
+            hidden_reps = 0
+            worst = None
+            for rep, fig in zip(segmentation.reps, figures):
+                low = conf[rep.start:rep.end + 1][:, need] < MIN_CONFIDENCE      # (frames, joints)
+                share = low.mean(axis=0)
+                if share.max() > 0.5:
+                    fig[figure] = None
+                    hidden_reps += 1
+                    worst = need[int(np.argmax(share))]
+            if hidden_reps == len(figures):
+                joint = next(k for k, v in J.items() if v == worst).replace("_", " ")
+                out[rule_id] = (f"the {joint} was hidden (low confidence) for most of every repetition")
+    if camera_axis is not None and "knee_valgus_bottom" in names:
+        axis = np.asarray(camera_axis, np.float64)
+        axis = axis / max(np.linalg.norm(axis), 1e-12)
+        _, lateral, _ = kinematics.body_axes(joints)
+        along = np.degrees(np.arccos(np.clip(np.median(np.abs(lateral @ axis)), 0.0, 1.0)))
+        if along < DEPTH_VIEW_DEG:
+            out[names["knee_valgus_bottom"]] = (
+                f"a side view (the hips' line {along:.0f} degrees from the camera's axis): the knees' "
+                "inward travel is along the camera's depth, which 2D cannot see")
+    if "spine_flexion_max" in names:
+        if float(np.max(np.abs(kinematics.spine_flexion(joints)))) < 0.5:
+            out[names["spine_flexion_max"]] = ("this 3D places the spine joint on the pelvis-thorax "
+                                               "line in every frame, so it holds no back shape")
+    return out
+
+
 def analyze_motion(joints, exercise: str | None = None, *, fps: float = 30.0,
                    up: str | np.ndarray | None = None,
                    classify: Callable[[np.ndarray], str] | None = None,
                    rules_table: dict[str, rules.ExerciseRules] | None = None,
-                   name: str = "input") -> Analysis:
+                   name: str = "input", confidence: np.ndarray | None = None,
+                   camera_axis: np.ndarray | None = None) -> Analysis:
     """Analyses a motion without writing files.
 
     Args:
@@ -149,6 +229,10 @@ def analyze_motion(joints, exercise: str | None = None, *, fps: float = 30.0,
       classify: optional action classifier, joints (T, 17, 3) -> exercise name.
       rules_table: rules (default: the bundled ``rules.json``).
       name: what to call the input in error messages (its path).
+      confidence: optional (T, 17) per-joint trust in [0, 1] (a detector's or lifter's); a rule
+        whose joints it hides is said as not judged (:func:`judge_limits`).
+      camera_axis: optional (3,) viewing direction of the camera in the input's frame (``(0, 0,
+        1)`` for a lifter's camera frame); a side view leaves knee valgus not judged.
     Raises:
       UserError: for a bad motion (see :func:`validate_joints`) or a bad ``up``.
     """
@@ -156,7 +240,7 @@ def analyze_motion(joints, exercise: str | None = None, *, fps: float = 30.0,
     table = rules_table if rules_table is not None else rules.load_rules()
     source = "given"
     requested = exercise
-    confidence = scores = None
+    confidence_ex = scores = None
     if not exercise:
         if classify is not None:
             requested = classify(x.astype(np.float32))
@@ -165,7 +249,7 @@ def analyze_motion(joints, exercise: str | None = None, *, fps: float = 30.0,
             from perfectrep_jax.form.recognise import recognise
 
             found = recognise(x)
-            requested, confidence, scores = found.exercise, found.confidence, found.scores
+            requested, confidence_ex, scores = found.exercise, found.confidence, found.scores
             source = "recognised"
     ex_name = rules.resolve_exercise(requested, table)
     ex = table[ex_name]
@@ -183,9 +267,15 @@ def analyze_motion(joints, exercise: str | None = None, *, fps: float = 30.0,
     rep_figs = [figs.rep_figures(signals, r, fps, len(x), widths) for r in seg.reps]
     ranges = [figs.angle_ranges(signals, r) for r in seg.reps]
     main = figs.add_set_figures(rep_figs, ranges)
-    assessment = rules.assess(rep_figs, ex)
+    if confidence is not None:
+        confidence = np.asarray(confidence, np.float64)
+        if confidence.shape != x.shape[:2]:
+            raise UserError(f"{name}: confidence has shape {confidence.shape}, expected {x.shape[:2]} "
+                            "(one value per frame and joint)")
+    limits = judge_limits(x, seg, rep_figs, ex, confidence, camera_axis)
+    assessment = rules.assess(rep_figs, ex, limits)
     return Analysis(ex_name, source, requested, float(fps), len(x), up_vec, up_source, signals, seg,
-                    rep_figs, ranges, main, assessment, confidence, scores)
+                    rep_figs, ranges, main, assessment, confidence_ex, scores, tuple(limits.items()))
 
 
 def load_joints(path: str | Path) -> tuple[np.ndarray, float | None]:
@@ -233,17 +323,31 @@ def analyze_file(path: str | Path, exercise: str | None = None, out_dir: str | P
                  classify: Callable[[np.ndarray], str] | None = None,
                  rules_path: str | Path | None = None, html: bool = True) -> dict:
     """``perfectrep-jax analyze X3D.npy --exercise squat --out DIR``: :func:`load_joints` then
-    :func:`analyze`. ``fps`` defaults to the file's own (``X3D.json``), else 30."""
+    :func:`analyze`. ``fps`` defaults to the file's own (``X3D.json``), else 30. A JSON that
+    carries ``confidence`` ((T, 17) per-joint trust) or ``camera_axis`` (the camera's viewing
+    direction in the joints' frame) passes them on (:func:`judge_limits`)."""
+    import json
+
     joints, file_fps = load_joints(path)
+    extras = {}
+    if Path(path).suffix.lower() == ".json":
+        doc = json.loads(Path(path).read_text())
+        for key in ("confidence", "camera_axis"):
+            if doc.get(key) is not None:
+                try:
+                    extras[key] = np.asarray(doc[key], np.float64)
+                except (TypeError, ValueError) as e:
+                    raise UserError(f"{path}: '{key}' is not an array of numbers ({e})") from e
     return analyze(joints, exercise, out_dir, fps=float(fps or file_fps or 30.0), up=up, classify=classify,
-                   rules_path=rules_path, name=str(path), html=html)
+                   rules_path=rules_path, name=str(path), html=html, **extras)
 
 
 def analyze(joints_3d, exercise: str | None = None, out_dir: str | Path | None = None, *,
             fps: float = 30.0, up: str | np.ndarray | None = None,
             classify: Callable[[np.ndarray], str] | None = None,
             rules_path: str | Path | None = None, name: str = "input",
-            html: bool = True) -> dict:
+            html: bool = True, confidence: np.ndarray | None = None,
+            camera_axis: np.ndarray | None = None) -> dict:
     """Analyses a motion and, given ``out_dir``, writes ``report.json`` and ``report.html`` there.
 
     This is what ``perfectrep-jax analyze X3D.npy --exercise squat --out DIR`` calls (and ``infer``
@@ -268,7 +372,7 @@ def analyze(joints_3d, exercise: str | None = None, out_dir: str | Path | None =
 
     table = rules.load_rules(rules_path)
     result = analyze_motion(joints_3d, exercise, fps=fps, up=up, classify=classify,
-                            rules_table=table, name=name)
+                            rules_table=table, name=name, confidence=confidence, camera_axis=camera_axis)
     doc = report.to_json(result, source=name)
     if out_dir is not None:
         report.write_report(result, doc, out_dir, html=html)

@@ -69,7 +69,8 @@ def to_json(result: Analysis, source: str = "input") -> dict:
         vals = [f[name] for f in result.figures if f.get(name) is not None]
         if vals:
             summary[name] = {"mean": float(np.mean(vals)), "min": float(np.min(vals)), "max": float(np.max(vals))}
-    feedback = [f.message for f in a.findings] + list(a.praise)
+    feedback = [f.message for f in a.findings] + \
+        [f"Could not judge {rule.replace('_', ' ')}: {why}." for rule, why in result.not_judged] + list(a.praise)
     doc = {
         "version": REPORT_VERSION,
         "source": source,

@@ -161,12 +161,19 @@ class Assessment:
     penalties: dict[str, float]               # rule id -> mean points lost
 
 
-def assess(figures: list[dict[str, float | None]], exercise: ExerciseRules) -> Assessment:
+def assess(figures: list[dict[str, float | None]], exercise: ExerciseRules,
+           not_judged: dict[str, str] | None = None) -> Assessment:
     """Applies an exercise's rules to the repetitions' figures.
+
+    A figure that is ``None`` in a repetition (the input could not support it there) costs no
+    points and is never a finding; a rule is praised only when every repetition was judged and
+    passed.
 
     Args:
       figures: one dict of figures per repetition (:func:`perfectrep_jax.form.figures.rep_figures`).
       exercise: the rules.
+      not_judged: rule id -> why the input cannot support it: such a rule is skipped (no
+        finding, no praise, no points).
     Returns:
       the :class:`Assessment`; with no repetitions the score is 0 and one finding says so.
     """
@@ -176,9 +183,12 @@ def assess(figures: list[dict[str, float | None]], exercise: ExerciseRules) -> A
                                                 "could not be judged.", (), 1.0, float("nan")),), (), {})
     sev = np.array([[rule.severity(f.get(rule.figure)) for rule in exercise.rules] for f in figures]).reshape(n, -1)
     weights = np.array([rule.weight for rule in exercise.rules])
-    rep_scores = 100.0 - sev @ weights if len(weights) else np.full(n, 100.0)
     findings, praise, issues = [], [], [[] for _ in range(n)]
+    not_judged = not_judged or {}
     for k, rule in enumerate(exercise.rules):
+        if rule.id in not_judged:
+            sev[:, k] = 0.0
+            continue
         failing = [i for i in range(n) if sev[i, k] > FAIL_LEVEL]
         for i in failing:
             issues[i].append(rule.id)
@@ -190,8 +200,9 @@ def assess(figures: list[dict[str, float | None]], exercise: ExerciseRules) -> A
                    f"{rule.advice}")
             findings.append((float(sev[:, k].mean() * rule.weight),
                              Finding(rule.id, rule.figure, msg, tuple(failing), float(sev[:, k].mean()), typical)))
-        elif not np.any(sev[:, k] > 0):
+        elif not np.any(sev[:, k] > 0) and all(f.get(rule.figure) is not None for f in figures):
             praise.append(rule.praise)
+    rep_scores = 100.0 - sev @ weights if len(weights) else np.full(n, 100.0)
     findings.sort(key=lambda t: -t[0])
     penalties = {rule.id: float(sev[:, k].mean() * rule.weight) for k, rule in enumerate(exercise.rules)}
     return Assessment(float(np.mean(rep_scores)), tuple(float(s) for s in rep_scores),
