@@ -28,22 +28,22 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 READMES = ["README.md", "tfds-builders/README.md", "launch/README.md", "benchmarks/README.md",
-                      "examples/README.md"]
+           "examples/README.md"]
 COMMAND_WORDS = ("perfectrep-jax", "python", "pip", "tfds", "launch/", "sbatch", "gcloud", "for ",
-                                  "PROCESSES=", "CPU_DEVICES=", "my_detector")
+                 "PROCESSES=", "CPU_DEVICES=", "my_detector", "nice ")
 
 # Commands that cannot run here, by a pattern of their text: keep short, each with its reason.
 SKIP = [
-        (r"^pip install", "installs packages (the extras it names are checked against pyproject.toml)"),
-        (r"^python -m pytest", "runs the test suite"),
-        (r"^(sbatch|gcloud) ", "needs a SLURM cluster or a TPU pod (tests/launch runs SLURM on localhost)"),
-        (r"launch/local\.sh", "trains on every local device (tests/launch/test_launchers.py runs it)"),
-        (r"^for s in .*h36m|h36m_detectors:data_dir=/data", "needs Human3.6M"),
-        (r"^perfectrep-jax sweep demo_lr_depth --workdir \S+\s*(#.*)?$", "trains the whole grid (hours here)"),
-        (r"^python benchmarks/", "times the models for minutes (tests/benchmarks run them at the tiny size)"),
-        (r"^tfds build", "needs TensorFlow, Apache Beam and mlcroissant (tests/data/test_tfds_cli.py)"),
-        (r"DATASET\[/CONFIG\]", "the command's syntax, not a command"),
-        (r"--format tflite", "needs the litert extra in its own environment (README: Exporting a lifter)"),
+    (r"^pip install", "installs packages (the extras it names are checked against pyproject.toml)"),
+    (r"^python -m pytest", "runs the test suite"),
+    (r"^(sbatch|gcloud) ", "needs a SLURM cluster or a TPU pod (tests/launch runs SLURM on localhost)"),
+    (r"launch/local\.sh", "trains on every local device (tests/launch/test_launchers.py runs it)"),
+    (r"^for s in .*h36m|h36m_detectors:data_dir=/data", "needs Human3.6M"),
+    (r"^perfectrep-jax sweep demo_lr_depth --workdir \S+\s*(#.*)?$", "trains the whole grid (hours here)"),
+    (r"^(nice -n \d+ )?python benchmarks/", "times or compiles the models for minutes (tests/benchmarks)"),
+    (r"^tfds build", "needs TensorFlow, Apache Beam and mlcroissant (tests/data/test_tfds_cli.py)"),
+    (r"DATASET\[/CONFIG\]|\s\[--", "the command's syntax (optional parts in brackets), not a command"),
+    (r"--format tflite", "needs the litert extra in its own environment (README: Exporting a lifter)"),
 ]
 
 
@@ -128,6 +128,11 @@ def parts(line: str) -> list[list[str]]:
         else:
             cur.append(tok)
     out.append(cur)
+    for c in out:  # `nice -n 10 CMD`, `VAR=value CMD`: the command is CMD
+        if c[:2] == ["nice", "-n"]:
+            del c[:3]
+        while c and re.match(r"^[A-Z_]+=", c[0]):
+            del c[0]
     return [c for c in out if c]
 
 
@@ -177,7 +182,7 @@ REPO_PATH = re.compile(r"^(configs|launch|examples|benchmarks|tests|tfds-builder
 def test_each_command_fits_the_code_or_says_why_it_cannot_run(item):
     name, line = item
     for argv in parts(line):  # skipped or not, its arguments must fit the CLI
-        if argv[0] == "perfectrep-jax" and "DATASET[" not in line:
+        if argv[0] == "perfectrep-jax" and not re.search(r"DATASET\[|\s\[--", line):
             _check_perfectrep_command(argv[1:])
     if skip_reason(line) is None:
         for argv in parts(line):
