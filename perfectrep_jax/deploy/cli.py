@@ -32,6 +32,17 @@ def _writer(stream):
     return write
 
 
+def rep_signal(exercise: str | None) -> str | None:
+    """The repetition signal of an exercise name or alias (``None``: none of its own, or a hold)."""
+    if not exercise:
+        return None
+    from perfectrep_jax.form import reps, rules
+
+    table = rules.load_rules()
+    signal = table[rules.resolve_exercise(exercise, table)].signal
+    return signal if signal in reps.SIGNALS else None
+
+
 def cmd_stream(args) -> None:
     from perfectrep_jax.deploy.online_reps import OnlineRepCounter
     from perfectrep_jax.deploy.stream import StreamingLifter
@@ -61,7 +72,8 @@ def cmd_stream(args) -> None:
                              flip=args.flip, max_gap=max_gap)
     write = _writer(sys.stdout)
     warn = lambda text: print(f"perfectrep-jax stream: {text}", file=sys.stderr, flush=True)  # noqa: E731
-    runner = stream_io.StreamRunner(lifter, OnlineRepCounter(fps), fps, write, warn)
+    runner = stream_io.StreamRunner(lifter, OnlineRepCounter(fps, signal=rep_signal(args.exercise)), fps,
+                                    write, warn)
     try:
         write(stream_io.start_event(lifter, fps, source))
         try:
@@ -124,4 +136,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pose-model", default=None, help="MediaPipe PoseLandmarker .task bundle for --video (default: built once into the cache; see perfectrep-jax pose-model)")
     p.add_argument("--verbose", action="store_true",
                    help="with --video: show MediaPipe's native log lines (LiteRT, XNNPACK)")
+    p.add_argument("--exercise", default=None,
+                   help="count on the exercise's own signal (squat: legs, deadlift: hip hinge, push-up "
+                        "and bench press: elbows), so walking or stretching between sets is not a "
+                        "repetition (default: the whole body's flexion)")
     p.set_defaults(func=cmd_stream)

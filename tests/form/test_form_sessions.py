@@ -134,3 +134,11 @@ def test_exercise_signal_rejects_unknown_kinds():
         R.exercise_signal(np.zeros((3, 17, 3)), "toes")
     with pytest.raises(ValueError, match="unknown repetition signal"):
         OnlineRepCounter(FPS, signal="toes")
+
+
+def test_stream_exercise_names_pick_the_signal():
+    from perfectrep_jax.deploy.cli import rep_signal
+
+    assert rep_signal("back squat") == "legs" and rep_signal("RDL") == "hinge"
+    assert rep_signal("bench") == "elbows" and rep_signal("press-up") == "elbows"
+    assert rep_signal(None) is None and rep_signal("plank") is None and rep_signal("lunge") is None
