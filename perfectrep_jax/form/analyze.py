@@ -347,7 +347,8 @@ def analyze(joints_3d, exercise: str | None = None, out_dir: str | Path | None =
             classify: Callable[[np.ndarray], str] | None = None,
             rules_path: str | Path | None = None, name: str = "input",
             html: bool = True, confidence: np.ndarray | None = None,
-            camera_axis: np.ndarray | None = None) -> dict:
+            camera_axis: np.ndarray | None = None, keypoints_2d: np.ndarray | None = None,
+            read_frame: Callable[[int], np.ndarray | None] | None = None) -> dict:
     """Analyses a motion and, given ``out_dir``, writes ``report.json`` and ``report.html`` there.
 
     This is what ``perfectrep-jax analyze X3D.npy --exercise squat --out DIR`` calls (and ``infer``
@@ -363,6 +364,10 @@ def analyze(joints_3d, exercise: str | None = None, out_dir: str | Path | None =
       rules_path: a rules file replacing the bundled ``rules.json``.
       name: the input's name for messages and the report (e.g. its path).
       html: also write ``report.html`` with its plots.
+      confidence, camera_axis: see :func:`analyze_motion`.
+      keypoints_2d, read_frame: the 2D keypoints (T, 17, 2|3 pixels) of a video input and a reader
+        of its frames: each finding's worst repetition is shown on its video frame with the
+        skeleton drawn (:func:`perfectrep_jax.form.report.write_report`).
     Returns:
       the report as a JSON-ready dict (top-level ``reps``, ``score``, ``feedback``, ...).
     Raises:
@@ -375,5 +380,5 @@ def analyze(joints_3d, exercise: str | None = None, out_dir: str | Path | None =
                             rules_table=table, name=name, confidence=confidence, camera_axis=camera_axis)
     doc = report.to_json(result, source=name)
     if out_dir is not None:
-        report.write_report(result, doc, out_dir, html=html)
+        report.write_report(result, doc, out_dir, html=html, keypoints_2d=keypoints_2d, read_frame=read_frame)
     return doc

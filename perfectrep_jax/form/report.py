@@ -61,6 +61,7 @@ def to_json(result: Analysis, source: str = "input") -> dict:
             "partial": rep.partial,
             "score": a.rep_scores[i],
             "issues": list(a.rep_issues[i]),
+            "severities": a.rep_severities[i] if a.rep_severities else {},
             "figures": fig,
             "angles": rng,
         })
@@ -194,8 +195,84 @@ def render_html(doc: dict, images: dict[str, bytes]) -> str:
 """
 
 
-def write_report(result: Analysis, doc: dict, out_dir: str | Path, html: bool = True) -> dict[str, Path]:
+def worst_frames(doc: dict) -> dict[str, int]:
+    """For each finding, the frame to show: the turning point of its worst repetition (the failing
+    repetition where the rule's severity is highest, then the lowest score). rule id -> frame."""
+    out = {}
+    for f in doc["findings"]:
+        failing = [doc["reps"][i - 1] for i in f["reps"] if 0 < i <= len(doc["reps"])]
+        if failing:
+            worst = max(failing, key=lambda r: (r.get("severities", {}).get(f["rule"], 0.0), -r["score"]))
+            out[f["rule"]] = int(worst["turn"])
+    return out
+
+
+def skeleton_png(image: np.ndarray | None, keypoints: np.ndarray, title: str) -> bytes:
+    """A video frame (H, W, 3 RGB; ``None``: a blank canvas) with the 2D skeleton (17, 2|3 pixel
+    x, y[, confidence]) drawn on it: bones coloured left / right, joints under 0.3 confidence
+    left out."""
+    from matplotlib.figure import Figure
+
+    from perfectrep_jax.skeleton import BONES, JOINT_INDEX
+
+    kp = np.asarray(keypoints, np.float64)
+    conf = kp[:, 2] if kp.shape[1] > 2 else np.ones(len(kp))
+    fig = Figure(figsize=(5, 5 if image is None else 5 * image.shape[0] / max(image.shape[1], 1)))
+    ax = fig.subplots()
+    if image is not None:
+        ax.imshow(image)
+    else:
+        ax.invert_yaxis()
+        ax.set_aspect("equal")
+    left = {v for k, v in JOINT_INDEX.items() if k.startswith("left")}
+    right = {v for k, v in JOINT_INDEX.items() if k.startswith("right")}
+    for a, b in BONES:
+        if conf[a] < 0.3 or conf[b] < 0.3:
+            continue
+        colour = "#1f77b4" if b in left else "#d62728" if b in right else "#2ca02c"
+        ax.plot(kp[[a, b], 0], kp[[a, b], 1], color=colour, lw=2.5)
+    seen = conf >= 0.3
+    ax.scatter(kp[seen, 0], kp[seen, 1], s=12, color="white", edgecolors="black", zorder=3)
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+    fig.tight_layout()
+    return _png_bytes(fig)
+
+
+def _png_bytes(fig) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    return buf.getvalue()
+
+
+def video_frame_reader(video: str | Path, frame_ids: list[int] | None = None):
+    """``read(i)`` -> the RGB image of analysed frame ``i`` of ``video`` (``frame_ids[i]`` is its
+    frame number in the video when the keypoints skipped frames), or ``None`` when unreadable."""
+    def read(i: int):
+        import cv2
+
+        number = frame_ids[i] if frame_ids is not None and i < len(frame_ids) else i
+        cap = cv2.VideoCapture(str(video))
+        try:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, int(number))
+            ok, bgr = cap.read()
+        finally:
+            cap.release()
+        return bgr[:, :, ::-1].copy() if ok else None
+    return read
+
+
+def write_report(result: Analysis, doc: dict, out_dir: str | Path, html: bool = True,
+                 keypoints_2d: np.ndarray | None = None, read_frame=None) -> dict[str, Path]:
     """Writes ``report.json`` and (with ``html``) ``report.html`` and ``angles.png`` into ``out_dir``.
+
+    With ``keypoints_2d`` ((T, 17, 2|3) pixel keypoints of the analysed frames) each finding gets
+    ``finding_<rule>.png``: the frame of its worst repetition (:func:`worst_frames`, read by
+    ``read_frame(i)`` -> RGB image, e.g. :func:`video_frame_reader`; blank without) with the 2D
+    skeleton drawn, shown in the HTML beside the finding and named in ``report.json``
+    (``findings[k].frame`` and ``.image``).
 
     Each file appears whole or not at all (written to a temporary name, then renamed).
 
@@ -214,7 +291,22 @@ def write_report(result: Analysis, doc: dict, out_dir: str | Path, html: bool = 
         if html:
             from perfectrep_jax.form import plots
 
-            images = {"Joint angles over time": plots.angles_png(result)}
+            images = {}
+            if keypoints_2d is not None:
+                kp = np.asarray(keypoints_2d)
+                for f in doc["findings"]:
+                    frame = worst_frames(doc).get(f["rule"])
+                    if frame is None or frame >= len(kp):
+                        continue
+                    image = read_frame(frame) if read_frame is not None else None
+                    rep = next(r["index"] for r in doc["reps"] if r["start"] <= frame <= r["end"])
+                    png = skeleton_png(image, kp[frame], f"{f['rule']}: repetition {rep}, frame {frame}")
+                    name = f"finding_{f['rule']}.png"
+                    atomic_write_bytes(out / name, png)
+                    written[f"finding_{f['rule']}"] = out / name
+                    f.update({"frame": frame, "image": name})
+                    images[f"Worst repetition for '{f['rule']}' (repetition {rep}, frame {frame})"] = png
+            images["Joint angles over time"] = plots.angles_png(result)
             if result.segmentation.reps:
                 images["Repetition scores"] = plots.scores_png(result)
                 images["Repetition segmentation"] = plots.progress_png(result)

@@ -159,6 +159,7 @@ class Assessment:
     findings: tuple[Finding, ...]             # worst first
     praise: tuple[str, ...]                   # rules every repetition passed
     penalties: dict[str, float]               # rule id -> mean points lost
+    rep_severities: tuple[dict[str, float], ...] = ()   # per repetition, rule id -> severity 0-1
 
 
 def assess(figures: list[dict[str, float | None]], exercise: ExerciseRules,
@@ -205,5 +206,7 @@ def assess(figures: list[dict[str, float | None]], exercise: ExerciseRules,
     rep_scores = 100.0 - sev @ weights if len(weights) else np.full(n, 100.0)
     findings.sort(key=lambda t: -t[0])
     penalties = {rule.id: float(sev[:, k].mean() * rule.weight) for k, rule in enumerate(exercise.rules)}
+    severities = tuple({rule.id: float(sev[i, k]) for k, rule in enumerate(exercise.rules)} for i in range(n))
     return Assessment(float(np.mean(rep_scores)), tuple(float(s) for s in rep_scores),
-                      tuple(tuple(i) for i in issues), tuple(f for _, f in findings), tuple(praise), penalties)
+                      tuple(tuple(i) for i in issues), tuple(f for _, f in findings), tuple(praise), penalties,
+                      severities)

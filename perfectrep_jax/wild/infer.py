@@ -119,7 +119,17 @@ def infer(keypoints_path: str | Path, lift_fn: Callable[[np.ndarray], np.ndarray
                                                title=f"person {track.id}"))
         if report:
             if len(joints) >= max(3, int(np.ceil(fps))):
-                doc = analyze(joints, exercise, where, fps=fps, classify=classify, name=str(kf.path))
+                # The detector's confidences say where a joint was hidden, and the lifter's camera
+                # frame looks along z: the report says what such an input cannot support; a video
+                # shows each finding on the frame of its worst repetition.
+                reader = None
+                if video is not None:
+                    from perfectrep_jax.form.report import video_frame_reader
+
+                    reader = video_frame_reader(video, kf.frame_ids.tolist())
+                doc = analyze(joints, exercise, where, fps=fps, classify=classify, name=str(kf.path),
+                              confidence=kp[..., 2], camera_axis=np.array([0.0, 0.0, 1.0]),
+                              keypoints_2d=kp, read_frame=reader)
                 files.update({"report_json": str(where / "report.json"), "report_html": str(where / "report.html")})
                 entry.update({"score": doc["score"], "num_reps": doc["num_reps"], "exercise": doc["exercise"]})
             else:
