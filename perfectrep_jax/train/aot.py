@@ -51,7 +51,8 @@ _SHAPE = re.compile(r"\b([a-z]+[0-9]*[a-z0-9]*)\[([0-9,]*)\]")
 # the report's fields (``compile_train_step`` adds the compiled program under "compiled")
 FIELDS = ("topology", "chip", "devices", "mesh", "batch_size", "per_device_memory_bytes",
           "argument_bytes_per_device", "device_memory_bytes", "fits", "flops_per_step",
-          "estimated_step_s", "estimate", "estimated_clips_per_s", "estimated_mfu",
+          "bytes_accessed_per_device", "estimated_step_s", "estimate", "estimated_clips_per_s",
+          "estimated_mfu",
           "collectives", "compile_s", "compute_dtype", "remat")
 
 
@@ -177,7 +178,8 @@ def compile_train_step(config, devices, topology: str = "") -> dict[str, Any]:
       raise
     need = float(oom.group(1)) * _UNITS[oom.group(2)]
     return dict(report, per_device_memory_bytes=int(need), argument_bytes_per_device=None,
-                fits=False, flops_per_step=None, estimated_step_s=None, estimate="none",
+                fits=False, flops_per_step=None, bytes_accessed_per_device=None,
+                estimated_step_s=None, estimate="none",
                 estimated_clips_per_s=None, estimated_mfu=None, collectives=None,
                 compile_s=round(time.perf_counter() - start, 2),
                 refused=" ".join(oom.group(0).split()), compiled=None)
@@ -196,6 +198,7 @@ def compile_train_step(config, devices, topology: str = "") -> dict[str, Any]:
       "per_device_memory_bytes": used,
       "argument_bytes_per_device": int(mem.argument_size_in_bytes),
       "device_memory_bytes": hbm, "fits": used <= hbm, "flops_per_step": flops,
+      "bytes_accessed_per_device": float(cost.get("bytes accessed", 0.0)),
       "estimated_step_s": step_s,
       "estimated_clips_per_s": config.batch_size / step_s if step_s else None,
       "estimated_mfu": flops / (n * peak * step_s) if step_s else None,
