@@ -141,6 +141,23 @@ def _mib(coll) -> str:
   return f"{total / 2**20:.0f}"
 
 
+def _bounds(r: dict) -> str:
+  """Which term of the roofline sets the estimated step (aot.estimate_step_s)."""
+  from perfectrep_jax.train import aot
+
+  _, peak, hbm_bw, ici_bw = next(v for kind, v in aot.CHIPS.items()
+                                 if aot.CHIP_NAMES[kind] == r["chip"])
+  compute = r["flops_per_step"] / r["devices"] / peak
+  wire = sum(v["bytes"] * (2 if kind == "all-reduce" else 1) for kind, v in r["collectives"].items())
+  coll = wire / ici_bw
+  memory = (r["bytes_accessed_per_device"] / hbm_bw if r.get("bytes_accessed_per_device")
+            else r["estimated_step_s"] - coll)  # older reports: the roofline's other term
+  bound = "HBM bytes" if memory > compute else "FLOPs"
+  return (f"FLOPs at peak {compute * 1e3:.1f} ms, XLA's bytes accessed at HBM bandwidth "
+          f"{memory * 1e3:.1f} ms, collectives over ICI {coll * 1e3:.2f} ms: bound by {bound}; "
+          f"at the FLOP bound alone {r['batch_size'] / (compute + coll):.0f} clips/s")
+
+
 def render(cache: dict, models: list[str]) -> str:
   lines = ["| model | slice | mesh (data x fsdp x tensor) | batch/chip | memory/chip | fits | "
            "est. clips/s | est. MFU | collective MiB/chip/step | compile s |",
@@ -189,6 +206,9 @@ def render(cache: dict, models: list[str]) -> str:
           cells.append("not compiled yet" if not fit else f">= {max(fit)} (search not finished)")
       lines.append(f"| {model} | {name} | {cells[0]} | {cells[1]} |")
   lines.append("")
+  for k, r in sorted(cache.items()):
+    if r.get("estimated_step_s") and int(k.split("|")[3]) == PER_CHIP:
+      lines.append(f"- {k.split('|')[0]} {k.split('|')[1]} {_fmt_mesh(r['mesh'])}: {_bounds(r)}.")
   for model in models:
     small, big = (cache.get(key(model, s, (_n(s), 1, 1), PER_CHIP, "")) for s in ("v5e-16", "v5e-256"))
     if small and big and small["estimated_clips_per_s"] and big["estimated_clips_per_s"]:
