@@ -185,7 +185,7 @@ def cmd_infer(args) -> None:
                  all_people=args.all_people, exercise=args.exercise,
                  classify=_classifier(args.action_checkpoint), flip=not args.no_flip,
                  units=args.units, body_height_mm=args.body_height_mm,
-                 render=not args.no_render)
+                 render=not args.no_render, frames_video=args.video, overlay=args.overlay)
   for note in result["file"].get("notes", []):
     print(f"note: {note}", file=sys.stderr)
   for pid, person in result["people"].items():
@@ -291,6 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--body-height-mm", type=float, default=None, help="for --units metric")
   p.add_argument("--no-flip", action="store_true", help="no flip test-time augmentation")
   p.add_argument("--no-render", action="store_true", help="skip the MP4/GIF animation")
+  p.add_argument("--overlay", action="store_true",
+                 help="with --video: also write overlay.mp4, the video with the skeleton, the "
+                      "repetition count and the findings drawn on it")
   p.add_argument("--verbose", action="store_true",
                  help="show MediaPipe's native log lines (LiteRT, XNNPACK) while detecting")
   p.set_defaults(func=cmd_infer)

@@ -29,11 +29,13 @@ def _png(fig: Figure, dpi: int = 90) -> bytes:
 def _mark_reps(ax, result: Analysis, t: np.ndarray, label: bool) -> None:
     fps = result.fps
     for i, rep in enumerate(result.segmentation.reps):
-        ax.axvspan(rep.start / fps, rep.end / fps, color=_REP_COLOURS[i % 2], zorder=0, lw=0)
+        # A partial repetition (cut by the recording's edge, not counted) is hatched, not filled.
+        ax.axvspan(rep.start / fps, rep.end / fps, color=_REP_COLOURS[i % 2], zorder=0, lw=0,
+                   **({"alpha": 0.4, "hatch": "//"} if rep.partial else {}))
         ax.axvline(rep.turn / fps, color="0.5", lw=0.6, ls=":", zorder=1)
         if label:
-            ax.text((rep.start + rep.end) / 2 / fps, 1.0, str(i + 1), transform=ax.get_xaxis_transform(),
-                    ha="center", va="bottom", fontsize=8, color="0.3")
+            ax.text((rep.start + rep.end) / 2 / fps, 1.0, f"{i + 1}{' partial' if rep.partial else ''}",
+                    transform=ax.get_xaxis_transform(), ha="center", va="bottom", fontsize=8, color="0.3")
 
 
 def angles_png(result: Analysis) -> bytes:
@@ -72,7 +74,13 @@ def progress_png(result: Analysis) -> bytes:
     ax.plot(t, result.segmentation.progress, color="k", lw=1.0)
     for rep in result.segmentation.reps:
         ax.axvspan(rep.hold_start / result.fps, rep.hold_end / result.fps, color="#f4a261", alpha=0.5, lw=0)
-    ax.set_ylabel("progress\nrest 0 - turn 1", fontsize=8)
+    signal = result.segmentation.signal
+    what = {"legs": "legs (least-bent knee/hip)", "hinge": "hip hinge", "elbows": "elbows",
+            "hold": "trunk from vertical / 90"}.get(signal, "whole pose")
+    ax.set_ylabel(f"{what}\nrest 0 - typical turn 1", fontsize=8)
+    ax.set_title(f"Repetitions counted on the {what} signal: {result.segmentation.count} whole"
+                 + (f", {len(result.segmentation.partials)} partial (hatched)" if result.segmentation.partials else ""),
+                 fontsize=9, pad=14)
     ax.set_xlabel("time (s)")
     ax.tick_params(labelsize=8)
     ax.grid(alpha=0.3)

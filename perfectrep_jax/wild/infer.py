@@ -53,7 +53,7 @@ def infer(keypoints_path: str | Path, lift_fn: Callable[[np.ndarray], np.ndarray
           classify: Callable[[np.ndarray], str] | None = None, flip: bool = True,
           normalization: str = "crop", smooth_s: float | None = 0.2, units: str = "normalized",
           body_height_mm: float | None = None, batch_size: int = 8, render: bool = True,
-          report: bool = True) -> dict:
+          report: bool = True, frames_video: str | Path | None = None, overlay: bool = False) -> dict:
     """Lifts the people of a keypoint file and analyses their form.
 
     Writes into ``out_dir`` for the chosen person (or, with ``all_people``, into
@@ -81,6 +81,10 @@ def infer(keypoints_path: str | Path, lift_fn: Callable[[np.ndarray], np.ndarray
       units: 'normalized', 'pixel' or 'metric' (needs ``body_height_mm``).
       batch_size: windows per model call.
       render: write the animation; report: write the form report.
+      frames_video: the video the keypoints come from, when ``video`` is not given (detected
+        keypoints): its frames show each finding's worst repetition in the report.
+      overlay: write ``overlay.mp4``, that video with the skeleton, the repetition count and the
+        findings drawn on it (:func:`perfectrep_jax.form.overlay.write_overlay`).
     Returns:
       ``{"people": {id: {"frames": T, "files": {...}, "score": ..., "num_reps": ...}}, "file": {...}}``.
     Raises:
@@ -123,15 +127,21 @@ def infer(keypoints_path: str | Path, lift_fn: Callable[[np.ndarray], np.ndarray
                 # frame looks along z: the report says what such an input cannot support; a video
                 # shows each finding on the frame of its worst repetition.
                 reader = None
-                if video is not None:
+                source = video if video is not None else frames_video
+                if source is not None:
                     from perfectrep_jax.form.report import video_frame_reader
 
-                    reader = video_frame_reader(video, kf.frame_ids.tolist())
+                    reader = video_frame_reader(source, kf.frame_ids.tolist())
                 doc = analyze(joints, exercise, where, fps=fps, classify=classify, name=str(kf.path),
                               confidence=kp[..., 2], camera_axis=np.array([0.0, 0.0, 1.0]),
                               keypoints_2d=kp, read_frame=reader)
                 files.update({"report_json": str(where / "report.json"), "report_html": str(where / "report.html")})
                 entry.update({"score": doc["score"], "num_reps": doc["num_reps"], "exercise": doc["exercise"]})
+                if overlay and source is not None:
+                    from perfectrep_jax.form.overlay import write_overlay
+
+                    files["overlay"] = str(write_overlay(source, kp, doc, where / "overlay.mp4",
+                                                         kf.frame_ids.tolist()))
             else:
                 entry["report_skipped"] = f"{len(joints)} frame(s) is too short for a form analysis"
         summary["people"][track.id] = entry

@@ -47,3 +47,35 @@ def test_each_finding_shows_its_worst_repetition_on_the_video(tmp_path):
     # The frame read is the video's own frame of that number.
     image = video_frame_reader(video)(finding["frame"])
     assert abs(float(image.mean()) - _shade(finding["frame"])) < 4
+
+
+def test_overlay_video_draws_skeleton_count_and_findings(tmp_path):
+    from perfectrep_jax.form.overlay import frame_texts, write_overlay
+
+    motion, meta = shared.load_mocap()
+    x = motion[TAKE].astype(np.float64)[:400]
+    truth = [(a, c) for a, _, c in S.pelvis_repetitions(motion[TAKE], meta[TAKE]["rep_frames"])][:3]
+    x = S.inject_fault(x, truth[1:2], "knees_in", 0.6)
+    kp = np.stack([160 + x[..., 0] * 0.1, 240 - x[..., 2] * 0.1, np.ones(x.shape[:2])], axis=-1)
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (320, 240))
+    for i in range(len(x)):
+        writer.write(np.full((240, 320, 3), 90, np.uint8))
+    writer.release()
+    doc = analyze(x, "squat", None, fps=FPS)
+    texts = frame_texts(doc, len(x))
+    second = doc["reps"][1]
+    assert texts[0][0] == "squat: 0 reps" and texts[-1][0].startswith(f"squat: {doc['num_reps']} reps")
+    assert any("knees in" in line for line in texts[second["turn"]])
+    assert not any("knees in" in line for line in texts[doc["reps"][0]["turn"]])
+    out = write_overlay(video, kp, doc, tmp_path / "overlay.mp4")
+    cap = cv2.VideoCapture(str(out))
+    frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    cap.set(cv2.CAP_PROP_POS_FRAMES, second["turn"])
+    ok, frame = cap.read()
+    cap.release()
+    assert ok and frames == len(x)
+    # The skeleton and the text are drawn over the flat grey frame.
+    assert (np.abs(frame.astype(int) - 90).max(axis=-1) > 40).sum() > 300
+    with pytest.raises(Exception, match="cannot read the video"):
+        write_overlay(tmp_path / "missing.avi", kp, doc, tmp_path / "o.mp4")
