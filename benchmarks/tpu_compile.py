@@ -182,7 +182,8 @@ def render(cache: dict, models: list[str]) -> str:
         mfu = f"{100 * r['estimated_mfu']:.1f}%" if r["estimated_mfu"] is not None else "-"
         lines.append(f"| {model} | {name} | {_fmt_mesh(r['mesh'])} {what}{tag} | {PER_CHIP} | "
                      f"{r['per_device_memory_bytes'] / 2**30:.2f} GiB | "
-                     f"{'yes' if r['fits'] else 'no'} | {clips} | {mfu} | {_mib(r['collectives'])} | "
+                     f"{'yes' if r['fits'] else 'no'} | {clips} | {mfu} | {_mib(r['collectives'])}"
+                     f"{'' if r.get('collective_bytes') == 'tuple-sum' or not r['fits'] else '*'} | "
                      f"{r['compile_s']:.0f} |")
   lines += ["", "Largest batch per chip that fits (data-parallel mesh, powers of two from "
             f"{PER_CHIP}, up to {MAX_PER_CHIP}):", "",
@@ -220,6 +221,11 @@ def render(cache: dict, models: list[str]) -> str:
     else:
       lines.append(f"- Weak scaling, {model}: needs the v5e-16 and v5e-256 data-parallel rows "
                    "(not both compiled yet).")
+  if any(r.get("collective_bytes") != "tuple-sum" and r["fits"] for r in cache.values()):
+    lines.append("- \\* compiled before the HLO parser summed the arrays of a combined (tuple) "
+                 "all-reduce: these bytes count only its largest array, so the gradients' "
+                 "all-reduce is undercounted (its time over ICI, about 2 x 4 bytes x parameters "
+                 "/ ICI bandwidth, stays a few ms against the step's estimate).")
   cpus = sorted({r.get("cpu", "?") for r in cache.values()})
   loads = [r.get("loadavg_1min", 0) for r in cache.values()]
   lines.append(f"- Compiled on {', '.join(cpus)} (2 cores shared with other jobs, load average "

@@ -95,8 +95,9 @@ def collectives(hlo_text: str) -> dict[str, dict[str, int]]:
   """{kind: {count, bytes}} of the collectives in a compiled module's text.
 
   Each instruction counts once (an async ``-start`` and not its ``-done``); its bytes are those
-  of its largest result array on one device. Instructions are counted where they appear in the
-  text, once even when a loop runs them many times.
+  of its result on one device: every array of a combined (tuple) all-reduce, the largest array of
+  an async start's (operand, result, context) tuple. Instructions are counted where they appear
+  in the text, once even when a loop runs them many times.
   """
   out = {kind: {"count": 0, "bytes": 0} for kind in COLLECTIVES}
   for line in hlo_text.splitlines():
@@ -106,8 +107,9 @@ def collectives(hlo_text: str) -> dict[str, dict[str, int]]:
     result = line[line.index(" = ") + 3:m.start() + 1]
     sizes = [math.prod(int(d) for d in dims.split(",") if d) * _DTYPE_BYTES.get(dtype, 4)
              for dtype, dims in _SHAPE.findall(result) if dtype in _DTYPE_BYTES]
+    combined = m.group(1) == "all-reduce" or not m.group(2)  # the tuple is all results
     out[m.group(1)]["count"] += 1
-    out[m.group(1)]["bytes"] += max(sizes, default=0)
+    out[m.group(1)]["bytes"] += sum(sizes) if combined else max(sizes, default=0)
   return out
 
 
@@ -202,7 +204,8 @@ def compile_train_step(config, devices, topology: str = "") -> dict[str, Any]:
       "estimated_step_s": step_s,
       "estimated_clips_per_s": config.batch_size / step_s if step_s else None,
       "estimated_mfu": flops / (n * peak * step_s) if step_s else None,
-      "estimate": model, "collectives": coll, "compile_s": round(compile_s, 2),
+      "estimate": model, "collectives": coll, "collective_bytes": "tuple-sum",
+      "compile_s": round(compile_s, 2),
       "refused": None, "compiled": compiled})
 
 

@@ -35,6 +35,7 @@ ENTRY %main {
   %cp = (f32[8]{0}, f32[8]{0}, u32[], u32[]) collective-permute-start(%x), source_target_pairs={{0,1}}
   %cpd = f32[8]{0} collective-permute-done(%cp)
   %fusion.2 = f32[8]{0} fusion(%all-gather.8), kind=kLoop, calls=%fused
+  %all-reduce.70 = (f32[16]{0:T(128)S(1)}, f32[16,48]{1,0:T(8,128)S(1)}, /*index=2*/bf16[4]{0}) all-reduce(%a, %b, %c), channel_id=9, to_apply=%add
 }
 """
 
@@ -42,7 +43,8 @@ ENTRY %main {
 def test_collectives_are_counted_once_with_their_result_bytes():
   coll = aot.collectives(HLO)
   assert coll["all-gather"] == {"count": 2, "bytes": 4096 * 2048 * 2 + 64 * 4}
-  assert coll["all-reduce"] == {"count": 1, "bytes": 2048 * 4096 * 2}
+  # the gradients' all-reduce, combined into one tuple: every array counts
+  assert coll["all-reduce"] == {"count": 2, "bytes": 2048 * 4096 * 2 + (16 + 16 * 48) * 4 + 4 * 2}
   assert coll["collective-permute"] == {"count": 1, "bytes": 8 * 4}
   assert coll["reduce-scatter"]["count"] == coll["all-to-all"]["count"] == 0
 
