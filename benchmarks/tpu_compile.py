@@ -226,6 +226,12 @@ def render(cache: dict, models: list[str]) -> str:
                  "all-reduce: these bytes count only its largest array, so the gradients' "
                  "all-reduce is undercounted (its time over ICI, about 2 x 4 bytes x parameters "
                  "/ ICI bandwidth, stays a few ms against the step's estimate).")
+  einsum = sorted(f"{k.split('|')[0]} {k.split('|')[1]} {k.split('|')[2]} batch {k.split('|')[3]}"
+                  for k, r in cache.items() if r.get("attention_impl") is None)
+  if einsum:
+    lines.append("- Compiled before `compile` resolved `attention_impl=auto` as on a TPU, so with "
+                 "the explicit einsum attention the CPU host picks (a TPU run takes "
+                 "`jax.nn.dot_product_attention`): " + "; ".join(einsum) + ".")
   cpus = sorted({r.get("cpu", "?") for r in cache.values()})
   loads = [r.get("loadavg_1min", 0) for r in cache.values()]
   lines.append(f"- Compiled on {', '.join(cpus)} (2 cores shared with other jobs, load average "

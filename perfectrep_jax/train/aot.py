@@ -139,6 +139,8 @@ def _for_compile(config):
   batch size follows the training batch (``build`` checks both against the mesh)."""
   config = config.copy_and_resolve_references()
   config.eval.batch_size = config.batch_size
+  if config.get("attention_impl", "auto") == "auto":  # what "auto" picks on a TPU: the model
+    config.attention_impl = "dot_product_attention"   # decides from the tracing host's backend
   return config
 
 
@@ -171,7 +173,7 @@ def compile_train_step(config, devices, topology: str = "") -> dict[str, Any]:
   report = {"topology": topology, "chip": CHIP_NAMES[kind], "devices": n,
             "mesh": dict(parts["mesh"].shape), "batch_size": int(config.batch_size),
             "device_memory_bytes": hbm, "compute_dtype": config.get("compute_dtype", "float32"),
-            "remat": config.get("remat") or ""}
+            "remat": config.get("remat") or "", "attention_impl": config.attention_impl}
   try:
     compiled = step["train_step"].lower(*args).compile()
   except Exception as e:  # noqa: BLE001  the TPU compiler refuses a program beyond the chip's HBM
