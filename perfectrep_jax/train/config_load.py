@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import re
+import sys
 import traceback
 from pathlib import Path
 
@@ -102,6 +103,10 @@ def parse_config_flags(values, argv: list[str], holder):
     if not Path(file).is_file():
       raise UserError(f"{file}: no such config file" + (
           "" if Path(file).suffix == ".py" else " (a config is a .py file with get_config)"))
+  # ml_collections loads the file with SourceFileLoader.load_module under "<flag>_config", which
+  # re-executes into a module already in sys.modules: a second parse in one process (tests, sweeps)
+  # would keep the first file's get_config when the second defines none.
+  sys.modules.pop(f"{holder.name}_config", None)
   try:
     values.unparse_flags()
     values(argv)

@@ -129,3 +129,10 @@ def test_overrides_of_the_wrong_shape_are_refused_before_anything_runs(override,
   with pytest.raises(UserError, match=re.escape(message)):
     check_config(config)
   check_config(_parse(["--config", SMOKE, "--config.data.scale_range=(1.0,3.0)"]))
+
+
+def test_a_second_parse_in_one_process_does_not_keep_the_first_files_get_config(tmp_path):
+  # ml_collections re-executes a config file into the module of the previous one (load_module).
+  assert _parse(["--config", SMOKE]).task == "pretrain"
+  with pytest.raises(UserError, match=r"noget\.py: defines no get_config"):
+    _parse(["--config", _write(tmp_path, "noget.py", "x = 1\n")])
