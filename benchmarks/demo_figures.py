@@ -19,7 +19,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -58,14 +57,9 @@ def evaluation(run_dir: Path, step: int | None = None) -> dict:
 
 
 def machine() -> str:
-  cpu = platform.processor() or "CPU"
-  try:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-      if line.startswith("model name"):
-        cpu = line.split(":", 1)[1].strip()
-        break
-  except OSError:
-    pass
+  from perfectrep_jax.hostmem import cpu_model
+
+  cpu = cpu_model()
   return f"{cpu}, {len(os.sched_getaffinity(0))} cores"
 
 

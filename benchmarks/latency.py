@@ -29,6 +29,7 @@ import numpy as np
 
 from perfectrep_jax.deploy import export, runtime
 from perfectrep_jax.deploy.stream import StreamingLifter
+from perfectrep_jax.hostmem import cpu_model
 from perfectrep_jax.models import model_dir
 from perfectrep_jax.models.dstformer import DSTformerConfig
 from perfectrep_jax.train.config_base import DEMO_MODEL, FULL_MODEL, LIFTER_MODEL, LITE_MODEL
@@ -175,14 +176,7 @@ def write_readme(section: str, path: Path = README) -> None:
 
 
 def machine_description() -> str:
-    cpu = "CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     import jax
 
     try:

@@ -538,9 +538,11 @@ def table(results: list[dict]) -> str:
 def environment(threads: int) -> dict:
   import jax
   import jaxlib
+  from perfectrep_jax.hostmem import cpu_model
+
   env = {"python": platform.python_version(), "jax": jax.__version__,
          "jaxlib": getattr(jaxlib, "__version__", "?"), "threads": threads,
-         "cpu": _cpu_name(), "cores_usable": len(os.sched_getaffinity(0)),
+         "cpu": cpu_model(), "cores_usable": len(os.sched_getaffinity(0)),
          "xla_flags": os.environ.get("XLA_FLAGS", ""),
          "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
          "loadavg_1min_end": os.getloadavg()[0],
@@ -551,16 +553,6 @@ def environment(threads: int) -> dict:
   except ImportError:
     pass
   return env
-
-
-def _cpu_name() -> str:
-  try:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-      if line.startswith("model name"):
-        return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or "?"
 
 
 def achieved_lines(results: list[dict], env: dict) -> list[str]:

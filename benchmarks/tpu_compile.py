@@ -19,7 +19,6 @@ import argparse
 import importlib.util
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -100,7 +99,9 @@ def compile_one(devices, job, cache: dict, log) -> dict:
   report = aot.compile_train_step(config_for(model, _n(slice_name), per_chip, mesh, remat),
                                   devices, SLICES[slice_name])
   report.pop("compiled", None)
-  report["cpu"] = _cpu()
+  from perfectrep_jax.hostmem import cpu_model
+
+  report["cpu"] = cpu_model()
   report["loadavg_1min"] = os.getloadavg()[0]
   cache[k] = report
   save_cache(cache)
@@ -117,16 +118,6 @@ def largest_batch(devices, model, slice_name, remat, cache, log, deadline) -> No
     if not compile_one(devices, (model, slice_name, mesh, per_chip, remat), cache, log)["fits"]:
       return
     per_chip *= 2
-
-
-def _cpu() -> str:
-  try:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-      if line.startswith("model name"):
-        return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or "unknown CPU"
 
 
 # ---------------------------------------------------------------------------- README

@@ -22,7 +22,9 @@ accelerator's memory pool. Older glibc ignores tunables it does not know. glibc 
 from __future__ import annotations
 
 import os
+import platform
 import sys
+from pathlib import Path
 
 MALLOC_TUNABLES = {
     "glibc.malloc.hugetlb": "1",
@@ -58,3 +60,14 @@ def reexec_with_retained_heap(command: list[str]) -> None:
   sys.stdout.flush()
   sys.stderr.flush()
   os.execv(command[0], command)
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), named beside every timing the benchmarks print."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
