@@ -112,6 +112,20 @@ def n_mpjpe(pred, gt) -> float:
     return float(np.mean(n_mpjpe_per_pose(pred, gt)))
 
 
+def depth_error(pred, gt) -> float:
+    """Mean absolute error of the depth (the last coordinate) of every joint relative to the
+    pose's root (joint 0): what a single camera cannot see, reported on its own.
+
+    Args:
+      pred, gt: (..., J, 3) in the camera's frame, depth along the last axis.
+    Returns:
+      float, in input units.
+    """
+    pred, gt = _pair(pred, gt)
+    rel = (pred[..., 2] - pred[..., :1, 2]) - (gt[..., 2] - gt[..., :1, 2])
+    return float(np.abs(rel).mean())
+
+
 def mpjve(pred, gt) -> float:
     """Mean per-joint velocity error: mean distance between first time differences.
 

@@ -151,3 +151,17 @@ def test_action_table_checks_shapes():
         M.action_table({"P1": np.zeros((1, 3))}, np.array([[0, 1, 5]]), ["a"] * 3)
     with pytest.raises(ValueError, match="do not match"):
         M.action_table({"P1": np.zeros((1, 2))}, np.array([[0, 1, 2]]), ["a"] * 3)
+
+
+def test_depth_error_sees_only_root_relative_depth():
+    rng = np.random.default_rng(0)
+    gt = rng.normal(size=(5, 17, 3))
+    moved = gt + np.array([3.0, -2.0, 7.0])           # a global shift costs nothing
+    assert M.depth_error(moved, gt) == pytest.approx(0.0, abs=1e-12)
+    flat = gt.copy()
+    flat[..., 2] = flat[..., :1, 2]                    # every joint at the root's depth
+    expected = np.abs(gt[..., 2] - gt[..., :1, 2]).mean()
+    assert M.depth_error(flat, gt) == pytest.approx(expected)
+    sideways = gt.copy()
+    sideways[..., :2] += rng.normal(size=(5, 17, 2))   # x, y errors are not depth errors
+    assert M.depth_error(sideways, gt) == pytest.approx(0.0, abs=1e-12)

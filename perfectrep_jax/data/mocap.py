@@ -162,12 +162,14 @@ def _detector_2d(pixels: np.ndarray, rng: np.random.Generator, film: FilmConfig)
     return out
 
 
-def film(world: np.ndarray, rng: np.random.Generator, config: FilmConfig) -> dict:
-    """Films one (T, 17, 3) world-mm clip: the example fields of the data contract.
+def view(world: np.ndarray, rng: np.random.Generator, config: FilmConfig) -> dict:
+    """What a camera drawn for a (T, 17, 3) world-mm motion sees, in pixels.
 
     Returns:
-      dict with ``input_2d`` (T, 17, 3) float32, ``target_3d`` (T, 17, 3) float32 (2.5D, depth
-      relative to the first frame's root), ``scale_mm`` (T,) float32 and ``resolution`` (2,) int32.
+      dict with ``world`` (the motion as filmed, turned when tilted), ``camera`` ((T, 17, 3) mm in
+      the camera's frame), ``pixels`` ((T, 17, 2), the exact projection of the mocap joints),
+      ``keypoints`` ((T, 17, 3) pixel x, y and confidence of the wild path's skeleton: head from
+      the eyes, detector-like when ``config.noise`` > 0, dropped joints all 0) and ``intrinsics``.
     """
     world = np.asarray(world, np.float64)
     if rng.random() < config.tilt_prob:
@@ -182,11 +184,23 @@ def film(world: np.ndarray, rng: np.random.Generator, config: FilmConfig) -> dic
     seen[:, J["head"]] = cameras.project(
         cameras.world_to_camera_rt(eyes_from_head(world)[:, None], rotation, centre), intr)[:, 0]
     if config.noise > 0:
-        inputs = _detector_2d(seen, rng, config)
+        keypoints = _detector_2d(seen, rng, config)
     else:
-        inputs = np.concatenate([seen, np.ones(seen.shape[:2] + (1,))], axis=-1)
+        keypoints = np.concatenate([seen, np.ones(seen.shape[:2] + (1,))], axis=-1)
+    return {"world": world, "camera": cam, "pixels": pixels, "keypoints": keypoints, "intrinsics": intr}
+
+
+def film(world: np.ndarray, rng: np.random.Generator, config: FilmConfig) -> dict:
+    """Films one (T, 17, 3) world-mm clip: the example fields of the data contract.
+
+    Returns:
+      dict with ``input_2d`` (T, 17, 3) float32, ``target_3d`` (T, 17, 3) float32 (2.5D, depth
+      relative to the first frame's root), ``scale_mm`` (T,) float32 and ``resolution`` (2,) int32.
+    """
+    seen = view(world, rng, config)
+    inputs, pixels, cam, intr = seen["keypoints"], seen["pixels"], seen["camera"], seen["intrinsics"]
     visible = inputs[..., 2] > 0
-    pts = inputs[..., :2][visible] if visible.sum() >= 4 else seen.reshape(-1, 2)
+    pts = inputs[..., :2][visible] if visible.sum() >= 4 else pixels.reshape(-1, 2)
     lo, hi = pts.min(axis=0), pts.max(axis=0)
     zoom = rng.uniform(*config.zoom_out)
     side = float(max(hi - lo)) * zoom

@@ -80,6 +80,11 @@ def run(command: str, argv: list[str]) -> None:
     for name, figures in summary["held_out"].items():
       print(f"held out, {name}: MPJPE {figures['mpjpe']:.1f} mm, P-MPJPE {figures['p_mpjpe']:.1f} mm "
             f"({figures['eval_clips']:.0f} clips)", flush=True)
+    for name in ("clean_2d", "detector_2d"):
+      f = summary["feedback"][name]
+      print(f"feedback, {name}: same findings in {f['same_findings']} of {f['views']} held-out exercise "
+            f"views, false findings in {f['with_false_findings']}, scores within 10 points in "
+            f"{f['score_within_10']}, repetitions exact in {f['reps_exact']}", flush=True)
     print(f"published step {summary['trained']['step']} of {workdir} -> {summary['out']} "
           f"({summary['weight_bytes'] / 2**20:.1f} MiB)", flush=True)
   else:

@@ -4,9 +4,11 @@
         [--out perfectrep_jax/weights/lifter] [--step N]
 
 Evaluates the run's best (or ``--step``) checkpoint on the held-out split twice, from clean 2D and
-from detector-like 2D (``data.film_eval_noise`` 0 and 1 for the ``mocap`` source), and writes the
-model with a ``model.json`` that records the resolved config, the data, the commit, the step and
-these figures (overall and per action), plus a README with the data's licences. The default output
+from detector-like 2D (``data.film_eval_noise`` 0 and 1 for the ``mocap`` source), checks that the
+feedback from lifted 2D agrees with the feedback of the true 3D on the held-out exercise takes
+(``wild.agreement``), and writes the model with a ``model.json`` that records the resolved config,
+the data, the commit, the step and these figures (overall and per action), plus a README with the
+data's licences. The default output
 is the package's default lifter (``perfectrep_jax/weights/lifter``), replaced only when complete.
 """
 
@@ -30,7 +32,7 @@ from perfectrep_jax.train import trainer
 from perfectrep_jax.weights import DEFAULT_LIFTER
 
 MAX_WEIGHT_BYTES = 20 * 2**20  # what the package may carry
-FIGURES = ("mpjpe", "p_mpjpe", "n_mpjpe", "mpjve", "pck150", "auc", "eval_clips")
+FIGURES = ("mpjpe", "p_mpjpe", "n_mpjpe", "mpjve", "depth_mm", "pck150", "auc", "eval_clips")
 LICENCES = """\
 # The default lifter
 
@@ -80,6 +82,19 @@ def held_out_figures(config, workdir: str | Path, step: int | None = None) -> di
   return out
 
 
+def feedback_figures(model, maxlen: int, views: int = 2) -> dict[str, Any]:
+  """Feedback agreement (``wild.agreement``) of the held-out exercise takes, from clean and from
+  detector-like 2D: the summary of each and the per-take rows of the detector-like one."""
+  from perfectrep_jax.models.model_dir import make_apply_fn
+  from perfectrep_jax.wild.agreement import feedback_agreement
+
+  lift_fn = make_apply_fn(model)
+  clean = feedback_agreement(lift_fn, maxlen, views=views, noise=0.0)
+  detector = feedback_agreement(lift_fn, maxlen, views=views, noise=1.0)
+  return {"clean_2d": clean["summary"], "detector_2d": detector["summary"],
+          "detector_2d_takes": detector["takes"]}
+
+
 def publish(config, workdir: str | Path, out: str | Path | None = None, step: int | None = None
             ) -> dict[str, Any]:
   """Writes the run's lifter with its config, data, commit and held-out figures into ``out``.
@@ -99,6 +114,7 @@ def publish(config, workdir: str | Path, out: str | Path | None = None, step: in
     raise UserError(f"{workdir}: weights of {size / 2**20:.1f} MiB exceed the package's "
                     f"{MAX_WEIGHT_BYTES / 2**20:.0f} MiB")
   figures = held_out_figures(config, workdir, step)
+  feedback = feedback_figures(model, meta["config"]["maxlen"])
   best = Path(workdir) / "best.json"
   trained_step = step if step is not None else (json.loads(best.read_text()).get("step")
                                                 if best.is_file() else None)
@@ -110,6 +126,7 @@ def publish(config, workdir: str | Path, out: str | Path | None = None, step: in
                "licences": "UI-PRMD PDDL 1.0; CMU mocap (mocap.cs.cmu.edu, NSF EIA-0196217); "
                            "HDM05 CC BY-SA 3.0 (see README.md)"},
       "held_out": figures,
+      "feedback": feedback,
       "weight_bytes": int(size),
   }
   out = Path(out) if out is not None else DEFAULT_LIFTER

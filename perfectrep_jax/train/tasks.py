@@ -146,13 +146,14 @@ class PoseTask:
            "n_mpjpe": float(np.mean(metrics.n_mpjpe_per_pose(pred_mm.reshape(-1, 17, 3),
                                                              gt_mm.reshape(-1, 17, 3)))),
            "mpjve": metrics.mpjve(pred_mm, gt_mm),
+           "depth_mm": metrics.depth_error(pred_mm, gt_mm),
            "eval_clips": float(n)}
     for action in table.actions:
       out[f"mpjpe/{action}"] = table.errors["P1"][action]
       out[f"p_mpjpe/{action}"] = table.errors["P2"][action]
     text = (table.format() + f"\nProtocol #1 (MPJPE): {out['mpjpe']:.2f} mm   "
             f"Protocol #2 (P-MPJPE): {out['p_mpjpe']:.2f} mm   N-MPJPE: {out['n_mpjpe']:.2f} mm"
-            f"   MPJVE: {out['mpjve']:.2f} mm/frame")
+            f"   MPJVE: {out['mpjve']:.2f} mm/frame   depth (root-relative): {out['depth_mm']:.2f} mm")
     extra, lines, files, detail = _pose_extras(pred_mm, gt_mm, clip_frames, frame_sources, table,
                                                _is_3dhp(self.cfg))
     out.update(extra)

@@ -40,6 +40,12 @@ def test_publish_records_config_data_commit_and_held_out_figures(published):
   assert clean["mpjpe"] != noisy["mpjpe"]  # two evaluations, two kinds of 2D
   assert "CC BY-SA 3.0" in (out / "README.md").read_text()
   assert "held out, clean_2d: MPJPE" in stdout and "held out, detector_2d" in stdout
+  assert figures["depth_mm"] > 0
+  feedback = meta["feedback"]
+  for name in ("clean_2d", "detector_2d"):
+    assert feedback[name]["views"] == 2 * len({r["take"] for r in feedback["detector_2d_takes"]})
+  assert {"false", "missed", "score_diff", "true_reps", "lifted_reps"} <= set(feedback["detector_2d_takes"][0])
+  assert "feedback, detector_2d: same findings in" in stdout
   assert 0 < meta["weight_bytes"] <= 20 * 2**20
 
 
