@@ -152,13 +152,17 @@ FIGURE_JOINTS: dict[str, tuple[str, ...]] = {
     "bar_offset_max": ("left_wrist", "right_wrist", "left_ankle", "right_ankle"),
 }
 MIN_CONFIDENCE = 0.3
+# Lifted 3D whose flip-augmentation passes disagree by more than this share of the body's height
+# (``wild.lift.lift_sequence``): the held-out joints beyond it err about twice as much as the rest.
+MAX_UNCERTAINTY = 0.12
 # A side view: the hips' left-right axis within this angle of the camera's viewing axis.
 DEPTH_VIEW_DEG = 30.0
 
 
 def judge_limits(joints: np.ndarray, segmentation: reps.Segmentation, figures: list[dict],
                  exercise: rules.ExerciseRules, confidence: np.ndarray | None = None,
-                 camera_axis: np.ndarray | None = None) -> dict[str, str]:
+                 camera_axis: np.ndarray | None = None, uncertainty: np.ndarray | None = None
+                 ) -> dict[str, str]:
     """What the input cannot support, so the report says so instead of a confident finding.
 
     - a joint a rule needs hidden (``confidence`` below :data:`MIN_CONFIDENCE`) for more than half
@@ -168,31 +172,42 @@ def judge_limits(joints: np.ndarray, segmentation: reps.Segmentation, figures: l
       :data:`DEPTH_VIEW_DEG` of ``camera_axis``, the camera's viewing direction in the input's
       frame): the knees' inward travel lies along the camera's depth, which a lifted 3D guesses;
     - back rounding on a 3D whose spine joint lies on the pelvis-thorax line in every frame (some
-      motion capture places it there): it holds no back shape.
+      motion capture places it there): it holds no back shape;
+    - a joint a rule needs whose lifted 3D is uncertain (``uncertainty``, a fraction of the body's
+      height, above :data:`MAX_UNCERTAINTY`) for more than half of a repetition, as for a hidden one:
+      a pose the lifter does not know is said, not judged.
 
     Returns:
       rule id -> why it was not judged.
     """
     out: dict[str, str] = {}
     names = {r.figure: r.id for r in exercise.rules}
-    if confidence is not None and segmentation.reps:
-        conf = np.asarray(confidence, np.float64)
+    doubts = []  # (frames x joints that cannot be trusted, why)
+    if confidence is not None:
+        doubts.append((np.asarray(confidence, np.float64) < MIN_CONFIDENCE,
+                       "was hidden (low confidence) for most of every repetition"))
+    if uncertainty is not None:
+        doubts.append((np.asarray(uncertainty, np.float64) > MAX_UNCERTAINTY,
+                       "has an uncertain 3D (the lifter's mirrored pass disagrees by more than "
+                       f"{MAX_UNCERTAINTY:.0%} of the body's height) for most of every repetition"))
+    for doubtful, why in doubts:
+        if not segmentation.reps:
+            break
         for figure, rule_id in names.items():
             need = [J[j] for j in FIGURE_JOINTS.get(figure, ())]
-            if not need:
+            if not need or rule_id in out:
                 continue
-            hidden_reps = 0
+            doubtful_reps = 0
             worst = None
             for rep, fig in zip(segmentation.reps, figures):
-                low = conf[rep.start:rep.end + 1][:, need] < MIN_CONFIDENCE      # (frames, joints)
-                share = low.mean(axis=0)
+                share = doubtful[rep.start:rep.end + 1][:, need].mean(axis=0)   # per joint
                 if share.max() > 0.5:
                     fig[figure] = None
-                    hidden_reps += 1
+                    doubtful_reps += 1
                     worst = need[int(np.argmax(share))]
-            if hidden_reps == len(figures):
+            if doubtful_reps == len(figures):
                 joint = next(k for k, v in J.items() if v == worst).replace("_", " ")
-                out[rule_id] = (f"the {joint} was hidden (low confidence) for most of every repetition")
+                out[rule_id] = f"the {joint} {why}"
     if camera_axis is not None and "knee_valgus_bottom" in names:
         axis = np.asarray(camera_axis, np.float64)
         axis = axis / max(np.linalg.norm(axis), 1e-12)
@@ -214,7 +229,8 @@ def analyze_motion(joints, exercise: str | None = None, *, fps: float = 30.0,
                    classify: Callable[[np.ndarray], str] | None = None,
                    rules_table: dict[str, rules.ExerciseRules] | None = None,
                    name: str = "input", confidence: np.ndarray | None = None,
-                   camera_axis: np.ndarray | None = None) -> Analysis:
+                   camera_axis: np.ndarray | None = None,
+                   uncertainty: np.ndarray | None = None) -> Analysis:
     """Analyses a motion without writing files.
 
     Args:
@@ -233,6 +249,8 @@ def analyze_motion(joints, exercise: str | None = None, *, fps: float = 30.0,
         whose joints it hides is said as not judged (:func:`judge_limits`).
       camera_axis: optional (3,) viewing direction of the camera in the input's frame (``(0, 0,
         1)`` for a lifter's camera frame); a side view leaves knee valgus not judged.
+      uncertainty: optional (T, 17) doubt of a lifted 3D per joint, as a share of the body's
+        height (``infer``'s flip-augmentation spread); rules on doubtful joints are not judged.
     Raises:
       UserError: for a bad motion (see :func:`validate_joints`) or a bad ``up``.
     """
@@ -267,12 +285,11 @@ def analyze_motion(joints, exercise: str | None = None, *, fps: float = 30.0,
     rep_figs = [figs.rep_figures(signals, r, fps, len(x), widths) for r in seg.reps]
     ranges = [figs.angle_ranges(signals, r) for r in seg.reps]
     main = figs.add_set_figures(rep_figs, ranges)
-    if confidence is not None:
-        confidence = np.asarray(confidence, np.float64)
-        if confidence.shape != x.shape[:2]:
-            raise UserError(f"{name}: confidence has shape {confidence.shape}, expected {x.shape[:2]} "
+    for what, values in (("confidence", confidence), ("uncertainty", uncertainty)):
+        if values is not None and np.shape(values) != x.shape[:2]:
+            raise UserError(f"{name}: {what} has shape {np.shape(values)}, expected {x.shape[:2]} "
                             "(one value per frame and joint)")
-    limits = judge_limits(x, seg, rep_figs, ex, confidence, camera_axis)
+    limits = judge_limits(x, seg, rep_figs, ex, confidence, camera_axis, uncertainty)
     assessment = rules.assess(rep_figs, ex, limits)
     return Analysis(ex_name, source, requested, float(fps), len(x), up_vec, up_source, signals, seg,
                     rep_figs, ranges, main, assessment, confidence_ex, scores, tuple(limits.items()))
@@ -348,7 +365,8 @@ def analyze(joints_3d, exercise: str | None = None, out_dir: str | Path | None =
             rules_path: str | Path | None = None, name: str = "input",
             html: bool = True, confidence: np.ndarray | None = None,
             camera_axis: np.ndarray | None = None, keypoints_2d: np.ndarray | None = None,
-            read_frame: Callable[[int], np.ndarray | None] | None = None) -> dict:
+            read_frame: Callable[[int], np.ndarray | None] | None = None,
+            uncertainty: np.ndarray | None = None) -> dict:
     """Analyses a motion and, given ``out_dir``, writes ``report.json`` and ``report.html`` there.
 
     This is what ``perfectrep-jax analyze X3D.npy --exercise squat --out DIR`` calls (and ``infer``
@@ -364,7 +382,7 @@ def analyze(joints_3d, exercise: str | None = None, out_dir: str | Path | None =
       rules_path: a rules file replacing the bundled ``rules.json``.
       name: the input's name for messages and the report (e.g. its path).
       html: also write ``report.html`` with its plots.
-      confidence, camera_axis: see :func:`analyze_motion`.
+      confidence, camera_axis, uncertainty: see :func:`analyze_motion`.
       keypoints_2d, read_frame: the 2D keypoints (T, 17, 2|3 pixels) of a video input and a reader
         of its frames: each finding's worst repetition is shown on its video frame with the
         skeleton drawn (:func:`perfectrep_jax.form.report.write_report`).
@@ -377,7 +395,8 @@ def analyze(joints_3d, exercise: str | None = None, out_dir: str | Path | None =
 
     table = rules.load_rules(rules_path)
     result = analyze_motion(joints_3d, exercise, fps=fps, up=up, classify=classify,
-                            rules_table=table, name=name, confidence=confidence, camera_axis=camera_axis)
+                            rules_table=table, name=name, confidence=confidence, camera_axis=camera_axis,
+                            uncertainty=uncertainty)
     doc = report.to_json(result, source=name)
     if out_dir is not None:
         report.write_report(result, doc, out_dir, html=html, keypoints_2d=keypoints_2d, read_frame=read_frame)

@@ -4,7 +4,7 @@ For every exercise take of the held-out performers (``data.mocap.TEST_SUBJECTS``
 filmed whole by cameras drawn apart from training (``data.mocap.view``: any azimuth, low to high,
 phone lenses, detector-like 2D), lifted as ``infer`` lifts a keypoint file (missing joints filled,
 crop normalisation, windows, flip, smoothing) and analysed as ``infer`` analyses it (the detector's
-confidences, the camera's axis). The same take's recorded 3D, analysed with the true vertical, is
+confidences, the camera's axis, the lifter's own uncertainty). The same take's recorded 3D, analysed with the true vertical, is
 the reference. Per take and view:
 
 - ``false``: findings (rule ids) of the lifted motion that the true 3D does not have;
@@ -30,12 +30,13 @@ from perfectrep_jax.form import rules
 from perfectrep_jax.form.analyze import Analysis, analyze_motion
 from perfectrep_jax.metrics import p_mpjpe_per_pose
 from perfectrep_jax.wild.keypoints import fill_missing
-from perfectrep_jax.wild.lift import LiftFn, lift_keypoints
+from perfectrep_jax.wild.lift import LiftFn, lift_keypoints, uncertainty
 
 AGREEMENT_SEED = 20_011    # cameras of the agreement check: apart from training and evaluation
 # Filmed as people film exercise: upright (the gravity the true 3D is judged with), any azimuth.
 AGREEMENT_FILM = mocap.FilmConfig(tilt_prob=0.0)
-LiftMotion = Callable[[np.ndarray, dict], np.ndarray]
+# (keypoints (T, 17, 3), the view) -> 3D (T, 17, 3), or (3D, uncertainty (T, 17) or None)
+LiftMotion = Callable[[np.ndarray, dict], np.ndarray | tuple[np.ndarray, np.ndarray | None]]
 
 
 def exercise_of(meta: dict, table: dict[str, rules.ExerciseRules] | None = None) -> str:
@@ -63,8 +64,8 @@ def lifter_motion(lift_fn: LiftFn, maxlen: int, batch_size: int = 8) -> LiftMoti
 
     def lift(keypoints: np.ndarray, seen: dict) -> np.ndarray:
         del seen
-        joints, _ = lift_keypoints(keypoints, lift_fn, maxlen, fps=mocap.FPS, batch_size=batch_size)
-        return joints
+        joints, meta = lift_keypoints(keypoints, lift_fn, maxlen, fps=mocap.FPS, batch_size=batch_size)
+        return joints, uncertainty(meta)
 
     return lift
 
@@ -92,11 +93,15 @@ def take_agreement(world: np.ndarray, meta: dict, lift: LiftMotion, rng: np.rand
     truth = analyze_motion(world, exercise, fps=mocap.FPS, up="z", name=meta.get("trial", "take"))
     seen = mocap.view(world, rng, film)
     keypoints = fill_missing(seen["keypoints"]).astype(np.float32)
-    lifted_3d = np.asarray(lift(keypoints, seen), np.float64)
+    lifted_3d = lift(keypoints, seen)
+    doubt = None
+    if isinstance(lifted_3d, tuple):
+        lifted_3d, doubt = lifted_3d
+    lifted_3d = np.asarray(lifted_3d, np.float64)
     if lifted_3d.shape != world.shape:
         raise UserError(f"the lifter returned {lifted_3d.shape} for a take of {world.shape}")
     lifted = analyze_motion(lifted_3d, exercise, fps=mocap.FPS, confidence=keypoints[..., 2],
-                            camera_axis=np.array([0.0, 0.0, 1.0]))
+                            camera_axis=np.array([0.0, 0.0, 1.0]), uncertainty=doubt)
     row = {"exercise": exercise, "frames": int(len(world)), **compare(truth, lifted)}
     row["p_mpjpe_mm"] = round(float(np.mean(p_mpjpe_per_pose(lifted_3d, seen["camera"]))), 1)
     return row

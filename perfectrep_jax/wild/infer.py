@@ -134,7 +134,7 @@ def infer(keypoints_path: str | Path, lift_fn: Callable[[np.ndarray], np.ndarray
                     reader = video_frame_reader(source, kf.frame_ids.tolist())
                 doc = analyze(joints, exercise, where, fps=fps, classify=classify, name=str(kf.path),
                               confidence=kp[..., 2], camera_axis=np.array([0.0, 0.0, 1.0]),
-                              keypoints_2d=kp, read_frame=reader)
+                              keypoints_2d=kp, read_frame=reader, uncertainty=lift.uncertainty(meta))
                 files.update({"report_json": str(where / "report.json"), "report_html": str(where / "report.html")})
                 entry.update({"score": doc["score"], "num_reps": doc["num_reps"], "exercise": doc["exercise"]})
                 if overlay and source is not None:

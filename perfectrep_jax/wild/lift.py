@@ -152,7 +152,7 @@ def _run_batches(lift_fn: LiftFn, clips: np.ndarray, batch_size: int) -> np.ndar
 
 
 def lift_sequence(x: np.ndarray, lift_fn: LiftFn, maxlen: int, *, overlap: int | None = None,
-                  flip: bool = False, batch_size: int = 8) -> np.ndarray:
+                  flip: bool = False, batch_size: int = 8, return_spread: bool = False):
     """Lifts a normalised 2D sequence of any length.
 
     Args:
@@ -162,8 +162,12 @@ def lift_sequence(x: np.ndarray, lift_fn: LiftFn, maxlen: int, *, overlap: int |
       overlap: frames shared by neighbouring windows (default a quarter of ``maxlen``).
       flip: average with the mirrored input's mirrored output.
       batch_size: windows per model call.
+      return_spread: also return how far the two passes of the flip augmentation disagree.
     Returns:
-      (T, 17, 3) float64 in the model's frame, depth 0 at the first frame's pelvis.
+      (T, 17, 3) float64 in the model's frame, depth 0 at the first frame's pelvis; with
+      ``return_spread``, also (T, 17) the distance between the direct and the mirrored pass's
+      joints in the same units (``None`` without ``flip``): a lifter unsure of a pose (one unlike
+      its training, a confusing input) answers the mirror image differently.
     """
     x = np.asarray(x, np.float32)
     t = x.shape[0]
@@ -174,10 +178,19 @@ def lift_sequence(x: np.ndarray, lift_fn: LiftFn, maxlen: int, *, overlap: int |
     if flip:
         clips = np.concatenate([clips, flip_pose(clips)], axis=0)
     y = _run_batches(lift_fn, clips, batch_size)
+    spread = None
+    weights = window_weights(windows)
     if flip:
         n = len(windows)
-        y = 0.5 * (y[:n] + flip_pose(y[n:]))
-    weights = window_weights(windows)
+        mirrored = flip_pose(y[n:])
+        gap = np.linalg.norm(y[:n] - mirrored, axis=-1)                      # (windows, t, 17)
+        y = 0.5 * (y[:n] + mirrored)
+        spread = np.zeros((t, x.shape[1]))
+        total = np.zeros(t)
+        for (s, e), g, w in zip(windows, gap, weights):
+            spread[s:e] += w[:, None] * g
+            total[s:e] += w
+        spread /= total[:, None]
     acc = np.zeros((t, x.shape[1], 3))
     wsum = np.zeros(t)
     for (s, e), yw, w in zip(windows, y, weights):
@@ -191,7 +204,7 @@ def lift_sequence(x: np.ndarray, lift_fn: LiftFn, maxlen: int, *, overlap: int |
         wsum[s:e] += w
     out = acc / wsum[:, None, None]
     out[..., 2] -= out[0, J["pelvis"], 2]
-    return out
+    return (out, spread) if return_spread else out
 
 
 def smooth(y: np.ndarray, fps: float, window_s: float = 0.2, polyorder: int = 2) -> np.ndarray:
@@ -260,7 +273,9 @@ def lift_keypoints(keypoints: np.ndarray, lift_fn: LiftFn, maxlen: int, *, fps: 
       smooth_s: Savitzky-Golay window in seconds, ``None`` or 0 for none.
       units: "normalized", "pixel" or "metric" (needs ``body_height_mm``).
     Returns:
-      ``(joints, meta)``: (T, 17, 3) float32 and a JSON-ready description (units, frame, options).
+      ``(joints, meta)``: (T, 17, 3) float32 and a JSON-ready description (units, frame, options;
+      with ``flip``, ``uncertainty``: (T, 17) nested lists, how far the direct and the mirrored
+      pass disagree on each joint, as a share of the body's height).
     Raises:
       UserError: NaN input, unknown units, metric without a height.
     """
@@ -275,7 +290,9 @@ def lift_keypoints(keypoints: np.ndarray, lift_fn: LiftFn, maxlen: int, *, fps: 
     if units == "metric" and not body_height_mm:
         raise UserError("metric output needs the person's body height (--body-height MM)")
     x, norm = normalize(kp, normalization, image_size)
-    y = lift_sequence(x, lift_fn, maxlen, overlap=overlap, flip=flip, batch_size=batch_size)
+    y, spread = lift_sequence(x, lift_fn, maxlen, overlap=overlap, flip=flip, batch_size=batch_size,
+                              return_spread=True)
+    height = standing_height(y)
     if smooth_s:
         y = smooth(y, fps, smooth_s)
     if units == "pixel":
@@ -296,7 +313,15 @@ def lift_keypoints(keypoints: np.ndarray, lift_fn: LiftFn, maxlen: int, *, fps: 
         "maxlen": int(maxlen),
         "body_height_mm": body_height_mm,
     }
+    if spread is not None and height > 0:
+        meta["uncertainty"] = np.round(spread / height, 4).tolist()
     return y.astype(np.float32), meta
+
+
+def uncertainty(meta: dict) -> np.ndarray | None:
+    """The (T, 17) uncertainty :func:`lift_keypoints` recorded in ``meta``, or ``None``."""
+    values = meta.get("uncertainty")
+    return None if values is None else np.asarray(values, np.float64)
 
 
 def save_3d(out_dir: str | Path, joints: np.ndarray, meta: dict, stem: str = "X3D") -> tuple[Path, Path]:

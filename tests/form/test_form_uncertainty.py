@@ -42,6 +42,19 @@ def test_a_knee_hidden_for_most_of_every_repetition_is_not_judged():
     assert not any("Knees tracked" in line for line in doc["feedback"])        # no praise either
 
 
+def test_a_knee_the_lifter_is_unsure_of_is_said_not_judged():
+    x = _faulty_knees()
+    doubt = np.full(x.shape[:2], 0.02)                      # a lifter sure of the whole motion
+    sure = analyze_motion(x, "squat", fps=FPS, uncertainty=doubt)
+    assert "knees_in" in [f.rule for f in sure.assessment.findings] and not sure.not_judged
+    doubt[:, J["right_knee"]] = 0.3                          # its two mirrored passes disagree there
+    a = analyze_motion(x, "squat", fps=FPS, uncertainty=doubt)
+    assert "knees_in" not in [f.rule for f in a.assessment.findings]
+    assert dict(a.not_judged)["knees_in"].startswith("the right knee has an uncertain 3D")
+    with pytest.raises(UserError, match="uncertainty has shape"):
+        analyze_motion(x, "squat", fps=FPS, uncertainty=doubt[:, :5])
+
+
 def test_a_knee_hidden_in_one_repetition_leaves_the_others_judged():
     x = _faulty_knees()
     base = analyze_motion(x, "squat", fps=FPS)

@@ -102,6 +102,21 @@ def test_flip_averages_out_a_mirror_bias():
     assert L.flip_pose(x)[0, J["left_knee"], 0] == -x[0, J["right_knee"], 0]
 
 
+def test_the_spread_of_the_mirrored_passes_measures_a_lifter_unsure_of_its_answer():
+    x, _ = L.normalize(_squat_pixels(300), "crop")
+    y, spread = L.lift_sequence(x, _flat, maxlen=81, overlap=20, flip=True, return_spread=True)
+    assert spread.shape == (300, 17) and np.abs(spread).max() < 1e-6    # mirror-consistent
+    biased = lambda v: _flat(v) + np.array([0.1, 0.0, 0.0], np.float32)   # noqa: E731
+    _, spread = L.lift_sequence(x, biased, maxlen=81, overlap=20, flip=True, return_spread=True)
+    np.testing.assert_allclose(spread, 0.2, atol=1e-5)                   # +0.1 one way, -0.1 mirrored
+    assert L.lift_sequence(x, _flat, maxlen=81, return_spread=True)[1] is None
+    joints, meta = L.lift_keypoints(_squat_pixels(300), biased, 81, fps=50)
+    doubt = L.uncertainty(meta)
+    assert doubt.shape == (300, 17)
+    np.testing.assert_allclose(doubt, 0.2 / L.standing_height(L.lift_sequence(x, biased, 81, flip=True)),
+                               rtol=1e-3)
+
+
 def test_short_sequences_and_smoothing():
     kp = _squat_pixels(1)
     y, meta = L.lift_keypoints(kp + [0, 0, 0], _flat, 243, fps=30.0)   # one frame still lifts
