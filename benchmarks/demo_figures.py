@@ -86,12 +86,9 @@ def block(workdir: Path, seconds: dict[str, float], command: str, when: str, whe
 
 
 def write_readme(text: str, path: Path = README) -> None:
-  doc = path.read_text()
-  if BEGIN not in doc or END not in doc:
-    raise SystemExit(f"{path}: no {BEGIN} ... {END} block to replace")
-  head, rest = doc.split(BEGIN, 1)
-  _, tail = rest.split(END, 1)
-  path.write_text(head + text + tail)
+  from perfectrep_jax.fileio import replace_between
+
+  replace_between(path, BEGIN, END, text.replace(BEGIN, "").replace(END, ""))
   print(f"wrote {path}")
 
 

@@ -235,14 +235,9 @@ def render(cache: dict, models: list[str]) -> str:
 
 
 def write_readme(text: str) -> None:
-  from perfectrep_jax.fileio import atomic_write_bytes
+  from perfectrep_jax.fileio import replace_between
 
-  readme = README.read_text()
-  if BEGIN not in readme or END not in readme:
-    raise SystemExit(f"{README}: no {BEGIN} ... {END} block to write into")
-  head, rest = readme.split(BEGIN, 1)
-  _, tail = rest.split(END, 1)
-  atomic_write_bytes(README, f"{head}{BEGIN}\n{text}\n{END}{tail}".encode())
+  replace_between(README, BEGIN, END, text)
 
 
 def main(argv=None) -> None:
