@@ -32,9 +32,18 @@ RUNS = {"dstformer": [], "mlp": ["--config.model.name=mlp"]}
 
 def train(variant: str, workdir: Path, name: str) -> float:
   """Trains one run (resuming a finished one is a no-op); returns its wall time in seconds."""
-  cmd = [sys.executable, "-m", "perfectrep_jax.cli", "train", "--config",
-         f"{ROOT / 'configs' / 'pretrain.py'}:{variant}", "--workdir", str(workdir / name),
-         "--config.eval_at_start=True", *RUNS[name]]
+  cmd = [
+    sys.executable,
+    "-m",
+    "perfectrep_jax.cli",
+    "train",
+    "--config",
+    f"{ROOT / 'configs' / 'pretrain.py'}:{variant}",
+    "--workdir",
+    str(workdir / name),
+    "--config.eval_at_start=True",
+    *RUNS[name],
+  ]
   print("+", " ".join(cmd), flush=True)
   start = time.perf_counter()
   subprocess.run(cmd, check=True, cwd=ROOT)
@@ -43,8 +52,9 @@ def train(variant: str, workdir: Path, name: str) -> float:
 
 def evaluation(run_dir: Path, step: int | None = None) -> dict:
   """``{"step", "p1", "p2"}`` of the evaluation at ``step`` (default: the last), per-action means."""
-  steps = sorted(int(p.name.split("_", 1)[1]) for p in (run_dir / "eval").glob("step_*")
-                 if (p / "metrics.json").is_file())
+  steps = sorted(
+    int(p.name.split("_", 1)[1]) for p in (run_dir / "eval").glob("step_*") if (p / "metrics.json").is_file()
+  )
   if not steps:
     raise SystemExit(f"{run_dir}: no evaluations (eval/step_*/metrics.json); did it train?")
   step = steps[-1] if step is None else step
@@ -52,8 +62,12 @@ def evaluation(run_dir: Path, step: int | None = None) -> dict:
     raise SystemExit(f"{run_dir}: no evaluation at step {step} (there are {steps})")
   doc = json.loads((run_dir / "eval" / f"step_{step}" / "metrics.json").read_text())
   actions = doc["per_action"].values()
-  return {"step": step, "p1": sum(a["P1"] for a in actions) / len(actions),
-          "p2": sum(a["P2"] for a in actions) / len(actions), "steps": steps}
+  return {
+    "step": step,
+    "p1": sum(a["P1"] for a in actions) / len(actions),
+    "p2": sum(a["P2"] for a in actions) / len(actions),
+    "steps": steps,
+  }
 
 
 def machine() -> str:
@@ -68,20 +82,28 @@ def block(workdir: Path, seconds: dict[str, float], command: str, when: str, whe
   former, mlp = evaluation(workdir / "dstformer"), evaluation(workdir / "mlp")
   untrained = evaluation(workdir / "dstformer", 0)
   steps = former["step"]
-  rows = [f"| model (same data, same {steps}-step budget) | P1 MPJPE | P2 P-MPJPE |", "|---|---|---|",
-          f"| untrained DSTformer (step 0 of the run below) | {untrained['p1']:.1f} mm | {untrained['p2']:.1f} mm |",
-          f"| per-frame MLP lifter (`--config.model.name=mlp`, 2 residual blocks of 1024) | {mlp['p1']:.1f} mm "
-          f"| {mlp['p2']:.1f} mm |",
-          f"| DSTformer | {former['p1']:.1f} mm | {former['p2']:.1f} mm |"]
+  rows = [
+    f"| model (same data, same {steps}-step budget) | P1 MPJPE | P2 P-MPJPE |",
+    "|---|---|---|",
+    f"| untrained DSTformer (step 0 of the run below) | {untrained['p1']:.1f} mm | {untrained['p2']:.1f} mm |",
+    f"| per-frame MLP lifter (`--config.model.name=mlp`, 2 residual blocks of 1024) | {mlp['p1']:.1f} mm "
+    f"| {mlp['p2']:.1f} mm |",
+    f"| DSTformer | {former['p1']:.1f} mm | {former['p2']:.1f} mm |",
+  ]
   lines = ["", f"The DSTformer ends {100 * (1 - former['p1'] / mlp['p1']):.0f}% below the MLP (P1)."]
   middle = [s for s in former["steps"] if 0 < s < steps]
   if middle:
     mid = evaluation(workdir / "dstformer", middle[-1])
-    lines[-1] += (f" Halfway, at step {mid['step']} of the same schedule, it stood at {mid['p1']:.1f} mm "
-                  f"(P2 {mid['p2']:.1f} mm).")
+    lines[-1] += (
+      f" Halfway, at step {mid['step']} of the same schedule, it stood at {mid['p1']:.1f} mm "
+      f"(P2 {mid['p2']:.1f} mm)."
+    )
   timing = ", ".join(f"{name} {seconds[name] / 60:.1f} min" for name in RUNS if name in seconds)
-  lines.append(f"Measured {when} on {where}" + (f" (training wall time: {timing})" if timing else "")
-               + f" by `{command}`.")
+  lines.append(
+    f"Measured {when} on {where}"
+    + (f" (training wall time: {timing})" if timing else "")
+    + f" by `{command}`."
+  )
   return "\n".join([BEGIN, *rows, *lines, END])
 
 
@@ -94,8 +116,11 @@ def write_readme(text: str, path: Path = README) -> None:
 
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(prog="demo_figures.py", description=__doc__.split("\n\n")[0])
-  p.add_argument("--workdir", default=str(ROOT / "runs" / "demo-figures"),
-                 help="where the two runs go (default runs/demo-figures)")
+  p.add_argument(
+    "--workdir",
+    default=str(ROOT / "runs" / "demo-figures"),
+    help="where the two runs go (default runs/demo-figures)",
+  )
   p.add_argument("--variant", default="demo", help="configs/pretrain.py variant (default demo)")
   p.add_argument("--no-train", action="store_true", help="only read runs already in --workdir")
   p.add_argument("--write-readme", action="store_true", help="replace the demo block of README.md")
@@ -110,9 +135,16 @@ def main(argv=None) -> int:
         continue  # trained by an earlier call: its wall time is the one recorded then
       seconds[name] = train(args.variant, workdir, name)
       timings.write_text(json.dumps(seconds))
-  shown = ["python benchmarks/demo_figures.py"] + (["--variant", args.variant] if args.variant != "demo" else [])
-  text = block(workdir, seconds, " ".join(shown),
-               datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"), machine())
+  shown = ["python benchmarks/demo_figures.py"] + (
+    ["--variant", args.variant] if args.variant != "demo" else []
+  )
+  text = block(
+    workdir,
+    seconds,
+    " ".join(shown),
+    datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
+    machine(),
+  )
   print(text)
   if args.write_readme:
     write_readme(text)

@@ -15,5 +15,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run  # noqa: E402
 
 if __name__ == "__main__":
-  run.main(["--mode", "forward", "--size", "full", *sys.argv[1:]], from_command_line=True,
-           prog="forward_full_size.py", description=__doc__ + "\nOptions (run.py's; --mode and --size are fixed here):")
+  run.main(
+    ["--mode", "forward", "--size", "full", *sys.argv[1:]],
+    from_command_line=True,
+    prog="forward_full_size.py",
+    description=__doc__ + "\nOptions (run.py's; --mode and --size are fixed here):",
+  )

@@ -24,9 +24,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- lifter-figures:begin -->", "<!-- lifter-figures:end -->"
 # Published anchors (Human3.6M, MPJPE): what lifting reaches with far more data and compute.
-ANCHORS = ("MotionBERT: 16.9 mm from ground-truth 2D, 37.5-39.2 mm from a detector's 2D; "
-           "VideoPose3D: 46.8 mm from CPN detections (both on Human3.6M, Protocol #1)")
-TARGETS = {"clean_2d": (60.0, 40.0), "detector_2d": (75.0, 50.0)}   # MPJPE, P-MPJPE (issue 17)
+ANCHORS = (
+  "MotionBERT: 16.9 mm from ground-truth 2D, 37.5-39.2 mm from a detector's 2D; "
+  "VideoPose3D: 46.8 mm from CPN detections (both on Human3.6M, Protocol #1)"
+)
+TARGETS = {"clean_2d": (60.0, 40.0), "detector_2d": (75.0, 50.0)}  # MPJPE, P-MPJPE (issue 17)
 EXERCISES = ("deep squat", "squat", "sit to stand", "two-footed forward hops")
 
 
@@ -51,14 +53,23 @@ def block(meta: dict, mlp: dict | None, when: str, command: str) -> str:
   held, feedback = meta["held_out"], meta.get("feedback", {})
   trained = meta["trained"]
   cfg = trained["config"]
-  rows = ["| 2D input | MPJPE | P-MPJPE | depth error | PCK@150 mm | target (MPJPE / P-MPJPE) |",
-          "|---|---|---|---|---|---|"]
+  rows = [
+    "| 2D input | MPJPE | P-MPJPE | depth error | PCK@150 mm | target (MPJPE / P-MPJPE) |",
+    "|---|---|---|---|---|---|",
+  ]
   for name, label in (("clean_2d", "clean 2D"), ("detector_2d", "detector-like 2D")):
     f = held[name]
-    rows.append(f"| {label} | {_mm(f['mpjpe'])} | {_mm(f['p_mpjpe'])} | {_mm(f.get('depth_mm'))} | "
-                f"{f['pck150']:.1f}% | <= {TARGETS[name][0]:.0f} / {TARGETS[name][1]:.0f} mm |")
-  lines = ["", "Per exercise (MPJPE, clean / detector-like 2D):", "",
-           "| exercise | clean 2D | detector-like 2D |", "|---|---|---|"]
+    rows.append(
+      f"| {label} | {_mm(f['mpjpe'])} | {_mm(f['p_mpjpe'])} | {_mm(f.get('depth_mm'))} | "
+      f"{f['pck150']:.1f}% | <= {TARGETS[name][0]:.0f} / {TARGETS[name][1]:.0f} mm |"
+    )
+  lines = [
+    "",
+    "Per exercise (MPJPE, clean / detector-like 2D):",
+    "",
+    "| exercise | clean 2D | detector-like 2D |",
+    "|---|---|---|",
+  ]
   for ex in EXERCISES:
     clean = held["clean_2d"]["per_action_mpjpe"].get(ex)
     noisy = held["detector_2d"]["per_action_mpjpe"].get(ex)
@@ -66,24 +77,37 @@ def block(meta: dict, mlp: dict | None, when: str, command: str) -> str:
       lines.append(f"| {ex} | {_mm(clean)} | {_mm(noisy)} |")
   if mlp is not None:
     ratio = 1 - held["clean_2d"]["mpjpe"] / mlp["clean_2d"]["mpjpe"]
-    lines += ["", f"The per-frame MLP baseline trained the same way ({cfg['total_steps']} steps of "
-              f"{cfg['batch_size']} clips) reaches {_mm(mlp['clean_2d']['mpjpe'])} / "
-              f"{_mm(mlp['detector_2d']['mpjpe'])} MPJPE (clean / detector-like 2D): the DSTformer is "
-              f"{100 * ratio:.0f}% below it from clean 2D (target: at least 30%)."]
+    lines += [
+      "",
+      f"The per-frame MLP baseline trained the same way ({cfg['total_steps']} steps of "
+      f"{cfg['batch_size']} clips) reaches {_mm(mlp['clean_2d']['mpjpe'])} / "
+      f"{_mm(mlp['detector_2d']['mpjpe'])} MPJPE (clean / detector-like 2D): the DSTformer is "
+      f"{100 * ratio:.0f}% below it from clean 2D (target: at least 30%).",
+    ]
   if feedback:
-    lines += ["", "Feedback from lifted 2D against feedback from the true 3D, on the held-out performers' "
-              "exercise takes (each filmed whole from 2 unseen views; `perfectrep_jax/wild/agreement.py`):", "",
-              "| 2D input | views | same findings | with a false finding | scores within 10 | reps exact "
-              "| mean score gap |", "|---|---|---|---|---|---|---|"]
+    lines += [
+      "",
+      "Feedback from lifted 2D against feedback from the true 3D, on the held-out performers' "
+      "exercise takes (each filmed whole from 2 unseen views; `perfectrep_jax/wild/agreement.py`):",
+      "",
+      "| 2D input | views | same findings | with a false finding | scores within 10 | reps exact "
+      "| mean score gap |",
+      "|---|---|---|---|---|---|---|",
+    ]
     for name, label in (("clean_2d", "clean 2D"), ("detector_2d", "detector-like 2D")):
       s = feedback[name]
-      lines.append(f"| {label} | {s['views']} | {s['same_findings']} | {s['with_false_findings']} | "
-                   f"{s['score_within_10']} | {s['reps_exact']} | {s['mean_score_diff']:.1f} |")
+      lines.append(
+        f"| {label} | {s['views']} | {s['same_findings']} | {s['with_false_findings']} | "
+        f"{s['score_within_10']} | {s['reps_exact']} | {s['mean_score_diff']:.1f} |"
+      )
   model = cfg["model"]
-  lines += ["", f"Anchors: {ANCHORS}.",
-            f"Model: dim {model['dim_feat']}, depth {model['depth']}, {model['maxlen']} frames, "
-            f"{meta['weight_bytes'] / 2**20:.1f} MiB; step {trained['step']} of `configs/lifter.py:default`, "
-            f"commit {trained['commit'][:12]}. Written {when} by `{command}`."]
+  lines += [
+    "",
+    f"Anchors: {ANCHORS}.",
+    f"Model: dim {model['dim_feat']}, depth {model['depth']}, {model['maxlen']} frames, "
+    f"{meta['weight_bytes'] / 2**20:.1f} MiB; step {trained['step']} of `configs/lifter.py:default`, "
+    f"commit {trained['commit'][:12]}. Written {when} by `{command}`.",
+  ]
   return "\n".join([BEGIN, *rows, *lines, END])
 
 

@@ -23,7 +23,6 @@ PyTorch's, reported as a ratio (``benchmarks/forward_full_size.py`` runs it).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import platform
@@ -50,27 +49,39 @@ BEGIN, END = markers()
 # dim_rep 512. ``batch`` is the train batch, ``eval_batch`` the forward batch (kept small: two
 # CPU cores); ``tiny`` is for the smoke test.
 SIZES = {
-    "tiny": dict(model=dict(dim_feat=16, dim_rep=16, depth=1, num_heads=2, mlp_ratio=2, maxlen=9),
-                 frames=9, batch=2, eval_batch=2),
-    "lite": dict(model=dict(dim_feat=256, dim_rep=512, depth=5, num_heads=8, mlp_ratio=4, maxlen=243),
-                 frames=243, batch=2, eval_batch=2),
-    "full": dict(model=dict(dim_feat=512, dim_rep=512, depth=5, num_heads=8, mlp_ratio=2, maxlen=243),
-                 frames=243, batch=1, eval_batch=2),
+  "tiny": dict(
+    model=dict(dim_feat=16, dim_rep=16, depth=1, num_heads=2, mlp_ratio=2, maxlen=9),
+    frames=9,
+    batch=2,
+    eval_batch=2,
+  ),
+  "lite": dict(
+    model=dict(dim_feat=256, dim_rep=512, depth=5, num_heads=8, mlp_ratio=4, maxlen=243),
+    frames=243,
+    batch=2,
+    eval_batch=2,
+  ),
+  "full": dict(
+    model=dict(dim_feat=512, dim_rep=512, depth=5, num_heads=8, mlp_ratio=2, maxlen=243),
+    frames=243,
+    batch=1,
+    eval_batch=2,
+  ),
 }
 
 # Dense peak FLOP/s per chip by compute dtype, for MFU (vendor figures, no sparsity). "float32" is
 # the peak of what XLA's default matmul precision runs float32 products on: TF32 tensor cores on
 # NVIDIA (Ampere and later), one bfloat16 pass on TPU.
 PEAK_FLOPS = {
-    "H100": {"bfloat16": 989e12, "float32": 495e12},     # SXM
-    "H200": {"bfloat16": 989e12, "float32": 495e12},
-    "A100": {"bfloat16": 312e12, "float32": 156e12},
-    "L4": {"bfloat16": 121e12, "float32": 60e12},
-    "TPU v4": {"bfloat16": 275e12, "float32": 275e12},
-    "TPU v5 lite": {"bfloat16": 197e12, "float32": 197e12},  # v5e
-    "TPU v5p": {"bfloat16": 459e12, "float32": 459e12},
-    "TPU v5": {"bfloat16": 459e12, "float32": 459e12},
-    "TPU v6 lite": {"bfloat16": 918e12, "float32": 918e12},  # v6e (Trillium)
+  "H100": {"bfloat16": 989e12, "float32": 495e12},  # SXM
+  "H200": {"bfloat16": 989e12, "float32": 495e12},
+  "A100": {"bfloat16": 312e12, "float32": 156e12},
+  "L4": {"bfloat16": 121e12, "float32": 60e12},
+  "TPU v4": {"bfloat16": 275e12, "float32": 275e12},
+  "TPU v5 lite": {"bfloat16": 197e12, "float32": 197e12},  # v5e
+  "TPU v5p": {"bfloat16": 459e12, "float32": 459e12},
+  "TPU v5": {"bfloat16": 459e12, "float32": 459e12},
+  "TPU v6 lite": {"bfloat16": 918e12, "float32": 918e12},  # v6e (Trillium)
 }
 
 # XLA CPU flags this benchmark sets (see README: measured, not assumed).
@@ -78,15 +89,26 @@ CPU_XLA_FLAGS: list[str] = []
 
 
 def parse_args(argv=None, *, prog: str | None = None, description: str | None = None):
-  p = argparse.ArgumentParser(prog=prog, description=description or __doc__.split("\n\n")[0],
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--size", choices=["lite", "full", "both", "tiny"],
-                 help="model size; both = lite then full (default; --mode forward: full)")
-  p.add_argument("--mode", default="all", choices=["all", "train", "forward"],
-                 help="what to time (forward: issue 3's eval-forward ratio)")
+  p = argparse.ArgumentParser(
+    prog=prog,
+    description=description or __doc__.split("\n\n")[0],
+    formatter_class=argparse.RawDescriptionHelpFormatter,
+  )
+  p.add_argument(
+    "--size",
+    choices=["lite", "full", "both", "tiny"],
+    help="model size; both = lite then full (default; --mode forward: full)",
+  )
+  p.add_argument(
+    "--mode",
+    default="all",
+    choices=["all", "train", "forward"],
+    help="what to time (forward: issue 3's eval-forward ratio)",
+  )
   p.add_argument("--json", help="write one object per size to this file")
-  p.add_argument("--write-readme", action="store_true",
-                 help=f"replace the results table in {README.relative_to(ROOT)}")
+  p.add_argument(
+    "--write-readme", action="store_true", help=f"replace the results table in {README.relative_to(ROOT)}"
+  )
   p.add_argument("--iters", type=int, default=3, help="timed calls per function (after warm-up)")
   p.add_argument("--warmup", type=int, default=1, help="untimed calls per function")
   p.add_argument("--batch", type=int, help="train batch (default: per size)")
@@ -94,20 +116,31 @@ def parse_args(argv=None, *, prog: str | None = None, description: str | None = 
   p.add_argument("--frames", type=int, help="clip length T (default: per size)")
   p.add_argument("--threads", type=int, help="cores for both frameworks (default: all usable)")
   p.add_argument("--device", default="cpu", choices=["cpu", "gpu", "tpu"])
-  p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
-                 help="JAX compute dtype (parameters stay float32; PyTorch runs float32)")
-  p.add_argument("--attention-impl", default="auto",
-                 choices=["auto", "einsum", "dot_product_attention"])
+  p.add_argument(
+    "--dtype",
+    default="float32",
+    choices=["float32", "bfloat16"],
+    help="JAX compute dtype (parameters stay float32; PyTorch runs float32)",
+  )
+  p.add_argument("--attention-impl", default="auto", choices=["auto", "einsum", "dot_product_attention"])
   p.add_argument("--remat", default=None, choices=["full", "dots", "dots_all"])
   p.add_argument("--no-torch", action="store_true", help="JAX figures only")
   p.add_argument("--no-pipeline", action="store_true", help="skip the data pipeline's clips/s")
-  p.add_argument("--default-malloc", action="store_true",
-                 help="keep glibc's default malloc (default: re-run with one that keeps its "
-                      "memory, perfectrep_jax/hostmem.py)")
-  p.add_argument("--scaling", action="store_true",
-                 help="train clips/s on 1, 2, 4, ... local devices (data parallel)")
-  p.add_argument("--xla-flag", action="append", default=[],
-                 help="extra XLA flag for this run, e.g. --xla-flag=--xla_cpu_use_thunk_runtime=true")
+  p.add_argument(
+    "--default-malloc",
+    action="store_true",
+    help="keep glibc's default malloc (default: re-run with one that keeps its "
+    "memory, perfectrep_jax/hostmem.py)",
+  )
+  p.add_argument(
+    "--scaling", action="store_true", help="train clips/s on 1, 2, 4, ... local devices (data parallel)"
+  )
+  p.add_argument(
+    "--xla-flag",
+    action="append",
+    default=[],
+    help="extra XLA flag for this run, e.g. --xla-flag=--xla_cpu_use_thunk_runtime=true",
+  )
   return p.parse_args(argv)
 
 
@@ -116,7 +149,7 @@ def setup_process(args) -> int:
   usable = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
   threads = args.threads or (len(usable) if usable else os.cpu_count() or 1)
   if usable and args.threads and args.threads < len(usable):
-    os.sched_setaffinity(0, set(usable[:args.threads]))
+    os.sched_setaffinity(0, set(usable[: args.threads]))
   flags = os.environ.get("XLA_FLAGS", "").split()
   if args.device == "cpu":
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -128,8 +161,13 @@ def setup_process(args) -> int:
 
 # ----------------------------------------------------------------------------------- timing
 def _stats(times: list[float], cpu: list[float]) -> dict:
-  return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
-          "n": len(times), "cpu_median_s": statistics.median(cpu)}
+  return {
+    "median_s": statistics.median(times),
+    "min_s": min(times),
+    "max_s": max(times),
+    "n": len(times),
+    "cpu_median_s": statistics.median(cpu),
+  }
 
 
 def interleaved(fns: dict, warmup: int, iters: int) -> dict:
@@ -170,8 +208,9 @@ def _cost(compiled) -> dict:
     out["cost_error"] = str(e)[:200]
   try:
     ma = compiled.memory_analysis()
-    out["peak_bytes"] = int(ma.argument_size_in_bytes + ma.output_size_in_bytes
-                            - ma.alias_size_in_bytes + ma.temp_size_in_bytes)
+    out["peak_bytes"] = int(
+      ma.argument_size_in_bytes + ma.output_size_in_bytes - ma.alias_size_in_bytes + ma.temp_size_in_bytes
+    )
     out["temp_bytes"] = int(ma.temp_size_in_bytes)
   except Exception as e:  # noqa: BLE001
     out["memory_error"] = str(e)[:200]
@@ -180,6 +219,7 @@ def _cost(compiled) -> dict:
 
 def mpjpe(pred, target):
   import jax.numpy as jnp
+
   return jnp.mean(jnp.sqrt(jnp.sum((pred - target) ** 2, axis=-1)))
 
 
@@ -192,14 +232,14 @@ def build_jax(cfg, args, devices=None):
   from perfectrep_jax.models.dstformer import DSTformer
 
   dtype = jnp.bfloat16 if args.dtype == "bfloat16" else None
-  model = DSTformer(cfg, dtype=dtype, attention_impl=args.attention_impl, remat=args.remat,
-                    rngs=nnx.Rngs(0))
+  model = DSTformer(cfg, dtype=dtype, attention_impl=args.attention_impl, remat=args.remat, rngs=nnx.Rngs(0))
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   tx = optax.adamw(5e-4, weight_decay=0.01)
 
   def train_step(params, opt_state, x, y):
     def loss_fn(p):
       return mpjpe(nnx.merge(graphdef, p, rest)(x).astype(jnp.float32), y)
+
     loss, grads = jax.value_and_grad(loss_fn)(params)
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
@@ -226,14 +266,16 @@ def build_torch(cfg, model, threads, device):
 
   torch.set_num_threads(threads)
   tm = TorchDSTformer(cfg)
-  tm.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in to_state_dict(model).items()},
-                     strict=True)
+  tm.load_state_dict(
+    {k: torch.from_numpy(np.asarray(v)) for k, v in to_state_dict(model).items()}, strict=True
+  )
   tdev = "cuda" if device == "gpu" and torch.cuda.is_available() else "cpu"
   return tm.to(tdev), tdev
 
 
 def _torch_sync(tdev):
   import torch
+
   if tdev == "cuda":
     torch.cuda.synchronize()
 
@@ -243,8 +285,8 @@ def pipeline_clips_per_s(frames: int, batch: int, seconds: float = 5.0) -> dict:
   """Clips/s of the training input pipeline on the bundled demo mocap (flip + synthetic 2D)."""
   try:
     from perfectrep_jax.data.pipeline import PipelineConfig, make_train_iterator
-    cfg = PipelineConfig(source="demo", batch_size=batch, clip_len=frames, flip=True,
-                         synthetic_2d=True)
+
+    cfg = PipelineConfig(source="demo", batch_size=batch, clip_len=frames, flip=True, synthetic_2d=True)
     it = make_train_iterator(cfg)
     next(it)
     n, t0 = 0, time.perf_counter()
@@ -292,6 +334,7 @@ def gemm_rates(threads: int, use_torch: bool, calls: int = 15) -> dict:
   out = {"gemm_shape": list(GEMM_SHAPE), "gemm_gflops_jax": rate(lambda: dot(ja, jb).block_until_ready())}
   if use_torch:
     import torch
+
     torch.set_num_threads(threads)
     ta, tb = torch.from_numpy(a), torch.from_numpy(b)
     out["gemm_gflops_torch"] = rate(lambda: torch.mm(ta, tb))
@@ -335,13 +378,28 @@ def run_size(name: str, args, threads: int) -> dict:
   eval_batch = args.eval_batch or spec["eval_batch"]
   do_train = args.mode in ("all", "train")
   do_eval = args.mode in ("all", "forward")
-  res = {"size": name, "dim_feat": cfg.dim_feat, "depth": cfg.depth, "num_heads": cfg.num_heads,
-         "mlp_ratio": cfg.mlp_ratio, "dim_rep": cfg.dim_rep, "frames": frames,
-         "train_batch": batch, "eval_batch": eval_batch, "dtype": args.dtype,
-         "attention_impl": args.attention_impl, "remat": args.remat, "threads": threads,
-         "device": str(jax.devices()[0].device_kind), "backend": jax.default_backend()}
-  print(f"\n== {name}: dim {cfg.dim_feat}, depth {cfg.depth}, heads {cfg.num_heads}, mlp_ratio "
-        f"{cfg.mlp_ratio}, T {frames}; train batch {batch}, eval batch {eval_batch}", flush=True)
+  res = {
+    "size": name,
+    "dim_feat": cfg.dim_feat,
+    "depth": cfg.depth,
+    "num_heads": cfg.num_heads,
+    "mlp_ratio": cfg.mlp_ratio,
+    "dim_rep": cfg.dim_rep,
+    "frames": frames,
+    "train_batch": batch,
+    "eval_batch": eval_batch,
+    "dtype": args.dtype,
+    "attention_impl": args.attention_impl,
+    "remat": args.remat,
+    "threads": threads,
+    "device": str(jax.devices()[0].device_kind),
+    "backend": jax.default_backend(),
+  }
+  print(
+    f"\n== {name}: dim {cfg.dim_feat}, depth {cfg.depth}, heads {cfg.num_heads}, mlp_ratio "
+    f"{cfg.mlp_ratio}, T {frames}; train batch {batch}, eval batch {eval_batch}",
+    flush=True,
+  )
 
   rng = np.random.default_rng(0)
   x_np = rng.standard_normal((max(batch, eval_batch), frames, 17, 3)).astype(np.float32)
@@ -353,6 +411,7 @@ def run_size(name: str, args, threads: int) -> dict:
   use_torch = not args.no_torch
   if use_torch:
     import torch
+
     tm, tdev = build_torch(cfg, model, threads, args.device)
     tx_train = torch.from_numpy(x_np[:batch]).to(tdev)
     ty_train = torch.from_numpy(y_np).to(tdev)
@@ -380,12 +439,14 @@ def run_size(name: str, args, threads: int) -> dict:
         with torch.inference_mode():
           tm(tx_eval)
         _torch_sync(tdev)
+
       fns["torch"] = torch_eval
       # same weights, same input: how far apart the two outputs are
       with torch.inference_mode():
         ref = tm(tx_eval).float().cpu().numpy()
       res["eval_max_abs_diff_vs_torch"] = float(
-          np.abs(np.asarray(fwd(params, x_eval), np.float32) - ref).max())
+        np.abs(np.asarray(fwd(params, x_eval), np.float32) - ref).max()
+      )
     t = interleaved(fns, args.warmup, args.iters)
     res["eval_step_s"] = t["jax"]["median_s"]
     res["eval_step_min_s"] = t["jax"]["min_s"]
@@ -401,9 +462,16 @@ def run_size(name: str, args, threads: int) -> dict:
       res["eval_ratio"] = res["eval_clips_per_s"] / res["torch_eval_clips_per_s"]
     if chip_peak:
       res["eval_mfu"] = cost.get("flops", 0.0) / t["jax"]["median_s"] / chip_peak[args.dtype]
-    print(f"  eval : ours {res['eval_clips_per_s']:.3f} clips/s"
-          + (f", torch {res['torch_eval_clips_per_s']:.3f} clips/s, ratio {res['eval_ratio']:.2f}x"
-             if use_torch else "") + f"  (compile {res['compile_eval_s']:.1f} s)", flush=True)
+    print(
+      f"  eval : ours {res['eval_clips_per_s']:.3f} clips/s"
+      + (
+        f", torch {res['torch_eval_clips_per_s']:.3f} clips/s, ratio {res['eval_ratio']:.2f}x"
+        if use_torch
+        else ""
+      )
+      + f"  (compile {res['compile_eval_s']:.1f} s)",
+      flush=True,
+    )
 
   if do_train:
     opt_state = tx.init(params)
@@ -417,6 +485,7 @@ def run_size(name: str, args, threads: int) -> dict:
     def jax_step():
       state["p"], state["o"], loss = step(state["p"], state["o"], x_train, y_train)
       loss.block_until_ready()
+
     fns = {"jax": jax_step}
     if use_torch:
       tm.train()
@@ -428,6 +497,7 @@ def run_size(name: str, args, threads: int) -> dict:
         loss.backward()
         opt.step()
         _torch_sync(tdev)
+
       fns["torch"] = torch_step
     t = interleaved(fns, args.warmup, args.iters)
     res["train_step_s"] = t["jax"]["median_s"]
@@ -441,9 +511,16 @@ def run_size(name: str, args, threads: int) -> dict:
       res["train_ratio"] = res["train_clips_per_s"] / res["torch_train_clips_per_s"]
     if chip_peak:
       res["train_mfu"] = cost.get("flops", 0.0) / t["jax"]["median_s"] / chip_peak[args.dtype]
-    print(f"  train: ours {res['train_clips_per_s']:.3f} clips/s"
-          + (f", torch {res['torch_train_clips_per_s']:.3f} clips/s, ratio {res['train_ratio']:.2f}x"
-             if use_torch else "") + f"  (compile {res['compile_train_s']:.1f} s)", flush=True)
+    print(
+      f"  train: ours {res['train_clips_per_s']:.3f} clips/s"
+      + (
+        f", torch {res['torch_train_clips_per_s']:.3f} clips/s, ratio {res['train_ratio']:.2f}x"
+        if use_torch
+        else ""
+      )
+      + f"  (compile {res['compile_train_s']:.1f} s)",
+      flush=True,
+    )
     if args.scaling:
       res["scaling"] = scaling(cfg, args, frames, batch)
 
@@ -466,6 +543,7 @@ def bf16_error(cfg, args, x) -> dict:
   from flax import nnx
 
   from perfectrep_jax.models.dstformer import DSTformer
+
   f32 = DSTformer(cfg, attention_impl=args.attention_impl, rngs=nnx.Rngs(0))
   b16 = DSTformer(cfg, dtype="bfloat16", attention_impl=args.attention_impl, rngs=nnx.Rngs(0))
   a = np.asarray(nnx.jit(lambda m, x: m(x))(f32, x), np.float32)
@@ -476,13 +554,12 @@ def bf16_error(cfg, args, x) -> dict:
 def scaling(cfg, args, frames, per_device_batch) -> list[dict]:
   """Train clips/s with the batch sharded over 1, 2, 4, ... local devices (parameters replicated)."""
   import jax
-  import jax.numpy as jnp
   import numpy as np
   from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
   out = []
   n_all = len(jax.local_devices())
-  counts = sorted({1, n_all} | {2 ** i for i in range(1, 8) if 2 ** i < n_all})
+  counts = sorted({1, n_all} | {2**i for i in range(1, 8) if 2**i < n_all})
   for n in counts:
     mesh = Mesh(np.array(jax.local_devices()[:n]), ("data",))
     batch = per_device_batch * n
@@ -496,9 +573,10 @@ def scaling(cfg, args, frames, per_device_batch) -> list[dict]:
     step, _ = compile_timed(train_jit, params, opt_state, x, y)
     state = {"p": params, "o": opt_state}
 
-    def f():
+    def f(step=step, state=state, x=x, y=y):
       state["p"], state["o"], loss = step(state["p"], state["o"], x, y)
       loss.block_until_ready()
+
     t = interleaved({"jax": f}, args.warmup, args.iters)["jax"]
     out.append({"devices": n, "batch": batch, "train_clips_per_s": batch / t["median_s"]})
     print(f"  scaling: {n} device(s), batch {batch}: {batch / t['median_s']:.2f} clips/s", flush=True)
@@ -515,23 +593,26 @@ def _ratio(v) -> str:
 
 
 def table(results: list[dict]) -> str:
-  rows = ["| size | T | batch (train / eval) | train clips/s: ours | PyTorch | ratio "
-          "| eval clips/s: ours | PyTorch | ratio | compile s (train / eval) "
-          "| XLA peak MiB (train / eval) | GFLOP per clip (fwd / train) |",
-          "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-  mib = lambda b: None if b is None else b / 2 ** 20  # noqa: E731
+  rows = [
+    "| size | T | batch (train / eval) | train clips/s: ours | PyTorch | ratio "
+    "| eval clips/s: ours | PyTorch | ratio | compile s (train / eval) "
+    "| XLA peak MiB (train / eval) | GFLOP per clip (fwd / train) |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|",
+  ]
+  mib = lambda b: None if b is None else b / 2**20  # noqa: E731
   for r in results:
     rows.append(
-        f"| {r['size']} (dim {r['dim_feat']}, mlp {r['mlp_ratio']:g}) | {r['frames']} "
-        f"| {r['train_batch']} / {r['eval_batch']} "
-        f"| {_fmt(r.get('train_clips_per_s'), '.3f')} | {_fmt(r.get('torch_train_clips_per_s'), '.3f')} "
-        f"| {_ratio(r.get('train_ratio'))} "
-        f"| {_fmt(r.get('eval_clips_per_s'), '.3f')} | {_fmt(r.get('torch_eval_clips_per_s'), '.3f')} "
-        f"| {_ratio(r.get('eval_ratio'))} "
-        f"| {_fmt(r.get('compile_train_s'), '.0f')} / {_fmt(r.get('compile_eval_s'), '.0f')} "
-        f"| {_fmt(mib(r.get('train_peak_bytes')), '.0f')} / {_fmt(mib(r.get('eval_peak_bytes')), '.0f')} "
-        f"| {_fmt(r.get('flops_per_clip_forward', 0) / 1e9 if 'flops_per_clip_forward' in r else None, '.0f')} "
-        f"/ {_fmt(r.get('flops_per_clip_train', 0) / 1e9 if 'flops_per_clip_train' in r else None, '.0f')} |")
+      f"| {r['size']} (dim {r['dim_feat']}, mlp {r['mlp_ratio']:g}) | {r['frames']} "
+      f"| {r['train_batch']} / {r['eval_batch']} "
+      f"| {_fmt(r.get('train_clips_per_s'), '.3f')} | {_fmt(r.get('torch_train_clips_per_s'), '.3f')} "
+      f"| {_ratio(r.get('train_ratio'))} "
+      f"| {_fmt(r.get('eval_clips_per_s'), '.3f')} | {_fmt(r.get('torch_eval_clips_per_s'), '.3f')} "
+      f"| {_ratio(r.get('eval_ratio'))} "
+      f"| {_fmt(r.get('compile_train_s'), '.0f')} / {_fmt(r.get('compile_eval_s'), '.0f')} "
+      f"| {_fmt(mib(r.get('train_peak_bytes')), '.0f')} / {_fmt(mib(r.get('eval_peak_bytes')), '.0f')} "
+      f"| {_fmt(r.get('flops_per_clip_forward', 0) / 1e9 if 'flops_per_clip_forward' in r else None, '.0f')} "
+      f"/ {_fmt(r.get('flops_per_clip_train', 0) / 1e9 if 'flops_per_clip_train' in r else None, '.0f')} |"
+    )
   return "\n".join(rows)
 
 
@@ -540,15 +621,21 @@ def environment(threads: int) -> dict:
   import jaxlib
   from perfectrep_jax.hostmem import cpu_model
 
-  env = {"python": platform.python_version(), "jax": jax.__version__,
-         "jaxlib": getattr(jaxlib, "__version__", "?"), "threads": threads,
-         "cpu": cpu_model(), "cores_usable": len(os.sched_getaffinity(0)),
-         "xla_flags": os.environ.get("XLA_FLAGS", ""),
-         "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
-         "loadavg_1min_end": os.getloadavg()[0],
-         "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+  env = {
+    "python": platform.python_version(),
+    "jax": jax.__version__,
+    "jaxlib": getattr(jaxlib, "__version__", "?"),
+    "threads": threads,
+    "cpu": cpu_model(),
+    "cores_usable": len(os.sched_getaffinity(0)),
+    "xla_flags": os.environ.get("XLA_FLAGS", ""),
+    "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
+    "loadavg_1min_end": os.getloadavg()[0],
+    "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+  }
   try:
     import torch
+
     env["torch"] = torch.__version__
   except ImportError:
     pass
@@ -560,22 +647,30 @@ def achieved_lines(results: list[dict], env: dict) -> list[str]:
   if "gemm_peak_gflops" not in env:
     return []
   m, k, n = env["gemm_shape"]
-  rates = ", ".join(f"{who} {env[f'gemm_gflops_{who}']:.0f}" for who in ("jax", "torch")
-                    if f"gemm_gflops_{who}" in env)
-  lines = [f"- This machine's float32 GEMM rate ({m}x{k} @ {k}x{n}, same threads): {rates} "
-           f"GFLOP/s; the best, {env['gemm_peak_gflops']:.0f}, is the roofline below."]
+  rates = ", ".join(
+    f"{who} {env[f'gemm_gflops_{who}']:.0f}" for who in ("jax", "torch") if f"gemm_gflops_{who}" in env
+  )
+  lines = [
+    f"- This machine's float32 GEMM rate ({m}x{k} @ {k}x{n}, same threads): {rates} "
+    f"GFLOP/s; the best, {env['gemm_peak_gflops']:.0f}, is the roofline below."
+  ]
   for r in results:
     parts = []
     for kind in ("train", "eval"):
       if f"{kind}_gflops" not in r:
         continue
-      def pct(who):
+
+      def pct(who, r=r, kind=kind):
         return f"{r[f'{who}{kind}_gflops']:.0f} ({100 * r[f'{who}{kind}_fraction_of_gemm_peak']:.0f}%)"
-      parts.append(f"{kind} ours {pct('')}" + (f", PyTorch {pct('torch_')}"
-                                               if f"torch_{kind}_gflops" in r else ""))
+
+      parts.append(
+        f"{kind} ours {pct('')}" + (f", PyTorch {pct('torch_')}" if f"torch_{kind}_gflops" in r else "")
+      )
     if parts:
-      lines.append(f"- {r['size']}: achieved GFLOP/s (XLA's FLOP count for both; % of the GEMM "
-                   f"rate): " + "; ".join(parts) + ".")
+      lines.append(
+        f"- {r['size']}: achieved GFLOP/s (XLA's FLOP count for both; % of the GEMM "
+        f"rate): " + "; ".join(parts) + "."
+      )
   return lines
 
 
@@ -601,31 +696,40 @@ def _rows_of_other_sizes(block: str, sizes: set[str]) -> tuple[dict[str, str], l
 
 
 def write_readme(results: list[dict], env: dict, command: str, tag: str = "") -> None:
-  pipe = [f"{r['size']}: {r['pipeline_clips_per_s']:.0f} clips/s (batch {r['pipeline_batch']})"
-          for r in results if "pipeline_clips_per_s" in r]
-  extra = [f"- Machine: {env['cpu']}, {env['cores_usable']} cores; {env['threads']} threads for "
-           f"each framework; jax {env['jax']}, torch {env.get('torch', 'n/a')}, Python "
-           f"{env['python']}; load average at the end {env['loadavg_1min_end']:.1f}; "
-           f"GLIBC_TUNABLES={env.get('glibc_tunables') or '(none)'}.",
-           f"- Command: `{command}`; medians of {results[0].get('iters', '?')} timed calls after "
-           "a warm-up call, in rounds alternating JAX and PyTorch, each timed call after an "
-           "untimed call of the same framework.",
-           ]
+  pipe = [
+    f"{r['size']}: {r['pipeline_clips_per_s']:.0f} clips/s (batch {r['pipeline_batch']})"
+    for r in results
+    if "pipeline_clips_per_s" in r
+  ]
+  extra = [
+    f"- Machine: {env['cpu']}, {env['cores_usable']} cores; {env['threads']} threads for "
+    f"each framework; jax {env['jax']}, torch {env.get('torch', 'n/a')}, Python "
+    f"{env['python']}; load average at the end {env['loadavg_1min_end']:.1f}; "
+    f"GLIBC_TUNABLES={env.get('glibc_tunables') or '(none)'}.",
+    f"- Command: `{command}`; medians of {results[0].get('iters', '?')} timed calls after "
+    "a warm-up call, in rounds alternating JAX and PyTorch, each timed call after an "
+    "untimed call of the same framework.",
+  ]
   if pipe:
-    extra.append("- Data pipeline (bundled demo mocap, flip + synthetic 2D, in-process): "
-                 + "; ".join(pipe) + ".")
+    extra.append(
+      "- Data pipeline (bundled demo mocap, flip + synthetic 2D, in-process): " + "; ".join(pipe) + "."
+    )
   extra += achieved_lines(results, env)
   for r in results:
     if "bf16_max_abs_diff" in r:
-      extra.append(f"- {r['size']}: bfloat16 compute (float32 parameters, softmax and LayerNorm "
-                   f"statistics in float32): eval {r['eval_clips_per_s']:.3f} clips/s against "
-                   f"{r['eval_f32_clips_per_s']:.3f} for float32 in the same run "
-                   f"({r['eval_vs_f32_ratio']:.2f}x); max |bf16 - f32| on the output "
-                   f"{r['bf16_max_abs_diff']:.3f} (outputs up to {r['f32_max_abs']:.2f}).")
+      extra.append(
+        f"- {r['size']}: bfloat16 compute (float32 parameters, softmax and LayerNorm "
+        f"statistics in float32): eval {r['eval_clips_per_s']:.3f} clips/s against "
+        f"{r['eval_f32_clips_per_s']:.3f} for float32 in the same run "
+        f"({r['eval_vs_f32_ratio']:.2f}x); max |bf16 - f32| on the output "
+        f"{r['bf16_max_abs_diff']:.3f} (outputs up to {r['f32_max_abs']:.2f})."
+      )
       continue
     if "eval_max_abs_diff_vs_torch" in r:
-      extra.append(f"- {r['size']}: max |ours - PyTorch| on the eval output "
-                   f"{r['eval_max_abs_diff_vs_torch']:.1e} (same weights, float32).")
+      extra.append(
+        f"- {r['size']}: max |ours - PyTorch| on the eval output "
+        f"{r['eval_max_abs_diff_vs_torch']:.1e} (same weights, float32)."
+      )
   begin, end = markers(tag)
   text = README.read_text() if README.exists() else f"# Benchmarks\n\n{begin}\n{end}\n"
   if begin not in text or end not in text:
@@ -639,18 +743,21 @@ def write_readme(results: list[dict], env: dict, command: str, tag: str = "") ->
     body = sorted(rows[2:] + list(kept_rows.values()), key=lambda row: order.get(_row_size(row), 99))
     rows = rows[:2] + body
     command_line = next((line for line in old.splitlines() if line.startswith("- Command: ")), "")
-    earlier = command_line[len("- Command: "):].split(";")[0] if command_line else "an earlier command"
-    extra.append(f"- The {', '.join(kept_rows)} row{'s' if len(kept_rows) > 1 else ''} and "
-                 f"{'their' if len(kept_rows) > 1 else 'its'} lines below come from an earlier run "
-                 f"({earlier}), not from this command.")
+    earlier = command_line[len("- Command: ") :].split(";")[0] if command_line else "an earlier command"
+    extra.append(
+      f"- The {', '.join(kept_rows)} row{'s' if len(kept_rows) > 1 else ''} and "
+      f"{'their' if len(kept_rows) > 1 else 'its'} lines below come from an earlier run "
+      f"({earlier}), not from this command."
+    )
     extra += kept_lines
   block = "\n".join([begin, *rows, "", *extra, end])
   README.write_text(head + block + tail)
   print(f"wrote {README}")
 
 
-def main(argv=None, *, from_command_line: bool | None = None, prog: str | None = None,
-         description: str | None = None) -> list[dict]:
+def main(
+  argv=None, *, from_command_line: bool | None = None, prog: str | None = None, description: str | None = None
+) -> list[dict]:
   """Runs the benchmark; from the command line (default: when ``argv`` is None) the script first
   re-executes itself once with the malloc of ``perfectrep_jax.hostmem`` (both frameworks share
   this process and its malloc). ``prog`` and ``description``: what ``--help`` says, for a script
@@ -675,8 +782,10 @@ def main(argv=None, *, from_command_line: bool | None = None, prog: str | None =
     results.append(r)
   env = {**environment(threads), **gemm}
   print("\n" + table(results))
-  print(f"\n{env['cpu']}, {threads} threads each; jax {env['jax']}, torch {env.get('torch', 'n/a')}; "
-        f"load average {env['loadavg_1min_end']:.1f}")
+  print(
+    f"\n{env['cpu']}, {threads} threads each; jax {env['jax']}, torch {env.get('torch', 'n/a')}; "
+    f"load average {env['loadavg_1min_end']:.1f}"
+  )
   for line in achieved_lines(results, env):
     print(line)
   if args.json:
@@ -686,7 +795,7 @@ def main(argv=None, *, from_command_line: bool | None = None, prog: str | None =
     shown = list(argv if argv is not None else sys.argv[1:])
     if "--json" in shown:  # where this run's JSON went is not part of the recipe
       i = shown.index("--json")
-      del shown[i:i + 2]
+      del shown[i : i + 2]
     shown = [a for a in shown if not a.startswith("--json=")]
     command = "python benchmarks/run.py " + " ".join(shown)
     tag = "" if args.mode == "all" else args.mode

@@ -29,69 +29,100 @@ from perfectrep_jax.skeleton import JOINT_INDEX as J, coco_to_h36m
 from perfectrep_jax.wild import lift
 
 SIZE = (demo.INTRINSICS.res_w, demo.INTRINSICS.res_h)
-H36M_FOR_COCO = (J["nose"], J["head"], J["head"], J["head"], J["head"], J["left_shoulder"],
-                 J["right_shoulder"], J["left_elbow"], J["right_elbow"], J["left_wrist"], J["right_wrist"],
-                 J["left_hip"], J["right_hip"], J["left_knee"], J["right_knee"], J["left_ankle"],
-                 J["right_ankle"])
+H36M_FOR_COCO = (
+  J["nose"],
+  J["head"],
+  J["head"],
+  J["head"],
+  J["head"],
+  J["left_shoulder"],
+  J["right_shoulder"],
+  J["left_elbow"],
+  J["right_elbow"],
+  J["left_wrist"],
+  J["right_wrist"],
+  J["left_hip"],
+  J["right_hip"],
+  J["left_knee"],
+  J["right_knee"],
+  J["left_ankle"],
+  J["right_ankle"],
+)
 
 
 def filmed(take: str, motion: np.ndarray):
-    """``(coco (T, 17, 3) pixels, camera-frame mm (T, 17, 3), mm per normalised unit (T,))``."""
-    rotation, centre = demo.camera_views(take, motion, "test")[0]
-    cam = cameras.world_to_camera_rt(motion, rotation, centre)
-    pixels = cameras.project(cam, demo.INTRINSICS)
-    coco = np.concatenate([pixels[:, list(H36M_FOR_COCO)], np.ones(pixels.shape[:2] + (1,))], axis=-1)
-    mm_per_unit = cameras.image_scale_factor(pixels, cam) * (min(SIZE) / 2.0)
-    return coco, cam, mm_per_unit
+  """``(coco (T, 17, 3) pixels, camera-frame mm (T, 17, 3), mm per normalised unit (T,))``."""
+  rotation, centre = demo.camera_views(take, motion, "test")[0]
+  cam = cameras.world_to_camera_rt(motion, rotation, centre)
+  pixels = cameras.project(cam, demo.INTRINSICS)
+  coco = np.concatenate([pixels[:, list(H36M_FOR_COCO)], np.ones(pixels.shape[:2] + (1,))], axis=-1)
+  mm_per_unit = cameras.image_scale_factor(pixels, cam) * (min(SIZE) / 2.0)
+  return coco, cam, mm_per_unit
 
 
 def rel_mm(y: np.ndarray, mm_per_unit: np.ndarray) -> np.ndarray:
-    """Root-relative joints in millimetres from normalised units (T, 17, 3)."""
-    return (y - y[:, :1]) * mm_per_unit[:, None, None]
+  """Root-relative joints in millimetres from normalised units (T, 17, 3)."""
+  return (y - y[:, :1]) * mm_per_unit[:, None, None]
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--checkpoint", required=True)
-    ap.add_argument("--lookahead", default="0,13")
-    ap.add_argument("--takes", type=int, default=0, help="at most this many takes (0: all held-out exercise takes)")
-    args = ap.parse_args(argv)
-    fn, window, desc = make_lift_fn(args.checkpoint, None, flip=False)
-    motion, meta = demo.load_takes()
-    takes = [k for k in sorted(motion) if meta[k].get("exercise") and demo.split_of(meta[k]) == "test"]
-    takes = takes[:args.takes or None]
-    fps = float(demo.FPS)
-    print(f"model {desc}, window {window}; {len(takes)} held-out exercise takes at {fps:g} fps")
-    print("| take | look-ahead | stream vs offline (mm) | offline MPJPE | stream MPJPE | reps online / offline / true |")
-    print("|---|---:|---:|---:|---:|---|")
-    for take in takes:
-        coco, cam, mm = filmed(take, motion[take])
-        offline, _ = lift.lift_keypoints(coco_to_h36m(coco), fn, window, fps=fps, normalization="image",
-                                         image_size=SIZE, flip=False, smooth_s=None)
-        truth = cam - cam[:, :1]
-        off_count = len(segment_repetitions(offline, fps).reps)
-        for look in (int(v) for v in args.lookahead.split(",")):
-            lifter = StreamingLifter(fn, window, lookahead=look, normalization="image", image_size=SIZE,
-                                     units="normalized")
-            counter = OnlineRepCounter(fps)
-            out = []
-            for t, kp in enumerate(coco):
-                for r in lifter.push(t, kp):
-                    out.append(r.joints)
-                    counter.update(r.frame, r.joints)
-            for r in lifter.finish():
-                out.append(r.joints)
-                counter.update(r.frame, r.joints)
-            counter.finish()
-            streamed = np.stack(out)
-            full = slice(window - 1, None)
-            gap = np.linalg.norm(rel_mm(streamed, mm) - rel_mm(offline, mm), axis=-1)[full].mean()
-            e_off = np.linalg.norm(rel_mm(offline, mm) - truth, axis=-1)[full].mean()
-            e_str = np.linalg.norm(rel_mm(streamed, mm) - truth, axis=-1)[full].mean()
-            print(f"| {take} | {look} | {gap:.1f} | {e_off:.1f} | {e_str:.1f} | "
-                  f"{counter.count} / {off_count} / {meta[take]['reps']} |", flush=True)
-    return 0
+  ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  ap.add_argument("--checkpoint", required=True)
+  ap.add_argument("--lookahead", default="0,13")
+  ap.add_argument(
+    "--takes", type=int, default=0, help="at most this many takes (0: all held-out exercise takes)"
+  )
+  args = ap.parse_args(argv)
+  fn, window, desc = make_lift_fn(args.checkpoint, None, flip=False)
+  motion, meta = demo.load_takes()
+  takes = [k for k in sorted(motion) if meta[k].get("exercise") and demo.split_of(meta[k]) == "test"]
+  takes = takes[: args.takes or None]
+  fps = float(demo.FPS)
+  print(f"model {desc}, window {window}; {len(takes)} held-out exercise takes at {fps:g} fps")
+  print(
+    "| take | look-ahead | stream vs offline (mm) | offline MPJPE | stream MPJPE | reps online / offline / true |"
+  )
+  print("|---|---:|---:|---:|---:|---|")
+  for take in takes:
+    coco, cam, mm = filmed(take, motion[take])
+    offline, _ = lift.lift_keypoints(
+      coco_to_h36m(coco),
+      fn,
+      window,
+      fps=fps,
+      normalization="image",
+      image_size=SIZE,
+      flip=False,
+      smooth_s=None,
+    )
+    truth = cam - cam[:, :1]
+    off_count = len(segment_repetitions(offline, fps).reps)
+    for look in (int(v) for v in args.lookahead.split(",")):
+      lifter = StreamingLifter(
+        fn, window, lookahead=look, normalization="image", image_size=SIZE, units="normalized"
+      )
+      counter = OnlineRepCounter(fps)
+      out = []
+      for t, kp in enumerate(coco):
+        for r in lifter.push(t, kp):
+          out.append(r.joints)
+          counter.update(r.frame, r.joints)
+      for r in lifter.finish():
+        out.append(r.joints)
+        counter.update(r.frame, r.joints)
+      counter.finish()
+      streamed = np.stack(out)
+      full = slice(window - 1, None)
+      gap = np.linalg.norm(rel_mm(streamed, mm) - rel_mm(offline, mm), axis=-1)[full].mean()
+      e_off = np.linalg.norm(rel_mm(offline, mm) - truth, axis=-1)[full].mean()
+      e_str = np.linalg.norm(rel_mm(streamed, mm) - truth, axis=-1)[full].mean()
+      print(
+        f"| {take} | {look} | {gap:.1f} | {e_off:.1f} | {e_str:.1f} | "
+        f"{counter.count} / {off_count} / {meta[take]['reps']} |",
+        flush=True,
+      )
+  return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+  sys.exit(main())

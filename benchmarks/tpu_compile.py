@@ -33,8 +33,8 @@ MODELS = {"full": "PerfectRep full (dim 512, mlp 2)", "lite": "MotionBERT-Lite (
 # name -> (topology, chips): Cloud's names count chips for v5e/v6e and TensorCores for v5p (2 a chip)
 SLICES = {"v5e-16": "v5e:4x4", "v5e-256": "v5e:16x16", "v5p-128": "v5p:4x4x4", "v6e-16": "v6e:4x4"}
 CHIPS_IN = {"v5e-16": 16, "v5e-256": 256, "v5p-128": 64, "v6e-16": 16}
-PER_CHIP = 8          # clips per chip for the mesh rows and the scaling line
-MAX_PER_CHIP = 1024   # the largest-batch search stops here
+PER_CHIP = 8  # clips per chip for the mesh rows and the scaling line
+MAX_PER_CHIP = 1024  # the largest-batch search stops here
 
 
 def config_for(model: str, n: int, per_chip: int, mesh: tuple[int, int, int], remat: str = ""):
@@ -51,8 +51,12 @@ def config_for(model: str, n: int, per_chip: int, mesh: tuple[int, int, int], re
 
 def meshes(n: int) -> list[tuple[tuple[int, int, int], str]]:
   """(mesh, what it is) tried per slice: data-parallel first (the baseline), then the others."""
-  return [((n, 1, 1), "data-parallel"), ((1, n, 1), "fsdp"), ((n // 2, 1, 2), "data x tensor 2"),
-          ((1, n // 2, 2), "fsdp x tensor 2")]
+  return [
+    ((n, 1, 1), "data-parallel"),
+    ((1, n, 1), "fsdp"),
+    ((n // 2, 1, 2), "data x tensor 2"),
+    ((1, n // 2, 2), "fsdp x tensor 2"),
+  ]
 
 
 def key(model, slice_name, mesh, per_chip, remat) -> str:
@@ -96,8 +100,9 @@ def compile_one(devices, job, cache: dict, log) -> dict:
   if k in cache:
     return cache[k]
   model, slice_name, mesh, per_chip, remat = job
-  report = aot.compile_train_step(config_for(model, _n(slice_name), per_chip, mesh, remat),
-                                  devices, SLICES[slice_name])
+  report = aot.compile_train_step(
+    config_for(model, _n(slice_name), per_chip, mesh, remat), devices, SLICES[slice_name]
+  )
   report.pop("compiled", None)
   from perfectrep_jax.hostmem import cpu_model
 
@@ -105,8 +110,10 @@ def compile_one(devices, job, cache: dict, log) -> dict:
   report["loadavg_1min"] = os.getloadavg()[0]
   cache[k] = report
   save_cache(cache)
-  log(f"{k}: fits {report['fits']}, {report['per_device_memory_bytes'] / 2**30:.2f} GiB/chip, "
-      f"step {report['estimated_step_s']}, compile {report['compile_s']:.0f} s")
+  log(
+    f"{k}: fits {report['fits']}, {report['per_device_memory_bytes'] / 2**30:.2f} GiB/chip, "
+    f"step {report['estimated_step_s']}, compile {report['compile_s']:.0f} s"
+  )
   return report
 
 
@@ -136,23 +143,29 @@ def _bounds(r: dict) -> str:
   """Which term of the roofline sets the estimated step (aot.estimate_step_s)."""
   from perfectrep_jax.train import aot
 
-  _, peak, hbm_bw, ici_bw = next(v for kind, v in aot.CHIPS.items()
-                                 if aot.CHIP_NAMES[kind] == r["chip"])
+  _, peak, hbm_bw, ici_bw = next(v for kind, v in aot.CHIPS.items() if aot.CHIP_NAMES[kind] == r["chip"])
   compute = r["flops_per_step"] / r["devices"] / peak
   wire = sum(v["bytes"] * (2 if kind == "all-reduce" else 1) for kind, v in r["collectives"].items())
   coll = wire / ici_bw
-  memory = (r["bytes_accessed_per_device"] / hbm_bw if r.get("bytes_accessed_per_device")
-            else r["estimated_step_s"] - coll)  # older reports: the roofline's other term
+  memory = (
+    r["bytes_accessed_per_device"] / hbm_bw
+    if r.get("bytes_accessed_per_device")
+    else r["estimated_step_s"] - coll
+  )  # older reports: the roofline's other term
   bound = "HBM bytes" if memory > compute else "FLOPs"
-  return (f"FLOPs at peak {compute * 1e3:.1f} ms, XLA's bytes accessed at HBM bandwidth "
-          f"{memory * 1e3:.1f} ms, collectives over ICI {coll * 1e3:.2f} ms: bound by {bound}; "
-          f"at the FLOP bound alone {r['batch_size'] / (compute + coll):.0f} clips/s")
+  return (
+    f"FLOPs at peak {compute * 1e3:.1f} ms, XLA's bytes accessed at HBM bandwidth "
+    f"{memory * 1e3:.1f} ms, collectives over ICI {coll * 1e3:.2f} ms: bound by {bound}; "
+    f"at the FLOP bound alone {r['batch_size'] / (compute + coll):.0f} clips/s"
+  )
 
 
 def render(cache: dict, models: list[str]) -> str:
-  lines = ["| model | slice | mesh (data x fsdp x tensor) | batch/chip | memory/chip | fits | "
-           "est. clips/s | est. MFU | collective MiB/chip/step | compile s |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+  lines = [
+    "| model | slice | mesh (data x fsdp x tensor) | batch/chip | memory/chip | fits | "
+    "est. clips/s | est. MFU | collective MiB/chip/step | compile s |",
+    "|---|---|---|---|---|---|---|---|---|---|",
+  ]
   missing = []
   best = {}
   for model in models:
@@ -171,21 +184,30 @@ def render(cache: dict, models: list[str]) -> str:
         tag = " (best)" if best.get((model, name)) is r and len(fitting) > 1 else ""
         clips = f"{r['estimated_clips_per_s']:.0f}" if r["estimated_clips_per_s"] else "-"
         mfu = f"{100 * r['estimated_mfu']:.1f}%" if r["estimated_mfu"] is not None else "-"
-        lines.append(f"| {model} | {name} | {_fmt_mesh(r['mesh'])} {what}{tag} | {PER_CHIP} | "
-                     f"{r['per_device_memory_bytes'] / 2**30:.2f} GiB | "
-                     f"{'yes' if r['fits'] else 'no'} | {clips} | {mfu} | {_mib(r['collectives'])}"
-                     f"{'' if r.get('collective_bytes') == 'tuple-sum' or not r['fits'] else '*'} | "
-                     f"{r['compile_s']:.0f} |")
-  lines += ["", "Largest batch per chip that fits (data-parallel mesh, powers of two from "
-            f"{PER_CHIP}, up to {MAX_PER_CHIP}):", "",
-            "| model | slice | remat off | remat full |", "|---|---|---|---|"]
+        lines.append(
+          f"| {model} | {name} | {_fmt_mesh(r['mesh'])} {what}{tag} | {PER_CHIP} | "
+          f"{r['per_device_memory_bytes'] / 2**30:.2f} GiB | "
+          f"{'yes' if r['fits'] else 'no'} | {clips} | {mfu} | {_mib(r['collectives'])}"
+          f"{'' if r.get('collective_bytes') == 'tuple-sum' or not r['fits'] else '*'} | "
+          f"{r['compile_s']:.0f} |"
+        )
+  lines += [
+    "",
+    "Largest batch per chip that fits (data-parallel mesh, powers of two from "
+    f"{PER_CHIP}, up to {MAX_PER_CHIP}):",
+    "",
+    "| model | slice | remat off | remat full |",
+    "|---|---|---|---|",
+  ]
   for model in models:
     for name in SLICES:
       cells = []
       for remat in ("", "full"):
-        sizes = sorted((int(k.split("|")[3]), v["fits"]) for k, v in cache.items()
-                       if k.startswith(f"{model}|{name}|{_n(name)}x1x1|") and
-                       k.endswith(f"|{remat or 'off'}"))
+        sizes = sorted(
+          (int(k.split("|")[3]), v["fits"])
+          for k, v in cache.items()
+          if k.startswith(f"{model}|{name}|{_n(name)}x1x1|") and k.endswith(f"|{remat or 'off'}")
+        )
         fit = [b for b, ok in sizes if ok]
         refused = [b for b, ok in sizes if not ok]
         if refused and fit:
@@ -205,32 +227,45 @@ def render(cache: dict, models: list[str]) -> str:
     small, big = (cache.get(key(model, s, (_n(s), 1, 1), PER_CHIP, "")) for s in ("v5e-16", "v5e-256"))
     if small and big and small["estimated_clips_per_s"] and big["estimated_clips_per_s"]:
       eff = (big["estimated_clips_per_s"] / 256) / (small["estimated_clips_per_s"] / 16)
-      lines.append(f"- Weak scaling, {model}, data-parallel, {PER_CHIP} clips/chip: v5e-16 "
-                   f"{small['estimated_clips_per_s']:.0f} -> v5e-256 "
-                   f"{big['estimated_clips_per_s']:.0f} clips/s, {100 * eff:.0f}% of linear "
-                   "(from the estimates).")
+      lines.append(
+        f"- Weak scaling, {model}, data-parallel, {PER_CHIP} clips/chip: v5e-16 "
+        f"{small['estimated_clips_per_s']:.0f} -> v5e-256 "
+        f"{big['estimated_clips_per_s']:.0f} clips/s, {100 * eff:.0f}% of linear "
+        "(from the estimates)."
+      )
     else:
-      lines.append(f"- Weak scaling, {model}: needs the v5e-16 and v5e-256 data-parallel rows "
-                   "(not both compiled yet).")
+      lines.append(
+        f"- Weak scaling, {model}: needs the v5e-16 and v5e-256 data-parallel rows (not both compiled yet)."
+      )
   if any(r.get("collective_bytes") != "tuple-sum" and r["fits"] for r in cache.values()):
-    lines.append("- \\* compiled before the HLO parser summed the arrays of a combined (tuple) "
-                 "all-reduce: these bytes count only its largest array, so the gradients' "
-                 "all-reduce is undercounted (its time over ICI, about 2 x 4 bytes x parameters "
-                 "/ ICI bandwidth, stays a few ms against the step's estimate).")
-  einsum = sorted(f"{k.split('|')[0]} {k.split('|')[1]} {k.split('|')[2]} batch {k.split('|')[3]}"
-                  for k, r in cache.items() if r.get("attention_impl") is None)
+    lines.append(
+      "- \\* compiled before the HLO parser summed the arrays of a combined (tuple) "
+      "all-reduce: these bytes count only its largest array, so the gradients' "
+      "all-reduce is undercounted (its time over ICI, about 2 x 4 bytes x parameters "
+      "/ ICI bandwidth, stays a few ms against the step's estimate)."
+    )
+  einsum = sorted(
+    f"{k.split('|')[0]} {k.split('|')[1]} {k.split('|')[2]} batch {k.split('|')[3]}"
+    for k, r in cache.items()
+    if r.get("attention_impl") is None
+  )
   if einsum:
-    lines.append("- Compiled before `compile` resolved `attention_impl=auto` as on a TPU, so with "
-                 "the explicit einsum attention the CPU host picks (a TPU run takes "
-                 "`jax.nn.dot_product_attention`): " + "; ".join(einsum) + ".")
+    lines.append(
+      "- Compiled before `compile` resolved `attention_impl=auto` as on a TPU, so with "
+      "the explicit einsum attention the CPU host picks (a TPU run takes "
+      "`jax.nn.dot_product_attention`): " + "; ".join(einsum) + "."
+    )
   cpus = sorted({r.get("cpu", "?") for r in cache.values()})
   loads = [r.get("loadavg_1min", 0) for r in cache.values()]
-  lines.append(f"- Compiled on {', '.join(cpus)} (2 cores shared with other jobs, load average "
-               f"{min(loads, default=0):.0f}-{max(loads, default=0):.0f}: compile_s is wall time "
-               "under that load); jax/jaxlib 0.10.2, libtpu 0.0.42.1.")
+  lines.append(
+    f"- Compiled on {', '.join(cpus)} (2 cores shared with other jobs, load average "
+    f"{min(loads, default=0):.0f}-{max(loads, default=0):.0f}: compile_s is wall time "
+    "under that load); jax/jaxlib 0.10.2, libtpu 0.0.42.1."
+  )
   if missing:
-    lines.append(f"- Not compiled yet ({len(missing)}; rerun the command to go on): "
-                 + "; ".join(missing) + ".")
+    lines.append(
+      f"- Not compiled yet ({len(missing)}; rerun the command to go on): " + "; ".join(missing) + "."
+    )
   return "\n".join(lines)
 
 
@@ -243,13 +278,20 @@ def write_readme(text: str) -> None:
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=["full", "lite"])
-  parser.add_argument("--slices", nargs="+", choices=list(SLICES), default=list(SLICES),
-                      help="compile for these slices only (runs for others can go on at once)")
-  parser.add_argument("--max-minutes", type=float, default=None,
-                      help="start no compile after this long (each done one is kept)")
+  parser.add_argument(
+    "--slices",
+    nargs="+",
+    choices=list(SLICES),
+    default=list(SLICES),
+    help="compile for these slices only (runs for others can go on at once)",
+  )
+  parser.add_argument(
+    "--max-minutes", type=float, default=None, help="start no compile after this long (each done one is kept)"
+  )
   parser.add_argument("--write-readme", action="store_true", help="rewrite the README block")
-  parser.add_argument("--readme-only", action="store_true",
-                      help="only the README block, from benchmarks/tpu_compile.json")
+  parser.add_argument(
+    "--readme-only", action="store_true", help="only the README block, from benchmarks/tpu_compile.json"
+  )
   args = parser.parse_args(argv)
   cache = load_cache()
   if not args.readme_only:

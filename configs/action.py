@@ -13,8 +13,15 @@ Every variant names its data (``data.source``).
 
 from perfectrep_jax.train.config_base import FULL_MODEL, base_config, use_demo, use_smoke
 
-DEMO_CLASSES = ("deep squat", "inline lunge", "side lunge", "sit to stand",
-                "standing shoulder abduction", "soccer - kick ball", "laugh")
+DEMO_CLASSES = (
+  "deep squat",
+  "inline lunge",
+  "side lunge",
+  "sit to stand",
+  "standing shoulder abduction",
+  "soccer - kick ball",
+  "laugh",
+)
 
 
 def get_config(variant: str = "full"):
@@ -22,17 +29,17 @@ def get_config(variant: str = "full"):
   c.data.clip_len = 243
   c.data.stride = 81
   c.data.flip = True
-  c.data.scale_range = (1.0, 3.0)    # scale_range_train
-  c.optim.lr = 1e-3                  # lr_head
-  c.optim.backbone_lr_mult = 0.1     # lr_backbone 1e-4 / lr_head 1e-3
+  c.data.scale_range = (1.0, 3.0)  # scale_range_train
+  c.optim.lr = 1e-3  # lr_head
+  c.optim.backbone_lr_mult = 0.1  # lr_backbone 1e-4 / lr_head 1e-3
   c.action.hidden_dim = 2048
   c.action.dropout_ratio = 0.5
   if variant == "full":
     c.model.update(FULL_MODEL)
     c.data.source = "fit3d/clip243"  # prepared with `perfectrep-jax prepare fit3d`
     c.epochs = 300
-    c.init.finetune = True          # --config.init.checkpoint=RUN_DIR_OR_BIN
-    c.action.num_classes = 60       # action_classes; name them in action.classes
+    c.init.finetune = True  # --config.init.checkpoint=RUN_DIR_OR_BIN
+    c.action.num_classes = 60  # action_classes; name them in action.classes
     c.action.random_move = True
     c.eval.scale_range = (2.0, 2.0)  # scale_range_test
     c.batch_size = 32
@@ -48,7 +55,7 @@ def get_config(variant: str = "full"):
     else:
       use_smoke(c, total_steps=4)
       c.action.hidden_dim = 32
-    c.data.source = "demo"           # the bundled demo mocap
+    c.data.source = "demo"  # the bundled demo mocap
     c.data.scale_range = None
     c.action.classes = DEMO_CLASSES
     c.action.input = "3d"

@@ -18,7 +18,7 @@ from perfectrep_jax.train.config_base import FULL_MODEL, LITE_MODEL, base_config
 
 def get_config(variant: str = "full"):
   c = base_config("pose3d")
-  c.data.synthetic_2d = False     # ft_3d_pose_config.yaml: gt_2d False, synthetic False
+  c.data.synthetic_2d = False  # ft_3d_pose_config.yaml: gt_2d False, synthetic False
   c.data.flip = True
   c.data.clip_len = 243
   c.data.stride = 81
@@ -31,7 +31,7 @@ def get_config(variant: str = "full"):
     c.model.update(FULL_MODEL)
     c.data.source = "fit3d/clip243"  # prepared with `perfectrep-jax prepare fit3d`
     c.epochs = 60
-    c.init.finetune = True          # --config.init.checkpoint=RUN_DIR_OR_BIN
+    c.init.finetune = True  # --config.init.checkpoint=RUN_DIR_OR_BIN
     c.batch_size = 32
     c.total_steps = 60_000
   elif variant == "lite":
@@ -41,7 +41,7 @@ def get_config(variant: str = "full"):
     c.total_steps = 60_000
   elif variant == "demo":
     use_demo(c, total_steps=300)
-    c.data.source = "demo"           # the bundled demo mocap
+    c.data.source = "demo"  # the bundled demo mocap
     c.batch_size = 16
     c.optim.schedule = "constant"
     c.optim.backbone_lr_mult = 0.5

@@ -16,10 +16,10 @@ from perfectrep_jax.train.config_base import FULL_MODEL, LITE_MODEL, base_config
 
 def get_config(variant: str = "full"):
   c = base_config("pretrain")
-  c.data.synthetic_2d = True      # train_config.yaml: synthetic, gt_2d
+  c.data.synthetic_2d = True  # train_config.yaml: synthetic, gt_2d
   c.data.flip = True
   c.data.clip_len = 243
-  c.data.stride = 81              # data_stride
+  c.data.stride = 81  # data_stride
   if variant == "full":
     c.model.update(FULL_MODEL)
     c.data.source = "fit3d/clip243"  # prepared with `perfectrep-jax prepare fit3d`
@@ -33,7 +33,7 @@ def get_config(variant: str = "full"):
     c.total_steps = 100_000
   elif variant == "demo":
     use_demo(c, total_steps=1000)
-    c.data.source = "demo"           # the bundled demo mocap
+    c.data.source = "demo"  # the bundled demo mocap
     c.batch_size = 16
     c.optim.lr = 1e-3
     c.optim.schedule = "warmup_cosine"

@@ -35,21 +35,24 @@ def load_npy(path: str | Path) -> np.ndarray:
 def cmd_convert(args) -> None:
   from perfectrep_jax.interop.convert import convert_checkpoint
 
-  model, meta = convert_checkpoint(args.src, args.out_dir, num_heads=args.num_heads,
-                                   part=args.part)
+  model, meta = convert_checkpoint(args.src, args.out_dir, num_heads=args.num_heads, part=args.part)
   cfg = meta["config"]
   backbone = cfg.get("backbone", cfg)
   n_params = sum(int(np.prod(v.shape)) for v in _param_leaves(model))
   heads_from = meta.get("num_heads_from")
   if heads_from == "assumed":
-    heads = (f"heads {backbone['num_heads']} ASSUMED: the checkpoint does not record them; "
-             "if it was trained with another count, convert again with --num-heads N")
+    heads = (
+      f"heads {backbone['num_heads']} ASSUMED: the checkpoint does not record them; "
+      "if it was trained with another count, convert again with --num-heads N"
+    )
   else:
     source = "--num-heads" if heads_from == "num_heads argument" else heads_from
     heads = f"heads {backbone['num_heads']} (from {source})"
-  print(f"converted {args.src} -> {args.out_dir}: {meta['kind']} "
-        f"(dim_feat {backbone['dim_feat']}, depth {backbone['depth']}, maxlen "
-        f"{backbone['maxlen']}; {n_params:,} parameters); {heads}")
+  print(
+    f"converted {args.src} -> {args.out_dir}: {meta['kind']} "
+    f"(dim_feat {backbone['dim_feat']}, depth {backbone['depth']}, maxlen "
+    f"{backbone['maxlen']}; {n_params:,} parameters); {heads}"
+  )
 
 
 def _param_leaves(model):
@@ -59,8 +62,9 @@ def _param_leaves(model):
   return jax.tree.leaves(nnx.state(model, nnx.Param))
 
 
-def predict_array(model_path: str | Path, x: np.ndarray, *, source: str = "input",
-                  batch_size: int = 64) -> np.ndarray:
+def predict_array(
+  model_path: str | Path, x: np.ndarray, *, source: str = "input", batch_size: int = 64
+) -> np.ndarray:
   """Runs a lifter on (B, T, J, C) / (T, J, C) or an action model on (N, M, T, J, C)."""
   from perfectrep_jax.models.model_dir import load_model, make_apply_fn
 
@@ -73,18 +77,21 @@ def predict_array(model_path: str | Path, x: np.ndarray, *, source: str = "input
   if squeeze:
     x = x[None]
   if x.ndim != len(want.split(",")) or x.shape[-2:] != (joints, dim_in):
-    raise UserError(f"{source}: expected a {meta['kind']} input of shape {want} with J={joints}, "
-                    f"C={dim_in}; got {tuple(x.shape)}")
+    raise UserError(
+      f"{source}: expected a {meta['kind']} input of shape {want} with J={joints}, "
+      f"C={dim_in}; got {tuple(x.shape)}"
+    )
   t = x.shape[-3]
   if t > maxlen or t < 1:
-    raise UserError(f"{source}: {t} frames; this model takes 1 to {maxlen} frames per clip "
-                    "(use `perfectrep-jax infer` to lift longer sequences in windows)")
+    raise UserError(
+      f"{source}: {t} frames; this model takes 1 to {maxlen} frames per clip "
+      "(use `perfectrep-jax infer` to lift longer sequences in windows)"
+    )
   if not np.all(np.isfinite(x)):
     raise UserError(f"{source}: contains NaN or infinite values")
   apply = make_apply_fn(model)
   x = x.astype(np.float32)
-  out = np.concatenate([np.asarray(apply(x[i:i + batch_size]))
-                        for i in range(0, x.shape[0], batch_size)])
+  out = np.concatenate([np.asarray(apply(x[i : i + batch_size])) for i in range(0, x.shape[0], batch_size)])
   return out[0] if squeeze else out
 
 
@@ -108,22 +115,24 @@ def cmd_prepare(args) -> None:
   summary = prepare(args.dataset, args.manual_dir, args.data_dir)
   splits = ", ".join(f"{k} {v}" for k, v in summary.get("splits", {}).items())
   state = "already prepared" if summary.get("already_prepared") else "prepared"
-  print(f"{summary['dataset']} {state} at {summary['path']} ({splits} clips of "
-        f"{summary.get('clip_len')} frames)")
+  print(
+    f"{summary['dataset']} {state} at {summary['path']} ({splits} clips of {summary.get('clip_len')} frames)"
+  )
 
 
 def cmd_analyze(args) -> None:
   from perfectrep_jax.form.analyze import analyze_file
 
-  report = analyze_file(args.input, args.exercise, args.out, fps=args.fps, up=args.up,
-                        rules_path=args.rules)
+  report = analyze_file(args.input, args.exercise, args.out, fps=args.fps, up=args.up, rules_path=args.rules)
   ex = report.get("exercise", "the exercise")
   if report.get("exercise_confidence") is not None:
     ex += f" (recognised, {report['exercise_confidence']:.0%} sure)"
   partial = f" (+{report['num_partial']} partial)" if report.get("num_partial") else ""
   held = f", held {report['hold_s']:.1f} s" if report.get("hold_s") is not None else ""
-  print(f"{report['num_reps']} repetitions{partial} of {ex}{held}, "
-        f"score {report['score']:.0f}/100; report: {Path(args.out) / 'report.html'}")
+  print(
+    f"{report['num_reps']} repetitions{partial} of {ex}{held}, "
+    f"score {report['score']:.0f}/100; report: {Path(args.out) / 'report.html'}"
+  )
   for line in report["feedback"]:
     print(f"  - {line}")
 
@@ -139,8 +148,9 @@ def _classifier(path: str | None):
   if meta["kind"] != "action" or not classes:
     raise UserError(f"{path}: not an action classifier with named classes")
   if meta.get("action_input") != "3d":
-    raise UserError(f"{path}: classifies 2D keypoints; infer needs one trained on 3D "
-                    "(--config.action.input=3d)")
+    raise UserError(
+      f"{path}: classifies 2D keypoints; infer needs one trained on 3D (--config.action.input=3d)"
+    )
   from perfectrep_jax.train.tasks import normalize_clip_3d
 
   apply = make_apply_fn(model)
@@ -173,24 +183,41 @@ def cmd_infer(args) -> None:
     from perfectrep_jax.wild.detect import detect_keypoints, show_native_logs
 
     show_native_logs(args.verbose)
-    found = detect_keypoints(video, Path(args.out) / "keypoints_2d.json", args.pose_model,
-                             num_poses=args.num_poses)
-    print(f"2D: a person in {found['frames_with_person']} of {found['frames']} frames of {video}; "
-          f"wrote {found['path']}")
+    found = detect_keypoints(
+      video, Path(args.out) / "keypoints_2d.json", args.pose_model, num_poses=args.num_poses
+    )
+    print(
+      f"2D: a person in {found['frames_with_person']} of {found['frames']} frames of {video}; "
+      f"wrote {found['path']}"
+    )
     keypoints, video = found["path"], None
     fps, image_size = fps or found["fps"] or None, image_size or tuple(found["image_size"])
-  result = infer(keypoints, make_apply_fn(model), meta["config"]["maxlen"], args.out,
-                 video=video, fps=fps, person=args.person, image_size=image_size,
-                 normalization=args.normalization,
-                 all_people=args.all_people, exercise=args.exercise,
-                 classify=_classifier(args.action_checkpoint), flip=not args.no_flip,
-                 units=args.units, body_height_mm=args.body_height_mm,
-                 render=not args.no_render, frames_video=args.video, overlay=args.overlay)
+  result = infer(
+    keypoints,
+    make_apply_fn(model),
+    meta["config"]["maxlen"],
+    args.out,
+    video=video,
+    fps=fps,
+    person=args.person,
+    image_size=image_size,
+    normalization=args.normalization,
+    all_people=args.all_people,
+    exercise=args.exercise,
+    classify=_classifier(args.action_checkpoint),
+    flip=not args.no_flip,
+    units=args.units,
+    body_height_mm=args.body_height_mm,
+    render=not args.no_render,
+    frames_video=args.video,
+    overlay=args.overlay,
+  )
   for note in result["file"].get("notes", []):
     print(f"note: {note}", file=sys.stderr)
   for pid, person in result["people"].items():
-    figures = ", ".join(f"{k} {person[k]}" for k in ("frames", "num_reps", "score")
-                        if person.get(k) is not None)
+    figures = ", ".join(
+      f"{k} {person[k]}" for k in ("frames", "num_reps", "score") if person.get(k) is not None
+    )
     files = ", ".join(str(v) for v in person.get("files", {}).values())
     print(f"person {pid}: {figures}; wrote {files}")
 
@@ -212,9 +239,10 @@ def cmd_pose_model(args) -> None:
 # ---------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
-      prog="perfectrep-jax",
-      description="PerfectRep / MotionBERT DSTformer in JAX: convert, predict, export, train, "
-                  "infer and analyse 3D human motion.")
+    prog="perfectrep-jax",
+    description="PerfectRep / MotionBERT DSTformer in JAX: convert, predict, export, train, "
+    "infer and analyse 3D human motion.",
+  )
   sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
   for name, text in DELEGATED.items():
     sub.add_parser(name, help=text + f"; see `perfectrep-jax {name} --help`", add_help=False)
@@ -222,11 +250,19 @@ def build_parser() -> argparse.ArgumentParser:
   p = sub.add_parser("convert", help="import a PyTorch checkpoint (best_epoch.bin) as a model dir")
   p.add_argument("src", help="PyTorch checkpoint written by torch.save (PerfectRep or MotionBERT)")
   p.add_argument("out_dir", help="new directory for model.json and the orbax weights")
-  p.add_argument("--num-heads", type=int, default=None,
-                 help="attention heads: shapes cannot tell them; read from the checkpoint's "
-                      "training arguments where it carries them, else 8, said on the output line")
-  p.add_argument("--part", choices=("auto", "backbone"), default="auto",
-                 help="'backbone' takes only the DSTformer out of an action model")
+  p.add_argument(
+    "--num-heads",
+    type=int,
+    default=None,
+    help="attention heads: shapes cannot tell them; read from the checkpoint's "
+    "training arguments where it carries them, else 8, said on the output line",
+  )
+  p.add_argument(
+    "--part",
+    choices=("auto", "backbone"),
+    default="auto",
+    help="'backbone' takes only the DSTformer out of an action model",
+  )
   p.set_defaults(func=cmd_convert)
 
   p = sub.add_parser("predict", help="run a model on a .npy array (eval mode)")
@@ -250,88 +286,140 @@ def build_parser() -> argparse.ArgumentParser:
 
   p = sub.add_parser("analyze", help="count repetitions and assess form from 3D joints")
   p.add_argument("input", help="(T, 17, 3) joints: .npy, or the X3D.json infer writes")
-  p.add_argument("--exercise", default=None,
-                 help="squat, deadlift, bench_press, push_up, plank, lunge, jumping_jack, or a name "
-                      "people use (bench, bench press, sumo deadlift, RDL, press-up, forearm plank: "
-                      "variants share their lift's rules); default: recognised from the motion")
+  p.add_argument(
+    "--exercise",
+    default=None,
+    help="squat, deadlift, bench_press, push_up, plank, lunge, jumping_jack, or a name "
+    "people use (bench, bench press, sumo deadlift, RDL, press-up, forearm plank: "
+    "variants share their lift's rules); default: recognised from the motion",
+  )
   p.add_argument("--out", required=True, help="directory for report.html and report.json")
-  p.add_argument("--fps", type=float, default=None,
-                 help="frames per second (default: the rate infer recorded, in X3D.json or the "
-                      ".json beside an .npy; 30 when the file carries none)")
-  p.add_argument("--up", default=None,
-                 help="the vertical: z, -y, or a,b,c (default: found from the skeleton)")
+  p.add_argument(
+    "--fps",
+    type=float,
+    default=None,
+    help="frames per second (default: the rate infer recorded, in X3D.json or the "
+    ".json beside an .npy; 30 when the file carries none)",
+  )
+  p.add_argument(
+    "--up", default=None, help="the vertical: z, -y, or a,b,c (default: found from the skeleton)"
+  )
   p.add_argument("--rules", default=None, help="a rules JSON replacing the bundled thresholds")
   p.set_defaults(func=cmd_analyze)
 
   p = sub.add_parser("infer", help="video keypoints -> 3D motion, rendering and form report")
-  p.add_argument("--checkpoint", default=None,
-                 help="lifter model or run directory (default: the package's default lifter)")
-  p.add_argument("--keypoints", default=None,
-                 help="ViTPose / AlphaPose / MMPose JSON (COCO-17 or Halpe-26) or (T, 17, 2|3) .npy; "
-                      "without it, 2D keypoints are detected in --video with MediaPipe")
-  p.add_argument("--video", default=None,
-                 help="the video: its size and frame rate, or (without --keypoints) its 2D keypoints")
-  p.add_argument("--pose-model", default=None,
-                 help="MediaPipe PoseLandmarker .task bundle (default: built once into the cache)")
+  p.add_argument(
+    "--checkpoint", default=None, help="lifter model or run directory (default: the package's default lifter)"
+  )
+  p.add_argument(
+    "--keypoints",
+    default=None,
+    help="ViTPose / AlphaPose / MMPose JSON (COCO-17 or Halpe-26) or (T, 17, 2|3) .npy; "
+    "without it, 2D keypoints are detected in --video with MediaPipe",
+  )
+  p.add_argument(
+    "--video",
+    default=None,
+    help="the video: its size and frame rate, or (without --keypoints) its 2D keypoints",
+  )
+  p.add_argument(
+    "--pose-model",
+    default=None,
+    help="MediaPipe PoseLandmarker .task bundle (default: built once into the cache)",
+  )
   p.add_argument("--num-poses", type=int, default=1, help="people to detect per frame (with --video)")
   p.add_argument("--out", required=True, help="output directory")
   p.add_argument("--fps", type=float, default=None)
   p.add_argument("--person", default=None, help="track id to lift (default: most present)")
   p.add_argument("--all-people", action="store_true", help="lift every track")
   p.add_argument("--exercise", default=None, help="exercise name (default: classifier or none)")
-  p.add_argument("--action-checkpoint", default=None,
-                 help="action classifier naming the exercise when --exercise is not given")
-  p.add_argument("--image-size", type=int, nargs=2, metavar=("W", "H"), default=None,
-                 help="video size when there is no --video (needed for --units pixel)")
-  p.add_argument("--normalization", choices=("crop", "image"), default="crop",
-                 help="2D normalisation: 'crop' to the person (upstream default) or 'image'")
-  p.add_argument("--units", choices=("normalized", "pixel", "metric"), default="normalized",
-                 help="3D output frame: upstream's normalised camera frame, pixel-aligned, or "
-                      "millimetres from --body-height-mm")
+  p.add_argument(
+    "--action-checkpoint",
+    default=None,
+    help="action classifier naming the exercise when --exercise is not given",
+  )
+  p.add_argument(
+    "--image-size",
+    type=int,
+    nargs=2,
+    metavar=("W", "H"),
+    default=None,
+    help="video size when there is no --video (needed for --units pixel)",
+  )
+  p.add_argument(
+    "--normalization",
+    choices=("crop", "image"),
+    default="crop",
+    help="2D normalisation: 'crop' to the person (upstream default) or 'image'",
+  )
+  p.add_argument(
+    "--units",
+    choices=("normalized", "pixel", "metric"),
+    default="normalized",
+    help="3D output frame: upstream's normalised camera frame, pixel-aligned, or "
+    "millimetres from --body-height-mm",
+  )
   p.add_argument("--body-height-mm", type=float, default=None, help="for --units metric")
   p.add_argument("--no-flip", action="store_true", help="no flip test-time augmentation")
   p.add_argument("--no-render", action="store_true", help="skip the MP4/GIF animation")
-  p.add_argument("--overlay", action="store_true",
-                 help="with --video: also write overlay.mp4, the video with the skeleton, the "
-                      "repetition count and the findings drawn on it")
-  p.add_argument("--verbose", action="store_true",
-                 help="show MediaPipe's native log lines (LiteRT, XNNPACK) while detecting")
+  p.add_argument(
+    "--overlay",
+    action="store_true",
+    help="with --video: also write overlay.mp4, the video with the skeleton, the "
+    "repetition count and the findings drawn on it",
+  )
+  p.add_argument(
+    "--verbose",
+    action="store_true",
+    help="show MediaPipe's native log lines (LiteRT, XNNPACK) while detecting",
+  )
   p.set_defaults(func=cmd_infer)
 
   p = sub.add_parser("detect", help="2D COCO-17 keypoints of a video or image with MediaPipe Pose")
   p.add_argument("source", help="a video (people tracked frame to frame) or an image")
   p.add_argument("--out", required=True, help="keypoint JSON to write (MMPose layout, every frame)")
-  p.add_argument("--pose-model", default=None,
-                 help="MediaPipe PoseLandmarker .task bundle (default: built once into the cache)")
+  p.add_argument(
+    "--pose-model",
+    default=None,
+    help="MediaPipe PoseLandmarker .task bundle (default: built once into the cache)",
+  )
   p.add_argument("--num-poses", type=int, default=1, help="most people per frame")
-  p.add_argument("--verbose", action="store_true",
-                 help="show MediaPipe's native log lines (LiteRT, XNNPACK)")
+  p.add_argument("--verbose", action="store_true", help="show MediaPipe's native log lines (LiteRT, XNNPACK)")
   p.set_defaults(func=cmd_detect)
 
   p = sub.add_parser("pose-model", help="build the MediaPipe PoseLandmarker bundle detect uses")
-  p.add_argument("--out", default=None, help="the .task file (default: the cache, or "
-                                              "$PERFECTREP_JAX_POSE_MODEL)")
-  p.add_argument("--wheel", default=None,
-                 help="a mediapipe==0.10.21 wheel to take the models from (default: pip download it)")
+  p.add_argument(
+    "--out", default=None, help="the .task file (default: the cache, or $PERFECTREP_JAX_POSE_MODEL)"
+  )
+  p.add_argument(
+    "--wheel",
+    default=None,
+    help="a mediapipe==0.10.21 wheel to take the models from (default: pip download it)",
+  )
   p.set_defaults(func=cmd_pose_model)
 
   from perfectrep_jax.deploy.cli import add_parsers as add_deploy_parsers  # export-model, stream
+
   add_deploy_parsers(sub)
 
   from perfectrep_jax.train.sweep import add_parser as add_sweep_parser  # sweep
+
   add_sweep_parser(sub)
 
   from perfectrep_jax.cli_examples import add_examples  # every --help ends with examples
+
   add_examples(sub)
   return parser
 
 
-DELEGATED = {"train": "train and evaluate a task config in a run directory (resumes)",
-             "eval": "evaluate a run directory's best (or --step) checkpoint on the test split",
-             "publish": "write a lifter run's best checkpoint with its held-out figures as the "
-                        "default lifter (or --out DIR)",
-             "compile": "compile the train step for a TPU slice without one (libtpu): memory "
-                        "per chip, FLOPs, estimated step time and MFU, collectives"}
+DELEGATED = {
+  "train": "train and evaluate a task config in a run directory (resumes)",
+  "eval": "evaluate a run directory's best (or --step) checkpoint on the test split",
+  "publish": "write a lifter run's best checkpoint with its held-out figures as the "
+  "default lifter (or --out DIR)",
+  "compile": "compile the train step for a TPU slice without one (libtpu): memory "
+  "per chip, FLOPs, estimated step time and MFU, collectives",
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,4 +2,4 @@
 
 
 class UserError(Exception):
-    """An error the user caused (bad path, corrupt file): the CLI prints it as one line."""
+  """An error the user caused (bad path, corrupt file): the CLI prints it as one line."""

@@ -82,17 +82,16 @@ def load_json(path: str | Path, what: str = "JSON") -> Any:
 
 
 def replace_between(path: str | Path, begin: str, end: str, inner: str) -> Path:
-    """Rewrites the text between the lines ``begin`` and ``end`` of a file (a README's generated
-    table) with ``inner``, atomically; everything else stays as it is.
+  """Rewrites the text between the lines ``begin`` and ``end`` of a file (a README's generated
+  table) with ``inner``, atomically; everything else stays as it is.
 
-    Raises:
-      UserError: the file has no such pair of markers.
-    """
-    path = Path(path)
-    doc = path.read_text()
-    if begin not in doc or end not in doc.split(begin, 1)[1]:
-        raise UserError(f"{path}: no {begin} ... {end} block to replace")
-    head, rest = doc.split(begin, 1)
-    _, tail = rest.split(end, 1)
-    return atomic_write_bytes(path, f"{head}{begin}\n{inner.strip(chr(10))}\n{end}{tail}".encode())
-
+  Raises:
+    UserError: the file has no such pair of markers.
+  """
+  path = Path(path)
+  doc = path.read_text()
+  if begin not in doc or end not in doc.split(begin, 1)[1]:
+    raise UserError(f"{path}: no {begin} ... {end} block to replace")
+  head, rest = doc.split(begin, 1)
+  _, tail = rest.split(end, 1)
+  return atomic_write_bytes(path, f"{head}{begin}\n{inner.strip(chr(10))}\n{end}{tail}".encode())

@@ -27,10 +27,10 @@ import sys
 from pathlib import Path
 
 MALLOC_TUNABLES = {
-    "glibc.malloc.hugetlb": "1",
-    "glibc.malloc.arena_max": "1",
-    "glibc.malloc.mmap_max": "0",
-    "glibc.malloc.trim_threshold": str(1 << 40),
+  "glibc.malloc.hugetlb": "1",
+  "glibc.malloc.arena_max": "1",
+  "glibc.malloc.mmap_max": "0",
+  "glibc.malloc.trim_threshold": str(1 << 40),
 }
 NO_REEXEC_ENV = "PERFECTREP_JAX_NO_REEXEC"  # set to anything: never re-execute
 
@@ -63,11 +63,11 @@ def reexec_with_retained_heap(command: list[str]) -> None:
 
 
 def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``), named beside every timing the benchmarks print."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+  """The CPU's model name (``/proc/cpuinfo``), named beside every timing the benchmarks print."""
+  try:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+      if line.startswith("model name"):
+        return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or "unknown CPU"

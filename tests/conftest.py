@@ -20,36 +20,36 @@ EXAMPLE_SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "make_exampl
 
 
 def parity_path() -> Path:
-    """Directory of the fixtures written by the upstream PyTorch code (see its README.md)."""
-    return SHARED_DIR / "fixtures" / "parity"
+  """Directory of the fixtures written by the upstream PyTorch code (see its README.md)."""
+  return SHARED_DIR / "fixtures" / "parity"
 
 
 @pytest.fixture(scope="session")
 def parity_dir() -> Path:
-    """``parity_path()``, skipping the test when the shared fixtures are not there."""
-    path = parity_path()
-    if not path.is_dir():
-        if os.environ.get("CI"):  # CI always has ../shared: a missing fixture is a failure there
-            pytest.fail(f"parity fixtures not found at {path}")
-        pytest.skip(f"parity fixtures not found at {path}")
-    return path
+  """``parity_path()``, skipping the test when the shared fixtures are not there."""
+  path = parity_path()
+  if not path.is_dir():
+    if os.environ.get("CI"):  # CI always has ../shared: a missing fixture is a failure there
+      pytest.fail(f"parity fixtures not found at {path}")
+    pytest.skip(f"parity fixtures not found at {path}")
+  return path
 
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
-    """A model directory holding a small random DSTformer lifter (``TINY``, maxlen 9)."""
-    from perfectrep_jax.models import model_dir
+  """A model directory holding a small random DSTformer lifter (``TINY``, maxlen 9)."""
+  from perfectrep_jax.models import model_dir
 
-    out = tmp_path_factory.mktemp("tiny") / "model"
-    model_dir.save_model_dir(out, model_dir.build_model("lifter", TINY, seed=3))
-    return out
+  out = tmp_path_factory.mktemp("tiny") / "model"
+  model_dir.save_model_dir(out, model_dir.build_model("lifter", TINY, seed=3))
+  return out
 
 
 @pytest.fixture(scope="session")
 def example_keypoints(tmp_path_factory) -> Path:
-    """``examples/squat_vitpose.json`` as ``examples/make_example_keypoints.py`` writes it on demand
-    (from the mocap of the data folder), in a temporary folder."""
-    spec = importlib.util.spec_from_file_location("make_example_keypoints", EXAMPLE_SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.write_example(tmp_path_factory.mktemp("example") / "squat_vitpose.json")
+  """``examples/squat_vitpose.json`` as ``examples/make_example_keypoints.py`` writes it on demand
+  (from the mocap of the data folder), in a temporary folder."""
+  spec = importlib.util.spec_from_file_location("make_example_keypoints", EXAMPLE_SCRIPT)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.write_example(tmp_path_factory.mktemp("example") / "squat_vitpose.json")

@@ -1,7 +1,7 @@
 """Learning rate x depth of the demo pretraining on the bundled mocap (6 runs, minutes each on CPU).
 
-    perfectrep-jax sweep demo_lr_depth --workdir runs/demo-lr-depth
-    perfectrep-jax sweep demo_lr_depth --workdir runs/demo-lr-depth --summary
+perfectrep-jax sweep demo_lr_depth --workdir runs/demo-lr-depth
+perfectrep-jax sweep demo_lr_depth --workdir runs/demo-lr-depth --summary
 """
 
 from perfectrep_jax.train.sweep import Sweep, axis, product
@@ -9,5 +9,7 @@ from perfectrep_jax.train.sweep import Sweep, axis, product
 
 def get_sweep(arg=None):
   del arg
-  return Sweep(config="../pretrain.py:demo",
-               grid=product(axis("optim.lr", [2e-3, 1e-3, 5e-4]), axis("model.depth", [2, 3])))
+  return Sweep(
+    config="../pretrain.py:demo",
+    grid=product(axis("optim.lr", [2e-3, 1e-3, 5e-4]), axis("model.depth", [2, 3])),
+  )

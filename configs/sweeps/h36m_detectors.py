@@ -30,8 +30,13 @@ def get_sweep(arg=None):
   if opts["frames"] not in (243, 81):
     raise ValueError(f"frames must be 243 or 81, not {opts['frames']}")
   suffix = "" if opts["frames"] == 243 else "81"
-  return Sweep(config=f"../pose3d.py:{opts['variant']}",
-               grid=axis("data.source", [f"h36m/{s}{suffix}" for s in opts["sources"]]),
-               fixed={"data.data_dir": opts["data_dir"], "data.clip_len": opts["frames"],
-                      "model.maxlen": opts["frames"],
-                      "init.finetune": False})
+  return Sweep(
+    config=f"../pose3d.py:{opts['variant']}",
+    grid=axis("data.source", [f"h36m/{s}{suffix}" for s in opts["sources"]]),
+    fixed={
+      "data.data_dir": opts["data_dir"],
+      "data.clip_len": opts["frames"],
+      "model.maxlen": opts["frames"],
+      "init.finetune": False,
+    },
+  )

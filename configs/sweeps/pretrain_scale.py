@@ -12,9 +12,9 @@ crossed with three learning rates: 6 runs. The argument picks the accelerator's 
 from perfectrep_jax.train.sweep import Sweep, axis, product, zipped
 
 SETTINGS = {
-    "gpu": {"compute_dtype": "bfloat16", "batch_size": 64},
-    "tpu": {"compute_dtype": "bfloat16", "batch_size": 128, "mesh.fsdp": 4},
-    "cpu": {},
+  "gpu": {"compute_dtype": "bfloat16", "batch_size": 64},
+  "tpu": {"compute_dtype": "bfloat16", "batch_size": 128, "mesh.fsdp": 4},
+  "cpu": {},
 }
 
 
@@ -22,6 +22,8 @@ def get_sweep(arg="gpu"):
   if arg not in SETTINGS:
     raise ValueError(f"pretrain_scale: argument gpu, tpu or cpu, not {arg!r}")
   size = zipped(axis("model.dim_feat", [256, 512]), axis("model.mlp_ratio", [4, 2]))
-  return Sweep(config="../pretrain.py:full",
-               grid=product(size, axis("optim.lr", [1e-3, 5e-4, 2e-4])),
-               fixed=SETTINGS[arg])
+  return Sweep(
+    config="../pretrain.py:full",
+    grid=product(size, axis("optim.lr", [1e-3, 5e-4, 2e-4])),
+    fixed=SETTINGS[arg],
+  )

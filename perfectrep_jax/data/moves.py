@@ -15,8 +15,9 @@ import jax.numpy as jnp
 Array = jax.Array
 
 
-def random_move(key: Array, motion: Array, angle_deg=(-10.0, 10.0), scale=(0.9, 1.1),
-                shift=(-0.1, 0.1)) -> Array:
+def random_move(
+  key: Array, motion: Array, angle_deg=(-10.0, 10.0), scale=(0.9, 1.1), shift=(-0.1, 0.1)
+) -> Array:
   """Moves the x, y of (B, T, J, C) clips by a per-clip affine map interpolated over time.
 
   Args:
@@ -55,9 +56,9 @@ def crop_scale_fixed(motion: Array, ratio: float) -> Array:
   valid = motion[..., 2] != 0
   big = jnp.finfo(motion.dtype).max
   xy = motion[..., :2]
-  lo = jnp.min(jnp.where(valid[..., None], xy, big), axis=(1, 2))   # (B, 2)
+  lo = jnp.min(jnp.where(valid[..., None], xy, big), axis=(1, 2))  # (B, 2)
   hi = jnp.max(jnp.where(valid[..., None], xy, -big), axis=(1, 2))
-  scale = jnp.max(hi - lo, axis=-1) * ratio                          # (B,)
+  scale = jnp.max(hi - lo, axis=-1) * ratio  # (B,)
   ok = (jnp.sum(valid, axis=(1, 2)) >= 4) & (scale > 0)
   safe = jnp.where(ok, scale, 1.0)[:, None]
   start = (lo + hi - safe) / 2

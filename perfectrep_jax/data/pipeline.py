@@ -41,300 +41,318 @@ STRING_FIELDS = ("source", "subject", "action", "camera", "reps")
 
 @dataclasses.dataclass(frozen=True)
 class PipelineConfig:
-    """What the pipeline reads and how.
+  """What the pipeline reads and how.
 
-    Attributes:
-      source: 'demo' (the demo mocap through fixed virtual cameras, cut in memory, nothing to
-        prepare), 'mocap' (all the mocap of the data folder, a new virtual camera and
-        detector-like 2D for every training clip: ``perfectrep_jax.data.mocap``) or a TFDS
-        dataset 'NAME[/CONFIG]' prepared into ``data_dir`` (``perfectrep-jax prepare``).
-      data_dir: TFDS data directory (TFDS sources only).
-      split: 'train' or 'test'.
-      batch_size: examples per batch in this process.
-      seed: shuffling and augmentation seed.
-      clip_len: frames per clip ('demo': any; TFDS: must match the prepared clips).
-      stride: frames between clip starts ('demo' only; default clip_len // 3 train, clip_len test).
-      shuffle: shuffle (reshuffled every epoch).
-      num_epochs: passes over the data; None repeats forever.
-      flip: random horizontal flip of input and target (p = 0.5).
-      scale_range: (low, high) ratio of ``crop_scale_3d`` applied to the target (and the same map
-        to the input's x, y), ``scale_mm`` updated; None: off.
-      synthetic_2d: replace the 2D input by the target's x, y with confidence 1 (after the other
-        augmentations), as upstream's ``synthetic`` / ``gt_2d``.
-      film_noise: 'mocap' training clips: scale of the detector-like 2D noise (0: exact 2D).
-      film_eval_noise: 'mocap' evaluation clips: the same for the fixed evaluation views.
-      film_tilt_prob: 'mocap' training clips: how often the body is pitched and rolled.
-      worker_count: grain worker processes (0: in this process).
-      worker_buffer_size: batches each worker prepares ahead.
-      read_threads: threads reading and augmenting examples.
-      prefetch_buffer_size: examples read ahead by those threads.
-    """
+  Attributes:
+    source: 'demo' (the demo mocap through fixed virtual cameras, cut in memory, nothing to
+      prepare), 'mocap' (all the mocap of the data folder, a new virtual camera and
+      detector-like 2D for every training clip: ``perfectrep_jax.data.mocap``) or a TFDS
+      dataset 'NAME[/CONFIG]' prepared into ``data_dir`` (``perfectrep-jax prepare``).
+    data_dir: TFDS data directory (TFDS sources only).
+    split: 'train' or 'test'.
+    batch_size: examples per batch in this process.
+    seed: shuffling and augmentation seed.
+    clip_len: frames per clip ('demo': any; TFDS: must match the prepared clips).
+    stride: frames between clip starts ('demo' only; default clip_len // 3 train, clip_len test).
+    shuffle: shuffle (reshuffled every epoch).
+    num_epochs: passes over the data; None repeats forever.
+    flip: random horizontal flip of input and target (p = 0.5).
+    scale_range: (low, high) ratio of ``crop_scale_3d`` applied to the target (and the same map
+      to the input's x, y), ``scale_mm`` updated; None: off.
+    synthetic_2d: replace the 2D input by the target's x, y with confidence 1 (after the other
+      augmentations), as upstream's ``synthetic`` / ``gt_2d``.
+    film_noise: 'mocap' training clips: scale of the detector-like 2D noise (0: exact 2D).
+    film_eval_noise: 'mocap' evaluation clips: the same for the fixed evaluation views.
+    film_tilt_prob: 'mocap' training clips: how often the body is pitched and rolled.
+    worker_count: grain worker processes (0: in this process).
+    worker_buffer_size: batches each worker prepares ahead.
+    read_threads: threads reading and augmenting examples.
+    prefetch_buffer_size: examples read ahead by those threads.
+  """
 
-    source: str = "demo"
-    data_dir: str | None = None
-    split: str = "train"
-    batch_size: int = 32
-    seed: int = 0
-    clip_len: int = 81
-    stride: int | None = None
-    shuffle: bool = True
-    num_epochs: int | None = None
-    flip: bool = True
-    scale_range: tuple[float, float] | None = None
-    synthetic_2d: bool = False
-    film_noise: float = 1.0
-    film_eval_noise: float = 0.0
-    film_tilt_prob: float = 0.3
-    worker_count: int = 0
-    worker_buffer_size: int = 2
-    read_threads: int = 4
-    prefetch_buffer_size: int = 64
+  source: str = "demo"
+  data_dir: str | None = None
+  split: str = "train"
+  batch_size: int = 32
+  seed: int = 0
+  clip_len: int = 81
+  stride: int | None = None
+  shuffle: bool = True
+  num_epochs: int | None = None
+  flip: bool = True
+  scale_range: tuple[float, float] | None = None
+  synthetic_2d: bool = False
+  film_noise: float = 1.0
+  film_eval_noise: float = 0.0
+  film_tilt_prob: float = 0.3
+  worker_count: int = 0
+  worker_buffer_size: int = 2
+  read_threads: int = 4
+  prefetch_buffer_size: int = 64
 
-    def __post_init__(self):
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {self.batch_size}")
-        if self.clip_len < 1:
-            raise ValueError(f"clip_len must be positive, got {self.clip_len}")
-        if self.stride is not None and self.stride < 1:
-            raise ValueError(f"stride must be positive or None, got {self.stride}")
-        if self.num_epochs is not None and self.num_epochs < 1:
-            raise ValueError(f"num_epochs must be positive or None, got {self.num_epochs}")
+  def __post_init__(self):
+    if self.batch_size < 1:
+      raise ValueError(f"batch_size must be positive, got {self.batch_size}")
+    if self.clip_len < 1:
+      raise ValueError(f"clip_len must be positive, got {self.clip_len}")
+    if self.stride is not None and self.stride < 1:
+      raise ValueError(f"stride must be positive or None, got {self.stride}")
+    if self.num_epochs is not None and self.num_epochs < 1:
+      raise ValueError(f"num_epochs must be positive or None, got {self.num_epochs}")
 
-    @classmethod
-    def from_config(cls, config, **overrides) -> PipelineConfig:
-        """From a ``PipelineConfig``, ``ConfigDict`` or mapping; unknown keys are an error."""
-        if isinstance(config, cls):
-            items = dataclasses.asdict(config)
-        elif config is None:
-            items = {}
-        else:
-            items = config.to_dict() if hasattr(config, "to_dict") else dict(config)
-        items.update(overrides)
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(items) - names)
-        if unknown:
-            raise ValueError(f"unknown pipeline settings {unknown}; known: {sorted(names)}")
-        if isinstance(items.get("scale_range"), list):
-            items["scale_range"] = tuple(items["scale_range"])
-        return cls(**items)
+  @classmethod
+  def from_config(cls, config, **overrides) -> PipelineConfig:
+    """From a ``PipelineConfig``, ``ConfigDict`` or mapping; unknown keys are an error."""
+    if isinstance(config, cls):
+      items = dataclasses.asdict(config)
+    elif config is None:
+      items = {}
+    else:
+      items = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    items.update(overrides)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(items) - names)
+    if unknown:
+      raise ValueError(f"unknown pipeline settings {unknown}; known: {sorted(names)}")
+    if isinstance(items.get("scale_range"), list):
+      items["scale_range"] = tuple(items["scale_range"])
+    return cls(**items)
 
 
 # ----------------------------------------------------------------------------------- sources
 def load_source(config: PipelineConfig):
-    """The random-access clips of ``config.split`` (a grain data source).
+  """The random-access clips of ``config.split`` (a grain data source).
 
-    Raises:
-      UserError: a TFDS dataset that is not prepared, or whose clips are not ``clip_len`` long.
-    """
-    if config.source == "demo":
-        from perfectrep_jax.data.demo import demo_source
+  Raises:
+    UserError: a TFDS dataset that is not prepared, or whose clips are not ``clip_len`` long.
+  """
+  if config.source == "demo":
+    from perfectrep_jax.data.demo import demo_source
 
-        return demo_source(config.split, config.clip_len, config.stride, 0)
-    if config.source == "mocap":
-        windows = mocap.mocap_clips(config.split, config.clip_len, config.stride)
-        if config.split == "train":
-            return windows  # filmed in ``train_dataset``, a new camera per clip and pass
-        return mocap.FilmedClips(windows, mocap.FilmConfig(noise=config.film_eval_noise), mocap.EVAL_SEED)
-    import tensorflow_datasets as tfds
+    return demo_source(config.split, config.clip_len, config.stride, 0)
+  if config.source == "mocap":
+    windows = mocap.mocap_clips(config.split, config.clip_len, config.stride)
+    if config.split == "train":
+      return windows  # filmed in ``train_dataset``, a new camera per clip and pass
+    return mocap.FilmedClips(windows, mocap.FilmConfig(noise=config.film_eval_noise), mocap.EVAL_SEED)
+  import tensorflow_datasets as tfds
 
-    import perfectrep_jax.data.builders  # noqa: F401  (registers the builders)
+  import perfectrep_jax.data.builders  # noqa: F401  (registers the builders)
 
-    if config.data_dir is None:
-        raise UserError(f"source {config.source!r} needs data_dir (where `perfectrep-jax prepare` wrote it)")
-    try:
-        builder = tfds.builder(config.source, data_dir=config.data_dir)
-    except Exception as e:  # unknown name or config
-        raise UserError(f"cannot open dataset {config.source!r}: {e}") from None
-    if not builder.is_prepared():
-        if getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None):
-            from perfectrep_jax.data.prepare import manual_files
+  if config.data_dir is None:
+    raise UserError(f"source {config.source!r} needs data_dir (where `perfectrep-jax prepare` wrote it)")
+  try:
+    builder = tfds.builder(config.source, data_dir=config.data_dir)
+  except Exception as e:  # unknown name or config
+    raise UserError(f"cannot open dataset {config.source!r}: {e}") from None
+  if not builder.is_prepared():
+    if getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None):
+      from perfectrep_jax.data.prepare import manual_files
 
-            raise UserError(f"dataset {config.source!r} is not prepared in {config.data_dir}: run "
-                            f"`perfectrep-jax prepare {config.source} --manual-dir DIR --data-dir "
-                            f"{config.data_dir}`, DIR holding {manual_files(builder)}")
-        raise UserError(f"dataset {config.source!r} is not prepared in {config.data_dir}: run "
-                        f"`perfectrep-jax prepare {config.source} --data-dir {config.data_dir}`")
-    stored = builder.info.features["input_2d"].shape[0]
-    if stored != config.clip_len:
-        raise UserError(f"{config.source} holds clips of {stored} frames, the config asks for {config.clip_len}")
-    if config.split not in builder.info.splits:
-        raise UserError(f"{config.source} has no split {config.split!r} ({list(builder.info.splits)})")
-    return builder.as_data_source(split=config.split)
+      raise UserError(
+        f"dataset {config.source!r} is not prepared in {config.data_dir}: run "
+        f"`perfectrep-jax prepare {config.source} --manual-dir DIR --data-dir "
+        f"{config.data_dir}`, DIR holding {manual_files(builder)}"
+      )
+    raise UserError(
+      f"dataset {config.source!r} is not prepared in {config.data_dir}: run "
+      f"`perfectrep-jax prepare {config.source} --data-dir {config.data_dir}`"
+    )
+  stored = builder.info.features["input_2d"].shape[0]
+  if stored != config.clip_len:
+    raise UserError(f"{config.source} holds clips of {stored} frames, the config asks for {config.clip_len}")
+  if config.split not in builder.info.splits:
+    raise UserError(f"{config.source} has no split {config.split!r} ({list(builder.info.splits)})")
+  return builder.as_data_source(split=config.split)
 
 
 class PaddedSource:
-    """A source padded to ``length`` by copies of its first example marked invalid.
+  """A source padded to ``length`` by copies of its first example marked invalid.
 
-    Every example gains ``index`` (its position, -1 for padding) and ``valid``.
-    """
+  Every example gains ``index`` (its position, -1 for padding) and ``valid``.
+  """
 
-    def __init__(self, source, length: int | None = None):
-        self.source = source
-        self.size = len(source)
-        self.length = self.size if length is None else length
-        if self.length < self.size or (self.size == 0 and self.length > 0):
-            raise ValueError(f"cannot pad {self.size} examples to {self.length}")
+  def __init__(self, source, length: int | None = None):
+    self.source = source
+    self.size = len(source)
+    self.length = self.size if length is None else length
+    if self.length < self.size or (self.size == 0 and self.length > 0):
+      raise ValueError(f"cannot pad {self.size} examples to {self.length}")
 
-    def __len__(self) -> int:
-        return self.length
+  def __len__(self) -> int:
+    return self.length
 
-    def __getitem__(self, index: int) -> dict:
-        index = int(index)
-        if index < self.size:
-            example = dict(self.source[index])
-            example["index"], example["valid"] = np.int64(index), np.bool_(True)
-        else:
-            example = dict(self.source[0])
-            example["index"], example["valid"] = np.int64(-1), np.bool_(False)
-        return example
+  def __getitem__(self, index: int) -> dict:
+    index = int(index)
+    if index < self.size:
+      example = dict(self.source[index])
+      example["index"], example["valid"] = np.int64(index), np.bool_(True)
+    else:
+      example = dict(self.source[0])
+      example["index"], example["valid"] = np.int64(-1), np.bool_(False)
+    return example
 
 
 # ----------------------------------------------------------------------------------- per example
 def decode(example: Mapping) -> dict:
-    """TFDS or in-memory example -> numpy fields (strings as ``str``, ``correct`` int32)."""
-    out = {}
-    for key, value in example.items():
-        if isinstance(value, bytes):
-            value = value.decode("utf-8")
-        elif key == "correct":
-            value = np.int32(value)
-        out[key] = value
-    return out
+  """TFDS or in-memory example -> numpy fields (strings as ``str``, ``correct`` int32)."""
+  out = {}
+  for key, value in example.items():
+    if isinstance(value, bytes):
+      value = value.decode("utf-8")
+    elif key == "correct":
+      value = np.int32(value)
+    out[key] = value
+  return out
 
 
 def augment(example: dict, rng: np.random.Generator, *, flip: bool, scale_range, synthetic_2d: bool) -> dict:
-    """CPU augmentation of one clip (upstream ``Augmenter3D`` + the 2D it implies).
+  """CPU augmentation of one clip (upstream ``Augmenter3D`` + the 2D it implies).
 
-    Args:
-      example: decoded example.
-      rng: this element's Generator (grain derives it from the seed and the position).
-      flip: flip input and target together with probability 0.5.
-      scale_range: re-normalise the target with ``crop_scale_3d`` at a random ratio; the input's
-        x, y (where confident) get the same map and ``scale_mm`` follows; None: off.
-      synthetic_2d: input = target x, y with confidence 1.
-    Returns:
-      the example with new ``input_2d``, ``target_3d``, ``scale_mm``.
-    """
-    out = dict(example)
-    target = np.asarray(out["target_3d"], np.float32)
-    inputs = np.asarray(out["input_2d"], np.float32)
-    if scale_range is not None:
-        scaled, origin, side = clips.crop_scale_3d_affine(target, scale_range, rng)
-        if side > 0:
-            target = clips.first_root_depth_to_zero(scaled).astype(np.float32)
-            if not synthetic_2d:  # (otherwise the input is replaced below)
-                mapped = ((inputs[..., :2] - origin.astype(np.float32)) * np.float32(2 / side) - 1)
-                inputs = inputs.copy()
-                inputs[..., :2] = np.where(inputs[..., 2:3] > 0, mapped, inputs[..., :2])
-            out["scale_mm"] = (np.asarray(out["scale_mm"], np.float64) * side / 2).astype(np.float32)
-    if flip and rng.random() < 0.5:
-        target = clips.flip_data(target)
-        inputs = clips.flip_data(inputs)
-    if synthetic_2d:
-        inputs = np.concatenate([target[..., :2], np.ones(target.shape[:-1] + (1,), np.float32)], axis=-1)
-    out["target_3d"], out["input_2d"] = target, inputs
-    return out
+  Args:
+    example: decoded example.
+    rng: this element's Generator (grain derives it from the seed and the position).
+    flip: flip input and target together with probability 0.5.
+    scale_range: re-normalise the target with ``crop_scale_3d`` at a random ratio; the input's
+      x, y (where confident) get the same map and ``scale_mm`` follows; None: off.
+    synthetic_2d: input = target x, y with confidence 1.
+  Returns:
+    the example with new ``input_2d``, ``target_3d``, ``scale_mm``.
+  """
+  out = dict(example)
+  target = np.asarray(out["target_3d"], np.float32)
+  inputs = np.asarray(out["input_2d"], np.float32)
+  if scale_range is not None:
+    scaled, origin, side = clips.crop_scale_3d_affine(target, scale_range, rng)
+    if side > 0:
+      target = clips.first_root_depth_to_zero(scaled).astype(np.float32)
+      if not synthetic_2d:  # (otherwise the input is replaced below)
+        mapped = (inputs[..., :2] - origin.astype(np.float32)) * np.float32(2 / side) - 1
+        inputs = inputs.copy()
+        inputs[..., :2] = np.where(inputs[..., 2:3] > 0, mapped, inputs[..., :2])
+      out["scale_mm"] = (np.asarray(out["scale_mm"], np.float64) * side / 2).astype(np.float32)
+  if flip and rng.random() < 0.5:
+    target = clips.flip_data(target)
+    inputs = clips.flip_data(inputs)
+  if synthetic_2d:
+    inputs = np.concatenate([target[..., :2], np.ones(target.shape[:-1] + (1,), np.float32)], axis=-1)
+  out["target_3d"], out["input_2d"] = target, inputs
+  return out
 
 
 def _synthetic_only(example: dict) -> dict:
-    return augment(example, None, flip=False, scale_range=None, synthetic_2d=True)
+  return augment(example, None, flip=False, scale_range=None, synthetic_2d=True)
 
 
 # ----------------------------------------------------------------------------------- datasets
 def _shard(ds: grain.MapDataset, shard: grain.sharding.ShardOptions) -> grain.MapDataset:
-    """Every ``shard_count``-th example from ``shard_index`` (disjoint shares, union = all)."""
-    n = len(ds)
-    end = n - n % shard.shard_count if shard.drop_remainder else n
-    return ds.slice(slice(shard.shard_index, end, shard.shard_count))
+  """Every ``shard_count``-th example from ``shard_index`` (disjoint shares, union = all)."""
+  n = len(ds)
+  end = n - n % shard.shard_count if shard.drop_remainder else n
+  return ds.slice(slice(shard.shard_index, end, shard.shard_count))
 
 
 def train_dataset(config, shard: grain.sharding.ShardOptions | None = None, source=None) -> grain.IterDataset:
-    """The training pipeline as a grain ``IterDataset``.
+  """The training pipeline as a grain ``IterDataset``.
 
-    Args:
-      config: ``PipelineConfig`` (or ConfigDict / mapping of its fields).
-      shard: which share this process reads; default ``ShardByJaxProcess(drop_remainder=True)``.
-      source: a random-access source instead of ``load_source(config)`` (tests).
-    """
-    config = PipelineConfig.from_config(config)
-    shard = shard or grain.sharding.ShardByJaxProcess(drop_remainder=True)
-    source = load_source(config) if source is None else source
-    ds = _shard(grain.MapDataset.source(PaddedSource(source)), shard)
-    if len(ds) == 0:
-        raise UserError(f"{config.source}/{config.split}: no clips for shard {shard.shard_index} of {shard.shard_count}")
-    ds = ds.seed(config.seed)
-    if config.shuffle:
-        ds = ds.shuffle()
-    ds = ds.repeat(config.num_epochs).map(decode)
-    if isinstance(source, mocap.MocapClips):
-        film = mocap.FilmConfig(noise=config.film_noise, tilt_prob=config.film_tilt_prob)
-        ds = ds.random_map(functools.partial(mocap.film_example, config=film))
-    if config.flip or config.scale_range is not None or config.synthetic_2d:
-        ds = ds.random_map(functools.partial(augment, flip=config.flip, scale_range=config.scale_range,
-                                             synthetic_2d=config.synthetic_2d))
-    ds = ds.batch(config.batch_size, drop_remainder=True)
-    it_ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=config.read_threads,
-                                                 prefetch_buffer_size=config.prefetch_buffer_size))
-    if config.worker_count > 0:
-        _absl_flags_parsed()
-        it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=config.worker_count,
-                                                               per_worker_buffer_size=config.worker_buffer_size))
-    return it_ds
+  Args:
+    config: ``PipelineConfig`` (or ConfigDict / mapping of its fields).
+    shard: which share this process reads; default ``ShardByJaxProcess(drop_remainder=True)``.
+    source: a random-access source instead of ``load_source(config)`` (tests).
+  """
+  config = PipelineConfig.from_config(config)
+  shard = shard or grain.sharding.ShardByJaxProcess(drop_remainder=True)
+  source = load_source(config) if source is None else source
+  ds = _shard(grain.MapDataset.source(PaddedSource(source)), shard)
+  if len(ds) == 0:
+    raise UserError(
+      f"{config.source}/{config.split}: no clips for shard {shard.shard_index} of {shard.shard_count}"
+    )
+  ds = ds.seed(config.seed)
+  if config.shuffle:
+    ds = ds.shuffle()
+  ds = ds.repeat(config.num_epochs).map(decode)
+  if isinstance(source, mocap.MocapClips):
+    film = mocap.FilmConfig(noise=config.film_noise, tilt_prob=config.film_tilt_prob)
+    ds = ds.random_map(functools.partial(mocap.film_example, config=film))
+  if config.flip or config.scale_range is not None or config.synthetic_2d:
+    ds = ds.random_map(
+      functools.partial(
+        augment, flip=config.flip, scale_range=config.scale_range, synthetic_2d=config.synthetic_2d
+      )
+    )
+  ds = ds.batch(config.batch_size, drop_remainder=True)
+  it_ds = ds.to_iter_dataset(
+    grain.ReadOptions(num_threads=config.read_threads, prefetch_buffer_size=config.prefetch_buffer_size)
+  )
+  if config.worker_count > 0:
+    _absl_flags_parsed()
+    it_ds = it_ds.mp_prefetch(
+      grain.MultiprocessingOptions(
+        num_workers=config.worker_count, per_worker_buffer_size=config.worker_buffer_size
+      )
+    )
+  return it_ds
 
 
 def _absl_flags_parsed() -> None:
-    """grain's worker processes read absl flags; outside ``absl.app.run`` mark them parsed (defaults)."""
-    from absl import flags
+  """grain's worker processes read absl flags; outside ``absl.app.run`` mark them parsed (defaults)."""
+  from absl import flags
 
-    if not flags.FLAGS.is_parsed():
-        flags.FLAGS.mark_as_parsed()
-
-
-def make_train_iterator(config, shard: grain.sharding.ShardOptions | None = None, source=None) -> grain.DatasetIterator:
-    """``iter(train_dataset(...))``: a checkpointable ``grain.DatasetIterator`` of batches."""
-    return iter(train_dataset(config, shard, source))
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
 
 
-def eval_dataset(config, split: str = "test", shard: grain.sharding.ShardOptions | None = None,
-                 source=None) -> grain.MapDataset:
-    """One ordered pass over a split: padded batches, ``valid`` marks the real examples.
+def make_train_iterator(
+  config, shard: grain.sharding.ShardOptions | None = None, source=None
+) -> grain.DatasetIterator:
+  """``iter(train_dataset(...))``: a checkpointable ``grain.DatasetIterator`` of batches."""
+  return iter(train_dataset(config, shard, source))
 
-    The split is padded to a multiple of ``batch_size * shard_count``, so every process gets
-    ``len(result)`` batches of ``batch_size``; process k gets examples k, k + count, ... (read
-    ``index`` to put results back in order). No shuffling, no augmentation except
-    ``synthetic_2d``.
-    """
-    config = PipelineConfig.from_config(config, split=split)
-    shard = shard or grain.sharding.ShardByJaxProcess()
-    source = load_source(config) if source is None else source
-    per_round = config.batch_size * shard.shard_count
-    padded = -(-len(source) // per_round) * per_round
-    ds = grain.MapDataset.source(PaddedSource(source, padded))
-    ds = ds.slice(slice(shard.shard_index, None, shard.shard_count)).map(decode)
-    if config.synthetic_2d:
-        ds = ds.map(_synthetic_only)
-    return ds.batch(config.batch_size, drop_remainder=False)
+
+def eval_dataset(
+  config, split: str = "test", shard: grain.sharding.ShardOptions | None = None, source=None
+) -> grain.MapDataset:
+  """One ordered pass over a split: padded batches, ``valid`` marks the real examples.
+
+  The split is padded to a multiple of ``batch_size * shard_count``, so every process gets
+  ``len(result)`` batches of ``batch_size``; process k gets examples k, k + count, ... (read
+  ``index`` to put results back in order). No shuffling, no augmentation except
+  ``synthetic_2d``.
+  """
+  config = PipelineConfig.from_config(config, split=split)
+  shard = shard or grain.sharding.ShardByJaxProcess()
+  source = load_source(config) if source is None else source
+  per_round = config.batch_size * shard.shard_count
+  padded = -(-len(source) // per_round) * per_round
+  ds = grain.MapDataset.source(PaddedSource(source, padded))
+  ds = ds.slice(slice(shard.shard_index, None, shard.shard_count)).map(decode)
+  if config.synthetic_2d:
+    ds = ds.map(_synthetic_only)
+  return ds.batch(config.batch_size, drop_remainder=False)
 
 
 # ----------------------------------------------------------------------------------- device
-def make_global_batch(local_batch: Mapping, mesh: jax.sharding.Mesh, pspec: jax.sharding.PartitionSpec) -> dict:
-    """Process-local numpy batch -> global ``jax.Array``s sharded on ``mesh``.
+def make_global_batch(
+  local_batch: Mapping, mesh: jax.sharding.Mesh, pspec: jax.sharding.PartitionSpec
+) -> dict:
+  """Process-local numpy batch -> global ``jax.Array``s sharded on ``mesh``.
 
-    Every numeric field is split along its leading (batch) axis by ``pspec`` (trailing axes
-    replicated); the global batch is the concatenation of all processes' local batches. String
-    fields are left out: they stay in the local batch (match them through ``index``).
+  Every numeric field is split along its leading (batch) axis by ``pspec`` (trailing axes
+  replicated); the global batch is the concatenation of all processes' local batches. String
+  fields are left out: they stay in the local batch (match them through ``index``).
 
-    Args:
-      local_batch: dict of (B_local, ...) numpy arrays.
-      mesh: the device mesh.
-      pspec: partition of the batch axis, e.g. ``P(("data", "fsdp"))``.
-    Returns:
-      dict of global ``jax.Array`` with leading axis B_local * process_count.
-    """
-    sharding = jax.sharding.NamedSharding(mesh, pspec)
-    out = {}
-    for key, value in local_batch.items():
-        value = np.asarray(value)
-        if value.dtype.kind in "biuf":
-            out[key] = jax.make_array_from_process_local_data(sharding, value)
-    return out
+  Args:
+    local_batch: dict of (B_local, ...) numpy arrays.
+    mesh: the device mesh.
+    pspec: partition of the batch axis, e.g. ``P(("data", "fsdp"))``.
+  Returns:
+    dict of global ``jax.Array`` with leading axis B_local * process_count.
+  """
+  sharding = jax.sharding.NamedSharding(mesh, pspec)
+  out = {}
+  for key, value in local_batch.items():
+    value = np.asarray(value)
+    if value.dtype.kind in "biuf":
+      out[key] = jax.make_array_from_process_local_data(sharding, value)
+  return out

@@ -51,196 +51,211 @@ UNITS = ("pixel", "normalized")
 
 @dataclasses.dataclass(frozen=True)
 class StreamFrame:
-    """One frame's result.
+  """One frame's result.
 
-    Attributes:
-      frame: the frame number.
-      joints: (17, 3) float64 3D joints, or ``None`` when nobody is being followed.
-      detected: whether the person was seen in this frame (``False``: filled from nearby frames).
-    """
+  Attributes:
+    frame: the frame number.
+    joints: (17, 3) float64 3D joints, or ``None`` when nobody is being followed.
+    detected: whether the person was seen in this frame (``False``: filled from nearby frames).
+  """
 
-    frame: int
-    joints: np.ndarray | None
-    detected: bool
+  frame: int
+  joints: np.ndarray | None
+  detected: bool
 
 
 class StreamingLifter:
-    """Sliding-window lifting of one person's keypoints, fed one frame at a time.
+  """Sliding-window lifting of one person's keypoints, fed one frame at a time.
+
+  Args:
+    lift_fn: the model, float32 (B, window, 17, 3) -> (B, window, 17, 3) (B = 1, or 2 with ``flip``).
+    window: frames per model call, 1 to the model's maxlen.
+    hop: frames written per model call (1 = a call per frame); ``lookahead + hop < window``.
+    lookahead: frames of future context (0 = causal).
+    normalization: 'crop' or 'image' (needs ``image_size``), as :func:`perfectrep_jax.wild.lift.normalize`.
+    image_size: (width, height) in pixels.
+    units: 'pixel' (x, y on the image, z in the same pixel scale) or 'normalized' (the model's
+      frame; needs 'image' normalisation, whose frame is the same for every window).
+    flip: flip test-time augmentation (a batch of 2 per call).
+    max_gap: frames without the person after which they count as gone.
+    min_joints: confident joints (confidence > 0) needed to count the person as seen.
+  Raises:
+    UserError: inconsistent options.
+  """
+
+  def __init__(
+    self,
+    lift_fn: LiftFn,
+    window: int,
+    *,
+    hop: int = 1,
+    lookahead: int = 0,
+    normalization: str = "crop",
+    image_size: tuple[int, int] | None = None,
+    units: str = "pixel",
+    flip: bool = False,
+    max_gap: int = 30,
+    min_joints: int = 4,
+  ):
+    if window < 2:
+      raise UserError(f"window must be at least 2 frames, got {window}")
+    if hop < 1 or lookahead < 0 or lookahead + hop >= window:
+      # Each window must share a frame with what is written, to align its depth.
+      raise UserError(
+        f"need hop >= 1, lookahead >= 0 and lookahead + hop < window "
+        f"(got hop {hop}, lookahead {lookahead}, window {window})"
+      )
+    if normalization not in ("crop", "image"):
+      raise UserError(f"normalization must be 'crop' or 'image', got {normalization!r}")
+    if normalization == "image" and image_size is None:
+      raise UserError("image normalisation needs the image size (--image-size W H)")
+    if units not in UNITS:
+      raise UserError(f"units must be one of {', '.join(UNITS)}, got {units!r}")
+    if units == "normalized" and normalization != "image":
+      raise UserError(
+        "normalized units need image normalisation (--image-size): with crop "
+        "normalisation every window has its own frame; use pixel units"
+      )
+    self.lift_fn, self.window, self.hop, self.lookahead = lift_fn, window, hop, lookahead
+    self.normalization, self.image_size, self.units, self.flip = normalization, image_size, units, flip
+    self.max_gap, self.min_joints = max_gap, min_joints
+    self.model_calls = 0
+    self._active = False
+    self._raw: collections.deque = collections.deque(maxlen=window + max_gap + 1)
+    self._pending: list[tuple[int, bool]] = []
+    self._written_z: collections.OrderedDict[int, float] = collections.OrderedDict()
+    self._first_frame = None
+    self._gap = 0
+
+  @property
+  def delay_frames(self) -> int:
+    """Most frames between a frame's arrival and the writing of its 3D (plus one model call)."""
+    return self.lookahead + self.hop - 1
+
+  # ---------------------------------------------------------------- feeding
+  def push(self, frame: int, coco: np.ndarray | None) -> list[StreamFrame]:
+    """Adds frame number ``frame``: the person's COCO-17 keypoints (17, 3) x, y, confidence in
+    pixels (NaN or confidence 0 for a missing joint), or ``None`` when nobody was detected.
+
+    Returns:
+      the frames whose 3D is ready, in order (possibly none, possibly several).
+    """
+    seen = coco is not None and self._count_seen(coco) >= self.min_joints and self._has_extent(coco)
+    if not seen:
+      if not self._active:
+        return [StreamFrame(frame, None, False)]
+      self._gap += 1
+      if self._gap > self.max_gap:
+        return self._end_person() + [StreamFrame(frame, None, False)]
+      self._append(frame, np.full((17, 3), np.nan), False)
+    else:
+      if not self._active:
+        self._start_person(frame)
+      self._gap = 0
+      self._append(frame, np.asarray(coco, np.float64), True)
+    ready = [p for p in self._pending if p[0] <= frame - self.lookahead]
+    if len(ready) < self.hop:
+      return []
+    return self._lift_and_write(len(ready))
+
+  def finish(self) -> list[StreamFrame]:
+    """The stream ended: writes every frame still pending (with less look-ahead)."""
+    return self._end_person() if self._active else []
+
+  @staticmethod
+  def _count_seen(coco: np.ndarray) -> int:
+    c = np.asarray(coco, np.float64)
+    return int(np.sum((c[:, 2] > 0) & np.isfinite(c[:, :2]).all(axis=1)))
+
+  @staticmethod
+  def _has_extent(coco: np.ndarray) -> bool:
+    """Whether the confident joints are not all at one place (a crop needs a size)."""
+    c = np.asarray(coco, np.float64)
+    xy = c[(c[:, 2] > 0) & np.isfinite(c[:, :2]).all(axis=1), :2]
+    return len(xy) > 0 and float(np.max(xy.max(axis=0) - xy.min(axis=0))) > 0
+
+  def _start_person(self, frame: int) -> None:
+    self._active = True
+    self._raw.clear()
+    self._pending.clear()
+    self._written_z.clear()
+    self._first_frame = frame
+
+  def _end_person(self) -> list[StreamFrame]:
+    out = self._lift_and_write(len(self._pending)) if self._pending else []
+    self._active = False
+    self._raw.clear()
+    self._written_z.clear()
+    return out
+
+  def _append(self, frame: int, coco: np.ndarray, seen: bool) -> None:
+    coco = coco.copy()
+    bad = ~((coco[:, 2] > 0) & np.isfinite(coco[:, :2]).all(axis=1))
+    coco[bad, 2] = 0.0
+    coco[bad, :2] = np.nan
+    self._raw.append((frame, coco))
+    self._pending.append((frame, seen))
+
+  # ---------------------------------------------------------------- lifting
+  def window_input(self) -> tuple[np.ndarray, list[int], lift.Normalization]:
+    """The model's input for the window ending at the newest frame.
+
+    Returns:
+      ``(x, frames, norm)``: (window, 17, 3) float32 normalised input, the frame number of each
+      row (the padding rows repeat the first frame's number), and the normalisation used.
+    """
+    frames = [f for f, _ in self._raw]
+    coco = np.stack([c for _, c in self._raw])
+    h36m = coco_to_h36m(fill_missing(coco))[-self.window :]
+    frames = frames[-self.window :]
+    pad = self.window - len(frames)
+    if pad:
+      h36m = np.concatenate([np.repeat(h36m[:1], pad, axis=0), h36m], axis=0)
+      frames = [frames[0]] * pad + frames
+    if self.normalization == "crop" and np.count_nonzero(h36m[..., 2] > 0) < 4:
+      # Out of view for the whole window (a gap longer than the window, shorter than
+      # max_gap): the filled frames hold the last pose seen, so its box sizes the crop.
+      held = h36m.copy()
+      held[..., 2] = 1.0
+      x, norm = lift.normalize(held, "crop")
+      x[..., 2] = h36m[..., 2]
+    else:
+      x, norm = lift.normalize(h36m, self.normalization, self.image_size)
+    return x, frames, norm
+
+  def _lift_and_write(self, count: int) -> list[StreamFrame]:
+    """Lifts the window ending at the newest frame and writes the first ``count`` pending frames."""
+    x, frames, norm = self.window_input()
+    batch = np.stack([x, lift.flip_pose(x)]) if self.flip else x[None]
+    y = np.asarray(self.lift_fn(np.ascontiguousarray(batch, np.float32)), np.float64)
+    self.model_calls += 1
+    if y.shape != batch.shape:
+      raise ValueError(f"the lifting model returned shape {y.shape} for input {batch.shape}")
+    y = 0.5 * (y[0] + lift.flip_pose(y[1])) if self.flip else y[0]
+    if self.units == "pixel":
+      y = norm.to_pixels(y)
+    row = {f: i for i, f in enumerate(frames)}  # a padded first frame: its last (real) row
+    y[..., 2] += self._depth_shift(y, row)
+    out = []
+    for frame, seen in self._pending[:count]:
+      joints = y[row[frame]].copy()
+      self._written_z[frame] = float(joints[PELVIS, 2])
+      out.append(StreamFrame(frame, joints, seen))
+    del self._pending[:count]
+    while len(self._written_z) > self.window:
+      self._written_z.popitem(last=False)
+    return out
+
+  def _depth_shift(self, y: np.ndarray, row: dict[int, int]) -> float:
+    """What to add to the window's depth so that it agrees with the frames already written (mean
+    pelvis depth over the overlap, at least one frame as ``lookahead + hop < window``), or,
+    before any, puts the person's first pelvis at depth 0.
 
     Args:
-      lift_fn: the model, float32 (B, window, 17, 3) -> (B, window, 17, 3) (B = 1, or 2 with ``flip``).
-      window: frames per model call, 1 to the model's maxlen.
-      hop: frames written per model call (1 = a call per frame); ``lookahead + hop < window``.
-      lookahead: frames of future context (0 = causal).
-      normalization: 'crop' or 'image' (needs ``image_size``), as :func:`perfectrep_jax.wild.lift.normalize`.
-      image_size: (width, height) in pixels.
-      units: 'pixel' (x, y on the image, z in the same pixel scale) or 'normalized' (the model's
-        frame; needs 'image' normalisation, whose frame is the same for every window).
-      flip: flip test-time augmentation (a batch of 2 per call).
-      max_gap: frames without the person after which they count as gone.
-      min_joints: confident joints (confidence > 0) needed to count the person as seen.
-    Raises:
-      UserError: inconsistent options.
+      y: (window, 17, 3) the window's output.
+      row: frame number -> its row in ``y``.
     """
-
-    def __init__(self, lift_fn: LiftFn, window: int, *, hop: int = 1, lookahead: int = 0,
-                 normalization: str = "crop", image_size: tuple[int, int] | None = None,
-                 units: str = "pixel", flip: bool = False, max_gap: int = 30, min_joints: int = 4):
-        if window < 2:
-            raise UserError(f"window must be at least 2 frames, got {window}")
-        if hop < 1 or lookahead < 0 or lookahead + hop >= window:
-            # Each window must share a frame with what is written, to align its depth.
-            raise UserError(f"need hop >= 1, lookahead >= 0 and lookahead + hop < window "
-                            f"(got hop {hop}, lookahead {lookahead}, window {window})")
-        if normalization not in ("crop", "image"):
-            raise UserError(f"normalization must be 'crop' or 'image', got {normalization!r}")
-        if normalization == "image" and image_size is None:
-            raise UserError("image normalisation needs the image size (--image-size W H)")
-        if units not in UNITS:
-            raise UserError(f"units must be one of {', '.join(UNITS)}, got {units!r}")
-        if units == "normalized" and normalization != "image":
-            raise UserError("normalized units need image normalisation (--image-size): with crop "
-                            "normalisation every window has its own frame; use pixel units")
-        self.lift_fn, self.window, self.hop, self.lookahead = lift_fn, window, hop, lookahead
-        self.normalization, self.image_size, self.units, self.flip = normalization, image_size, units, flip
-        self.max_gap, self.min_joints = max_gap, min_joints
-        self.model_calls = 0
-        self._active = False
-        self._raw: collections.deque = collections.deque(maxlen=window + max_gap + 1)
-        self._pending: list[tuple[int, bool]] = []
-        self._written_z: collections.OrderedDict[int, float] = collections.OrderedDict()
-        self._first_frame = None
-        self._gap = 0
-
-    @property
-    def delay_frames(self) -> int:
-        """Most frames between a frame's arrival and the writing of its 3D (plus one model call)."""
-        return self.lookahead + self.hop - 1
-
-    # ---------------------------------------------------------------- feeding
-    def push(self, frame: int, coco: np.ndarray | None) -> list[StreamFrame]:
-        """Adds frame number ``frame``: the person's COCO-17 keypoints (17, 3) x, y, confidence in
-        pixels (NaN or confidence 0 for a missing joint), or ``None`` when nobody was detected.
-
-        Returns:
-          the frames whose 3D is ready, in order (possibly none, possibly several).
-        """
-        seen = coco is not None and self._count_seen(coco) >= self.min_joints and self._has_extent(coco)
-        if not seen:
-            if not self._active:
-                return [StreamFrame(frame, None, False)]
-            self._gap += 1
-            if self._gap > self.max_gap:
-                return self._end_person() + [StreamFrame(frame, None, False)]
-            self._append(frame, np.full((17, 3), np.nan), False)
-        else:
-            if not self._active:
-                self._start_person(frame)
-            self._gap = 0
-            self._append(frame, np.asarray(coco, np.float64), True)
-        ready = [p for p in self._pending if p[0] <= frame - self.lookahead]
-        if len(ready) < self.hop:
-            return []
-        return self._lift_and_write(len(ready))
-
-    def finish(self) -> list[StreamFrame]:
-        """The stream ended: writes every frame still pending (with less look-ahead)."""
-        return self._end_person() if self._active else []
-
-    @staticmethod
-    def _count_seen(coco: np.ndarray) -> int:
-        c = np.asarray(coco, np.float64)
-        return int(np.sum((c[:, 2] > 0) & np.isfinite(c[:, :2]).all(axis=1)))
-
-    @staticmethod
-    def _has_extent(coco: np.ndarray) -> bool:
-        """Whether the confident joints are not all at one place (a crop needs a size)."""
-        c = np.asarray(coco, np.float64)
-        xy = c[(c[:, 2] > 0) & np.isfinite(c[:, :2]).all(axis=1), :2]
-        return len(xy) > 0 and float(np.max(xy.max(axis=0) - xy.min(axis=0))) > 0
-
-    def _start_person(self, frame: int) -> None:
-        self._active = True
-        self._raw.clear()
-        self._pending.clear()
-        self._written_z.clear()
-        self._first_frame = frame
-
-    def _end_person(self) -> list[StreamFrame]:
-        out = self._lift_and_write(len(self._pending)) if self._pending else []
-        self._active = False
-        self._raw.clear()
-        self._written_z.clear()
-        return out
-
-    def _append(self, frame: int, coco: np.ndarray, seen: bool) -> None:
-        coco = coco.copy()
-        bad = ~((coco[:, 2] > 0) & np.isfinite(coco[:, :2]).all(axis=1))
-        coco[bad, 2] = 0.0
-        coco[bad, :2] = np.nan
-        self._raw.append((frame, coco))
-        self._pending.append((frame, seen))
-
-    # ---------------------------------------------------------------- lifting
-    def window_input(self) -> tuple[np.ndarray, list[int], lift.Normalization]:
-        """The model's input for the window ending at the newest frame.
-
-        Returns:
-          ``(x, frames, norm)``: (window, 17, 3) float32 normalised input, the frame number of each
-          row (the padding rows repeat the first frame's number), and the normalisation used.
-        """
-        frames = [f for f, _ in self._raw]
-        coco = np.stack([c for _, c in self._raw])
-        h36m = coco_to_h36m(fill_missing(coco))[-self.window:]
-        frames = frames[-self.window:]
-        pad = self.window - len(frames)
-        if pad:
-            h36m = np.concatenate([np.repeat(h36m[:1], pad, axis=0), h36m], axis=0)
-            frames = [frames[0]] * pad + frames
-        if self.normalization == "crop" and np.count_nonzero(h36m[..., 2] > 0) < 4:
-            # Out of view for the whole window (a gap longer than the window, shorter than
-            # max_gap): the filled frames hold the last pose seen, so its box sizes the crop.
-            held = h36m.copy()
-            held[..., 2] = 1.0
-            x, norm = lift.normalize(held, "crop")
-            x[..., 2] = h36m[..., 2]
-        else:
-            x, norm = lift.normalize(h36m, self.normalization, self.image_size)
-        return x, frames, norm
-
-    def _lift_and_write(self, count: int) -> list[StreamFrame]:
-        """Lifts the window ending at the newest frame and writes the first ``count`` pending frames."""
-        x, frames, norm = self.window_input()
-        batch = np.stack([x, lift.flip_pose(x)]) if self.flip else x[None]
-        y = np.asarray(self.lift_fn(np.ascontiguousarray(batch, np.float32)), np.float64)
-        self.model_calls += 1
-        if y.shape != batch.shape:
-            raise ValueError(f"the lifting model returned shape {y.shape} for input {batch.shape}")
-        y = 0.5 * (y[0] + lift.flip_pose(y[1])) if self.flip else y[0]
-        if self.units == "pixel":
-            y = norm.to_pixels(y)
-        row = {f: i for i, f in enumerate(frames)}  # a padded first frame: its last (real) row
-        y[..., 2] += self._depth_shift(y, row)
-        out = []
-        for frame, seen in self._pending[:count]:
-            joints = y[row[frame]].copy()
-            self._written_z[frame] = float(joints[PELVIS, 2])
-            out.append(StreamFrame(frame, joints, seen))
-        del self._pending[:count]
-        while len(self._written_z) > self.window:
-            self._written_z.popitem(last=False)
-        return out
-
-    def _depth_shift(self, y: np.ndarray, row: dict[int, int]) -> float:
-        """What to add to the window's depth so that it agrees with the frames already written (mean
-        pelvis depth over the overlap, at least one frame as ``lookahead + hop < window``), or,
-        before any, puts the person's first pelvis at depth 0.
-
-        Args:
-          y: (window, 17, 3) the window's output.
-          row: frame number -> its row in ``y``.
-        """
-        done = [self._written_z[f] - y[i, PELVIS, 2] for f, i in row.items() if f in self._written_z]
-        if done:
-            return float(np.mean(done))
-        return -float(y[row[self._first_frame], PELVIS, 2])
+    done = [self._written_z[f] - y[i, PELVIS, 2] for f, i in row.items() if f in self._written_z]
+    if done:
+      return float(np.mean(done))
+    return -float(y[row[self._first_frame], PELVIS, 2])

@@ -17,139 +17,169 @@ from perfectrep_jax.form import figures as figs
 from perfectrep_jax.form import kinematics, reps, rules
 from perfectrep_jax.skeleton import JOINT_INDEX as J, NUM_JOINTS
 
-MIN_SECONDS = 1.0   # shorter motions cannot hold a repetition worth analysing
+MIN_SECONDS = 1.0  # shorter motions cannot hold a repetition worth analysing
 
 _AXES = {"x": 0, "y": 1, "z": 2}
 
 
 @dataclasses.dataclass(frozen=True)
 class Analysis:
-    """Everything the analysis found; :func:`perfectrep_jax.form.report.to_json` lays it out.
+  """Everything the analysis found; :func:`perfectrep_jax.form.report.to_json` lays it out.
 
-    Attributes:
-      exercise: the rules used ('squat', ..., 'generic').
-      exercise_source: 'given', 'classifier' or 'recognised' (from the motion by
-        :func:`perfectrep_jax.form.recognise.recognise`, with ``exercise_confidence``).
-      requested_exercise: the name given or classified, before resolving aliases.
-      fps: frames per second.
-      num_frames: T.
-      up: (3,) the vertical used, in the input's frame.
-      up_source: 'given' or 'estimated (<posture>)'.
-      signals: name -> (T,) per-frame angles and depth figures.
-      segmentation: the repetitions.
-      figures: per repetition, name -> value.
-      angle_ranges: per repetition, angle -> min/max/rom.
-      main_angle: the angle that moves most over the set.
-      assessment: score, per-repetition scores and feedback.
-    """
+  Attributes:
+    exercise: the rules used ('squat', ..., 'generic').
+    exercise_source: 'given', 'classifier' or 'recognised' (from the motion by
+      :func:`perfectrep_jax.form.recognise.recognise`, with ``exercise_confidence``).
+    requested_exercise: the name given or classified, before resolving aliases.
+    fps: frames per second.
+    num_frames: T.
+    up: (3,) the vertical used, in the input's frame.
+    up_source: 'given' or 'estimated (<posture>)'.
+    signals: name -> (T,) per-frame angles and depth figures.
+    segmentation: the repetitions.
+    figures: per repetition, name -> value.
+    angle_ranges: per repetition, angle -> min/max/rom.
+    main_angle: the angle that moves most over the set.
+    assessment: score, per-repetition scores and feedback.
+  """
 
-    exercise: str
-    exercise_source: str
-    requested_exercise: str | None
-    fps: float
-    num_frames: int
-    up: np.ndarray
-    up_source: str
-    signals: dict[str, np.ndarray]
-    segmentation: reps.Segmentation
-    figures: list[dict]
-    angle_ranges: list[dict]
-    main_angle: str | None
-    assessment: rules.Assessment
-    exercise_confidence: float | None = None   # when recognised from the motion (0-1)
-    recognition_scores: dict | None = None     # every exercise's score, when recognised
-    not_judged: tuple = ()                     # (rule id, why) the input could not support
+  exercise: str
+  exercise_source: str
+  requested_exercise: str | None
+  fps: float
+  num_frames: int
+  up: np.ndarray
+  up_source: str
+  signals: dict[str, np.ndarray]
+  segmentation: reps.Segmentation
+  figures: list[dict]
+  angle_ranges: list[dict]
+  main_angle: str | None
+  assessment: rules.Assessment
+  exercise_confidence: float | None = None  # when recognised from the motion (0-1)
+  recognition_scores: dict | None = None  # every exercise's score, when recognised
+  not_judged: tuple = ()  # (rule id, why) the input could not support
 
 
 def parse_up(up: str | np.ndarray | list | tuple | None) -> np.ndarray | None:
-    """Reads a vertical: ``None``, an axis name with optional sign ('z', '-y', '+x') or 3 numbers
-    ('0,0,1' or a sequence). Returns a unit (3,) vector or None.
+  """Reads a vertical: ``None``, an axis name with optional sign ('z', '-y', '+x') or 3 numbers
+  ('0,0,1' or a sequence). Returns a unit (3,) vector or None.
 
-    Raises:
-      UserError: not one of those, or a zero vector.
-    """
-    if up is None:
-        return None
-    if isinstance(up, str):
-        text = up.strip().lower()
-        sign = -1.0 if text.startswith("-") else 1.0
-        axis = text.lstrip("+-")
-        if axis in _AXES:
-            v = np.zeros(3)
-            v[_AXES[axis]] = sign
-            return v
-        try:
-            up = [float(p) for p in text.split(",")]
-        except ValueError as e:
-            raise UserError(f"--up {up!r}: give an axis (x, y, z, -y, ...) or three numbers 'a,b,c'") from e
-    v = np.asarray(up, np.float64).ravel()
-    if v.shape != (3,) or not np.all(np.isfinite(v)) or np.linalg.norm(v) == 0:
-        raise UserError(f"up vector {up!r}: need three finite numbers, not all zero")
-    return v / np.linalg.norm(v)
+  Raises:
+    UserError: not one of those, or a zero vector.
+  """
+  if up is None:
+    return None
+  if isinstance(up, str):
+    text = up.strip().lower()
+    sign = -1.0 if text.startswith("-") else 1.0
+    axis = text.lstrip("+-")
+    if axis in _AXES:
+      v = np.zeros(3)
+      v[_AXES[axis]] = sign
+      return v
+    try:
+      up = [float(p) for p in text.split(",")]
+    except ValueError as e:
+      raise UserError(f"--up {up!r}: give an axis (x, y, z, -y, ...) or three numbers 'a,b,c'") from e
+  v = np.asarray(up, np.float64).ravel()
+  if v.shape != (3,) or not np.all(np.isfinite(v)) or np.linalg.norm(v) == 0:
+    raise UserError(f"up vector {up!r}: need three finite numbers, not all zero")
+  return v / np.linalg.norm(v)
 
 
 def validate_joints(joints, fps: float, name: str = "input") -> np.ndarray:
-    """Checks a motion and returns it as float64 (T, 17, 3).
+  """Checks a motion and returns it as float64 (T, 17, 3).
 
-    Raises:
-      UserError: wrong shape, joint count or dimension, NaN or infinite values, too few frames,
-        or a skeleton collapsed to a point; the message names ``name`` and the problem.
-    """
-    x = np.asarray(joints)
-    if x.dtype == object or not np.issubdtype(x.dtype, np.number):
-        raise UserError(f"{name}: expected numbers, got an array of {x.dtype}")
-    if x.ndim != 3:
-        raise UserError(f"{name}: expected joints of shape (frames, {NUM_JOINTS}, 3), got shape {x.shape}")
-    if x.shape[1] != NUM_JOINTS:
-        raise UserError(f"{name}: expected {NUM_JOINTS} Human3.6M joints per frame, got {x.shape[1]} "
-                        f"(shape {x.shape})")
-    if x.shape[2] != 3:
-        raise UserError(f"{name}: expected 3D joints (x, y, z), got {x.shape[2]} values per joint "
-                        f"(shape {x.shape}); 2D keypoints must be lifted first (perfectrep-jax infer)")
-    x = x.astype(np.float64)
-    bad = ~np.isfinite(x)
-    if bad.any():
-        frames = np.nonzero(bad.any(axis=(1, 2)))[0]
-        raise UserError(f"{name}: {len(frames)} frame(s) contain NaN or infinite coordinates "
-                        f"(first: frame {frames[0]})")
-    if not fps or fps <= 0 or not np.isfinite(fps):
-        raise UserError(f"{name}: frame rate must be positive, got {fps}")
-    need = int(np.ceil(MIN_SECONDS * fps))
-    if x.shape[0] < max(need, 3):
-        raise UserError(f"{name}: {x.shape[0]} frame(s) is too short to find repetitions "
-                        f"(need at least {max(need, 3)} frames, {MIN_SECONDS:g} s at {fps:g} fps)")
-    if kinematics.body_scale(x) <= 0:
-        raise UserError(f"{name}: every joint is at the same place; this is not a skeleton")
-    return x
+  Raises:
+    UserError: wrong shape, joint count or dimension, NaN or infinite values, too few frames,
+      or a skeleton collapsed to a point; the message names ``name`` and the problem.
+  """
+  x = np.asarray(joints)
+  if x.dtype == object or not np.issubdtype(x.dtype, np.number):
+    raise UserError(f"{name}: expected numbers, got an array of {x.dtype}")
+  if x.ndim != 3:
+    raise UserError(f"{name}: expected joints of shape (frames, {NUM_JOINTS}, 3), got shape {x.shape}")
+  if x.shape[1] != NUM_JOINTS:
+    raise UserError(
+      f"{name}: expected {NUM_JOINTS} Human3.6M joints per frame, got {x.shape[1]} (shape {x.shape})"
+    )
+  if x.shape[2] != 3:
+    raise UserError(
+      f"{name}: expected 3D joints (x, y, z), got {x.shape[2]} values per joint "
+      f"(shape {x.shape}); 2D keypoints must be lifted first (perfectrep-jax infer)"
+    )
+  x = x.astype(np.float64)
+  bad = ~np.isfinite(x)
+  if bad.any():
+    frames = np.nonzero(bad.any(axis=(1, 2)))[0]
+    raise UserError(
+      f"{name}: {len(frames)} frame(s) contain NaN or infinite coordinates (first: frame {frames[0]})"
+    )
+  if not fps or fps <= 0 or not np.isfinite(fps):
+    raise UserError(f"{name}: frame rate must be positive, got {fps}")
+  need = int(np.ceil(MIN_SECONDS * fps))
+  if x.shape[0] < max(need, 3):
+    raise UserError(
+      f"{name}: {x.shape[0]} frame(s) is too short to find repetitions "
+      f"(need at least {max(need, 3)} frames, {MIN_SECONDS:g} s at {fps:g} fps)"
+    )
+  if kinematics.body_scale(x) <= 0:
+    raise UserError(f"{name}: every joint is at the same place; this is not a skeleton")
+  return x
 
 
 def _widths(x: np.ndarray, up: np.ndarray) -> dict[str, np.ndarray]:
-    def horiz(v):
-        return v - (v @ up)[:, None] * up
-    return {"ankle": np.linalg.norm(horiz(x[:, J["left_ankle"]] - x[:, J["right_ankle"]]), axis=-1),
-            "hip": np.linalg.norm(horiz(x[:, J["left_hip"]] - x[:, J["right_hip"]]), axis=-1)}
+  def horiz(v):
+    return v - (v @ up)[:, None] * up
+
+  return {
+    "ankle": np.linalg.norm(horiz(x[:, J["left_ankle"]] - x[:, J["right_ankle"]]), axis=-1),
+    "hip": np.linalg.norm(horiz(x[:, J["left_hip"]] - x[:, J["right_hip"]]), axis=-1),
+  }
 
 
 # The joints each figure is measured on: a figure is not judged in a repetition where one of them
 # is hidden (confidence below MIN_CONFIDENCE) for most of it.
 FIGURE_JOINTS: dict[str, tuple[str, ...]] = {
-    "hip_depth_max": ("left_hip", "right_hip", "left_knee", "right_knee"),
-    "knee_valgus_bottom": ("left_knee", "right_knee", "left_ankle", "right_ankle", "left_hip", "right_hip"),
-    "knee_width_ratio_bottom": ("left_knee", "right_knee", "left_ankle", "right_ankle"),
-    "trunk_lean_max": ("pelvis", "thorax"),
-    "knee_asymmetry": ("left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle"),
-    "front_knee_angle_min": ("left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle"),
-    "hip_angle_max": ("pelvis", "thorax", "left_knee", "right_knee"),
-    "knee_angle_max": ("left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle"),
-    "hip_asymmetry": ("pelvis", "thorax", "left_knee", "right_knee"),
-    "elbow_angle_min": ("left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist"),
-    "elbow_angle_max": ("left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist"),
-    "elbow_asymmetry": ("left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist"),
-    "elbow_flare_bottom": ("left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "pelvis", "thorax"),
-    "body_sag_max": ("left_shoulder", "right_shoulder", "pelvis", "left_ankle", "right_ankle"),
-    "body_pike_max": ("left_shoulder", "right_shoulder", "pelvis", "left_ankle", "right_ankle"),
-    "spine_flexion_max": ("pelvis", "spine", "thorax"),
-    "bar_offset_max": ("left_wrist", "right_wrist", "left_ankle", "right_ankle"),
+  "hip_depth_max": ("left_hip", "right_hip", "left_knee", "right_knee"),
+  "knee_valgus_bottom": ("left_knee", "right_knee", "left_ankle", "right_ankle", "left_hip", "right_hip"),
+  "knee_width_ratio_bottom": ("left_knee", "right_knee", "left_ankle", "right_ankle"),
+  "trunk_lean_max": ("pelvis", "thorax"),
+  "knee_asymmetry": ("left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle"),
+  "front_knee_angle_min": ("left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle"),
+  "hip_angle_max": ("pelvis", "thorax", "left_knee", "right_knee"),
+  "knee_angle_max": ("left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle"),
+  "hip_asymmetry": ("pelvis", "thorax", "left_knee", "right_knee"),
+  "elbow_angle_min": (
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+  ),
+  "elbow_angle_max": (
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+  ),
+  "elbow_asymmetry": (
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+  ),
+  "elbow_flare_bottom": ("left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "pelvis", "thorax"),
+  "body_sag_max": ("left_shoulder", "right_shoulder", "pelvis", "left_ankle", "right_ankle"),
+  "body_pike_max": ("left_shoulder", "right_shoulder", "pelvis", "left_ankle", "right_ankle"),
+  "spine_flexion_max": ("pelvis", "spine", "thorax"),
+  "bar_offset_max": ("left_wrist", "right_wrist", "left_ankle", "right_ankle"),
 }
 MIN_CONFIDENCE = 0.3
 # Lifted 3D whose flip-augmentation passes disagree by more than this share of the body's height
@@ -159,245 +189,319 @@ MAX_UNCERTAINTY = 0.12
 DEPTH_VIEW_DEG = 30.0
 
 
-def judge_limits(joints: np.ndarray, segmentation: reps.Segmentation, figures: list[dict],
-                 exercise: rules.ExerciseRules, confidence: np.ndarray | None = None,
-                 camera_axis: np.ndarray | None = None, uncertainty: np.ndarray | None = None
-                 ) -> dict[str, str]:
-    """What the input cannot support, so the report says so instead of a confident finding.
+def judge_limits(
+  joints: np.ndarray,
+  segmentation: reps.Segmentation,
+  figures: list[dict],
+  exercise: rules.ExerciseRules,
+  confidence: np.ndarray | None = None,
+  camera_axis: np.ndarray | None = None,
+  uncertainty: np.ndarray | None = None,
+) -> dict[str, str]:
+  """What the input cannot support, so the report says so instead of a confident finding.
 
-    - a joint a rule needs hidden (``confidence`` below :data:`MIN_CONFIDENCE`) for more than half
-      of a repetition: that repetition's figure becomes ``None`` (in place); a rule with no
-      repetition left is not judged;
-    - knees caving in seen from the side (the hips' left-right axis within
-      :data:`DEPTH_VIEW_DEG` of ``camera_axis``, the camera's viewing direction in the input's
-      frame): the knees' inward travel lies along the camera's depth, which a lifted 3D guesses;
-    - back rounding on a 3D whose spine joint lies on the pelvis-thorax line in every frame (some
-      motion capture places it there): it holds no back shape;
-    - a joint a rule needs whose lifted 3D is uncertain (``uncertainty``, a fraction of the body's
-      height, above :data:`MAX_UNCERTAINTY`) for more than half of a repetition, as for a hidden one:
-      a pose the lifter does not know is said, not judged.
+  - a joint a rule needs hidden (``confidence`` below :data:`MIN_CONFIDENCE`) for more than half
+    of a repetition: that repetition's figure becomes ``None`` (in place); a rule with no
+    repetition left is not judged;
+  - knees caving in seen from the side (the hips' left-right axis within
+    :data:`DEPTH_VIEW_DEG` of ``camera_axis``, the camera's viewing direction in the input's
+    frame): the knees' inward travel lies along the camera's depth, which a lifted 3D guesses;
+  - back rounding on a 3D whose spine joint lies on the pelvis-thorax line in every frame (some
+    motion capture places it there): it holds no back shape;
+  - a joint a rule needs whose lifted 3D is uncertain (``uncertainty``, a fraction of the body's
+    height, above :data:`MAX_UNCERTAINTY`) for more than half of a repetition, as for a hidden one:
+    a pose the lifter does not know is said, not judged.
 
-    Returns:
-      rule id -> why it was not judged.
-    """
-    out: dict[str, str] = {}
-    names = {r.figure: r.id for r in exercise.rules}
-    doubts = []  # (frames x joints that cannot be trusted, why)
-    if confidence is not None:
-        doubts.append((np.asarray(confidence, np.float64) < MIN_CONFIDENCE,
-                       "was hidden (low confidence) for most of every repetition"))
-    if uncertainty is not None:
-        doubts.append((np.asarray(uncertainty, np.float64) > MAX_UNCERTAINTY,
-                       "has an uncertain 3D (the lifter's mirrored pass disagrees by more than "
-                       f"{MAX_UNCERTAINTY:.0%} of the body's height) for most of every repetition"))
-    for doubtful, why in doubts:
-        if not segmentation.reps:
-            break
-        for figure, rule_id in names.items():
-            need = [J[j] for j in FIGURE_JOINTS.get(figure, ())]
-            if not need or rule_id in out:
-                continue
-            doubtful_reps = 0
-            worst = None
-            for rep, fig in zip(segmentation.reps, figures):
-                share = doubtful[rep.start:rep.end + 1][:, need].mean(axis=0)   # per joint
-                if share.max() > 0.5:
-                    fig[figure] = None
-                    doubtful_reps += 1
-                    worst = need[int(np.argmax(share))]
-            if doubtful_reps == len(figures):
-                joint = next(k for k, v in J.items() if v == worst).replace("_", " ")
-                out[rule_id] = f"the {joint} {why}"
-    if camera_axis is not None and "knee_valgus_bottom" in names:
-        axis = np.asarray(camera_axis, np.float64)
-        axis = axis / max(np.linalg.norm(axis), 1e-12)
-        _, lateral, _ = kinematics.body_axes(joints)
-        along = np.degrees(np.arccos(np.clip(np.median(np.abs(lateral @ axis)), 0.0, 1.0)))
-        if along < DEPTH_VIEW_DEG:
-            out[names["knee_valgus_bottom"]] = (
-                f"a side view (the hips' line {along:.0f} degrees from the camera's axis): the knees' "
-                "inward travel is along the camera's depth, which 2D cannot see")
-    if "spine_flexion_max" in names:
-        if float(np.max(np.abs(kinematics.spine_flexion(joints)))) < 0.5:
-            out[names["spine_flexion_max"]] = ("this 3D places the spine joint on the pelvis-thorax "
-                                               "line in every frame, so it holds no back shape")
-    return out
+  Returns:
+    rule id -> why it was not judged.
+  """
+  out: dict[str, str] = {}
+  names = {r.figure: r.id for r in exercise.rules}
+  doubts = []  # (frames x joints that cannot be trusted, why)
+  if confidence is not None:
+    doubts.append(
+      (
+        np.asarray(confidence, np.float64) < MIN_CONFIDENCE,
+        "was hidden (low confidence) for most of every repetition",
+      )
+    )
+  if uncertainty is not None:
+    doubts.append(
+      (
+        np.asarray(uncertainty, np.float64) > MAX_UNCERTAINTY,
+        "has an uncertain 3D (the lifter's mirrored pass disagrees by more than "
+        f"{MAX_UNCERTAINTY:.0%} of the body's height) for most of every repetition",
+      )
+    )
+  for doubtful, why in doubts:
+    if not segmentation.reps:
+      break
+    for figure, rule_id in names.items():
+      need = [J[j] for j in FIGURE_JOINTS.get(figure, ())]
+      if not need or rule_id in out:
+        continue
+      doubtful_reps = 0
+      worst = None
+      for rep, fig in zip(segmentation.reps, figures):
+        share = doubtful[rep.start : rep.end + 1][:, need].mean(axis=0)  # per joint
+        if share.max() > 0.5:
+          fig[figure] = None
+          doubtful_reps += 1
+          worst = need[int(np.argmax(share))]
+      if doubtful_reps == len(figures):
+        joint = next(k for k, v in J.items() if v == worst).replace("_", " ")
+        out[rule_id] = f"the {joint} {why}"
+  if camera_axis is not None and "knee_valgus_bottom" in names:
+    axis = np.asarray(camera_axis, np.float64)
+    axis = axis / max(np.linalg.norm(axis), 1e-12)
+    _, lateral, _ = kinematics.body_axes(joints)
+    along = np.degrees(np.arccos(np.clip(np.median(np.abs(lateral @ axis)), 0.0, 1.0)))
+    if along < DEPTH_VIEW_DEG:
+      out[names["knee_valgus_bottom"]] = (
+        f"a side view (the hips' line {along:.0f} degrees from the camera's axis): the knees' "
+        "inward travel is along the camera's depth, which 2D cannot see"
+      )
+  if "spine_flexion_max" in names:
+    if float(np.max(np.abs(kinematics.spine_flexion(joints)))) < 0.5:
+      out[names["spine_flexion_max"]] = (
+        "this 3D places the spine joint on the pelvis-thorax line in every frame, so it holds no back shape"
+      )
+  return out
 
 
-def analyze_motion(joints, exercise: str | None = None, *, fps: float = 30.0,
-                   up: str | np.ndarray | None = None,
-                   classify: Callable[[np.ndarray], str] | None = None,
-                   rules_table: dict[str, rules.ExerciseRules] | None = None,
-                   name: str = "input", confidence: np.ndarray | None = None,
-                   camera_axis: np.ndarray | None = None,
-                   uncertainty: np.ndarray | None = None) -> Analysis:
-    """Analyses a motion without writing files.
+def analyze_motion(
+  joints,
+  exercise: str | None = None,
+  *,
+  fps: float = 30.0,
+  up: str | np.ndarray | None = None,
+  classify: Callable[[np.ndarray], str] | None = None,
+  rules_table: dict[str, rules.ExerciseRules] | None = None,
+  name: str = "input",
+  confidence: np.ndarray | None = None,
+  camera_axis: np.ndarray | None = None,
+  uncertainty: np.ndarray | None = None,
+) -> Analysis:
+  """Analyses a motion without writing files.
 
-    Args:
-      joints: (T, 17, 3) Human3.6M-17 joints in any rigid frame and unit (the lifter's normalised
-        camera frame, pixels, millimetres of motion capture).
-      exercise: exercise name or alias ('squat', 'deep squat', 'bench press', ...); ``None`` asks
-        ``classify``, or without one recognises it from the motion (with a confidence); unknown
-        names get the generic rules.
-      fps: frames per second of ``joints``.
-      up: the world's up direction in the input's frame (see :func:`parse_up`); estimated from the
-        skeleton when ``None``.
-      classify: optional action classifier, joints (T, 17, 3) -> exercise name.
-      rules_table: rules (default: the bundled ``rules.json``).
-      name: what to call the input in error messages (its path).
-      confidence: optional (T, 17) per-joint trust in [0, 1] (a detector's or lifter's); a rule
-        whose joints it hides is said as not judged (:func:`judge_limits`).
-      camera_axis: optional (3,) viewing direction of the camera in the input's frame (``(0, 0,
-        1)`` for a lifter's camera frame); a side view leaves knee valgus not judged.
-      uncertainty: optional (T, 17) doubt of a lifted 3D per joint, as a share of the body's
-        height (``infer``'s flip-augmentation spread); rules on doubtful joints are not judged.
-    Raises:
-      UserError: for a bad motion (see :func:`validate_joints`) or a bad ``up``.
-    """
-    x = validate_joints(joints, fps, name)
-    table = rules_table if rules_table is not None else rules.load_rules()
-    source = "given"
-    requested = exercise
-    confidence_ex = scores = None
-    if not exercise:
-        if classify is not None:
-            requested = classify(x.astype(np.float32))
-            source = "classifier"
-        else:
-            from perfectrep_jax.form.recognise import recognise
-
-            found = recognise(x)
-            requested, confidence_ex, scores = found.exercise, found.confidence, found.scores
-            source = "recognised"
-    ex_name = rules.resolve_exercise(requested, table)
-    ex = table[ex_name]
-    up_vec = parse_up(up)
-    up_source = "given"
-    if up_vec is None:
-        up_vec = kinematics.estimate_up(x, ex.posture)
-        up_source = f"estimated ({ex.posture})"
-    signals = kinematics.signals(x, up_vec)
-    if ex.signal == reps.HOLD:
-        seg = reps.segment_hold(x, fps, up_vec)
+  Args:
+    joints: (T, 17, 3) Human3.6M-17 joints in any rigid frame and unit (the lifter's normalised
+      camera frame, pixels, millimetres of motion capture).
+    exercise: exercise name or alias ('squat', 'deep squat', 'bench press', ...); ``None`` asks
+      ``classify``, or without one recognises it from the motion (with a confidence); unknown
+      names get the generic rules.
+    fps: frames per second of ``joints``.
+    up: the world's up direction in the input's frame (see :func:`parse_up`); estimated from the
+      skeleton when ``None``.
+    classify: optional action classifier, joints (T, 17, 3) -> exercise name.
+    rules_table: rules (default: the bundled ``rules.json``).
+    name: what to call the input in error messages (its path).
+    confidence: optional (T, 17) per-joint trust in [0, 1] (a detector's or lifter's); a rule
+      whose joints it hides is said as not judged (:func:`judge_limits`).
+    camera_axis: optional (3,) viewing direction of the camera in the input's frame (``(0, 0,
+      1)`` for a lifter's camera frame); a side view leaves knee valgus not judged.
+    uncertainty: optional (T, 17) doubt of a lifted 3D per joint, as a share of the body's
+      height (``infer``'s flip-augmentation spread); rules on doubtful joints are not judged.
+  Raises:
+    UserError: for a bad motion (see :func:`validate_joints`) or a bad ``up``.
+  """
+  x = validate_joints(joints, fps, name)
+  table = rules_table if rules_table is not None else rules.load_rules()
+  source = "given"
+  requested = exercise
+  confidence_ex = scores = None
+  if not exercise:
+    if classify is not None:
+      requested = classify(x.astype(np.float32))
+      source = "classifier"
     else:
-        seg = reps.segment_repetitions(x, fps, signal=ex.signal)
-    widths = _widths(x, up_vec)
-    rep_figs = [figs.rep_figures(signals, r, fps, len(x), widths) for r in seg.reps]
-    ranges = [figs.angle_ranges(signals, r) for r in seg.reps]
-    main = figs.add_set_figures(rep_figs, ranges)
-    for what, values in (("confidence", confidence), ("uncertainty", uncertainty)):
-        if values is not None and np.shape(values) != x.shape[:2]:
-            raise UserError(f"{name}: {what} has shape {np.shape(values)}, expected {x.shape[:2]} "
-                            "(one value per frame and joint)")
-    limits = judge_limits(x, seg, rep_figs, ex, confidence, camera_axis, uncertainty)
-    assessment = rules.assess(rep_figs, ex, limits)
-    return Analysis(ex_name, source, requested, float(fps), len(x), up_vec, up_source, signals, seg,
-                    rep_figs, ranges, main, assessment, confidence_ex, scores, tuple(limits.items()))
+      from perfectrep_jax.form.recognise import recognise
+
+      found = recognise(x)
+      requested, confidence_ex, scores = found.exercise, found.confidence, found.scores
+      source = "recognised"
+  ex_name = rules.resolve_exercise(requested, table)
+  ex = table[ex_name]
+  up_vec = parse_up(up)
+  up_source = "given"
+  if up_vec is None:
+    up_vec = kinematics.estimate_up(x, ex.posture)
+    up_source = f"estimated ({ex.posture})"
+  signals = kinematics.signals(x, up_vec)
+  if ex.signal == reps.HOLD:
+    seg = reps.segment_hold(x, fps, up_vec)
+  else:
+    seg = reps.segment_repetitions(x, fps, signal=ex.signal)
+  widths = _widths(x, up_vec)
+  rep_figs = [figs.rep_figures(signals, r, fps, len(x), widths) for r in seg.reps]
+  ranges = [figs.angle_ranges(signals, r) for r in seg.reps]
+  main = figs.add_set_figures(rep_figs, ranges)
+  for what, values in (("confidence", confidence), ("uncertainty", uncertainty)):
+    if values is not None and np.shape(values) != x.shape[:2]:
+      raise UserError(
+        f"{name}: {what} has shape {np.shape(values)}, expected {x.shape[:2]} (one value per frame and joint)"
+      )
+  limits = judge_limits(x, seg, rep_figs, ex, confidence, camera_axis, uncertainty)
+  assessment = rules.assess(rep_figs, ex, limits)
+  return Analysis(
+    ex_name,
+    source,
+    requested,
+    float(fps),
+    len(x),
+    up_vec,
+    up_source,
+    signals,
+    seg,
+    rep_figs,
+    ranges,
+    main,
+    assessment,
+    confidence_ex,
+    scores,
+    tuple(limits.items()),
+  )
 
 
 def load_joints(path: str | Path) -> tuple[np.ndarray, float | None]:
-    """Reads a 3D motion file for :func:`analyze_file`.
+  """Reads a 3D motion file for :func:`analyze_file`.
 
-    Accepts ``.npy`` (T, 17, 3) and the ``X3D.json`` that ``infer`` writes (``joints_3d`` and
-    ``fps``); for an ``.npy`` the frame rate comes from a ``.json`` of the same name beside it
-    when there is one.
+  Accepts ``.npy`` (T, 17, 3) and the ``X3D.json`` that ``infer`` writes (``joints_3d`` and
+  ``fps``); for an ``.npy`` the frame rate comes from a ``.json`` of the same name beside it
+  when there is one.
 
-    Returns:
-      ``(joints, fps)``: the array as stored and the frame rate, or ``None`` when unknown.
-    Raises:
-      UserError: missing, empty or unreadable file (named in the message).
-    """
-    import json
+  Returns:
+    ``(joints, fps)``: the array as stored and the frame rate, or ``None`` when unknown.
+  Raises:
+    UserError: missing, empty or unreadable file (named in the message).
+  """
+  import json
 
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: file not found")
-    if path.stat().st_size == 0:
-        raise UserError(f"{path}: the file is empty")
-    if path.suffix.lower() == ".json":
-        try:
-            doc = json.loads(path.read_text())
-            return np.asarray(doc["joints_3d"], np.float64), doc.get("fps")
-        except (KeyError, TypeError, ValueError, RecursionError) as e:  # ValueError: a 5000-digit number too
-            raise UserError(f"{path}: not a 3D motion JSON with a 'joints_3d' array "
-                            f"({str(e)[:200] or type(e).__name__})") from e
+  path = Path(path)
+  if not path.is_file():
+    raise UserError(f"{path}: file not found")
+  if path.stat().st_size == 0:
+    raise UserError(f"{path}: the file is empty")
+  if path.suffix.lower() == ".json":
     try:
-        joints = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
-        raise UserError(f"{path}: not a readable .npy array ({e})") from e
-    fps = None
-    side = path.with_suffix(".json")
-    if side.is_file():
+      doc = json.loads(path.read_text())
+      return np.asarray(doc["joints_3d"], np.float64), doc.get("fps")
+    except (KeyError, TypeError, ValueError, RecursionError) as e:  # ValueError: a 5000-digit number too
+      raise UserError(
+        f"{path}: not a 3D motion JSON with a 'joints_3d' array ({str(e)[:200] or type(e).__name__})"
+      ) from e
+  try:
+    joints = np.load(path, allow_pickle=False)
+  except (ValueError, OSError, EOFError) as e:
+    raise UserError(f"{path}: not a readable .npy array ({e})") from e
+  fps = None
+  side = path.with_suffix(".json")
+  if side.is_file():
+    try:
+      fps = json.loads(side.read_text()).get("fps")
+    except (ValueError, RecursionError, AttributeError):  # unreadable: the rate is unknown
+      fps = None
+  return joints, fps
+
+
+def analyze_file(
+  path: str | Path,
+  exercise: str | None = None,
+  out_dir: str | Path | None = None,
+  *,
+  fps: float | None = None,
+  up: str | np.ndarray | None = None,
+  classify: Callable[[np.ndarray], str] | None = None,
+  rules_path: str | Path | None = None,
+  html: bool = True,
+) -> dict:
+  """``perfectrep-jax analyze X3D.npy --exercise squat --out DIR``: :func:`load_joints` then
+  :func:`analyze`. ``fps`` defaults to the file's own (``X3D.json``), else 30. A JSON that
+  carries ``confidence`` ((T, 17) per-joint trust) or ``camera_axis`` (the camera's viewing
+  direction in the joints' frame) passes them on (:func:`judge_limits`)."""
+  import json
+
+  joints, file_fps = load_joints(path)
+  extras = {}
+  if Path(path).suffix.lower() == ".json":
+    doc = json.loads(Path(path).read_text())
+    for key in ("confidence", "camera_axis"):
+      if doc.get(key) is not None:
         try:
-            fps = json.loads(side.read_text()).get("fps")
-        except (ValueError, RecursionError, AttributeError):  # unreadable: the rate is unknown
-            fps = None
-    return joints, fps
+          extras[key] = np.asarray(doc[key], np.float64)
+        except (TypeError, ValueError) as e:
+          raise UserError(f"{path}: '{key}' is not an array of numbers ({e})") from e
+  return analyze(
+    joints,
+    exercise,
+    out_dir,
+    fps=float(fps or file_fps or 30.0),
+    up=up,
+    classify=classify,
+    rules_path=rules_path,
+    name=str(path),
+    html=html,
+    **extras,
+  )
 
 
-def analyze_file(path: str | Path, exercise: str | None = None, out_dir: str | Path | None = None, *,
-                 fps: float | None = None, up: str | np.ndarray | None = None,
-                 classify: Callable[[np.ndarray], str] | None = None,
-                 rules_path: str | Path | None = None, html: bool = True) -> dict:
-    """``perfectrep-jax analyze X3D.npy --exercise squat --out DIR``: :func:`load_joints` then
-    :func:`analyze`. ``fps`` defaults to the file's own (``X3D.json``), else 30. A JSON that
-    carries ``confidence`` ((T, 17) per-joint trust) or ``camera_axis`` (the camera's viewing
-    direction in the joints' frame) passes them on (:func:`judge_limits`)."""
-    import json
+def analyze(
+  joints_3d,
+  exercise: str | None = None,
+  out_dir: str | Path | None = None,
+  *,
+  fps: float = 30.0,
+  up: str | np.ndarray | None = None,
+  classify: Callable[[np.ndarray], str] | None = None,
+  rules_path: str | Path | None = None,
+  name: str = "input",
+  html: bool = True,
+  confidence: np.ndarray | None = None,
+  camera_axis: np.ndarray | None = None,
+  keypoints_2d: np.ndarray | None = None,
+  read_frame: Callable[[int], np.ndarray | None] | None = None,
+  uncertainty: np.ndarray | None = None,
+) -> dict:
+  """Analyses a motion and, given ``out_dir``, writes ``report.json`` and ``report.html`` there.
 
-    joints, file_fps = load_joints(path)
-    extras = {}
-    if Path(path).suffix.lower() == ".json":
-        doc = json.loads(Path(path).read_text())
-        for key in ("confidence", "camera_axis"):
-            if doc.get(key) is not None:
-                try:
-                    extras[key] = np.asarray(doc[key], np.float64)
-                except (TypeError, ValueError) as e:
-                    raise UserError(f"{path}: '{key}' is not an array of numbers ({e})") from e
-    return analyze(joints, exercise, out_dir, fps=float(fps or file_fps or 30.0), up=up, classify=classify,
-                   rules_path=rules_path, name=str(path), html=html, **extras)
+  This is what ``perfectrep-jax analyze X3D.npy --exercise squat --out DIR`` calls (and ``infer``
+  after lifting).
 
+  Args:
+    joints_3d: (T, 17, 3) joints in any rigid frame and unit.
+    exercise: exercise name or alias, or ``None`` (then ``classify``, else generic rules).
+    out_dir: where to write the report; nothing is written when ``None``.
+    fps: frames per second.
+    up: vertical in the input's frame ('z', '-y', 'a,b,c' or a vector); estimated when ``None``.
+    classify: optional action classifier, joints -> exercise name.
+    rules_path: a rules file replacing the bundled ``rules.json``.
+    name: the input's name for messages and the report (e.g. its path).
+    html: also write ``report.html`` with its plots.
+    confidence, camera_axis, uncertainty: see :func:`analyze_motion`.
+    keypoints_2d, read_frame: the 2D keypoints (T, 17, 2|3 pixels) of a video input and a reader
+      of its frames: each finding's worst repetition is shown on its video frame with the
+      skeleton drawn (:func:`perfectrep_jax.form.report.write_report`).
+  Returns:
+    the report as a JSON-ready dict (top-level ``reps``, ``score``, ``feedback``, ...).
+  Raises:
+    UserError: bad motion, ``up`` or rules file.
+  """
+  from perfectrep_jax.form import report  # matplotlib is only needed here
 
-def analyze(joints_3d, exercise: str | None = None, out_dir: str | Path | None = None, *,
-            fps: float = 30.0, up: str | np.ndarray | None = None,
-            classify: Callable[[np.ndarray], str] | None = None,
-            rules_path: str | Path | None = None, name: str = "input",
-            html: bool = True, confidence: np.ndarray | None = None,
-            camera_axis: np.ndarray | None = None, keypoints_2d: np.ndarray | None = None,
-            read_frame: Callable[[int], np.ndarray | None] | None = None,
-            uncertainty: np.ndarray | None = None) -> dict:
-    """Analyses a motion and, given ``out_dir``, writes ``report.json`` and ``report.html`` there.
-
-    This is what ``perfectrep-jax analyze X3D.npy --exercise squat --out DIR`` calls (and ``infer``
-    after lifting).
-
-    Args:
-      joints_3d: (T, 17, 3) joints in any rigid frame and unit.
-      exercise: exercise name or alias, or ``None`` (then ``classify``, else generic rules).
-      out_dir: where to write the report; nothing is written when ``None``.
-      fps: frames per second.
-      up: vertical in the input's frame ('z', '-y', 'a,b,c' or a vector); estimated when ``None``.
-      classify: optional action classifier, joints -> exercise name.
-      rules_path: a rules file replacing the bundled ``rules.json``.
-      name: the input's name for messages and the report (e.g. its path).
-      html: also write ``report.html`` with its plots.
-      confidence, camera_axis, uncertainty: see :func:`analyze_motion`.
-      keypoints_2d, read_frame: the 2D keypoints (T, 17, 2|3 pixels) of a video input and a reader
-        of its frames: each finding's worst repetition is shown on its video frame with the
-        skeleton drawn (:func:`perfectrep_jax.form.report.write_report`).
-    Returns:
-      the report as a JSON-ready dict (top-level ``reps``, ``score``, ``feedback``, ...).
-    Raises:
-      UserError: bad motion, ``up`` or rules file.
-    """
-    from perfectrep_jax.form import report  # matplotlib is only needed here
-
-    table = rules.load_rules(rules_path)
-    result = analyze_motion(joints_3d, exercise, fps=fps, up=up, classify=classify,
-                            rules_table=table, name=name, confidence=confidence, camera_axis=camera_axis,
-                            uncertainty=uncertainty)
-    doc = report.to_json(result, source=name)
-    if out_dir is not None:
-        report.write_report(result, doc, out_dir, html=html, keypoints_2d=keypoints_2d, read_frame=read_frame)
-    return doc
+  table = rules.load_rules(rules_path)
+  result = analyze_motion(
+    joints_3d,
+    exercise,
+    fps=fps,
+    up=up,
+    classify=classify,
+    rules_table=table,
+    name=name,
+    confidence=confidence,
+    camera_axis=camera_axis,
+    uncertainty=uncertainty,
+  )
+  doc = report.to_json(result, source=name)
+  if out_dir is not None:
+    report.write_report(result, doc, out_dir, html=html, keypoints_2d=keypoints_2d, read_frame=read_frame)
+  return doc

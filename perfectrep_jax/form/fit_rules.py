@@ -30,65 +30,69 @@ MOCAP_FPS = 50.0
 
 
 def squat_take_ids(subject: str) -> tuple[str, str]:
-    """(correct, faulty) take ids of a UI-PRMD subject's deep squats."""
-    return f"uiprmd_m01_{subject}", f"uiprmd_m01_{subject}_inc"
+  """(correct, faulty) take ids of a UI-PRMD subject's deep squats."""
+  return f"uiprmd_m01_{subject}", f"uiprmd_m01_{subject}_inc"
 
 
 def rep_figures(subjects, motion: dict[str, np.ndarray]) -> tuple[list[dict], list[dict]]:
-    """Per-repetition figures of the subjects' correct and faulty deep squats."""
-    correct, faulty = [], []
-    for s in subjects:
-        ok, bad = squat_take_ids(s)
-        correct += analyze_motion(motion[ok], "squat", fps=MOCAP_FPS).figures
-        faulty += analyze_motion(motion[bad], "squat", fps=MOCAP_FPS).figures
-    return correct, faulty
+  """Per-repetition figures of the subjects' correct and faulty deep squats."""
+  correct, faulty = [], []
+  for s in subjects:
+    ok, bad = squat_take_ids(s)
+    correct += analyze_motion(motion[ok], "squat", fps=MOCAP_FPS).figures
+    faulty += analyze_motion(motion[bad], "squat", fps=MOCAP_FPS).figures
+  return correct, faulty
 
 
-def fit_thresholds(rules_doc: dict, correct: list[dict], faulty: list[dict]) -> dict[str, tuple[float, float]]:
-    """``good`` and ``bad`` of every fitted squat rule.
+def fit_thresholds(
+  rules_doc: dict, correct: list[dict], faulty: list[dict]
+) -> dict[str, tuple[float, float]]:
+  """``good`` and ``bad`` of every fitted squat rule.
 
-    Raises:
-      ValueError: a fitted figure does not separate correct from faulty repetitions.
-    """
-    out = {}
-    for rule in rules_doc["exercises"]["squat"]["rules"]:
-        if not rule["source"].startswith("fitted"):
-            continue
-        c = np.array([f[rule["figure"]] for f in correct if f[rule["figure"]] is not None])
-        b = np.array([f[rule["figure"]] for f in faulty if f[rule["figure"]] is not None])
-        higher = rule["better"] == "higher"
-        good = float(np.quantile(c, 0.1 if higher else 0.9))
-        bad = float(np.median(b))
-        if (bad >= good) if higher else (bad <= good):
-            raise ValueError(f"figure {rule['figure']} does not separate correct from faulty squats "
-                             f"(good {good:.3f}, bad {bad:.3f})")
-        out[rule["id"]] = (round(good, 3), round(bad, 3))
-    return out
+  Raises:
+    ValueError: a fitted figure does not separate correct from faulty repetitions.
+  """
+  out = {}
+  for rule in rules_doc["exercises"]["squat"]["rules"]:
+    if not rule["source"].startswith("fitted"):
+      continue
+    c = np.array([f[rule["figure"]] for f in correct if f[rule["figure"]] is not None])
+    b = np.array([f[rule["figure"]] for f in faulty if f[rule["figure"]] is not None])
+    higher = rule["better"] == "higher"
+    good = float(np.quantile(c, 0.1 if higher else 0.9))
+    bad = float(np.median(b))
+    if (bad >= good) if higher else (bad <= good):
+      raise ValueError(
+        f"figure {rule['figure']} does not separate correct from faulty squats "
+        f"(good {good:.3f}, bad {bad:.3f})"
+      )
+    out[rule["id"]] = (round(good, 3), round(bad, 3))
+  return out
 
 
 def bundled_rules_path() -> Path:
-    return Path(str(resources.files("perfectrep_jax.form").joinpath("rules.json")))
+  return Path(str(resources.files("perfectrep_jax.form").joinpath("rules.json")))
 
 
 def main(argv=None) -> None:
-    from perfectrep_jax.data.demo import load_takes
+  from perfectrep_jax.data.demo import load_takes
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--write", action="store_true", help="store the fitted values in rules.json")
-    args = parser.parse_args(argv)
-    path = bundled_rules_path()
-    doc = json.loads(path.read_text())
-    motion, _ = load_takes()
-    correct, faulty = rep_figures(FIT_SUBJECTS, motion)
-    fitted = fit_thresholds(doc, correct, faulty)
-    for rule in doc["exercises"]["squat"]["rules"]:
-        if rule["id"] in fitted:
-            rule["good"], rule["bad"] = fitted[rule["id"]]
-            print(f"squat.{rule['id']}: {rule['figure']} good {rule['good']} bad {rule['bad']}")
-    if args.write:
-        path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
-        print(f"wrote {path}")
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--write", action="store_true", help="store the fitted values in rules.json")
+  args = parser.parse_args(argv)
+  path = bundled_rules_path()
+  doc = json.loads(path.read_text())
+  motion, _ = load_takes()
+  correct, faulty = rep_figures(FIT_SUBJECTS, motion)
+  fitted = fit_thresholds(doc, correct, faulty)
+  for rule in doc["exercises"]["squat"]["rules"]:
+    if rule["id"] in fitted:
+      rule["good"], rule["bad"] = fitted[rule["id"]]
+      print(f"squat.{rule['id']}: {rule['figure']} good {rule['good']} bad {rule['bad']}")
+  if args.write:
+    path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
-    main()
+  main()

@@ -33,9 +33,14 @@ from perfectrep_jax.models.heads import ActionConfig
 STATE_KEYS = ("model", "model_pos", "state_dict")
 ARGS_KEYS = ("args", "opts", "config", "cfg", "hparams", "hyper_parameters")
 DEFAULT_NUM_HEADS = 8
-_LEAF_NAMES = {"kernel": "weight", "scale": "weight", "bias": "bias",
-               "mean": "running_mean", "var": "running_var",
-               "num_batches_tracked": "num_batches_tracked"}
+_LEAF_NAMES = {
+  "kernel": "weight",
+  "scale": "weight",
+  "bias": "bias",
+  "mean": "running_mean",
+  "var": "running_var",
+  "num_batches_tracked": "num_batches_tracked",
+}
 
 
 # ---------------------------------------------------------------------------- names and shapes
@@ -54,8 +59,10 @@ def torch_key(path: tuple[Any, ...]) -> tuple[str, bool]:
 
 
 def _flat_weights(model: nnx.Module) -> list[tuple[tuple[Any, ...], Any]]:
-  return [(tuple(path), var.get_value() if hasattr(var, "get_value") else var.value)
-          for path, var in nnx.to_flat_state(nnx.state(model, model_dir.WEIGHTS))]
+  return [
+    (tuple(path), var.get_value() if hasattr(var, "get_value") else var.value)
+    for path, var in nnx.to_flat_state(nnx.state(model, model_dir.WEIGHTS))
+  ]
 
 
 def find_state_dict(ckpt: Any, source: str) -> dict[str, np.ndarray]:
@@ -68,15 +75,16 @@ def find_state_dict(ckpt: Any, source: str) -> dict[str, np.ndarray]:
       state = ckpt
     else:
       keys = [short_text(str(k), 40) for k in list(ckpt)[:10]]
-      raise UserError(f"{source}: no model weights found (looked for keys {list(STATE_KEYS)}; "
-                      f"top-level keys are {keys}{' ...' if len(ckpt) > 10 else ''})")
+      raise UserError(
+        f"{source}: no model weights found (looked for keys {list(STATE_KEYS)}; "
+        f"top-level keys are {keys}{' ...' if len(ckpt) > 10 else ''})"
+      )
   out = {}
   for key, value in state.items():
     key = str(key)
-    key = key[len("module."):] if key.startswith("module.") else key
+    key = key[len("module.") :] if key.startswith("module.") else key
     if not isinstance(value, np.ndarray):
-      raise UserError(f"{source}: weight {short_text(key, 80)} is not a tensor "
-                      f"({type(value).__name__})")
+      raise UserError(f"{source}: weight {short_text(key, 80)} is not a tensor ({type(value).__name__})")
     out[key] = value
   return out
 
@@ -93,8 +101,9 @@ def checkpoint_num_heads(ckpt: Any) -> tuple[int | None, str | None]:
     args = ckpt.get(key)
     if not isinstance(args, Mapping):
       continue
-    places = [(f"'{key}'", args)] + [(f"'{key}' / '{k}'", v) for k, v in args.items()
-                                     if isinstance(k, str) and isinstance(v, Mapping)]
+    places = [(f"'{key}'", args)] + [
+      (f"'{key}' / '{k}'", v) for k, v in args.items() if isinstance(k, str) and isinstance(v, Mapping)
+    ]
     for where, d in places:
       heads = d.get("num_heads")
       if isinstance(heads, (int, np.integer)) and not isinstance(heads, bool) and heads > 0:
@@ -103,17 +112,20 @@ def checkpoint_num_heads(ckpt: Any) -> tuple[int | None, str | None]:
 
 
 def _count_blocks(state: Mapping[str, np.ndarray], prefix: str) -> int:
-  idx = {int(k[len(prefix):].split(".")[0]) for k in state if k.startswith(prefix)}
+  idx = {int(k[len(prefix) :].split(".")[0]) for k in state if k.startswith(prefix)}
   if idx != set(range(len(idx))):
     shown = sorted(idx)[:10]
-    raise ValueError(f"blocks under {prefix!r} are not numbered 0..n-1: {shown}"
-                     f"{' ...' if len(idx) > 10 else ''}")
+    raise ValueError(
+      f"blocks under {prefix!r} are not numbered 0..n-1: {shown}{' ...' if len(idx) > 10 else ''}"
+    )
   return len(idx)
 
 
-def infer_backbone_config(state: Mapping[str, np.ndarray], num_heads: int,
-                          prefix: str = "") -> DSTformerConfig:
+def infer_backbone_config(
+  state: Mapping[str, np.ndarray], num_heads: int, prefix: str = ""
+) -> DSTformerConfig:
   """Reads a DSTformer's hyper-parameters off the shapes of its state dict."""
+
   def get(name):
     return state.get(prefix + name)
 
@@ -128,17 +140,23 @@ def infer_backbone_config(state: Mapping[str, np.ndarray], num_heads: int,
   pre = get("pre_logits.fc.weight")
   head = get("head.weight")
   return DSTformerConfig(
-      dim_in=int(dim_in), dim_feat=int(dim_feat),
-      dim_out=int(head.shape[0]) if head is not None else 0,
-      dim_rep=int(pre.shape[0]) if pre is not None else 0,
-      depth=depth, num_heads=num_heads, mlp_ratio=fc1.shape[0] / dim_feat,
-      num_joints=int(pos.shape[1]), maxlen=int(temp.shape[1]),
-      qkv_bias=get("blocks_st.0.attn_s.qkv.bias") is not None,
-      att_fuse=get("ts_attn.0.weight") is not None)
+    dim_in=int(dim_in),
+    dim_feat=int(dim_feat),
+    dim_out=int(head.shape[0]) if head is not None else 0,
+    dim_rep=int(pre.shape[0]) if pre is not None else 0,
+    depth=depth,
+    num_heads=num_heads,
+    mlp_ratio=fc1.shape[0] / dim_feat,
+    num_joints=int(pos.shape[1]),
+    maxlen=int(temp.shape[1]),
+    qkv_bias=get("blocks_st.0.attn_s.qkv.bias") is not None,
+    att_fuse=get("ts_attn.0.weight") is not None,
+  )
 
 
-def infer_model(state: Mapping[str, np.ndarray], num_heads: int,
-                part: str = "auto") -> tuple[str, Any, dict[str, np.ndarray]]:
+def infer_model(
+  state: Mapping[str, np.ndarray], num_heads: int, part: str = "auto"
+) -> tuple[str, Any, dict[str, np.ndarray]]:
   """Decides what the state dict holds; returns (kind, config, the state dict of that model).
 
   ``part``: ``auto`` (the whole model), or ``backbone`` (only the DSTformer of an action model).
@@ -147,16 +165,19 @@ def infer_model(state: Mapping[str, np.ndarray], num_heads: int,
   if part not in ("auto", "backbone"):
     raise ValueError(f"part must be 'auto' or 'backbone', got {part!r}")
   if is_action and (part == "backbone" or not any(k.startswith("head.fc1.") for k in state)):
-    backbone = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
+    backbone = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
     return "lifter", infer_backbone_config(backbone, num_heads), backbone
   if not is_action:
     return "lifter", infer_backbone_config(state, num_heads), dict(state)
   backbone = infer_backbone_config(state, num_heads, prefix="backbone.")
   fc1 = state["head.fc1.weight"]
   fc2 = state.get("head.fc2.weight")
-  cfg = ActionConfig(backbone=backbone, hidden_dim=int(fc1.shape[0]),
-                     num_classes=int(fc2.shape[0]) if fc2 is not None else 0,
-                     version="class" if fc2 is not None else "embed")
+  cfg = ActionConfig(
+    backbone=backbone,
+    hidden_dim=int(fc1.shape[0]),
+    num_classes=int(fc2.shape[0]) if fc2 is not None else 0,
+    version="class" if fc2 is not None else "embed",
+  )
   return "action", cfg, dict(state)
 
 
@@ -177,16 +198,17 @@ def load_state_dict(model: nnx.Module, state: Mapping[str, np.ndarray], source: 
       continue
     arr = state[key].T if transposed else state[key]
     if tuple(arr.shape) != tuple(shape):
-      mis_shaped.append(f"{key} {tuple(state[key].shape)} (expected "
-                        f"{tuple(shape[::-1] if transposed else shape)})")
+      mis_shaped.append(
+        f"{key} {tuple(state[key].shape)} (expected {tuple(shape[::-1] if transposed else shape)})"
+      )
     new[path] = np.asarray(arr, dtype=dtype)
   if missing or unexpected or mis_shaped:
     problems = []
-    for label, keys in (("missing", missing), ("unexpected", unexpected),
-                        ("mis-shaped", mis_shaped)):
+    for label, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", mis_shaped)):
       if keys:
         shown = ", ".join(short_text(k, 120) for k in keys[:8]) + (
-            f" and {len(keys) - 8} more" if len(keys) > 8 else "")
+          f" and {len(keys) - 8} more" if len(keys) > 8 else ""
+        )
         problems.append(f"{len(keys)} {label}: {shown}")
     raise UserError(f"{source}: weights do not fit the inferred model: " + "; ".join(problems))
   flat = nnx.to_flat_state(nnx.state(model, model_dir.WEIGHTS))
@@ -195,8 +217,9 @@ def load_state_dict(model: nnx.Module, state: Mapping[str, np.ndarray], source: 
   nnx.update(model, nnx.from_flat_state(flat))
 
 
-def convert_checkpoint(src: str | Path, out_dir: str | Path, *, num_heads: int | None = None,
-                       part: str = "auto") -> tuple[nnx.Module, dict[str, Any]]:
+def convert_checkpoint(
+  src: str | Path, out_dir: str | Path, *, num_heads: int | None = None, part: str = "auto"
+) -> tuple[nnx.Module, dict[str, Any]]:
   """Reads a PyTorch ``.bin``, builds the matching Flax model and writes a model directory.
 
   The head count comes from the checkpoint's training arguments where it carries them, else from
@@ -210,8 +233,10 @@ def convert_checkpoint(src: str | Path, out_dir: str | Path, *, num_heads: int |
   recorded, where = checkpoint_num_heads(ckpt)
   if recorded is not None:
     if num_heads is not None and num_heads != recorded:
-      raise UserError(f"{src}: the checkpoint's training arguments ({where}) say num_heads="
-                      f"{recorded}, but {num_heads} heads were asked for; drop --num-heads")
+      raise UserError(
+        f"{src}: the checkpoint's training arguments ({where}) say num_heads="
+        f"{recorded}, but {num_heads} heads were asked for; drop --num-heads"
+      )
     num_heads, heads_from = recorded, f"the checkpoint's training arguments {where}"
   elif num_heads is not None:
     heads_from = "num_heads argument"
@@ -258,12 +283,20 @@ def export_checkpoint(model_path: str | Path, dst: str | Path, *, step: int | No
   model, meta = model_dir.load_model(model_path, step=step)
   state = {k: torch.from_numpy(v) for k, v in to_state_dict(model, prefix="module.").items()}
   backbone = getattr(model.config, "backbone", model.config)
-  ckpt = {"epoch": int(meta.get("epoch", 0)), "lr": float(meta.get("lr", 0.0)),
-          "optimizer": {"state": {}, "param_groups": []}, "model": state,
-          "min_loss": float(meta.get("min_loss", 0.0)),
-          # what the shapes cannot tell a reader (upstream's loaders read only "model")
-          "args": {"num_heads": int(backbone.num_heads), "dim_feat": int(backbone.dim_feat),
-                   "depth": int(backbone.depth), "maxlen": int(backbone.maxlen)}}
+  ckpt = {
+    "epoch": int(meta.get("epoch", 0)),
+    "lr": float(meta.get("lr", 0.0)),
+    "optimizer": {"state": {}, "param_groups": []},
+    "model": state,
+    "min_loss": float(meta.get("min_loss", 0.0)),
+    # what the shapes cannot tell a reader (upstream's loaders read only "model")
+    "args": {
+      "num_heads": int(backbone.num_heads),
+      "dim_feat": int(backbone.dim_feat),
+      "depth": int(backbone.depth),
+      "maxlen": int(backbone.maxlen),
+    },
+  }
   dst.parent.mkdir(parents=True, exist_ok=True)
   tmp = dst.with_name(f".{dst.name}.tmp")
   try:

@@ -72,8 +72,9 @@ class Budget:
   def charge(self, nbytes: int, for_what: str) -> None:
     if nbytes < 0 or nbytes > self.left:
       raise pickle.UnpicklingError(
-          f"{for_what} needs {nbytes:,} bytes, more than {self.what} can hold "
-          f"({self.left:,} bytes left of its budget)")
+        f"{for_what} needs {nbytes:,} bytes, more than {self.what} can hold "
+        f"({self.left:,} bytes left of its budget)"
+      )
     self.left -= nbytes
 
 
@@ -100,10 +101,15 @@ class BoundedReader:
 
 def plain_dtype(dtype: Any, what: str) -> np.dtype:
   """A dtype of booleans, numbers or strings; anything else (objects, records) is refused."""
-  if not isinstance(dtype, np.dtype) or dtype.kind not in _PLAIN_KINDS or dtype.fields is not None \
-     or dtype.subdtype is not None:
-    raise pickle.UnpicklingError(f"{what}: dtype {short(str(dtype))} is not allowed "
-                                 "(only booleans, numbers and strings)")
+  if (
+    not isinstance(dtype, np.dtype)
+    or dtype.kind not in _PLAIN_KINDS
+    or dtype.fields is not None
+    or dtype.subdtype is not None
+  ):
+    raise pickle.UnpicklingError(
+      f"{what}: dtype {short(str(dtype))} is not allowed (only booleans, numbers and strings)"
+    )
   return dtype
 
 
@@ -156,18 +162,22 @@ class _NDArrayType:
 
 def numpy_globals(*, arrays: bool) -> dict[tuple[str, str], Callable[["SafeUnpickler"], Any]]:
   """Allow-listed numpy globals: dtypes and scalars, and with ``arrays`` the ndarray rebuilder."""
+
   def scalar(u: SafeUnpickler):
     def make(dtype, data: bytes = b""):
       dt = plain_dtype(_dtype_of(dtype, "numpy scalar"), "numpy scalar")
       if not isinstance(data, bytes) or len(data) != dt.itemsize:
         raise pickle.UnpicklingError("malformed numpy scalar")
       return np.frombuffer(data, dtype=dt, count=1)[0]
+
     return make
 
   def reconstruct(u: SafeUnpickler):
     if not arrays:
+
       def refuse(*_unused):
         raise pickle.UnpicklingError("numpy arrays inside the pickle are not supported")
+
       return refuse
 
     def make(subtype, shape=None, typecode=None):
@@ -176,14 +186,15 @@ def numpy_globals(*, arrays: bool) -> dict[tuple[str, str], Callable[["SafeUnpic
       arr = np.empty((0,), np.int8)  # its state (shape, dtype, data) comes with BUILD
       u.unbuilt_arrays[id(arr)] = arr
       return arr
+
     return make
 
   out = {
-      ("numpy", "dtype"): lambda u: NumpyDType,
-      ("numpy.core.multiarray", "scalar"): scalar,
-      ("numpy._core.multiarray", "scalar"): scalar,
-      ("numpy.core.multiarray", "_reconstruct"): reconstruct,
-      ("numpy._core.multiarray", "_reconstruct"): reconstruct,
+    ("numpy", "dtype"): lambda u: NumpyDType,
+    ("numpy.core.multiarray", "scalar"): scalar,
+    ("numpy._core.multiarray", "scalar"): scalar,
+    ("numpy.core.multiarray", "_reconstruct"): reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): reconstruct,
   }
   if arrays:
     out[("numpy", "ndarray")] = lambda u: _NDArrayType()
@@ -211,8 +222,8 @@ class SafeUnpickler(pickle._Unpickler):  # pylint: disable=protected-access
     factory = self.GLOBALS.get((module, name))
     if factory is None:
       raise pickle.UnpicklingError(
-          f"refusing to load global '{short_text(str(module), 60)}.{short_text(str(name), 60)}': "
-          f"{self.purpose}")
+        f"refusing to load global '{short_text(str(module), 60)}.{short_text(str(name), 60)}': {self.purpose}"
+      )
     return factory(self)
 
   def load(self):
@@ -233,12 +244,12 @@ class SafeUnpickler(pickle._Unpickler):  # pylint: disable=protected-access
       self._build_array(inst, state)
       del self.unbuilt_arrays[id(inst)]
     elif type(inst) is collections.OrderedDict:  # torch state dicts carry `_metadata`
-      if not isinstance(state, dict) or not all(isinstance(k, str) and k.startswith("_")
-                                                for k in state):
+      if not isinstance(state, dict) or not all(isinstance(k, str) and k.startswith("_") for k in state):
         raise pickle.UnpicklingError("an OrderedDict's state may only set private attributes")
       inst.__dict__.update(state)
     else:
       raise pickle.UnpicklingError(f"refusing to set the state of a {type(inst).__name__}")
+
   dispatch[pickle.BUILD[0]] = _load_build
 
   def _build_array(self, arr: np.ndarray, state: Any) -> None:
@@ -246,8 +257,7 @@ class SafeUnpickler(pickle._Unpickler):  # pylint: disable=protected-access
     if not isinstance(state, tuple) or len(state) != 5:
       raise pickle.UnpicklingError("malformed numpy array state")
     _version, shape, dtype, fortran, raw = state
-    if not isinstance(shape, tuple) or len(shape) > 32 or not all(
-        type(n) is int and n >= 0 for n in shape):
+    if not isinstance(shape, tuple) or len(shape) > 32 or not all(type(n) is int and n >= 0 for n in shape):
       raise pickle.UnpicklingError("malformed numpy array shape")
     dtype = _dtype_of(dtype, "numpy array")
     count = int(np.prod(shape, dtype=object)) if shape else 1
@@ -259,8 +269,9 @@ class SafeUnpickler(pickle._Unpickler):  # pylint: disable=protected-access
       plain_dtype(dtype, "numpy array")
       if not isinstance(raw, bytes) or len(raw) != count * dtype.itemsize:
         raise pickle.UnpicklingError(
-            f"numpy array of shape {short(shape)} and dtype {dtype} does not match its "
-            f"{len(raw) if isinstance(raw, bytes) else 0} bytes of data")
+          f"numpy array of shape {short(shape)} and dtype {dtype} does not match its "
+          f"{len(raw) if isinstance(raw, bytes) else 0} bytes of data"
+        )
       self.budget.charge(len(raw), "a numpy array")
     arr.__setstate__((1, shape, dtype, bool(fortran), raw))
 
@@ -268,6 +279,7 @@ class SafeUnpickler(pickle._Unpickler):  # pylint: disable=protected-access
     _check_key(self.stack[-2])
     self._check_mapping(self.stack[-3])
     pickle._Unpickler.load_setitem(self)  # pylint: disable=protected-access
+
   dispatch[pickle.SETITEM[0]] = _load_setitem
 
   def _load_setitems(self):
@@ -276,27 +288,30 @@ class SafeUnpickler(pickle._Unpickler):  # pylint: disable=protected-access
       _check_key(k)
     self._check_mapping(self.metastack[-1][-1] if self.metastack and self.metastack[-1] else None)
     pickle._Unpickler.load_setitems(self)  # pylint: disable=protected-access
+
   dispatch[pickle.SETITEMS[0]] = _load_setitems
 
   def _load_dict(self):
     for k in self.stack[0::2]:
       _check_key(k)
     pickle._Unpickler.load_dict(self)  # pylint: disable=protected-access
+
   dispatch[pickle.DICT[0]] = _load_dict
 
   def _load_additems(self):
     for k in self.stack:
       _check_key(k)
-    if not isinstance(self.metastack[-1][-1] if self.metastack and self.metastack[-1] else None,
-                      set):
+    if not isinstance(self.metastack[-1][-1] if self.metastack and self.metastack[-1] else None, set):
       raise pickle.UnpicklingError("ADDITEMS on something other than a set")
     pickle._Unpickler.load_additems(self)  # pylint: disable=protected-access
+
   dispatch[pickle.ADDITEMS[0]] = _load_additems
 
   def _load_frozenset(self):
     for k in self.stack:
       _check_key(k)
     pickle._Unpickler.load_frozenset(self)  # pylint: disable=protected-access
+
   dispatch[pickle.FROZENSET[0]] = _load_frozenset
 
   @staticmethod
@@ -306,6 +321,7 @@ class SafeUnpickler(pickle._Unpickler):  # pylint: disable=protected-access
 
   def _refuse_class_instance(self):
     raise pickle.UnpicklingError("class instances (INST/OBJ/NEWOBJ) are not allowed")
+
   for _op in (pickle.INST, pickle.OBJ, pickle.NEWOBJ, pickle.NEWOBJ_EX):
     dispatch[_op[0]] = _refuse_class_instance
   del _op
@@ -313,10 +329,12 @@ class SafeUnpickler(pickle._Unpickler):  # pylint: disable=protected-access
 
 def ordered_dict(u: SafeUnpickler):
   """``collections.OrderedDict`` as pickles call it: with no arguments (items come after)."""
+
   def make(*args):
     if args:
       raise pickle.UnpicklingError("OrderedDict with constructor arguments is not allowed")
     return collections.OrderedDict()
+
   return make
 
 
@@ -375,8 +393,9 @@ def _read_npy(f, budget: Budget) -> np.ndarray:
   if dtype.hasobject:
     if dtype != np.dtype(object):
       raise pickle.UnpicklingError("record arrays holding objects are not allowed")
-    arr = _NpyUnpickler(f, budget, "only dicts, lists, tuples, strings, numbers and numpy "
-                        "arrays are allowed in this file").load()
+    arr = _NpyUnpickler(
+      f, budget, "only dicts, lists, tuples, strings, numbers and numpy arrays are allowed in this file"
+    ).load()
     if not isinstance(arr, np.ndarray) or arr.dtype != object or arr.shape != tuple(shape):
       raise pickle.UnpicklingError("the pickled object does not match the array header")
     return arr

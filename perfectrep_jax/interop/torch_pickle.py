@@ -22,20 +22,27 @@ from typing import Any
 import numpy as np
 
 from perfectrep_jax.errors import UserError
-from perfectrep_jax.interop.safe_pickle import (Budget, SafeUnpickler, error_text, numpy_globals,
-                                                ordered_dict, short, short_text)
+from perfectrep_jax.interop.safe_pickle import (
+  Budget,
+  SafeUnpickler,
+  error_text,
+  numpy_globals,
+  ordered_dict,
+  short,
+  short_text,
+)
 
 # torch storage class name -> numpy dtype of its elements.
 _STORAGE_DTYPES: dict[str, np.dtype] = {
-    "FloatStorage": np.dtype("<f4"),
-    "DoubleStorage": np.dtype("<f8"),
-    "HalfStorage": np.dtype("<f2"),
-    "LongStorage": np.dtype("<i8"),
-    "IntStorage": np.dtype("<i4"),
-    "ShortStorage": np.dtype("<i2"),
-    "CharStorage": np.dtype("i1"),
-    "ByteStorage": np.dtype("u1"),
-    "BoolStorage": np.dtype("?"),
+  "FloatStorage": np.dtype("<f4"),
+  "DoubleStorage": np.dtype("<f8"),
+  "HalfStorage": np.dtype("<f2"),
+  "LongStorage": np.dtype("<i8"),
+  "IntStorage": np.dtype("<i4"),
+  "ShortStorage": np.dtype("<i2"),
+  "CharStorage": np.dtype("i1"),
+  "ByteStorage": np.dtype("u1"),
+  "BoolStorage": np.dtype("?"),
 }
 try:  # bfloat16 storages read through ml_dtypes, which JAX depends on.
   import ml_dtypes
@@ -88,15 +95,15 @@ class _Storage:
         raw = f.read(nbytes)
       if len(raw) < nbytes:
         raise pickle.UnpicklingError(
-            f"storage {self.key} holds {len(raw) // self.dtype.itemsize} elements, {self.numel} "
-            "expected (truncated file?)")
+          f"storage {self.key} holds {len(raw) // self.dtype.itemsize} elements, {self.numel} "
+          "expected (truncated file?)"
+        )
       self.data = np.frombuffer(raw, dtype=self.dtype)
     return self.data
 
 
 def _int_tuple(value: Any, what: str) -> tuple[int, ...]:
-  if not isinstance(value, (tuple, list)) or len(value) > 64 or not all(
-      isinstance(v, int) for v in value):
+  if not isinstance(value, (tuple, list)) or len(value) > 64 or not all(isinstance(v, int) for v in value):
     raise pickle.UnpicklingError(f"malformed tensor {what}")
   return tuple(int(v) for v in value)
 
@@ -107,6 +114,7 @@ def _rebuild_tensor(loader: "_RestrictedUnpickler"):
   The whole view must lie inside the storage for every sign of stride (lowest and highest element
   both checked), and the copy is charged to the load's budget before it is made.
   """
+
   def rebuild(storage, storage_offset, size, stride, *_unused) -> np.ndarray:
     if not isinstance(storage, _Storage) or storage.loader is not loader:
       raise pickle.UnpicklingError("tensor without a storage of this archive")
@@ -116,7 +124,8 @@ def _rebuild_tensor(loader: "_RestrictedUnpickler"):
     offset = int(storage_offset)
     if not 0 <= offset <= storage.numel:
       raise pickle.UnpicklingError(
-          f"tensor offset {short(offset)} outside its storage of {storage.numel} elements")
+        f"tensor offset {short(offset)} outside its storage of {storage.numel} elements"
+      )
     count = 1
     for n in size:
       count *= n
@@ -126,20 +135,23 @@ def _rebuild_tensor(loader: "_RestrictedUnpickler"):
     high = offset + sum((n - 1) * s for n, s in zip(size, stride) if s > 0)
     if low < 0 or high >= storage.numel:
       raise pickle.UnpicklingError(
-          f"tensor of size {short(size)} and stride {short(stride)} at offset {offset} reaches "
-          f"elements {short(low)}..{short(high)} of a storage of {storage.numel}")
+        f"tensor of size {short(size)} and stride {short(stride)} at offset {offset} reaches "
+        f"elements {short(low)}..{short(high)} of a storage of {storage.numel}"
+      )
     loader.budget.charge(count * storage.dtype.itemsize, f"a tensor of size {short(size)}")
     data = storage.prefix(high + 1)
     view = np.lib.stride_tricks.as_strided(
-        data[offset:], shape=size, strides=tuple(s * data.itemsize for s in stride),
-        writeable=False)
+      data[offset:], shape=size, strides=tuple(s * data.itemsize for s in stride), writeable=False
+    )
     return np.array(view)
+
   return rebuild
 
 
 def _rebuild_parameter(_loader):
   def rebuild(data: np.ndarray, requires_grad=None, backward_hooks=None, *_unused):
     return data
+
   return rebuild
 
 
@@ -147,18 +159,17 @@ class _RestrictedUnpickler(SafeUnpickler):
   """Unpickler that resolves only allow-listed globals and reads storages from the archive."""
 
   GLOBALS = {
-      ("collections", "OrderedDict"): ordered_dict,
-      ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
-      ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
-      ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-      ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
-      **numpy_globals(arrays=False),
-      **{("torch", name): (lambda _u, name=name: _StorageType(name)) for name in _STORAGE_DTYPES},
+    ("collections", "OrderedDict"): ordered_dict,
+    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
+    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
+    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+    ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
+    **numpy_globals(arrays=False),
+    **{("torch", name): (lambda _u, name=name: _StorageType(name)) for name in _STORAGE_DTYPES},
   }
 
   def __init__(self, file, archive: zipfile.ZipFile, prefix: str, budget: Budget):
-    super().__init__(file, budget, "only tensors, storages and plain containers are allowed in "
-                     "a checkpoint")
+    super().__init__(file, budget, "only tensors, storages and plain containers are allowed in a checkpoint")
     self.archive = archive
     self._prefix = prefix
     self._storages: dict[str, _Storage] = {}
@@ -167,8 +178,7 @@ class _RestrictedUnpickler(SafeUnpickler):
     try:
       return self.archive.getinfo(f"{self._prefix}data/{key}")
     except KeyError:
-      raise pickle.UnpicklingError(f"storage {short_text(key, 40)} is missing from the archive"
-                                   ) from None
+      raise pickle.UnpicklingError(f"storage {short_text(key, 40)} is missing from the archive") from None
 
   def persistent_load(self, pid):
     if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
@@ -184,8 +194,8 @@ class _RestrictedUnpickler(SafeUnpickler):
       count = declared // storage_type.dtype.itemsize
       if count < numel:
         raise pickle.UnpicklingError(
-            f"storage {short_text(key, 40)} holds {count} elements, {short(numel)} expected "
-            "(truncated file?)")
+          f"storage {short_text(key, 40)} holds {count} elements, {short(numel)} expected (truncated file?)"
+        )
       self._storages[key] = _Storage(self, key, storage_type.dtype, numel)
     storage = self._storages[key]
     if storage.dtype != storage_type.dtype or storage.numel != numel:
@@ -209,10 +219,11 @@ def load_torch_checkpoint(path: str | Path) -> Any:
     with open(path, "rb") as f:
       head = f.read(2)
     if head[:1] == b"\x80":
-      raise UserError(f"{path}: a legacy (pre-1.6, non-zip) torch.save file; re-save it with "
-                      "torch.save(..., _use_new_zipfile_serialization=True)") from None
-    raise UserError(f"{path}: not a PyTorch checkpoint (not a zip archive; truncated or corrupt?)"
-                    ) from None
+      raise UserError(
+        f"{path}: a legacy (pre-1.6, non-zip) torch.save file; re-save it with "
+        "torch.save(..., _use_new_zipfile_serialization=True)"
+      ) from None
+    raise UserError(f"{path}: not a PyTorch checkpoint (not a zip archive; truncated or corrupt?)") from None
   with archive:
     pickles = [n for n in archive.namelist() if n.endswith("data.pkl")]
     if len(pickles) != 1:

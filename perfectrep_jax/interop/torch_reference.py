@@ -26,7 +26,7 @@ class TorchAttention(nn.Module):
     super().__init__()
     self.temporal = temporal
     self.heads = cfg.num_heads
-    self.scale = cfg.qk_scale or cfg.head_dim ** -0.5
+    self.scale = cfg.qk_scale or cfg.head_dim**-0.5
     self.qkv = nn.Linear(cfg.dim_feat, 3 * cfg.dim_feat, bias=cfg.qkv_bias)
     self.proj = nn.Linear(cfg.dim_feat, cfg.dim_feat)
     self.attn_drop = nn.Dropout(cfg.attn_drop_rate)
@@ -79,9 +79,11 @@ class TorchBlock(nn.Module):
     return y * mask / keep
 
   def forward(self, x, frames):
-    stages = [(self.norm1_s, self.attn_s, self.norm2_s, self.mlp_s),
-              (self.norm1_t, self.attn_t, self.norm2_t, self.mlp_t)]
-    for norm1, attn, norm2, mlp in (stages if self.spatial_first else stages[::-1]):
+    stages = [
+      (self.norm1_s, self.attn_s, self.norm2_s, self.mlp_s),
+      (self.norm1_t, self.attn_t, self.norm2_t, self.mlp_t),
+    ]
+    for norm1, attn, norm2, mlp in stages if self.spatial_first else stages[::-1]:
       x = x + self._branch(attn(norm1(x), frames))
       x = x + self._branch(mlp(norm2(x)))
     return x
@@ -100,8 +102,11 @@ class TorchDSTformer(nn.Module):
     self.blocks_st = nn.ModuleList([TorchBlock(cfg, True, r) for r in rates])
     self.blocks_ts = nn.ModuleList([TorchBlock(cfg, False, r) for r in rates])
     self.norm = nn.LayerNorm(c, eps=1e-6)
-    self.pre_logits = (nn.Sequential() if not cfg.dim_rep else
-                       nn.Sequential(OrderedDict(fc=nn.Linear(c, cfg.dim_rep), act=nn.Tanh())))
+    self.pre_logits = (
+      nn.Sequential()
+      if not cfg.dim_rep
+      else nn.Sequential(OrderedDict(fc=nn.Linear(c, cfg.dim_rep), act=nn.Tanh()))
+    )
     self.head = nn.Linear(cfg.rep_width, cfg.dim_out) if cfg.dim_out else nn.Identity()
     self.temp_embed = nn.Parameter(torch.zeros(1, cfg.maxlen, 1, c))
     self.pos_embed = nn.Parameter(torch.zeros(1, cfg.num_joints, c))

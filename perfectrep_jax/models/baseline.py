@@ -11,12 +11,20 @@ import dataclasses
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
-from perfectrep_jax.models.dstformer import (MAX_DEPTH, MAX_JOINTS, MAX_MAXLEN, MAX_WIDTH, _short,
-                                             check_int, check_parameter_count, check_real, dense,
-                                             layer_norm)
+from perfectrep_jax.models.dstformer import (
+  MAX_DEPTH,
+  MAX_JOINTS,
+  MAX_MAXLEN,
+  MAX_WIDTH,
+  _short,
+  check_int,
+  check_parameter_count,
+  check_real,
+  dense,
+  layer_norm,
+)
 
 Array = jax.Array
 
@@ -32,9 +40,14 @@ class MLPLifterConfig:
   maxlen: int = 243  # only checked, so that the lifter and the baseline take the same clips
 
   def __post_init__(self):
-    for name, low, high in (("dim_in", 1, MAX_WIDTH), ("dim_out", 1, MAX_WIDTH),
-                            ("num_joints", 1, MAX_JOINTS), ("hidden", 1, MAX_WIDTH),
-                            ("num_blocks", 0, MAX_DEPTH), ("maxlen", 1, MAX_MAXLEN)):
+    for name, low, high in (
+      ("dim_in", 1, MAX_WIDTH),
+      ("dim_out", 1, MAX_WIDTH),
+      ("num_joints", 1, MAX_JOINTS),
+      ("hidden", 1, MAX_WIDTH),
+      ("num_blocks", 0, MAX_DEPTH),
+      ("maxlen", 1, MAX_MAXLEN),
+    ):
       check_int(name, getattr(self, name), low, high)
     check_real("drop_rate", self.drop_rate, 0.0, 1.0, high_open=True)
     j, h = self.num_joints, self.hidden
@@ -74,12 +87,11 @@ class MLPLifter(nnx.Module):
 
   def __init__(self, cfg: MLPLifterConfig, *, dtype=None, rngs: nnx.Rngs):
     self.config = cfg
-    self.inp = dense(cfg.num_joints * cfg.dim_in, cfg.hidden, (None, "embed"), dtype=dtype,
-                     rngs=rngs)
-    self.blocks = nnx.List([_ResidualBlock(cfg.hidden, cfg.drop_rate, dtype=dtype, rngs=rngs)
-                            for _ in range(cfg.num_blocks)])
-    self.out = dense(cfg.hidden, cfg.num_joints * cfg.dim_out, ("embed", None), dtype=dtype,
-                     rngs=rngs)
+    self.inp = dense(cfg.num_joints * cfg.dim_in, cfg.hidden, (None, "embed"), dtype=dtype, rngs=rngs)
+    self.blocks = nnx.List(
+      [_ResidualBlock(cfg.hidden, cfg.drop_rate, dtype=dtype, rngs=rngs) for _ in range(cfg.num_blocks)]
+    )
+    self.out = dense(cfg.hidden, cfg.num_joints * cfg.dim_out, ("embed", None), dtype=dtype, rngs=rngs)
 
   def __call__(self, x: Array) -> Array:
     b, t, j, c = x.shape

@@ -40,10 +40,10 @@ _INIT_STD = 0.02
 
 ATTENTION_IMPLS = ("auto", "einsum", "dot_product_attention")
 REMAT_POLICIES = {
-    None: None,
-    "full": None,  # save nothing inside a half-block
-    "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
-    "dots_all": jax.checkpoint_policies.checkpoint_dots,
+  None: None,
+  "full": None,  # save nothing inside a half-block
+  "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+  "dots_all": jax.checkpoint_policies.checkpoint_dots,
 }
 
 
@@ -57,9 +57,12 @@ MAX_PARAMETERS = 2_000_000_000  # 8 GB of float32 weights (MotionBERT's largest:
 
 
 def _short(value: Any, limit: int = 60) -> str:
-  text = repr(value) if isinstance(value, (int, float, str, bool, type(None), list)) else (
-      f"a {type(value).__name__}")
-  return text if len(text) <= limit else text[:limit - 3] + "..."
+  text = (
+    repr(value)
+    if isinstance(value, (int, float, str, bool, type(None), list))
+    else (f"a {type(value).__name__}")
+  )
+  return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def check_int(name: str, value: Any, low: int, high: int) -> None:
@@ -70,14 +73,17 @@ def check_int(name: str, value: Any, low: int, high: int) -> None:
     raise ValueError(f"{name} must be in {low}..{high}, got {_short(value)}")
 
 
-def check_real(name: str, value: Any, low: float, high: float, *, low_open: bool = False,
-               high_open: bool = False) -> None:
+def check_real(
+  name: str, value: Any, low: float, high: float, *, low_open: bool = False, high_open: bool = False
+) -> None:
   """``value`` is a finite number in the range, or a ValueError names the field."""
   if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
     raise ValueError(f"{name} must be a finite number, got {_short(value)}")
   if value < low or value > high or (low_open and value == low) or (high_open and value == high):
-    raise ValueError(f"{name} must be in {'(' if low_open else '['}{low}, {high}"
-                     f"{')' if high_open else ']'}, got {_short(value)}")
+    raise ValueError(
+      f"{name} must be in {'(' if low_open else '['}{low}, {high}"
+      f"{')' if high_open else ']'}, got {_short(value)}"
+    )
 
 
 def check_parameter_count(n: int, what: str) -> None:
@@ -114,17 +120,25 @@ class DSTformerConfig:
 
   def __post_init__(self):
     """Checks types, ranges, divisibility and the parameter count before anything is built."""
-    for name, low, high in (("dim_in", 1, MAX_WIDTH), ("dim_out", 0, MAX_WIDTH),
-                            ("dim_feat", 1, MAX_WIDTH), ("dim_rep", 0, MAX_WIDTH),
-                            ("depth", 1, MAX_DEPTH), ("num_joints", 1, MAX_JOINTS),
-                            ("maxlen", 1, MAX_MAXLEN), ("num_heads", 1, MAX_WIDTH)):
+    for name, low, high in (
+      ("dim_in", 1, MAX_WIDTH),
+      ("dim_out", 0, MAX_WIDTH),
+      ("dim_feat", 1, MAX_WIDTH),
+      ("dim_rep", 0, MAX_WIDTH),
+      ("depth", 1, MAX_DEPTH),
+      ("num_joints", 1, MAX_JOINTS),
+      ("maxlen", 1, MAX_MAXLEN),
+      ("num_heads", 1, MAX_WIDTH),
+    ):
       check_int(name, getattr(self, name), low, high)
     if self.dim_feat % self.num_heads:
       raise ValueError(f"dim_feat {self.dim_feat} is not divisible by num_heads {self.num_heads}")
     check_real("mlp_ratio", self.mlp_ratio, 0.0, MAX_WIDTH, low_open=True)
     if not 1 <= int(self.dim_feat * self.mlp_ratio) <= MAX_WIDTH * 4:
-      raise ValueError(f"mlp_ratio {self.mlp_ratio} gives an MLP of width "
-                       f"{int(self.dim_feat * self.mlp_ratio)} (1 to {MAX_WIDTH * 4})")
+      raise ValueError(
+        f"mlp_ratio {self.mlp_ratio} gives an MLP of width "
+        f"{int(self.dim_feat * self.mlp_ratio)} (1 to {MAX_WIDTH * 4})"
+      )
     if self.qk_scale is not None:
       check_real("qk_scale", self.qk_scale, 0.0, 1e6, low_open=True)
     for name in ("drop_rate", "attn_drop_rate", "drop_path_rate"):
@@ -172,28 +186,45 @@ class DSTformerConfig:
 
 
 def _trunc_normal(axes: tuple[str | None, ...]):
-  return nnx.with_partitioning(
-      jax.nn.initializers.truncated_normal(_INIT_STD), axes, eager_sharding=False)
+  return nnx.with_partitioning(jax.nn.initializers.truncated_normal(_INIT_STD), axes, eager_sharding=False)
 
 
 def _constant(value: float, axes: tuple[str | None, ...]):
-  return nnx.with_partitioning(
-      jax.nn.initializers.constant(value), axes, eager_sharding=False)
+  return nnx.with_partitioning(jax.nn.initializers.constant(value), axes, eager_sharding=False)
 
 
-def dense(in_features: int, out_features: int, axes: tuple[str | None, str | None], *,
-          use_bias: bool = True, dtype=None, rngs: nnx.Rngs) -> nnx.Linear:
+def dense(
+  in_features: int,
+  out_features: int,
+  axes: tuple[str | None, str | None],
+  *,
+  use_bias: bool = True,
+  dtype=None,
+  rngs: nnx.Rngs,
+) -> nnx.Linear:
   """A Linear layer with upstream's init (truncated normal 0.02, zero bias) and logical axes."""
   return nnx.Linear(
-      in_features, out_features, use_bias=use_bias, dtype=dtype,
-      kernel_init=_trunc_normal(axes), bias_init=_constant(0.0, (axes[1],)), rngs=rngs)
+    in_features,
+    out_features,
+    use_bias=use_bias,
+    dtype=dtype,
+    kernel_init=_trunc_normal(axes),
+    bias_init=_constant(0.0, (axes[1],)),
+    rngs=rngs,
+  )
 
 
 def layer_norm(dim: int, *, dtype=None, rngs: nnx.Rngs) -> nnx.LayerNorm:
   """LayerNorm with eps 1e-6 and the two-pass variance PyTorch uses."""
   return nnx.LayerNorm(
-      dim, epsilon=LAYERNORM_EPS, dtype=dtype, use_fast_variance=False,
-      scale_init=_constant(1.0, ("embed",)), bias_init=_constant(0.0, ("embed",)), rngs=rngs)
+    dim,
+    epsilon=LAYERNORM_EPS,
+    dtype=dtype,
+    use_fast_variance=False,
+    scale_init=_constant(1.0, ("embed",)),
+    bias_init=_constant(0.0, ("embed",)),
+    rngs=rngs,
+  )
 
 
 def apply_dense(layer: nnx.Linear, x: Array) -> Array:
@@ -251,8 +282,7 @@ def _layer_norm_bwd(eps, res, dy):
   mean, rstd = mean.reshape(-1, 1), rstd.reshape(-1, 1)
   xhat = (x - mean) * rstd
   g = dy * scale
-  dx = rstd * (g - jnp.mean(g, axis=-1, keepdims=True)
-               - xhat * jnp.mean(g * xhat, axis=-1, keepdims=True))
+  dx = rstd * (g - jnp.mean(g, axis=-1, keepdims=True) - xhat * jnp.mean(g * xhat, axis=-1, keepdims=True))
   return dx.reshape(shape), jnp.sum(dy * xhat, axis=0), jnp.sum(dy, axis=0)
 
 
@@ -266,8 +296,7 @@ def apply_layer_norm(layer: nnx.LayerNorm, x: Array) -> Array:
   c = x.shape[-1]
   scale = layer.scale[...] if layer.scale is not None else jnp.ones((c,), xf.dtype)
   bias = layer.bias[...] if layer.bias is not None else jnp.zeros((c,), xf.dtype)
-  return layer_norm_fn(xf, scale.astype(xf.dtype), bias.astype(xf.dtype),
-                       float(layer.epsilon)).astype(dtype)
+  return layer_norm_fn(xf, scale.astype(xf.dtype), bias.astype(xf.dtype), float(layer.epsilon)).astype(dtype)
 
 
 _SQRT_HALF = math.sqrt(0.5)
@@ -344,8 +373,7 @@ def _softmax_attention_fwd(q, k, v):
   logits = jnp.einsum("...ld,...md->...lm", q, k, preferred_element_type=jnp.float32)
   w = jnp.exp(logits - jnp.max(logits, axis=-1, keepdims=True))
   denom = jnp.sum(w, axis=-1, keepdims=True)
-  out = jnp.einsum("...lm,...md->...ld", w.astype(v.dtype), v,
-                   preferred_element_type=jnp.float32) / denom
+  out = jnp.einsum("...lm,...md->...ld", w.astype(v.dtype), v, preferred_element_type=jnp.float32) / denom
   return out.astype(v.dtype), (q, k, v, w, denom, out)
 
 
@@ -353,17 +381,23 @@ def _softmax_attention_bwd(res, dout):
   q, k, v, w, denom, out = res
   f32 = jnp.float32
   dout = dout.astype(f32)
-  g = dout / denom                                                     # d(w v)
+  g = dout / denom  # d(w v)
   dden = -jnp.sum(dout * out.astype(f32), axis=-1, keepdims=True) / denom
   dw = jnp.einsum("...ld,...md->...lm", g.astype(v.dtype), v, preferred_element_type=f32) + dden
   dlogits = (dw * w).astype(q.dtype)
   dq = jnp.einsum("...lm,...md->...ld", dlogits, k, preferred_element_type=f32)
-  dk_t = jnp.einsum("...dl,...lm->...dm", jnp.swapaxes(q, -1, -2), dlogits,
-                    preferred_element_type=f32)
-  dv_t = jnp.einsum("...dl,...lm->...dm", jnp.swapaxes(g.astype(v.dtype), -1, -2),
-                    w.astype(v.dtype), preferred_element_type=f32)
-  return (dq.astype(q.dtype), jnp.swapaxes(dk_t, -1, -2).astype(k.dtype),
-          jnp.swapaxes(dv_t, -1, -2).astype(v.dtype))
+  dk_t = jnp.einsum("...dl,...lm->...dm", jnp.swapaxes(q, -1, -2), dlogits, preferred_element_type=f32)
+  dv_t = jnp.einsum(
+    "...dl,...lm->...dm",
+    jnp.swapaxes(g.astype(v.dtype), -1, -2),
+    w.astype(v.dtype),
+    preferred_element_type=f32,
+  )
+  return (
+    dq.astype(q.dtype),
+    jnp.swapaxes(dk_t, -1, -2).astype(k.dtype),
+    jnp.swapaxes(dv_t, -1, -2).astype(v.dtype),
+  )
 
 
 softmax_attention.defvjp(_softmax_attention_fwd, _softmax_attention_bwd)
@@ -379,8 +413,7 @@ class Attention(nnx.Module):
   explicit form runs whatever ``impl`` says.
   """
 
-  def __init__(self, cfg: DSTformerConfig, mode: str, *, dtype=None, impl: str = "auto",
-               rngs: nnx.Rngs):
+  def __init__(self, cfg: DSTformerConfig, mode: str, *, dtype=None, impl: str = "auto", rngs: nnx.Rngs):
     if mode not in ("spatial", "temporal"):
       raise ValueError(f"attention mode must be 'spatial' or 'temporal', got {mode!r}")
     if impl not in ATTENTION_IMPLS:
@@ -388,7 +421,7 @@ class Attention(nnx.Module):
     self.mode = mode
     self.impl = impl
     self.num_heads = cfg.num_heads
-    self.scale = cfg.qk_scale or cfg.head_dim ** -0.5
+    self.scale = cfg.qk_scale or cfg.head_dim**-0.5
     c = cfg.dim_feat
     self.qkv = dense(c, 3 * c, ("embed", "qkv"), use_bias=cfg.qkv_bias, dtype=dtype, rngs=rngs)
     self.proj = dense(c, c, ("heads", "embed"), dtype=dtype, rngs=rngs)
@@ -449,8 +482,17 @@ class Block(nnx.Module):
   its (B*T, J, C) layout.
   """
 
-  def __init__(self, cfg: DSTformerConfig, order: str, drop_path: float, *, dtype=None,
-               attention_impl: str = "auto", remat: str | None = None, rngs: nnx.Rngs):
+  def __init__(
+    self,
+    cfg: DSTformerConfig,
+    order: str,
+    drop_path: float,
+    *,
+    dtype=None,
+    attention_impl: str = "auto",
+    remat: str | None = None,
+    rngs: nnx.Rngs,
+  ):
     if order not in ("st", "ts"):
       raise ValueError(f"block order must be 'st' or 'ts', got {order!r}")
     if remat not in REMAT_POLICIES:
@@ -478,8 +520,9 @@ class Block(nnx.Module):
     return x + self.drop_path(self.mlp_t(apply_layer_norm(self.norm2_t, x)))
 
   def _dropout_active(self) -> bool:
-    return any(d.rate > 0 and not d.deterministic
-               for _, d in nnx.iter_graph(self) if isinstance(d, nnx.Dropout))
+    return any(
+      d.rate > 0 and not d.deterministic for _, d in nnx.iter_graph(self) if isinstance(d, nnx.Dropout)
+    )
 
   def _stage(self, stage, x: Array) -> Array:
     if self.remat is None:
@@ -490,8 +533,7 @@ class Block(nnx.Module):
     # Without dropout only the parameters matter: jax.checkpoint over them (this also works on a
     # module merged inside a jitted step, where nnx.remat refuses to touch its RNG counters).
     graphdef, params, rest = nnx.split(self, nnx.Param, ...)
-    return jax.checkpoint(lambda p, x: stage(nnx.merge(graphdef, p, rest), x),
-                          policy=policy)(params, x)
+    return jax.checkpoint(lambda p, x: stage(nnx.merge(graphdef, p, rest), x), policy=policy)(params, x)
 
   def __call__(self, x: Array) -> Array:
     if self.order == "st":
@@ -513,34 +555,47 @@ class DSTformer(nnx.Module):
   outputs of the linear layers, ``'dots_all'`` those of every product including attention's).
   """
 
-  def __init__(self, cfg: DSTformerConfig, *, dtype=None, attention_impl: str = "auto",
-               remat: str | None = None, rngs: nnx.Rngs):
+  def __init__(
+    self,
+    cfg: DSTformerConfig,
+    *,
+    dtype=None,
+    attention_impl: str = "auto",
+    remat: str | None = None,
+    rngs: nnx.Rngs,
+  ):
     self.config = cfg
     self.dtype = dtype
     c = cfg.dim_feat
     self.joints_embed = dense(cfg.dim_in, c, (None, "embed"), dtype=dtype, rngs=rngs)
-    self.pos_embed = nnx.Param(
-        _trunc_normal((None, None, "embed"))(rngs.params(), (1, cfg.num_joints, c)))
+    self.pos_embed = nnx.Param(_trunc_normal((None, None, "embed"))(rngs.params(), (1, cfg.num_joints, c)))
     self.temp_embed = nnx.Param(
-        _trunc_normal((None, None, None, "embed"))(rngs.params(), (1, cfg.maxlen, 1, c)))
+      _trunc_normal((None, None, None, "embed"))(rngs.params(), (1, cfg.maxlen, 1, c))
+    )
     self.pos_drop = nnx.Dropout(cfg.drop_rate, rngs=rngs)
     rates = [cfg.drop_path_rate * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]
     opts = dict(dtype=dtype, attention_impl=attention_impl, remat=remat)
-    self.blocks_st = nnx.List(
-        [Block(cfg, "st", rates[i], **opts, rngs=rngs) for i in range(cfg.depth)])
-    self.blocks_ts = nnx.List(
-        [Block(cfg, "ts", rates[i], **opts, rngs=rngs) for i in range(cfg.depth)])
+    self.blocks_st = nnx.List([Block(cfg, "st", rates[i], **opts, rngs=rngs) for i in range(cfg.depth)])
+    self.blocks_ts = nnx.List([Block(cfg, "ts", rates[i], **opts, rngs=rngs) for i in range(cfg.depth)])
     if cfg.att_fuse:
-      self.ts_attn = nnx.List([
-          nnx.Linear(2 * c, 2, dtype=dtype,
-                     kernel_init=_constant(0.0, ("embed", None)),
-                     bias_init=_constant(0.5, (None,)), rngs=rngs)
-          for _ in range(cfg.depth)])
+      self.ts_attn = nnx.List(
+        [
+          nnx.Linear(
+            2 * c,
+            2,
+            dtype=dtype,
+            kernel_init=_constant(0.0, ("embed", None)),
+            bias_init=_constant(0.5, (None,)),
+            rngs=rngs,
+          )
+          for _ in range(cfg.depth)
+        ]
+      )
     self.norm = layer_norm(c, dtype=dtype, rngs=rngs)
-    self.pre_logits = (dense(c, cfg.dim_rep, ("embed", "rep"), dtype=dtype, rngs=rngs)
-                       if cfg.dim_rep else None)
-    self.head = (dense(cfg.rep_width, cfg.dim_out, ("rep", None), dtype=dtype, rngs=rngs)
-                 if cfg.dim_out else None)
+    self.pre_logits = dense(c, cfg.dim_rep, ("embed", "rep"), dtype=dtype, rngs=rngs) if cfg.dim_rep else None
+    self.head = (
+      dense(cfg.rep_width, cfg.dim_out, ("rep", None), dtype=dtype, rngs=rngs) if cfg.dim_out else None
+    )
 
   def embed(self, x: Array) -> Array:
     """(B, T, J, dim_in) -> (B, T, J, C): joint embedding plus spatial and temporal positions."""
@@ -549,7 +604,8 @@ class DSTformer(nnx.Module):
       raise ValueError(f"clip of {t} frames is longer than the model's maxlen {self.config.maxlen}")
     if x.shape[2] != self.config.num_joints or x.shape[3] != self.config.dim_in:
       raise ValueError(
-          f"expected input (B, T, {self.config.num_joints}, {self.config.dim_in}), got {x.shape}")
+        f"expected input (B, T, {self.config.num_joints}, {self.config.dim_in}), got {x.shape}"
+      )
     x = apply_dense(self.joints_embed, x)
     x = x + self.pos_embed[:, None] + self.temp_embed[:, :t]
     return self.pos_drop(x.astype(self.dtype) if self.dtype else x)

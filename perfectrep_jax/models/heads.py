@@ -15,9 +15,16 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from perfectrep_jax.models.dstformer import (MAX_WIDTH, DSTformer, DSTformerConfig, _short,
-                                             check_int, check_parameter_count, check_real,
-                                             dense)
+from perfectrep_jax.models.dstformer import (
+  MAX_WIDTH,
+  DSTformer,
+  DSTformerConfig,
+  _short,
+  check_int,
+  check_parameter_count,
+  check_real,
+  dense,
+)
 
 Array = jax.Array
 
@@ -41,8 +48,7 @@ class ActionConfig:
 
   def __post_init__(self):
     if self.version not in ("class", "embed"):
-      raise ValueError(f"action head version must be 'class' or 'embed', got "
-                       f"{_short(self.version)}")
+      raise ValueError(f"action head version must be 'class' or 'embed', got {_short(self.version)}")
     if not isinstance(self.backbone, DSTformerConfig):
       raise ValueError("an action model needs a DSTformer backbone config")
     check_int("num_classes", self.num_classes, 0, 1 << 20)
@@ -80,8 +86,14 @@ class BatchNorm(nnx.Module):
   are global reductions, so replicas agree without an explicit all-reduce.
   """
 
-  def __init__(self, num_features: int, *, epsilon: float = BATCHNORM_EPS,
-               momentum: float = BATCHNORM_MOMENTUM, use_running_average: bool = False):
+  def __init__(
+    self,
+    num_features: int,
+    *,
+    epsilon: float = BATCHNORM_EPS,
+    momentum: float = BATCHNORM_MOMENTUM,
+    use_running_average: bool = False,
+  ):
     self.epsilon = epsilon
     self.momentum = momentum
     self.use_running_average = use_running_average
@@ -118,8 +130,17 @@ def pool_persons(feat: Array) -> Array:
 class ActionHeadClassification(nnx.Module):
   """dropout -> pool -> fc1 -> BatchNorm -> ReLU -> fc2: (N, M, T, J, C) -> (N, classes)."""
 
-  def __init__(self, rep_width: int, num_joints: int, hidden_dim: int, num_classes: int,
-               dropout_ratio: float, *, dtype=None, rngs: nnx.Rngs):
+  def __init__(
+    self,
+    rep_width: int,
+    num_joints: int,
+    hidden_dim: int,
+    num_classes: int,
+    dropout_ratio: float,
+    *,
+    dtype=None,
+    rngs: nnx.Rngs,
+  ):
     self.dropout = nnx.Dropout(dropout_ratio, rngs=rngs)
     self.fc1 = dense(rep_width * num_joints, hidden_dim, ("rep", "mlp"), dtype=dtype, rngs=rngs)
     self.bn = BatchNorm(hidden_dim)
@@ -133,8 +154,16 @@ class ActionHeadClassification(nnx.Module):
 class ActionHeadEmbed(nnx.Module):
   """dropout -> pool -> fc1 -> L2 normalise: (N, M, T, J, C) -> (N, hidden_dim), unit norm."""
 
-  def __init__(self, rep_width: int, num_joints: int, hidden_dim: int, dropout_ratio: float, *,
-               dtype=None, rngs: nnx.Rngs):
+  def __init__(
+    self,
+    rep_width: int,
+    num_joints: int,
+    hidden_dim: int,
+    dropout_ratio: float,
+    *,
+    dtype=None,
+    rngs: nnx.Rngs,
+  ):
     self.dropout = nnx.Dropout(dropout_ratio, rngs=rngs)
     self.fc1 = dense(rep_width * num_joints, hidden_dim, ("rep", "mlp"), dtype=dtype, rngs=rngs)
 
@@ -152,12 +181,13 @@ class ActionNet(nnx.Module):
     self.backbone = DSTformer(cfg.backbone, dtype=dtype, rngs=rngs, **options)
     b = cfg.backbone
     if cfg.version == "class":
-      self.head = ActionHeadClassification(b.rep_width, b.num_joints, cfg.hidden_dim,
-                                           cfg.num_classes, cfg.dropout_ratio, dtype=dtype,
-                                           rngs=rngs)
+      self.head = ActionHeadClassification(
+        b.rep_width, b.num_joints, cfg.hidden_dim, cfg.num_classes, cfg.dropout_ratio, dtype=dtype, rngs=rngs
+      )
     else:
-      self.head = ActionHeadEmbed(b.rep_width, b.num_joints, cfg.hidden_dim, cfg.dropout_ratio,
-                                  dtype=dtype, rngs=rngs)
+      self.head = ActionHeadEmbed(
+        b.rep_width, b.num_joints, cfg.hidden_dim, cfg.dropout_ratio, dtype=dtype, rngs=rngs
+      )
 
   def __call__(self, x: Array) -> Array:
     n, m, t, j, c = x.shape

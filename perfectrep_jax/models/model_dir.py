@@ -48,8 +48,14 @@ def model_kind(model: nnx.Module) -> str:
   raise TypeError(f"not a perfectrep_jax model: {type(model).__name__}")
 
 
-def build_model(kind: str, config: dict[str, Any] | DSTformerConfig | ActionConfig, *,
-                dtype=None, seed: int = 0, **options: Any) -> nnx.Module:
+def build_model(
+  kind: str,
+  config: dict[str, Any] | DSTformerConfig | ActionConfig,
+  *,
+  dtype=None,
+  seed: int = 0,
+  **options: Any,
+) -> nnx.Module:
   """Makes a freshly initialised lifter or action model from its config.
 
   ``options`` are the DSTformer's execution options (``attention_impl``, ``remat``): they change
@@ -79,8 +85,10 @@ def weights_of(model: nnx.Module) -> dict[str, Any]:
   This is what model directories and training checkpoints store (``stats`` is empty for a
   lifter).
   """
-  return {"params": nnx.to_pure_dict(nnx.state(model, nnx.Param)),
-          "stats": nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))}
+  return {
+    "params": nnx.to_pure_dict(nnx.state(model, nnx.Param)),
+    "stats": nnx.to_pure_dict(nnx.state(model, nnx.BatchStat)),
+  }
 
 
 def set_weights(model: nnx.Module, weights: dict[str, Any]) -> None:
@@ -92,8 +100,7 @@ def set_weights(model: nnx.Module, weights: dict[str, Any]) -> None:
 
 
 def model_meta(model: nnx.Module, **extra: Any) -> dict[str, Any]:
-  return {"format": FORMAT_VERSION, "kind": model_kind(model),
-          "config": model.config.to_dict(), **extra}
+  return {"format": FORMAT_VERSION, "kind": model_kind(model), "config": model.config.to_dict(), **extra}
 
 
 def save_model_dir(out_dir: str | Path, model: nnx.Module, **extra_meta: Any) -> Path:
@@ -133,8 +140,10 @@ def read_meta(path: str | Path) -> dict[str, Any]:
   if not path.is_dir():
     raise UserError(f"{path}: no such directory")
   if not meta_path.is_file():
-    raise UserError(f"{path}: not a model directory (no {MODEL_JSON}); "
-                    "make one with `perfectrep-jax convert` or `perfectrep-jax train`")
+    raise UserError(
+      f"{path}: not a model directory (no {MODEL_JSON}); "
+      "make one with `perfectrep-jax convert` or `perfectrep-jax train`"
+    )
   meta = load_json(meta_path)
   if not isinstance(meta, dict) or meta.get("kind") not in KINDS or "config" not in meta:
     raise UserError(f"{meta_path}: not a perfectrep-jax model description (kind/config missing)")
@@ -150,8 +159,11 @@ def _weights_dir(path: Path, step: int | None) -> Path:
   if (path / PARAMS_DIR).is_dir() and step is None:
     return path / PARAMS_DIR
   ckpt_root = path / "checkpoints"
-  steps = sorted(int(p.name) for p in ckpt_root.glob("*")
-                 if p.name.isdigit() and (p / "model").is_dir()) if ckpt_root.is_dir() else []
+  steps = (
+    sorted(int(p.name) for p in ckpt_root.glob("*") if p.name.isdigit() and (p / "model").is_dir())
+    if ckpt_root.is_dir()
+    else []
+  )
   if not steps:
     raise UserError(f"{path}: holds no weights ({PARAMS_DIR}/ or checkpoints/<step>/)")
   if step is None and (path / "best.json").is_file():
@@ -165,8 +177,11 @@ def _weights_dir(path: Path, step: int | None) -> Path:
       import sys
 
       why = "is unreadable" if best is None else f"names step {best}, which is not on disk"
-      print(f"warning: {path / 'best.json'} {why} (checkpoints {steps}); using the latest, "
-            f"step {steps[-1]}", file=sys.stderr, flush=True)
+      print(
+        f"warning: {path / 'best.json'} {why} (checkpoints {steps}); using the latest, step {steps[-1]}",
+        file=sys.stderr,
+        flush=True,
+      )
   if step is not None and step not in steps:
     raise UserError(f"{path}: no checkpoint at step {step} (have {steps})")
   return ckpt_root / str(step if step is not None else steps[-1]) / "model"
@@ -174,13 +189,15 @@ def _weights_dir(path: Path, step: int | None) -> Path:
 
 def _shape_mismatch(stored, target) -> str | None:
   """How the shapes in a checkpoint's metadata differ from the model's, or None."""
+
   def flat(tree):
-    return {"/".join(str(getattr(k, "key", k)) for k in p): tuple(getattr(x, "shape", ()))
-            for p, x in jax.tree_util.tree_leaves_with_path(tree)}
+    return {
+      "/".join(str(getattr(k, "key", k)) for k in p): tuple(getattr(x, "shape", ()))
+      for p, x in jax.tree_util.tree_leaves_with_path(tree)
+    }
 
   have, want = flat(getattr(stored, "item_metadata", stored)), flat(target)
-  problems = [f"{k}: stored {have[k]}, needs {want[k]}" for k in want
-              if k in have and have[k] != want[k]]
+  problems = [f"{k}: stored {have[k]}, needs {want[k]}" for k in want if k in have and have[k] != want[k]]
   problems += [f"{k}: not stored" for k in want if k not in have]
   if not problems:
     return None
@@ -188,8 +205,9 @@ def _shape_mismatch(stored, target) -> str | None:
   return "; ".join(problems[:2]) + more
 
 
-def load_model(path: str | Path, *, step: int | None = None, dtype=None,
-               eval_mode: bool = True) -> tuple[nnx.Module, dict[str, Any]]:
+def load_model(
+  path: str | Path, *, step: int | None = None, dtype=None, eval_mode: bool = True
+) -> tuple[nnx.Module, dict[str, Any]]:
   """Loads a model directory (or a run directory's latest checkpoint) into a Flax model.
 
   Returns:
@@ -212,8 +230,7 @@ def load_model(path: str | Path, *, step: int | None = None, dtype=None,
       raise UserError(f"{weights_dir.parent}: damaged checkpoint ({problem})")
   # Restore onto this process's first device, whatever mesh the checkpoint was saved from.
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
-                        weights_of(model))
+  target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), weights_of(model))
   try:
     with ocp.StandardCheckpointer() as ckptr:  # closed on error too: no stray async threads
       # shapes compared first: a restore that fails half-way leaves orbax's threads calling

@@ -33,15 +33,31 @@ GiB = 2**30
 # Cloud's TPU pages: v5e 16 GiB, 197 TFLOP/s, 819 GB/s, 1600 Gbit/s; v5p 95 GiB, 459 TFLOP/s,
 # 2765 GB/s, 4800 Gbit/s; v6e 32 GiB, 918 TFLOP/s, 1640 GB/s, 3584 Gbit/s.
 CHIPS = {
-    "TPU v5 lite": (16 * GiB, 197e12, 819e9, 1600e9 / 8),
-    "TPU v5": (95 * GiB, 459e12, 2765e9, 4800e9 / 8),
-    "TPU v6 lite": (32 * GiB, 918e12, 1640e9, 3584e9 / 8),
+  "TPU v5 lite": (16 * GiB, 197e12, 819e9, 1600e9 / 8),
+  "TPU v5": (95 * GiB, 459e12, 2765e9, 4800e9 / 8),
+  "TPU v6 lite": (32 * GiB, 918e12, 1640e9, 3584e9 / 8),
 }
 CHIP_NAMES = {"TPU v5 lite": "v5e", "TPU v5": "v5p", "TPU v6 lite": "v6e"}
 COLLECTIVES = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all", "collective-permute")
-_DTYPE_BYTES = {"pred": 1, "s8": 1, "u8": 1, "f8e4m3fn": 1, "f8e5m2": 1, "bf16": 2, "f16": 2,
-                "s16": 2, "u16": 2, "f32": 4, "s32": 4, "u32": 4, "f64": 8, "s64": 8, "u64": 8,
-                "c64": 8, "c128": 16}
+_DTYPE_BYTES = {
+  "pred": 1,
+  "s8": 1,
+  "u8": 1,
+  "f8e4m3fn": 1,
+  "f8e5m2": 1,
+  "bf16": 2,
+  "f16": 2,
+  "s16": 2,
+  "u16": 2,
+  "f32": 4,
+  "s32": 4,
+  "u32": 4,
+  "f64": 8,
+  "s64": 8,
+  "u64": 8,
+  "c64": 8,
+  "c128": 16,
+}
 _OP = re.compile(r"\s(" + "|".join(COLLECTIVES) + r")(-start)?\(")
 # the TPU compiler's refusal: "RESOURCE_EXHAUSTED: Ran out of memory on HBM, the total memory
 # required for HLO temporaries (139.11G) exceeds available HBM (15.75G)."
@@ -49,11 +65,27 @@ _OOM = re.compile(r"Ran out of memory[^(]*\(([0-9.]+)([KMGT]?)\)[^(]*\(([0-9.]+)
 _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": GiB, "T": 2**40}
 _SHAPE = re.compile(r"\b([a-z]+[0-9]*[a-z0-9]*)\[([0-9,]*)\]")
 # the report's fields (``compile_train_step`` adds the compiled program under "compiled")
-FIELDS = ("topology", "chip", "devices", "mesh", "batch_size", "per_device_memory_bytes",
-          "argument_bytes_per_device", "device_memory_bytes", "fits", "flops_per_step",
-          "bytes_accessed_per_device", "estimated_step_s", "estimate", "estimated_clips_per_s",
-          "estimated_mfu",
-          "collectives", "compile_s", "compute_dtype", "remat")
+FIELDS = (
+  "topology",
+  "chip",
+  "devices",
+  "mesh",
+  "batch_size",
+  "per_device_memory_bytes",
+  "argument_bytes_per_device",
+  "device_memory_bytes",
+  "fits",
+  "flops_per_step",
+  "bytes_accessed_per_device",
+  "estimated_step_s",
+  "estimate",
+  "estimated_clips_per_s",
+  "estimated_mfu",
+  "collectives",
+  "compile_s",
+  "compute_dtype",
+  "remat",
+)
 
 
 # ---------------------------------------------------------------------------- topology
@@ -66,8 +98,10 @@ def topology_devices(name: str) -> list:
   import importlib.util
 
   if importlib.util.find_spec("libtpu") is None:
-    raise UserError("compile needs libtpu for the TPU compiler: pip install -e '.[tpu]' "
-                    "(jax[tpu]; it leaves the CPU jax working)")
+    raise UserError(
+      "compile needs libtpu for the TPU compiler: pip install -e '.[tpu]' "
+      "(jax[tpu]; it leaves the CPU jax working)"
+    )
   # Every JAX process that starts with libtpu installed takes /tmp/libtpu_lockfile (meant for
   # processes sharing real chips); this one uses no chip, so it must not wait for or fail on it.
   os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
@@ -80,13 +114,17 @@ def topology_devices(name: str) -> list:
       topology = topologies.get_topology_desc(topology_name=name, platform="tpu")
   except Exception as e:  # noqa: BLE001  libtpu raises XlaRuntimeError/ValueError for a bad name
     first = " ".join(str(e).split())[:200]
-    raise UserError(f"--topology {name}: not a TPU slice libtpu can describe ({first}); "
-                    "e.g. v5e:2x2, v5e:16x16, v5p:4x4x4, v6e:4x4") from None
+    raise UserError(
+      f"--topology {name}: not a TPU slice libtpu can describe ({first}); "
+      "e.g. v5e:2x2, v5e:16x16, v5p:4x4x4, v6e:4x4"
+    ) from None
   devices = list(topology.devices)
   kind = devices[0].device_kind
   if kind not in CHIPS:
-    raise UserError(f"--topology {name}: {kind} has no memory and peak figures here; "
-                    f"known chips: {', '.join(CHIP_NAMES.values())}")
+    raise UserError(
+      f"--topology {name}: {kind} has no memory and peak figures here; "
+      f"known chips: {', '.join(CHIP_NAMES.values())}"
+    )
   return devices
 
 
@@ -102,11 +140,14 @@ def collectives(hlo_text: str) -> dict[str, dict[str, int]]:
   out = {kind: {"count": 0, "bytes": 0} for kind in COLLECTIVES}
   for line in hlo_text.splitlines():
     m = _OP.search(line)
-    if not m or " = " not in line[:m.start() + 1]:
+    if not m or " = " not in line[: m.start() + 1]:
       continue
-    result = line[line.index(" = ") + 3:m.start() + 1]
-    sizes = [math.prod(int(d) for d in dims.split(",") if d) * _DTYPE_BYTES.get(dtype, 4)
-             for dtype, dims in _SHAPE.findall(result) if dtype in _DTYPE_BYTES]
+    result = line[line.index(" = ") + 3 : m.start() + 1]
+    sizes = [
+      math.prod(int(d) for d in dims.split(",") if d) * _DTYPE_BYTES.get(dtype, 4)
+      for dtype, dims in _SHAPE.findall(result)
+      if dtype in _DTYPE_BYTES
+    ]
     combined = m.group(1) == "all-reduce" or not m.group(2)  # the tuple is all results
     out[m.group(1)]["count"] += 1
     out[m.group(1)]["bytes"] += sum(sizes) if combined else max(sizes, default=0)
@@ -114,8 +155,9 @@ def collectives(hlo_text: str) -> dict[str, dict[str, int]]:
 
 
 # ---------------------------------------------------------------------------- step time
-def estimate_step_s(cost: dict, coll: dict, peak: float, hbm_bw: float,
-                    ici_bw: float) -> tuple[float | None, str]:
+def estimate_step_s(
+  cost: dict, coll: dict, peak: float, hbm_bw: float, ici_bw: float
+) -> tuple[float | None, str]:
   """One device's step time from XLA's cost analysis, and which model gave it.
 
   XLA's own estimate (``optimal_seconds``) when it gives one; for programs it cannot cost (it
@@ -140,7 +182,7 @@ def _for_compile(config):
   config = config.copy_and_resolve_references()
   config.eval.batch_size = config.batch_size
   if config.get("attention_impl", "auto") == "auto":  # what "auto" picks on a TPU: the model
-    config.attention_impl = "dot_product_attention"   # decides from the tracing host's backend
+    config.attention_impl = "dot_product_attention"  # decides from the tracing host's backend
   return config
 
 
@@ -158,22 +200,32 @@ def compile_train_step(config, devices, topology: str = "") -> dict[str, Any]:
   step = trainer.make_train_step(config, parts)
 
   def abstract(tree, shardings):
-    return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                        tree, shardings)
+    return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), tree, shardings)
 
-  args = (abstract(trainer._pure(parts["abs_params"]), parts["param_sh"]),
-          abstract(trainer._pure(parts["abs_stats"]), parts["stats_sh"]),
-          abstract(step["opt_shape"], step["opt_sh"]),
-          {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=step["batch_sh"])
-           for k, v in trainer.device_batch_shapes(config, parts["task"]).items()},
-          jax.ShapeDtypeStruct((), jnp.int32, sharding=step["repl"]))
+  args = (
+    abstract(trainer._pure(parts["abs_params"]), parts["param_sh"]),
+    abstract(trainer._pure(parts["abs_stats"]), parts["stats_sh"]),
+    abstract(step["opt_shape"], step["opt_sh"]),
+    {
+      k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=step["batch_sh"])
+      for k, v in trainer.device_batch_shapes(config, parts["task"]).items()
+    },
+    jax.ShapeDtypeStruct((), jnp.int32, sharding=step["repl"]),
+  )
   n = len(devices)
   kind = devices[0].device_kind
   hbm, peak, hbm_bw, ici_bw = CHIPS[kind]
-  report = {"topology": topology, "chip": CHIP_NAMES[kind], "devices": n,
-            "mesh": dict(parts["mesh"].shape), "batch_size": int(config.batch_size),
-            "device_memory_bytes": hbm, "compute_dtype": config.get("compute_dtype", "float32"),
-            "remat": config.get("remat") or "", "attention_impl": config.attention_impl}
+  report = {
+    "topology": topology,
+    "chip": CHIP_NAMES[kind],
+    "devices": n,
+    "mesh": dict(parts["mesh"].shape),
+    "batch_size": int(config.batch_size),
+    "device_memory_bytes": hbm,
+    "compute_dtype": config.get("compute_dtype", "float32"),
+    "remat": config.get("remat") or "",
+    "attention_impl": config.attention_impl,
+  }
   try:
     compiled = step["train_step"].lower(*args).compile()
   except Exception as e:  # noqa: BLE001  the TPU compiler refuses a program beyond the chip's HBM
@@ -181,34 +233,55 @@ def compile_train_step(config, devices, topology: str = "") -> dict[str, Any]:
     if oom is None:
       raise
     need = float(oom.group(1)) * _UNITS[oom.group(2)]
-    return dict(report, per_device_memory_bytes=int(need), argument_bytes_per_device=None,
-                fits=False, flops_per_step=None, bytes_accessed_per_device=None,
-                estimated_step_s=None, estimate="none",
-                estimated_clips_per_s=None, estimated_mfu=None, collectives=None,
-                compile_s=round(time.perf_counter() - start, 2),
-                refused=" ".join(oom.group(0).split()), compiled=None)
+    return dict(
+      report,
+      per_device_memory_bytes=int(need),
+      argument_bytes_per_device=None,
+      fits=False,
+      flops_per_step=None,
+      bytes_accessed_per_device=None,
+      estimated_step_s=None,
+      estimate="none",
+      estimated_clips_per_s=None,
+      estimated_mfu=None,
+      collectives=None,
+      compile_s=round(time.perf_counter() - start, 2),
+      refused=" ".join(oom.group(0).split()),
+      compiled=None,
+    )
   compile_s = time.perf_counter() - start
   mem = compiled.memory_analysis()
-  used = int(getattr(mem, "peak_memory_in_bytes", 0) or (
-      mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes
-      - mem.alias_size_in_bytes))
+  used = int(
+    getattr(mem, "peak_memory_in_bytes", 0)
+    or (
+      mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes - mem.alias_size_in_bytes
+    )
+  )
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   flops = float(cost.get("flops", 0.0)) * n  # the partitioned program is one device's
   coll = collectives(compiled.as_text())
   step_s, model = estimate_step_s(cost, coll, peak, hbm_bw, ici_bw)
   return dict(
-      report, **{
+    report,
+    **{
       "per_device_memory_bytes": used,
       "argument_bytes_per_device": int(mem.argument_size_in_bytes),
-      "device_memory_bytes": hbm, "fits": used <= hbm, "flops_per_step": flops,
+      "device_memory_bytes": hbm,
+      "fits": used <= hbm,
+      "flops_per_step": flops,
       "bytes_accessed_per_device": float(cost.get("bytes accessed", 0.0)),
       "estimated_step_s": step_s,
       "estimated_clips_per_s": config.batch_size / step_s if step_s else None,
       "estimated_mfu": flops / (n * peak * step_s) if step_s else None,
-      "estimate": model, "collectives": coll, "collective_bytes": "tuple-sum",
+      "estimate": model,
+      "collectives": coll,
+      "collective_bytes": "tuple-sum",
       "compile_s": round(compile_s, 2),
-      "refused": None, "compiled": compiled})
+      "refused": None,
+      "compiled": compiled,
+    },
+  )
 
 
 def candidate_meshes(config, num_devices: int) -> list[dict[str, int]]:
@@ -252,59 +325,71 @@ def _mesh(mesh: dict) -> str:
 def _collectives_line(coll: dict | None) -> str:
   if coll is None:
     return "(not compiled: out of HBM)"
-  parts = [f"{k} {v['count']} ({v['bytes'] / 2**20:.1f} MiB)" for k, v in coll.items()
-           if v["count"]]
+  parts = [f"{k} {v['count']} ({v['bytes'] / 2**20:.1f} MiB)" for k, v in coll.items() if v["count"]]
   return ", ".join(parts) or "none"
 
 
-_MODELS = {"xla": "XLA's cost model", "none": "",
-           "roofline": "roofline of XLA's FLOP and byte counts + collectives over ICI"}
+_MODELS = {
+  "xla": "XLA's cost model",
+  "none": "",
+  "roofline": "roofline of XLA's FLOP and byte counts + collectives over ICI",
+}
 
 
 def table(report: dict) -> str:
   """The report as 'field  value' lines."""
   step, mfu = report["estimated_step_s"], report["estimated_mfu"]
-  rows = [("topology", f"{report['topology']} ({report['chip']})"),
-          ("devices", str(report["devices"])), ("mesh", _mesh(report["mesh"])),
-          ("batch_size", f"{report['batch_size']} ({report['compute_dtype']}, remat "
-                         f"{report['remat'] or 'off'})"),
-          ("per_device_memory", _bytes(report["per_device_memory_bytes"])),
-          ("argument_bytes_per_device", _bytes(report["argument_bytes_per_device"])),
-          ("device_memory", _bytes(report["device_memory_bytes"])),
-          ("fits", "yes" if report["fits"] else "NO"),
-          ("flops_per_step", f"{report['flops_per_step']:.4g}"),
-          ("estimated_step_s", f"{step:.4g} ({_MODELS[report['estimate']]})" if step else "n/a"),
-          ("estimated_clips_per_s", f"{report['estimated_clips_per_s']:.4g}" if step else "n/a"),
-          ("estimated_mfu", f"{100 * mfu:.1f}%" if mfu is not None else "n/a"),
-          ("collectives", _collectives_line(report["collectives"])),
-          ("compile_s", f"{report['compile_s']:.1f}")]
+  rows = [
+    ("topology", f"{report['topology']} ({report['chip']})"),
+    ("devices", str(report["devices"])),
+    ("mesh", _mesh(report["mesh"])),
+    ("batch_size", f"{report['batch_size']} ({report['compute_dtype']}, remat {report['remat'] or 'off'})"),
+    ("per_device_memory", _bytes(report["per_device_memory_bytes"])),
+    ("argument_bytes_per_device", _bytes(report["argument_bytes_per_device"])),
+    ("device_memory", _bytes(report["device_memory_bytes"])),
+    ("fits", "yes" if report["fits"] else "NO"),
+    ("flops_per_step", f"{report['flops_per_step']:.4g}"),
+    ("estimated_step_s", f"{step:.4g} ({_MODELS[report['estimate']]})" if step else "n/a"),
+    ("estimated_clips_per_s", f"{report['estimated_clips_per_s']:.4g}" if step else "n/a"),
+    ("estimated_mfu", f"{100 * mfu:.1f}%" if mfu is not None else "n/a"),
+    ("collectives", _collectives_line(report["collectives"])),
+    ("compile_s", f"{report['compile_s']:.1f}"),
+  ]
   width = max(len(k) for k, _ in rows)
   return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
 def ranking(reports: list[dict]) -> str:
   """--search-mesh: one line per mesh, best first."""
-  head = f"{'rank':>4}  {'data x fsdp x tensor':<20}  {'memory/chip':>11}  {'fits':>4}  " \
-         f"{'step_s':>9}  {'clips/s':>9}  {'MFU':>6}  collectives"
+  head = (
+    f"{'rank':>4}  {'data x fsdp x tensor':<20}  {'memory/chip':>11}  {'fits':>4}  "
+    f"{'step_s':>9}  {'clips/s':>9}  {'MFU':>6}  collectives"
+  )
   lines = [head]
   for i, r in enumerate(reports, 1):
     mesh = "x".join(str(r["mesh"][a]) for a in ("data", "fsdp", "tensor"))
     step = f"{r['estimated_step_s']:.4g}" if r["estimated_step_s"] else "n/a"
     clips = f"{r['estimated_clips_per_s']:.4g}" if r["estimated_clips_per_s"] else "n/a"
     mfu = f"{100 * r['estimated_mfu']:.1f}%" if r["estimated_mfu"] is not None else "n/a"
-    lines.append(f"{i if r['fits'] else '-':>4}  {mesh:<20}  "
-                 f"{_bytes(r['per_device_memory_bytes']):>11}  {'yes' if r['fits'] else 'NO':>4}  "
-                 f"{step:>9}  {clips:>9}  {mfu:>6}  {_collectives_line(r['collectives'])}")
+    lines.append(
+      f"{i if r['fits'] else '-':>4}  {mesh:<20}  "
+      f"{_bytes(r['per_device_memory_bytes']):>11}  {'yes' if r['fits'] else 'NO':>4}  "
+      f"{step:>9}  {clips:>9}  {mfu:>6}  {_collectives_line(r['collectives'])}"
+    )
   return "\n".join(lines)
 
 
 def too_big(report: dict) -> str:
   if report.get("refused"):  # the compiler's own words: what it needs against what it has
-    return (f"{report['topology']}, mesh {_mesh(report['mesh'])}, batch {report['batch_size']}: "
-            f"does not fit a {report['chip']} chip: {report['refused']}")
-  return (f"{report['topology']}, mesh {_mesh(report['mesh'])}, batch {report['batch_size']}: "
-          f"the step needs {_bytes(report['per_device_memory_bytes'])} per chip, a "
-          f"{report['chip']} chip has {_bytes(report['device_memory_bytes'])}")
+    return (
+      f"{report['topology']}, mesh {_mesh(report['mesh'])}, batch {report['batch_size']}: "
+      f"does not fit a {report['chip']} chip: {report['refused']}"
+    )
+  return (
+    f"{report['topology']}, mesh {_mesh(report['mesh'])}, batch {report['batch_size']}: "
+    f"the step needs {_bytes(report['per_device_memory_bytes'])} per chip, a "
+    f"{report['chip']} chip has {_bytes(report['device_memory_bytes'])}"
+  )
 
 
 def _write_json(path: str, payload) -> None:
@@ -354,8 +439,9 @@ def run(argv: list[str]) -> None:
   values = flags.FlagValues()
   # sys_argv: the --config.KEY overrides are defined from these words, not from sys.argv (which
   # is another program's when compile runs in-process)
-  holder = config_flags.DEFINE_config_file("config", None, "task config", lock_config=True,
-                                           flag_values=values, sys_argv=argv)
+  holder = config_flags.DEFINE_config_file(
+    "config", None, "task config", lock_config=True, flag_values=values, sys_argv=argv
+  )
   topology = flags.DEFINE_string("topology", None, "TPU slice", flag_values=values)
   out = flags.DEFINE_string("json", None, "report JSON", flag_values=values)
   search = flags.DEFINE_bool("search_mesh", False, "rank the meshes", flag_values=values)
@@ -370,15 +456,21 @@ def run(argv: list[str]) -> None:
   check_config(config)
   if search.value:
     if not candidate_meshes(config, len(devices)):
-      raise UserError(f"no (data, fsdp, tensor) mesh of {len(devices)} devices splits batch_size "
-                      f"{config.batch_size}")
-    print(f"compiling {len(candidate_meshes(config, len(devices)))} meshes of {topology.value}",
-          file=sys.stderr, flush=True)
+      raise UserError(
+        f"no (data, fsdp, tensor) mesh of {len(devices)} devices splits batch_size {config.batch_size}"
+      )
+    print(
+      f"compiling {len(candidate_meshes(config, len(devices)))} meshes of {topology.value}",
+      file=sys.stderr,
+      flush=True,
+    )
     reports = search_mesh(config, devices, topology.value)
     if out.value:
       _write_json(out.value, reports)
     if not any(r["fits"] for r in reports):
-      raise UserError(f"no mesh fits; the smallest: {too_big(min(reports, key=lambda r: r['per_device_memory_bytes']))}")
+      raise UserError(
+        f"no mesh fits; the smallest: {too_big(min(reports, key=lambda r: r['per_device_memory_bytes']))}"
+      )
     print(ranking(reports), flush=True)
     return
   report = compile_train_step(config, devices, topology.value)

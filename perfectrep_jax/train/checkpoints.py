@@ -48,30 +48,49 @@ def best_rank(metrics: dict) -> tuple[float, int]:
 
 def make_manager(workdir: str | Path, keep: int) -> ocp.CheckpointManager:
   """A CheckpointManager keeping the latest ``keep`` steps and the best by ``best_rank``."""
-  policy = ocm.AnyPreservationPolicy([
+  policy = ocm.AnyPreservationPolicy(
+    [
       ocm.LatestN(n=keep),
-      ocm.BestN(get_metric_fn=best_rank, reverse=False, n=1,
-                keep_checkpoints_without_metrics=False),
-  ])
-  options = ocp.CheckpointManagerOptions(preservation_policy=policy, create=True,
-                                         enable_async_checkpointing=True)
+      ocm.BestN(get_metric_fn=best_rank, reverse=False, n=1, keep_checkpoints_without_metrics=False),
+    ]
+  )
+  options = ocp.CheckpointManagerOptions(
+    preservation_policy=policy, create=True, enable_async_checkpointing=True
+  )
   import grain
 
-  handlers = {"model": ocp.StandardCheckpointHandler(), "opt": ocp.StandardCheckpointHandler(),
-              "train": ocp.JsonCheckpointHandler(), "data": grain.checkpoint.CheckpointHandler()}
-  return ocp.CheckpointManager(Path(workdir).absolute() / CHECKPOINT_DIR, options=options,
-                               item_handlers=handlers)
+  handlers = {
+    "model": ocp.StandardCheckpointHandler(),
+    "opt": ocp.StandardCheckpointHandler(),
+    "train": ocp.JsonCheckpointHandler(),
+    "data": grain.checkpoint.CheckpointHandler(),
+  }
+  return ocp.CheckpointManager(
+    Path(workdir).absolute() / CHECKPOINT_DIR, options=options, item_handlers=handlers
+  )
 
 
-def save(mngr: ocp.CheckpointManager, step: int, *, model: Any, opt: Any, train: dict,
-         data_iter, metric: float | None = None, force: bool = False) -> bool:
+def save(
+  mngr: ocp.CheckpointManager,
+  step: int,
+  *,
+  model: Any,
+  opt: Any,
+  train: dict,
+  data_iter,
+  metric: float | None = None,
+  force: bool = False,
+) -> bool:
   """Starts an asynchronous save of every item at ``step``; ``metric``: the evaluation of these
   weights, lower is better (``EvalResult.best_metric``)."""
   import grain
 
-  args = ocp.args.Composite(model=ocp.args.StandardSave(model), opt=ocp.args.StandardSave(opt),
-                            train=ocp.args.JsonSave(train),
-                            data=grain.checkpoint.CheckpointSave(data_iter))
+  args = ocp.args.Composite(
+    model=ocp.args.StandardSave(model),
+    opt=ocp.args.StandardSave(opt),
+    train=ocp.args.JsonSave(train),
+    data=grain.checkpoint.CheckpointSave(data_iter),
+  )
   metrics = {"best": float(metric), "step": int(step)} if metric is not None else None
   write_digests(mngr)  # of the steps committed before this one (waits for the previous save)
   check_free_space(Path(mngr.directory), step, (model, opt))
@@ -97,9 +116,11 @@ def check_free_space(directory: Path, step: int, trees: Any) -> None:
   except OSError:  # a file system that does not say: orbax's own errors remain
     return
   if need + need // 10 + _SPACE_MARGIN > free:
-    raise UserError(f"{directory}: no space left for the checkpoint of step {step} (it needs about "
-                    f"{(need + _SPACE_MARGIN) / 2**20:.1f} MiB, {free / 2**20:.1f} MiB are free); "
-                    "the checkpoints saved before it are kept")
+    raise UserError(
+      f"{directory}: no space left for the checkpoint of step {step} (it needs about "
+      f"{(need + _SPACE_MARGIN) / 2**20:.1f} MiB, {free / 2**20:.1f} MiB are free); "
+      "the checkpoints saved before it are kept"
+    )
 
 
 def write_digests(mngr: ocp.CheckpointManager) -> None:
@@ -109,8 +130,10 @@ def write_digests(mngr: ocp.CheckpointManager) -> None:
     mngr.wait_until_finished()
   except Exception as e:  # orbax's writer threads report a full disk as a ValueError
     if "No space left on device" in str(e) or "os_error_code='28'" in str(e):
-      raise UserError(f"{mngr.directory}: no space left on device while saving a checkpoint; "
-                      "the checkpoints saved before it are kept") from None
+      raise UserError(
+        f"{mngr.directory}: no space left on device while saving a checkpoint; "
+        "the checkpoints saved before it are kept"
+      ) from None
     raise
   pending = _UNSIGNED.pop(mngr, [])
   if jax.process_index() != 0:
@@ -121,8 +144,9 @@ def write_digests(mngr: ocp.CheckpointManager) -> None:
       digests.write(step_dir, ITEMS)
 
 
-def restore_latest(mngr: ocp.CheckpointManager, *, model: Any, opt: Any, data_iter
-                   ) -> tuple[int, dict, Any, Any] | None:
+def restore_latest(
+  mngr: ocp.CheckpointManager, *, model: Any, opt: Any, data_iter
+) -> tuple[int, dict, Any, Any] | None:
   """Restores the newest readable checkpoint into the given abstract targets.
 
   Args:
@@ -140,19 +164,30 @@ def restore_latest(mngr: ocp.CheckpointManager, *, model: Any, opt: Any, data_it
     try:
       if first is not None:
         raise ValueError(first)
-      restored = mngr.restore(step, args=ocp.args.Composite(
-          model=ocp.args.StandardRestore(model), opt=ocp.args.StandardRestore(opt),
-          train=ocp.args.JsonRestore(), data=grain.checkpoint.CheckpointRestore(data_iter)))
+      restored = mngr.restore(
+        step,
+        args=ocp.args.Composite(
+          model=ocp.args.StandardRestore(model),
+          opt=ocp.args.StandardRestore(opt),
+          train=ocp.args.JsonRestore(),
+          data=grain.checkpoint.CheckpointRestore(data_iter),
+        ),
+      )
     except Exception as e:  # a damaged step: set it aside, fall back to the one before
       if first is None:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         if signed:  # its files are as saved: it is this config that does not fit them
-          raise UserError(f"{step_dir}: does not fit this config's model or optimizer ({first}); "
-                          "resume with the run's own config, or use another --workdir") from None
+          raise UserError(
+            f"{step_dir}: does not fit this config's model or optimizer ({first}); "
+            "resume with the run's own config, or use another --workdir"
+          ) from None
       aside = _set_aside(mngr, step)
       log.warning("checkpoint at step %d is unreadable (%s); moved to %s", step, first, aside)
-      print(f"warning: checkpoint at step {step} is unreadable ({first}); moved it to {aside} "
-            "and fell back to the previous one", flush=True)
+      print(
+        f"warning: checkpoint at step {step} is unreadable ({first}); moved it to {aside} "
+        "and fell back to the previous one",
+        flush=True,
+      )
       continue
     return step, dict(restored["train"]), restored["model"], restored["opt"]
   return None
@@ -176,5 +211,4 @@ def _set_aside(mngr: ocp.CheckpointManager, step: int) -> Path | None:
 
 def abstract_like(tree: Any, shardings: Any) -> Any:
   """ShapeDtypeStructs of ``tree`` carrying ``shardings`` (restore targets)."""
-  return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                      tree, shardings)
+  return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)

@@ -12,77 +12,140 @@ import ml_collections
 from ml_collections.config_dict import placeholder
 
 # PerfectRep's model (train_config.yaml, ft_3d_pose_config.yaml, action_config.yaml).
-FULL_MODEL = dict(dim_in=3, dim_out=3, dim_feat=512, dim_rep=512, depth=5, num_heads=8,
-                  mlp_ratio=2, num_joints=17, maxlen=243, att_fuse=True, qkv_bias=True,
-                  qk_scale=None, drop_rate=0.0, attn_drop_rate=0.0, drop_path_rate=0.0)
+FULL_MODEL = dict(
+  dim_in=3,
+  dim_out=3,
+  dim_feat=512,
+  dim_rep=512,
+  depth=5,
+  num_heads=8,
+  mlp_ratio=2,
+  num_joints=17,
+  maxlen=243,
+  att_fuse=True,
+  qkv_bias=True,
+  qk_scale=None,
+  drop_rate=0.0,
+  attn_drop_rate=0.0,
+  drop_path_rate=0.0,
+)
 # MotionBERT-Lite (configs/pretrain/MB_lite.yaml).
 LITE_MODEL = dict(FULL_MODEL, dim_feat=256, mlp_ratio=4)
 # Small enough to train on the bundled mocap in minutes on 2 CPU cores.
-DEMO_MODEL = dict(FULL_MODEL, dim_feat=64, dim_rep=128, depth=3, num_heads=4, mlp_ratio=2,
-                  maxlen=27)
+DEMO_MODEL = dict(FULL_MODEL, dim_feat=64, dim_rep=128, depth=3, num_heads=4, mlp_ratio=2, maxlen=27)
 # The default lifter (configs/lifter.py:default): trains in about an hour and streams in real time
 # on 2 CPU cores (dim 128 trains 2.6x slower there: 5.3 against 13.6 clips/s, AMD EPYC, one run).
-LIFTER_MODEL = dict(FULL_MODEL, dim_feat=64, dim_rep=128, depth=4, num_heads=4, mlp_ratio=2,
-                    maxlen=27)
-SMOKE_MODEL = dict(FULL_MODEL, dim_feat=16, dim_rep=16, depth=1, num_heads=2, mlp_ratio=2,
-                   maxlen=9)
+LIFTER_MODEL = dict(FULL_MODEL, dim_feat=64, dim_rep=128, depth=4, num_heads=4, mlp_ratio=2, maxlen=27)
+SMOKE_MODEL = dict(FULL_MODEL, dim_feat=16, dim_rep=16, depth=1, num_heads=2, mlp_ratio=2, maxlen=9)
 
 
 def base_config(task: str) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.task = task
   c.seed = 0
-  c.epochs = 0                    # > 0: total_steps = epochs x steps per epoch (upstream counts)
+  c.epochs = 0  # > 0: total_steps = epochs x steps per epoch (upstream counts)
   c.total_steps = 1000
-  c.batch_size = 32               # global, over all processes
+  c.batch_size = 32  # global, over all processes
   c.log_every = 20
-  c.eval_every = 500              # 0 = only at the end... and never mid-run
+  c.eval_every = 500  # 0 = only at the end... and never mid-run
   c.eval_at_start = False
   c.checkpoint_every = 500
   c.keep_checkpoints = 3
-  c.data_global_order = False     # True: every process reads each global batch, keeps its slice
-  c.compute_dtype = "float32"     # "bfloat16" on accelerators
-  c.remat = ""                    # "", "full" or "dots": rematerialise each half-block
-  c.attention_impl = "auto"       # "einsum" (CPU) or "dot_product_attention" (cuDNN on GPU)
+  c.data_global_order = False  # True: every process reads each global batch, keeps its slice
+  c.compute_dtype = "float32"  # "bfloat16" on accelerators
+  c.remat = ""  # "", "full" or "dots": rematerialise each half-block
+  c.attention_impl = "auto"  # "einsum" (CPU) or "dot_product_attention" (cuDNN on GPU)
 
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
-  c.sharding_rules = (("embed", "fsdp"), ("mlp", "tensor"), ("heads", "tensor"),
-                      ("qkv", "tensor"), ("rep", None))
+  c.sharding_rules = (
+    ("embed", "fsdp"),
+    ("mlp", "tensor"),
+    ("heads", "tensor"),
+    ("qkv", "tensor"),
+    ("rep", None),
+  )
   c.distributed = ml_collections.ConfigDict(dict(coordinator="", num_processes=0, process_id=0))
 
-  c.model = ml_collections.ConfigDict(dict(FULL_MODEL, name="dstformer", mlp_hidden=1024,
-                                          mlp_blocks=2, qk_scale=placeholder(float)))
+  c.model = ml_collections.ConfigDict(
+    dict(FULL_MODEL, name="dstformer", mlp_hidden=1024, mlp_blocks=2, qk_scale=placeholder(float))
+  )
   # source: every variant names its data ("demo": the bundled demo mocap; or a prepared TFDS
   # dataset such as "fit3d/clip243"); check_config refuses a config that does not.
-  c.data = ml_collections.ConfigDict(dict(
-      source="", data_dir=placeholder(str), clip_len=243, stride=placeholder(int),
-      shuffle=True, num_epochs=placeholder(int), flip=True, scale_range=placeholder(tuple),
-      synthetic_2d=False, worker_count=0, worker_buffer_size=2, read_threads=4,
+  c.data = ml_collections.ConfigDict(
+    dict(
+      source="",
+      data_dir=placeholder(str),
+      clip_len=243,
+      stride=placeholder(int),
+      shuffle=True,
+      num_epochs=placeholder(int),
+      flip=True,
+      scale_range=placeholder(tuple),
+      synthetic_2d=False,
+      worker_count=0,
+      worker_buffer_size=2,
+      read_threads=4,
       prefetch_buffer_size=64,
       # source "mocap": detector-like 2D noise of training / evaluation clips, body tilt probability
-      film_noise=1.0, film_eval_noise=0.0, film_tilt_prob=0.3))
+      film_noise=1.0,
+      film_eval_noise=0.0,
+      film_tilt_prob=0.3,
+    )
+  )
   # scale_range: (r, r) rescales the action task's 2D test clips by crop_scale with ratio r.
-  c.eval = ml_collections.ConfigDict(dict(batch_size=32, flip_test=False, max_batches=0,
-                                          scale_range=placeholder(tuple)))
-  c.loss = ml_collections.ConfigDict(dict(
-      lambda_3d_pos=1.0, lambda_scale=0.5, lambda_3d_velocity=20.0, lambda_lv=0.0,
-      lambda_lg=0.0, lambda_a=0.0, lambda_av=0.0,
+  c.eval = ml_collections.ConfigDict(
+    dict(batch_size=32, flip_test=False, max_batches=0, scale_range=placeholder(tuple))
+  )
+  c.loss = ml_collections.ConfigDict(
+    dict(
+      lambda_3d_pos=1.0,
+      lambda_scale=0.5,
+      lambda_3d_velocity=20.0,
+      lambda_lv=0.0,
+      lambda_lg=0.0,
+      lambda_a=0.0,
+      lambda_av=0.0,
       # PETR's kinematic constraints (not upstream): knees/elbows bent backwards, left/right
       # bone-length symmetry, bone lengths constant over the clip (perfectrep_jax/bones.py).
-      lambda_hinge=0.0, lambda_symmetry=0.0, lambda_length=0.0))
-  c.corruption = ml_collections.ConfigDict(dict(
-      noise=True, mask=True, mask_ratio=0.05, mask_t_ratio=0.1, limb_mask_prob=0.0,
-      half_mask_prob=0.0, span_mask_prob=0.0))
-  c.optim = ml_collections.ConfigDict(dict(
-      lr=5e-4, weight_decay=0.01, b1=0.9, b2=0.999, eps=1e-8, schedule="exponential",
-      lr_decay=0.99, warmup_steps=0, end_lr_factor=0.0, clip_norm=0.0, accumulate_steps=1,
-      backbone_lr_mult=1.0))
+      lambda_hinge=0.0,
+      lambda_symmetry=0.0,
+      lambda_length=0.0,
+    )
+  )
+  c.corruption = ml_collections.ConfigDict(
+    dict(
+      noise=True,
+      mask=True,
+      mask_ratio=0.05,
+      mask_t_ratio=0.1,
+      limb_mask_prob=0.0,
+      half_mask_prob=0.0,
+      span_mask_prob=0.0,
+    )
+  )
+  c.optim = ml_collections.ConfigDict(
+    dict(
+      lr=5e-4,
+      weight_decay=0.01,
+      b1=0.9,
+      b2=0.999,
+      eps=1e-8,
+      schedule="exponential",
+      lr_decay=0.99,
+      warmup_steps=0,
+      end_lr_factor=0.0,
+      clip_norm=0.0,
+      accumulate_steps=1,
+      backbone_lr_mult=1.0,
+    )
+  )
   # finetune: the run must start from init.checkpoint (a model/run dir or a PyTorch .bin).
   c.init = ml_collections.ConfigDict(dict(checkpoint="", num_heads=8, finetune=False))
   # num_classes: width of the classifier (0: len(classes)); classes name the labels in order.
   # random_move: MotionBERT's random affine move of 2D training clips.
-  c.action = ml_collections.ConfigDict(dict(classes=(), num_classes=0, hidden_dim=2048,
-                                            dropout_ratio=0.5, input="2d", random_move=False))
+  c.action = ml_collections.ConfigDict(
+    dict(classes=(), num_classes=0, hidden_dim=2048, dropout_ratio=0.5, input="2d", random_move=False)
+  )
   return c
 
 

@@ -14,8 +14,10 @@ def describe_data(config) -> str:
   """One line naming the data a config reads; the bundled demo set is said to be one."""
   source = config.data.get("source")
   if source == "demo":
-    return ("data: demo, the small bundled demo mocap; not a benchmark (its figures do not compare "
-            "with Fit3D or Human3.6M results; set --config.data.source for a prepared dataset)")
+    return (
+      "data: demo, the small bundled demo mocap; not a benchmark (its figures do not compare "
+      "with Fit3D or Human3.6M results; set --config.data.source for a prepared dataset)"
+    )
   where = config.data.get("data_dir")
   return f"data: {source}" + (f" from {where}" if where else "")
 
@@ -53,42 +55,62 @@ def check_config(config) -> None:
   elif config.model.get("name", "dstformer") not in ("dstformer", "mlp"):
     problems.append(f"model.name: dstformer or mlp, not {config.model.name!r}")
   else:
-    attempt("model", lambda: DSTformerConfig(
-        **{k: v for k, v in config.model.to_dict().items() if k not in extra}))
+    attempt(
+      "model", lambda: DSTformerConfig(**{k: v for k, v in config.model.to_dict().items() if k not in extra})
+    )
     if config.model.get("name") == "mlp":  # the baseline's own widths, checked as its config
       from perfectrep_jax.models.baseline import MLPLifterConfig
 
       m = config.model
-      attempt("model", lambda: MLPLifterConfig(
-          dim_in=m.dim_in, dim_out=m.get("dim_out", 3), num_joints=m.num_joints,
-          hidden=m.get("mlp_hidden", 1024), num_blocks=m.get("mlp_blocks", 2),
-          drop_rate=m.get("drop_rate", 0.0), maxlen=m.maxlen))
+      attempt(
+        "model",
+        lambda: MLPLifterConfig(
+          dim_in=m.dim_in,
+          dim_out=m.get("dim_out", 3),
+          num_joints=m.num_joints,
+          hidden=m.get("mlp_hidden", 1024),
+          num_blocks=m.get("mlp_blocks", 2),
+          drop_rate=m.get("drop_rate", 0.0),
+          maxlen=m.maxlen,
+        ),
+      )
   if not config.data.get("source"):
-    problems.append("data.source: name the data, e.g. --config.data.source=demo (the bundled demo "
-                    "mocap) or a dataset prepared by `perfectrep-jax prepare`, such as fit3d/clip243")
-  for name, value in (("data.scale_range", config.data.get("scale_range")),
-                      ("eval.scale_range", config.eval.get("scale_range"))):
+    problems.append(
+      "data.source: name the data, e.g. --config.data.source=demo (the bundled demo "
+      "mocap) or a dataset prepared by `perfectrep-jax prepare`, such as fit3d/clip243"
+    )
+  for name, value in (
+    ("data.scale_range", config.data.get("scale_range")),
+    ("eval.scale_range", config.eval.get("scale_range")),
+  ):
     if value is not None and not (
-        isinstance(value, (tuple, list)) and len(value) == 2
-        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in value)
-        and value[0] <= value[1]):
-      problems.append(f"{name}: two positive numbers (low, high), e.g. --config.{name}='(1.0, 3.0)', "
-                      f"not {value!r}")
+      isinstance(value, (tuple, list))
+      and len(value) == 2
+      and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in value)
+      and value[0] <= value[1]
+    ):
+      problems.append(
+        f"{name}: two positive numbers (low, high), e.g. --config.{name}='(1.0, 3.0)', not {value!r}"
+      )
   rules = config.get("sharding_rules")
   if not isinstance(rules, (tuple, list)) or not all(
-      isinstance(r, (tuple, list)) and len(r) == 2 and isinstance(r[0], str)
-      and (r[1] is None or isinstance(r[1], (str, tuple, list))) for r in rules):
-    problems.append(f"sharding_rules: pairs (logical axis, mesh axis or None), e.g. "
-                    f"(('embed', 'fsdp'), ('mlp', 'tensor')), not {rules!r}")
+    isinstance(r, (tuple, list))
+    and len(r) == 2
+    and isinstance(r[0], str)
+    and (r[1] is None or isinstance(r[1], (str, tuple, list)))
+    for r in rules
+  ):
+    problems.append(
+      f"sharding_rules: pairs (logical axis, mesh axis or None), e.g. "
+      f"(('embed', 'fsdp'), ('mlp', 'tensor')), not {rules!r}"
+    )
   attempt("data", lambda: PipelineConfig.from_config(config.data, batch_size=1))
   if config.data.clip_len > config.model.maxlen:
-    problems.append(f"data.clip_len {config.data.clip_len} exceeds model.maxlen "
-                    f"{config.model.maxlen}")
+    problems.append(f"data.clip_len {config.data.clip_len} exceeds model.maxlen {config.model.maxlen}")
   attempt("corruption", lambda: CorruptionConfig.from_config(config.corruption))
   attempt("loss", lambda: LossWeights.from_mapping(dict(config.loss)))
   if config.optim.schedule not in ("exponential", "warmup_cosine", "constant"):
-    problems.append(f"optim.schedule: exponential, warmup_cosine or constant, not "
-                    f"{config.optim.schedule!r}")
+    problems.append(f"optim.schedule: exponential, warmup_cosine or constant, not {config.optim.schedule!r}")
   if config.compute_dtype not in ("float32", "bfloat16", "float16"):
     problems.append(f"compute_dtype: float32, bfloat16 or float16, not {config.compute_dtype!r}")
   attempt("mesh", lambda: mesh_shape(dict(config.mesh), jax.device_count()))
@@ -97,20 +119,25 @@ def check_config(config) -> None:
   if (config.get("remat") or None) not in REMAT_POLICIES:
     problems.append(f"remat: one of {[p for p in REMAT_POLICIES if p] + ['']}, not {config.remat!r}")
   if config.get("attention_impl", "auto") not in ("auto", "einsum", "dot_product_attention"):
-    problems.append(f"attention_impl: auto, einsum or dot_product_attention, not "
-                    f"{config.attention_impl!r}")
+    problems.append(f"attention_impl: auto, einsum or dot_product_attention, not {config.attention_impl!r}")
   if config.task == "action" and not config.action.classes:
     problems.append("action.classes: list the action names to classify")
   if config.task == "action" and 0 < config.action.get("num_classes", 0) < len(config.action.classes):
-    problems.append(f"action.num_classes {config.action.num_classes} is fewer than the "
-                    f"{len(config.action.classes)} classes named")
+    problems.append(
+      f"action.num_classes {config.action.num_classes} is fewer than the "
+      f"{len(config.action.classes)} classes named"
+    )
   if config.init.get("finetune", False) and not config.init.checkpoint:
-    problems.append("init.finetune is set: give the weights to start from with "
-                    "--config.init.checkpoint=DIR_OR_BIN")
+    problems.append(
+      "init.finetune is set: give the weights to start from with --config.init.checkpoint=DIR_OR_BIN"
+    )
   if config.get("epochs", 0) < 0:
     problems.append(f"epochs: must be >= 0, got {config.epochs}")
-  problems += [f"{name}: must be a finite number, got {value}"
-               for name, value in _floats(config.to_dict()) if not math.isfinite(value)]
+  problems += [
+    f"{name}: must be a finite number, got {value}"
+    for name, value in _floats(config.to_dict())
+    if not math.isfinite(value)
+  ]
   if problems:
     raise UserError("invalid config:\n  " + "\n  ".join(problems))
 
@@ -118,8 +145,9 @@ def check_config(config) -> None:
 def _floats(tree, prefix: str = ""):
   """(dotted name, value) of every float in a nested config dict (an override such as
   optim.lr=1e999 gives inf, which no later check would catch before the loss is NaN)."""
-  items = tree.items() if isinstance(tree, dict) else enumerate(tree) if isinstance(
-      tree, (list, tuple)) else ()
+  items = (
+    tree.items() if isinstance(tree, dict) else enumerate(tree) if isinstance(tree, (list, tuple)) else ()
+  )
   for key, value in items:
     name = f"{prefix}.{key}" if prefix else str(key)
     if isinstance(value, float):

@@ -54,7 +54,7 @@ def _unknown_field(e: KeyError, argv: list[str]) -> str:
   first, _, hint = text.partition("\n")
   key = first.strip("'\"")
   flags = [w.split("=", 1)[0] for w in argv if w.startswith("--config.")]
-  named = [f for f in flags if key in f[len("--config."):].split(".")]
+  named = [f for f in flags if key in f[len("--config.") :].split(".")]
   where = named[-1] if named else f"--config.{key}"
   hint = f"; {hint.strip()[0].lower()}{hint.strip()[1:]}" if hint.strip() else ""
   return f"{where}: no such config field {key!r}{hint}"
@@ -101,8 +101,10 @@ def parse_config_flags(values, argv: list[str], holder):
     if not file:
       raise UserError(f"--config {spec!r}: give a config file, e.g. configs/pretrain.py:demo")
     if not Path(file).is_file():
-      raise UserError(f"{file}: no such config file" + (
-          "" if Path(file).suffix == ".py" else " (a config is a .py file with get_config)"))
+      raise UserError(
+        f"{file}: no such config file"
+        + ("" if Path(file).suffix == ".py" else " (a config is a .py file with get_config)")
+      )
   # ml_collections loads the file with SourceFileLoader.load_module under "<flag>_config", which
   # re-executes into a module already in sys.modules: a second parse in one process (tests, sweeps)
   # would keep the first file's get_config when the second defines none.
@@ -114,8 +116,9 @@ def parse_config_flags(values, argv: list[str], holder):
     raise UserError(_from_flag_error(str(e), spec)) from None
   except (KeyError, AttributeError) as e:
     missing = e if isinstance(e, KeyError) else e.__context__
-    overriding = any(f.name == "_parse" and "config_flags" in f.filename
-                     for f in traceback.extract_tb(e.__traceback__))
+    overriding = any(
+      f.name == "_parse" and "config_flags" in f.filename for f in traceback.extract_tb(e.__traceback__)
+    )
     if overriding and isinstance(missing, KeyError):  # --config.KEY of a field that does not exist
       raise UserError(_unknown_field(missing, argv)) from None
     raise UserError(_load_error(spec, e)) from None
@@ -178,52 +181,72 @@ def _data_of(path: Path, variant: str) -> str:
 def _shorten(text: str, width: int) -> str:
   if len(text) <= width:
     return text
-  return text[:width - 3].rsplit(" ", 1)[0].rstrip(",;:(") + "..."
+  return text[: width - 3].rsplit(" ", 1)[0].rstrip(",;:(") + "..."
 
 
 def help_text(command: str, full: bool = False) -> str:
   """``perfectrep-jax train|eval --help``: arguments, the config variants available, examples."""
-  what = {"train": "Trains and evaluates a task config in a run directory. Rerunning with the same "
-                   "--workdir resumes from its latest checkpoint.",
-          "eval": "Evaluates a run directory's best checkpoint (best.json; or --step N) on the "
-                  "test split, and writes its tables and plots under WORKDIR/eval/."}[command]
-  lines = [f"usage: perfectrep-jax {command} --config FILE.py[:VARIANT] --workdir DIR "
-           f"{'[--step N] ' if command == 'eval' else ''}[--config.KEY=VALUE ...]", "",
-           what, "", "arguments:",
-           "  --config FILE.py[:VARIANT]  task config: a Python file whose get_config(variant) "
-           "returns a ConfigDict",
-           "  --workdir DIR               run directory (config.json, model.json, checkpoints/, "
-           "metrics.jsonl, best.json)"]
+  what = {
+    "train": "Trains and evaluates a task config in a run directory. Rerunning with the same "
+    "--workdir resumes from its latest checkpoint.",
+    "eval": "Evaluates a run directory's best checkpoint (best.json; or --step N) on the "
+    "test split, and writes its tables and plots under WORKDIR/eval/.",
+  }[command]
+  lines = [
+    f"usage: perfectrep-jax {command} --config FILE.py[:VARIANT] --workdir DIR "
+    f"{'[--step N] ' if command == 'eval' else ''}[--config.KEY=VALUE ...]",
+    "",
+    what,
+    "",
+    "arguments:",
+    "  --config FILE.py[:VARIANT]  task config: a Python file whose get_config(variant) returns a ConfigDict",
+    "  --workdir DIR               run directory (config.json, model.json, checkpoints/, "
+    "metrics.jsonl, best.json)",
+  ]
   if command == "eval":
     lines.append("  --step N                    checkpoint step (default: the best, else the latest)")
-  lines += ["  --config.KEY=VALUE          override a config field, e.g. --config.optim.lr=1e-4 "
-            "--config.batch_size=64",
-            "  -h, --help                  this help; --helpfull also lists every config field", ""]
+  lines += [
+    "  --config.KEY=VALUE          override a config field, e.g. --config.optim.lr=1e-4 "
+    "--config.batch_size=64",
+    "  -h, --help                  this help; --helpfull also lists every config field",
+    "",
+  ]
   where = configs_dir()
   if where is None:
-    lines.append("config variants: no configs/ folder here or beside the package (the task "
-                 "configs are in the repository's configs/)")
+    lines.append(
+      "config variants: no configs/ folder here or beside the package (the task "
+      "configs are in the repository's configs/)"
+    )
   else:
     lines.append(f"config variants (--config {where}/FILE.py:VARIANT):")
-    found = [(f"{path.name}:{name}", f"[{_data_of(path, name)}] {text}")
-             for path in sorted(where.glob("*.py")) for name, text in variants(path)]
+    found = [
+      (f"{path.name}:{name}", f"[{_data_of(path, name)}] {text}")
+      for path in sorted(where.glob("*.py"))
+      for name, text in variants(path)
+    ]
     width = max((len(spec) for spec, _ in found), default=0)
     lines += [f"  {spec:<{width}}  {_shorten(text, 96 - width)}" for spec, text in found]
     lines.append("  [data.source: the data each variant trains on; demo is the small bundled demo set]")
   example = "configs/pretrain.py:demo" if where is None else f"{where}/pretrain.py:demo"
   lines += ["", "examples:"]
   if command == "train":
-    lines += [f"  perfectrep-jax train --config {example} --workdir runs/demo",
-              f"  perfectrep-jax train --config {example} --workdir runs/demo-lr "
-              "--config.optim.lr=5e-4 --config.total_steps=2000"]
+    lines += [
+      f"  perfectrep-jax train --config {example} --workdir runs/demo",
+      f"  perfectrep-jax train --config {example} --workdir runs/demo-lr "
+      "--config.optim.lr=5e-4 --config.total_steps=2000",
+    ]
   else:
-    lines += [f"  perfectrep-jax eval --config {example} --workdir runs/demo",
-              f"  perfectrep-jax eval --config {example} --workdir runs/demo --step 500"]
+    lines += [
+      f"  perfectrep-jax eval --config {example} --workdir runs/demo",
+      f"  perfectrep-jax eval --config {example} --workdir runs/demo --step 500",
+    ]
   if full:
     from perfectrep_jax.train.config_base import base_config
 
-    lines += ["", "config fields (--config.KEY=VALUE; defaults of the base config, which each "
-              "variant changes):"]
+    lines += [
+      "",
+      "config fields (--config.KEY=VALUE; defaults of the base config, which each variant changes):",
+    ]
     lines += [f"  {key} = {value!r}" for key, value in _flatten(base_config("pretrain"))]
   return "\n".join(lines)
 

@@ -28,8 +28,9 @@ def _sha256(path: Path) -> str:
 
 def _files(step_dir: Path, items: tuple[str, ...] | None = None) -> list[Path]:
   roots = [step_dir / item for item in items] if items else [step_dir]
-  return sorted(p for root in roots if root.exists() for p in root.rglob("*")
-                if p.is_file() and p.name != DIGEST_FILE)
+  return sorted(
+    p for root in roots if root.exists() for p in root.rglob("*") if p.is_file() and p.name != DIGEST_FILE
+  )
 
 
 def write(step_dir: str | Path, items: tuple[str, ...]) -> Path:
@@ -37,8 +38,9 @@ def write(step_dir: str | Path, items: tuple[str, ...]) -> Path:
   orbax's own metadata files beside the items are left out: it may rewrite them)."""
   step_dir = Path(step_dir)
   files = {str(p.relative_to(step_dir)): _sha256(p) for p in _files(step_dir, items)}
-  return atomic_write_bytes(step_dir / DIGEST_FILE,
-                            (json.dumps({"algorithm": "sha256", "files": files}, indent=1) + "\n").encode())
+  return atomic_write_bytes(
+    step_dir / DIGEST_FILE, (json.dumps({"algorithm": "sha256", "files": files}, indent=1) + "\n").encode()
+  )
 
 
 def has_digest(step_dir: str | Path) -> bool:

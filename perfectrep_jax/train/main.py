@@ -19,14 +19,20 @@ from perfectrep_jax.train.config_load import HELP_FLAGS, help_text, parse_config
 
 _FLAGS = flags.FlagValues()
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "task config: configs/<task>.py[:variant]", lock_config=True,
-    flag_values=_FLAGS)
-_WORKDIR = flags.DEFINE_string("workdir", None, "run directory (checkpoints, metrics, config)",
-                               flag_values=_FLAGS)
-_STEP = flags.DEFINE_integer("step", None, "eval: checkpoint step (default: best, else latest)",
-                             flag_values=_FLAGS)
-_OUT = flags.DEFINE_string("out", None, "publish: model directory to write (default: the package's "
-                           "default lifter, perfectrep_jax/weights/lifter)", flag_values=_FLAGS)
+  "config", None, "task config: configs/<task>.py[:variant]", lock_config=True, flag_values=_FLAGS
+)
+_WORKDIR = flags.DEFINE_string(
+  "workdir", None, "run directory (checkpoints, metrics, config)", flag_values=_FLAGS
+)
+_STEP = flags.DEFINE_integer(
+  "step", None, "eval: checkpoint step (default: best, else latest)", flag_values=_FLAGS
+)
+_OUT = flags.DEFINE_string(
+  "out",
+  None,
+  "publish: model directory to write (default: the package's default lifter, perfectrep_jax/weights/lifter)",
+  flag_values=_FLAGS,
+)
 
 
 def parse(command: str, argv: list[str]):
@@ -78,15 +84,24 @@ def run(command: str, argv: list[str]) -> None:
 
     summary = publish(config, workdir, out=_OUT.value, step=step)
     for name, figures in summary["held_out"].items():
-      print(f"held out, {name}: MPJPE {figures['mpjpe']:.1f} mm, P-MPJPE {figures['p_mpjpe']:.1f} mm "
-            f"({figures['eval_clips']:.0f} clips)", flush=True)
+      print(
+        f"held out, {name}: MPJPE {figures['mpjpe']:.1f} mm, P-MPJPE {figures['p_mpjpe']:.1f} mm "
+        f"({figures['eval_clips']:.0f} clips)",
+        flush=True,
+      )
     for name in ("clean_2d", "detector_2d"):
       f = summary["feedback"][name]
-      print(f"feedback, {name}: same findings in {f['same_findings']} of {f['views']} held-out exercise "
-            f"views, false findings in {f['with_false_findings']}, scores within 10 points in "
-            f"{f['score_within_10']}, repetitions exact in {f['reps_exact']}", flush=True)
-    print(f"published step {summary['trained']['step']} of {workdir} -> {summary['out']} "
-          f"({summary['weight_bytes'] / 2**20:.1f} MiB)", flush=True)
+      print(
+        f"feedback, {name}: same findings in {f['same_findings']} of {f['views']} held-out exercise "
+        f"views, false findings in {f['with_false_findings']}, scores within 10 points in "
+        f"{f['score_within_10']}, repetitions exact in {f['reps_exact']}",
+        flush=True,
+      )
+    print(
+      f"published step {summary['trained']['step']} of {workdir} -> {summary['out']} "
+      f"({summary['weight_bytes'] / 2**20:.1f} MiB)",
+      flush=True,
+    )
   else:
     raise ValueError(command)
 

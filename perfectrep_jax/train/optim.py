@@ -25,19 +25,27 @@ import jax
 import optax
 
 
-def learning_rate_schedule(cfg: Mapping[str, Any], lr: float, total_steps: int,
-                           steps_per_epoch: int) -> optax.Schedule:
+def learning_rate_schedule(
+  cfg: Mapping[str, Any], lr: float, total_steps: int, steps_per_epoch: int
+) -> optax.Schedule:
   """The schedule of one parameter group, peaking at ``lr``."""
   warmup = int(cfg.get("warmup_steps", 0))
   name = cfg.get("schedule", "exponential")
   if name == "exponential":
-    main = optax.exponential_decay(lr, transition_steps=max(steps_per_epoch, 1),
-                                   decay_rate=float(cfg.get("lr_decay", 0.99)), staircase=True)
+    main = optax.exponential_decay(
+      lr,
+      transition_steps=max(steps_per_epoch, 1),
+      decay_rate=float(cfg.get("lr_decay", 0.99)),
+      staircase=True,
+    )
   elif name == "warmup_cosine":
     return optax.warmup_cosine_decay_schedule(
-        init_value=0.0, peak_value=lr, warmup_steps=warmup,
-        decay_steps=max(total_steps, warmup + 1),
-        end_value=lr * float(cfg.get("end_lr_factor", 0.0)))
+      init_value=0.0,
+      peak_value=lr,
+      warmup_steps=warmup,
+      decay_steps=max(total_steps, warmup + 1),
+      end_value=lr * float(cfg.get("end_lr_factor", 0.0)),
+    )
   elif name == "constant":
     main = optax.constant_schedule(lr)
   else:
@@ -48,9 +56,13 @@ def learning_rate_schedule(cfg: Mapping[str, Any], lr: float, total_steps: int,
 
 
 def _adamw(cfg: Mapping[str, Any], schedule: optax.Schedule) -> optax.GradientTransformation:
-  return optax.adamw(schedule, b1=float(cfg.get("b1", 0.9)), b2=float(cfg.get("b2", 0.999)),
-                     eps=float(cfg.get("eps", 1e-8)),
-                     weight_decay=float(cfg.get("weight_decay", 0.01)))
+  return optax.adamw(
+    schedule,
+    b1=float(cfg.get("b1", 0.9)),
+    b2=float(cfg.get("b2", 0.999)),
+    eps=float(cfg.get("eps", 1e-8)),
+    weight_decay=float(cfg.get("weight_decay", 0.01)),
+  )
 
 
 def param_groups(params: Any) -> Any:
@@ -58,6 +70,7 @@ def param_groups(params: Any) -> Any:
 
   The lifter's ``head`` is its regression layer, the action model's its classification head.
   """
+
   def label(path, _):
     top = path[0].key if path and hasattr(path[0], "key") else None
     return "head" if top == "head" else "backbone"
@@ -65,8 +78,9 @@ def param_groups(params: Any) -> Any:
   return jax.tree_util.tree_map_with_path(label, params)
 
 
-def make_optimizer(cfg: Mapping[str, Any], total_steps: int, steps_per_epoch: int
-                   ) -> tuple[optax.GradientTransformation, dict[str, optax.Schedule]]:
+def make_optimizer(
+  cfg: Mapping[str, Any], total_steps: int, steps_per_epoch: int
+) -> tuple[optax.GradientTransformation, dict[str, optax.Schedule]]:
   """Builds the optax transformation and returns it with its schedules by group name.
 
   ``total_steps`` and ``steps_per_epoch`` count optimizer updates (after accumulation).

@@ -55,10 +55,16 @@ def git_commit() -> str:
   """The checkout's commit (with ``-dirty`` when it has changes), or ``unknown``."""
   root = Path(__file__).resolve().parents[2]
   try:
-    sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                         check=True, timeout=10).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                           capture_output=True, text=True, timeout=10).stdout.strip()
+    sha = subprocess.run(
+      ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True, timeout=10
+    ).stdout.strip()
+    dirty = subprocess.run(
+      ["git", "status", "--porcelain", "--untracked-files=no"],
+      cwd=root,
+      capture_output=True,
+      text=True,
+      timeout=10,
+    ).stdout.strip()
   except (OSError, subprocess.SubprocessError):
     return "unknown"
   return sha + ("-dirty" if dirty else "")
@@ -66,8 +72,9 @@ def git_commit() -> str:
 
 def _figures(metrics: dict[str, float]) -> dict[str, Any]:
   out = {k: round(float(metrics[k]), 2) for k in FIGURES if k in metrics}
-  out["per_action_mpjpe"] = {k.split("/", 1)[1]: round(float(v), 2) for k, v in metrics.items()
-                             if k.startswith("mpjpe/")}
+  out["per_action_mpjpe"] = {
+    k.split("/", 1)[1]: round(float(v), 2) for k, v in metrics.items() if k.startswith("mpjpe/")
+  }
   return out
 
 
@@ -91,43 +98,58 @@ def feedback_figures(model, maxlen: int, views: int = 2) -> dict[str, Any]:
   lift_fn = make_apply_fn(model)
   clean = feedback_agreement(lift_fn, maxlen, views=views, noise=0.0)
   detector = feedback_agreement(lift_fn, maxlen, views=views, noise=1.0)
-  return {"clean_2d": clean["summary"], "detector_2d": detector["summary"],
-          "detector_2d_takes": detector["takes"]}
+  return {
+    "clean_2d": clean["summary"],
+    "detector_2d": detector["summary"],
+    "detector_2d_takes": detector["takes"],
+  }
 
 
-def publish(config, workdir: str | Path, out: str | Path | None = None, step: int | None = None
-            ) -> dict[str, Any]:
+def publish(
+  config, workdir: str | Path, out: str | Path | None = None, step: int | None = None
+) -> dict[str, Any]:
   """Writes the run's lifter with its config, data, commit and held-out figures into ``out``.
 
   Raises:
     UserError: not a lifter run, weights over ``MAX_WEIGHT_BYTES``, or ``out`` not writable.
   """
   if config.data.source != "mocap":
-    raise UserError(f"publish evaluates on the held-out mocap views; {config.data.source!r} runs "
-                    "are not published as the default lifter")
+    raise UserError(
+      f"publish evaluates on the held-out mocap views; {config.data.source!r} runs "
+      "are not published as the default lifter"
+    )
   model, meta = model_dir.load_model(workdir, step=step)
   if meta["kind"] != "lifter":
     raise UserError(f"{workdir}: a {meta['kind']} model; only a lifter can be published")
   weights = model_dir.weights_of(model)
   size = sum(np.asarray(x).nbytes for x in jax.tree.leaves(weights))
   if size > MAX_WEIGHT_BYTES:
-    raise UserError(f"{workdir}: weights of {size / 2**20:.1f} MiB exceed the package's "
-                    f"{MAX_WEIGHT_BYTES / 2**20:.0f} MiB")
+    raise UserError(
+      f"{workdir}: weights of {size / 2**20:.1f} MiB exceed the package's {MAX_WEIGHT_BYTES / 2**20:.0f} MiB"
+    )
   figures = held_out_figures(config, workdir, step)
   feedback = feedback_figures(model, meta["config"]["maxlen"])
   best = Path(workdir) / "best.json"
-  trained_step = step if step is not None else (json.loads(best.read_text()).get("step")
-                                                if best.is_file() else None)
+  trained_step = (
+    step if step is not None else (json.loads(best.read_text()).get("step") if best.is_file() else None)
+  )
   record = {
-      "trained": {"config": json.loads(config.to_json_best_effort()), "commit": git_commit(),
-                  "step": trained_step, "run": str(Path(workdir).name)},
-      "data": {"source": "mocap", "takes": "every take of ../shared/data/mocap (UI-PRMD, HDM05, CMU)",
-               "held_out_subjects": list(mocap.TEST_SUBJECTS),
-               "licences": "UI-PRMD PDDL 1.0; CMU mocap (mocap.cs.cmu.edu, NSF EIA-0196217); "
-                           "HDM05 CC BY-SA 3.0 (see README.md)"},
-      "held_out": figures,
-      "feedback": feedback,
-      "weight_bytes": int(size),
+    "trained": {
+      "config": json.loads(config.to_json_best_effort()),
+      "commit": git_commit(),
+      "step": trained_step,
+      "run": str(Path(workdir).name),
+    },
+    "data": {
+      "source": "mocap",
+      "takes": "every take of ../shared/data/mocap (UI-PRMD, HDM05, CMU)",
+      "held_out_subjects": list(mocap.TEST_SUBJECTS),
+      "licences": "UI-PRMD PDDL 1.0; CMU mocap (mocap.cs.cmu.edu, NSF EIA-0196217); "
+      "HDM05 CC BY-SA 3.0 (see README.md)",
+    },
+    "held_out": figures,
+    "feedback": feedback,
+    "weight_bytes": int(size),
   }
   out = Path(out) if out is not None else DEFAULT_LIFTER
   staging = Path(tempfile.mkdtemp(prefix=".publish-", dir=out.parent if out.parent.is_dir() else None))

@@ -71,8 +71,10 @@ class Reporter:
     if not math.isfinite(record.get("loss", 0.0)):
       if self.enabled:  # on record, so that a sweep's summary can say the run diverged
         self._write(record)
-      raise UserError(f"training diverged: loss is {record['loss']} at step {step} "
-                      "(lower optim.lr, enable optim.clip_norm, or check the data)")
+      raise UserError(
+        f"training diverged: loss is {record['loss']} at step {step} "
+        "(lower optim.lr, enable optim.clip_norm, or check the data)"
+      )
     now = time.perf_counter()
     if self._last_step is not None:
       record["clips_per_s"] = (step - self._last_step) * self.batch_size / max(now - self._last_time, 1e-9)

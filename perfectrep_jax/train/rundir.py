@@ -89,16 +89,23 @@ class RunLock:
         pid, host = holder.get("pid"), holder.get("host")
         same_host = host == me["host"]
         if isinstance(pid, int) and same_host and pid != me["pid"] and _alive(pid):
-          raise UserError(f"{self.path.parent}: in use by another train (pid {pid} on {host} since "
-                          f"{holder.get('since')}); wait for it, stop it, or use another --workdir")
+          raise UserError(
+            f"{self.path.parent}: in use by another train (pid {pid} on {host} since "
+            f"{holder.get('since')}); wait for it, stop it, or use another --workdir"
+          ) from None
         if isinstance(pid, int) and not same_host:
-          raise UserError(f"{self.path.parent}: in use by another train (pid {pid} on {host} since "
-                          f"{holder.get('since')}); if that process is gone, delete {self.path}")
+          raise UserError(
+            f"{self.path.parent}: in use by another train (pid {pid} on {host} since "
+            f"{holder.get('since')}); if that process is gone, delete {self.path}"
+          ) from None
         # Stale: its process is gone (or it is this very process, e.g. a run started again in
         # the same Python): replace it atomically.
         if pid != me["pid"] or not same_host:
-          print(f"note: {self.path} was left by pid {pid} on {host} (since {holder.get('since')}), "
-                "which is not running; taking it over", flush=True)
+          print(
+            f"note: {self.path} was left by pid {pid} on {host} (since {holder.get('since')}), "
+            "which is not running; taking it over",
+            flush=True,
+          )
         atomic_write_bytes(self.path, (json.dumps(me) + "\n").encode())
         if (_read_lock(self.path) or {}).get("pid") != me["pid"]:
           continue  # another process took it over at the same moment: look again
@@ -164,8 +171,10 @@ def check_model(workdir: str | Path, meta: dict) -> None:
 
   workdir = Path(workdir)
   if (workdir / model_dir.PARAMS_DIR).exists():
-    raise UserError(f"{workdir}: holds a model directory (written by convert), not a training run; "
-                    f"train in a new --workdir, starting from it with --config.init.checkpoint={workdir}")
+    raise UserError(
+      f"{workdir}: holds a model directory (written by convert), not a training run; "
+      f"train in a new --workdir, starting from it with --config.init.checkpoint={workdir}"
+    )
   path = workdir / model_dir.MODEL_JSON
   if not path.is_file():
     return
@@ -174,19 +183,27 @@ def check_model(workdir: str | Path, meta: dict) -> None:
     old_kind, old_config = old["kind"], old["config"]
   except (OSError, ValueError, KeyError, TypeError):
     if (workdir / "checkpoints").is_dir():
-      raise UserError(f"{path}: unreadable, so the run's checkpoints cannot be matched to this "
-                      "config; restore it or use another --workdir") from None
+      raise UserError(
+        f"{path}: unreadable, so the run's checkpoints cannot be matched to this "
+        "config; restore it or use another --workdir"
+      ) from None
     return  # nothing to resume: the file is rewritten
   if old_kind != meta["kind"]:
-    raise UserError(f"{workdir}: holds a {old_kind} run; this config trains a {meta['kind']} "
-                    "(use another --workdir)")
+    raise UserError(
+      f"{workdir}: holds a {old_kind} run; this config trains a {meta['kind']} (use another --workdir)"
+    )
   new_config = meta["config"]
-  diffs = [f"{k} {old_config.get(k)!r} -> {new_config.get(k)!r}"
-           for k in sorted(set(old_config) | set(new_config)) if old_config.get(k) != new_config.get(k)]
+  diffs = [
+    f"{k} {old_config.get(k)!r} -> {new_config.get(k)!r}"
+    for k in sorted(set(old_config) | set(new_config))
+    if old_config.get(k) != new_config.get(k)
+  ]
   if diffs:
     more = f" (and {len(diffs) - 3} more)" if len(diffs) > 3 else ""
-    raise UserError(f"{workdir}: its run has another model config ({', '.join(diffs[:3])}{more}); "
-                    "resume it with its own config, or train this one in another --workdir")
+    raise UserError(
+      f"{workdir}: its run has another model config ({', '.join(diffs[:3])}{more}); "
+      "resume it with its own config, or train this one in another --workdir"
+    )
 
 
 def write_status(workdir: str | Path, status: str, **fields) -> None:

@@ -30,8 +30,9 @@ MESH_AXES = ("data", "fsdp", "tensor")
 BATCH_AXES = ("data", "fsdp")
 
 
-def initialize_distributed(coordinator: str | None = None, num_processes: int | None = None,
-                           process_id: int | None = None) -> None:
+def initialize_distributed(
+  coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None
+) -> None:
   """Joins a multi-process run when there is one; a no-op for a single process.
 
   With explicit settings they are used; otherwise ``jax.distributed.initialize()`` reads them from
@@ -39,12 +40,12 @@ def initialize_distributed(coordinator: str | None = None, num_processes: int | 
   processes.
   """
   if coordinator:
-    jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
-                               process_id=process_id)
+    jax.distributed.initialize(
+      coordinator_address=coordinator, num_processes=num_processes, process_id=process_id
+    )
     return
   slurm_tasks = int(os.environ.get("SLURM_NTASKS", "1"))
-  if slurm_tasks > 1 or os.environ.get("TPU_WORKER_HOSTNAMES") or \
-      os.environ.get("JAX_COORDINATOR_ADDRESS"):
+  if slurm_tasks > 1 or os.environ.get("TPU_WORKER_HOSTNAMES") or os.environ.get("JAX_COORDINATOR_ADDRESS"):
     jax.distributed.initialize()
 
 
@@ -53,8 +54,7 @@ def initialize_distributed_from_config(config) -> None:
   if jax.distributed.is_initialized():
     return
   d = config.distributed
-  initialize_distributed(d.get("coordinator") or None, d.get("num_processes") or None,
-                         d.get("process_id"))
+  initialize_distributed(d.get("coordinator") or None, d.get("num_processes") or None, d.get("process_id"))
 
 
 def mesh_shape(mesh_cfg: Mapping[str, int], num_devices: int) -> tuple[int, int, int]:
@@ -69,12 +69,12 @@ def mesh_shape(mesh_cfg: Mapping[str, int], num_devices: int) -> tuple[int, int,
     raise UserError(f"mesh: sizes must be positive or -1, got {dict(zip(MESH_AXES, sizes))}")
   known = math.prod(s for s in sizes if s != -1)
   if num_devices % known:
-    raise UserError(f"mesh {dict(zip(MESH_AXES, sizes))} does not divide the {num_devices} "
-                    "devices")
+    raise UserError(f"mesh {dict(zip(MESH_AXES, sizes))} does not divide the {num_devices} devices")
   sizes = [num_devices // known if s == -1 else s for s in sizes]
   if math.prod(sizes) != num_devices:
-    raise UserError(f"mesh {dict(zip(MESH_AXES, sizes))} uses {math.prod(sizes)} devices, "
-                    f"but there are {num_devices}")
+    raise UserError(
+      f"mesh {dict(zip(MESH_AXES, sizes))} uses {math.prod(sizes)} devices, but there are {num_devices}"
+    )
   return tuple(sizes)
 
 
@@ -90,8 +90,9 @@ def make_mesh(mesh_cfg: Mapping[str, int], devices: Sequence[jax.Device] | None 
   return Mesh(np.asarray(devices).reshape(shape), MESH_AXES, axis_types=auto)
 
 
-def logical_to_mesh(names: Sequence[str | None], shape: Sequence[int], mesh: Mesh,
-                    rules: Sequence[tuple[str, Any]]) -> P:
+def logical_to_mesh(
+  names: Sequence[str | None], shape: Sequence[int], mesh: Mesh, rules: Sequence[tuple[str, Any]]
+) -> P:
   """Maps one array's logical axis names to a ``PartitionSpec`` on ``mesh``.
 
   A mesh axis is used at most once per array, and only where it divides the dimension.
@@ -116,8 +117,9 @@ def optimizer_shardings(opt_state_shape: Any, params: Any, param_shardings: Any,
   shape (Adam's moments, in any nesting of chain / multi_transform / MultiSteps) follows that
   parameter; everything else (counts, schedules' state) is replicated."""
   by_path = {}
-  for (path, leaf), sharding in zip(jax.tree_util.tree_flatten_with_path(params)[0],
-                                    jax.tree.leaves(param_shardings)):
+  for (path, leaf), sharding in zip(
+    jax.tree_util.tree_flatten_with_path(params)[0], jax.tree.leaves(param_shardings)
+  ):
     by_path[tuple(path)] = (tuple(leaf.shape), sharding)
   longest = max((len(p) for p in by_path), default=0)
 

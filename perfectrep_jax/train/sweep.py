@@ -146,9 +146,10 @@ def run_name(overrides: Mapping[str, Any]) -> str:
   safe = _SAFE.sub("-", raw)
   if safe == raw and len(raw) <= MAX_NAME:
     return raw
-  digest = hashlib.sha1(json.dumps([[k, format_value(v)] for k, v in overrides.items()])
-                        .encode()).hexdigest()[:8]
-  return f"{safe[:MAX_NAME - 9]}~{digest}"
+  digest = hashlib.sha1(
+    json.dumps([[k, format_value(v)] for k, v in overrides.items()]).encode()
+  ).hexdigest()[:8]
+  return f"{safe[: MAX_NAME - 9]}~{digest}"
 
 
 def parse_arg(arg: str | None, **defaults: Any) -> dict[str, Any]:
@@ -185,9 +186,9 @@ class Run:
   """One run of a sweep: its name, its named overrides and the flags of its train command."""
 
   name: str
-  config: str                      # FILE.py[:variant] as the train command gets it
-  overrides: dict[str, Any]        # the grid point (named)
-  fixed: dict[str, Any]            # shared by every run
+  config: str  # FILE.py[:variant] as the train command gets it
+  overrides: dict[str, Any]  # the grid point (named)
+  fixed: dict[str, Any]  # shared by every run
 
   @property
   def flags(self) -> list[str]:
@@ -203,9 +204,9 @@ class Run:
 class LoadedSweep:
   """A sweep file's ``Sweep`` with its config resolved and its runs expanded."""
 
-  spec: str                        # what the user named: PATH[:arg] or NAME[:arg]
-  path: Path                       # the sweep file
-  config_file: Path                # absolute
+  spec: str  # what the user named: PATH[:arg] or NAME[:arg]
+  path: Path  # the sweep file
+  config_file: Path  # absolute
   variant: str | None
   runs: tuple[Run, ...]
 
@@ -229,7 +230,7 @@ def _split_spec(spec: str) -> tuple[str, str | None]:
   start = 2 if len(spec) > 2 and spec[1] == ":" and spec[0].isalpha() and spec[2] in "/\\" else 0
   colon = spec.find(":", start)
   if colon > 0 and not spec.endswith(".py"):
-    return spec[:colon], spec[colon + 1:]
+    return spec[:colon], spec[colon + 1 :]
   return spec, None
 
 
@@ -295,11 +296,9 @@ def expand(sweep: Sweep, path: Path, spec: str = "") -> LoadedSweep:
     runs.append(Run(name=name, config="", overrides=point, fixed=fixed))
   if not runs:
     raise UserError(f"{path}: the grid has no runs")
-  loaded = LoadedSweep(spec=spec or str(path), path=path, config_file=config_file,
-                       variant=variant, runs=())
+  loaded = LoadedSweep(spec=spec or str(path), path=path, config_file=config_file, variant=variant, runs=())
   config = loaded.config_spec(Path.cwd())
-  return dataclasses.replace(loaded, runs=tuple(dataclasses.replace(r, config=config)
-                                                for r in runs))
+  return dataclasses.replace(loaded, runs=tuple(dataclasses.replace(r, config=config) for r in runs))
 
 
 # ---------------------------------------------------------------------------- configs
@@ -312,8 +311,9 @@ def build_config(run: Run):
 
   argv = ["perfectrep-jax sweep", "--config", run.config, *run.flags]
   values = flags.FlagValues()
-  holder = config_flags.DEFINE_config_file("config", None, "task config", flag_values=values,
-                                           lock_config=True, sys_argv=argv)
+  holder = config_flags.DEFINE_config_file(
+    "config", None, "task config", flag_values=values, lock_config=True, sys_argv=argv
+  )
   try:
     return parse_config_flags(values, argv, holder)
   except UserError as e:
@@ -363,34 +363,56 @@ def check_runs(runs: Sequence[Run], *, mesh_devices: int | None | bool = True) -
 def add_parser(subparsers) -> None:
   """Adds ``perfectrep-jax sweep`` to the CLI's subcommands."""
   p = subparsers.add_parser(
-      "sweep", help="run, submit or summarise a grid of configs (configs/sweeps/*.py)",
-      description="Runs a sweep's runs one after another in WORKDIR/<run name> (finished runs "
-                  "are skipped), writes SLURM job scripts or TPU-pod commands for them "
-                  "(--emit), or tabulates their best metrics (--summary).")
+    "sweep",
+    help="run, submit or summarise a grid of configs (configs/sweeps/*.py)",
+    description="Runs a sweep's runs one after another in WORKDIR/<run name> (finished runs "
+    "are skipped), writes SLURM job scripts or TPU-pod commands for them "
+    "(--emit), or tabulates their best metrics (--summary).",
+  )
   p.add_argument("sweep", help="configs/sweeps/NAME.py[:arg], or NAME[:arg]")
   p.add_argument("--workdir", required=True, help="directory holding one directory per run")
   mode = p.add_mutually_exclusive_group()
-  mode.add_argument("--emit", choices=("slurm", "tpu"), default=None,
-                    help="slurm: write WORKDIR/<run>/job.sbatch and print the sbatch commands; "
-                         "tpu: print one gcloud tpu-vm ssh --worker=all command per run")
-  mode.add_argument("--summary", action="store_true",
-                    help="print the runs with their best metrics, flagging (!) runs that diverged "
-                         "or never improved on their first evaluation; write WORKDIR/summary.csv "
-                         "(and, for pose runs, per_action.csv/.json: P1/P2 per action per run)")
+  mode.add_argument(
+    "--emit",
+    choices=("slurm", "tpu"),
+    default=None,
+    help="slurm: write WORKDIR/<run>/job.sbatch and print the sbatch commands; "
+    "tpu: print one gcloud tpu-vm ssh --worker=all command per run",
+  )
+  mode.add_argument(
+    "--summary",
+    action="store_true",
+    help="print the runs with their best metrics, flagging (!) runs that diverged "
+    "or never improved on their first evaluation; write WORKDIR/summary.csv "
+    "(and, for pose runs, per_action.csv/.json: P1/P2 per action per run)",
+  )
   mode.add_argument("--list", action="store_true", help="print the runs and their flags")
-  p.add_argument("--num-devices", type=int, default=None,
-                 help="--emit: check each run's mesh against this many devices (the cluster's)")
+  p.add_argument(
+    "--num-devices",
+    type=int,
+    default=None,
+    help="--emit: check each run's mesh against this many devices (the cluster's)",
+  )
   p.add_argument("--fail-fast", action="store_true", help="stop the local sweep at a failed run")
-  p.add_argument("--template", default=None,
-                 help="--emit slurm: the batch script to start from (default launch/slurm.sbatch)")
-  p.add_argument("--sbatch", default="",
-                 help='--emit slurm: extra sbatch options baked into each script, e.g. '
-                      '--sbatch="--nodes=2 --ntasks-per-node=8 --gpus-per-node=8"')
+  p.add_argument(
+    "--template",
+    default=None,
+    help="--emit slurm: the batch script to start from (default launch/slurm.sbatch)",
+  )
+  p.add_argument(
+    "--sbatch",
+    default="",
+    help="--emit slurm: extra sbatch options baked into each script, e.g. "
+    '--sbatch="--nodes=2 --ntasks-per-node=8 --gpus-per-node=8"',
+  )
   p.add_argument("--tpu", default=None, help="--emit tpu: TPU VM name (default: $TPU_NAME)")
   p.add_argument("--zone", default=None, help="--emit tpu: zone (default: $ZONE)")
   p.add_argument("--project", default=None, help="--emit tpu: Google Cloud project")
-  p.add_argument("--repo-dir", default="~/perfectrep-jax",
-                 help="--emit tpu: where this repository is checked out on every TPU worker")
+  p.add_argument(
+    "--repo-dir",
+    default="~/perfectrep-jax",
+    help="--emit tpu: where this repository is checked out on every TPU worker",
+  )
   p.set_defaults(func=command)
 
 
@@ -416,15 +438,21 @@ def command(args) -> None:
       print("wrote " + ", ".join(str(p) for p in sweep_summary.write_per_action(table, workdir)))
     return
   if args.emit == "slurm":
-    for line in sweep_launch.emit_slurm(loaded, workdir, template=args.template,
-                                        sbatch_options=args.sbatch,
-                                        num_devices=args.num_devices):
+    for line in sweep_launch.emit_slurm(
+      loaded, workdir, template=args.template, sbatch_options=args.sbatch, num_devices=args.num_devices
+    ):
       print(line)
     return
   if args.emit == "tpu":
-    for line in sweep_launch.emit_tpu(loaded, args.workdir, tpu=args.tpu, zone=args.zone,
-                                      project=args.project, repo_dir=args.repo_dir,
-                                      num_devices=args.num_devices):
+    for line in sweep_launch.emit_tpu(
+      loaded,
+      args.workdir,
+      tpu=args.tpu,
+      zone=args.zone,
+      project=args.project,
+      repo_dir=args.repo_dir,
+      num_devices=args.num_devices,
+    ):
       print(line)
     return
   sweep_launch.run_local(loaded, workdir, fail_fast=args.fail_fast)

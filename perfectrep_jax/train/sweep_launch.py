@@ -55,11 +55,11 @@ def check_settings(loaded: LoadedSweep, workdir: Path) -> None:
   for run in loaded.runs:
     old = read_state(Path(workdir) / run.name).get("settings")
     if old is not None and old != settings(loaded, run):
-      clashes.append(f"{Path(workdir) / run.name}: made with {old['config']} "
-                     f"{' '.join(old['flags'])}")
+      clashes.append(f"{Path(workdir) / run.name}: made with {old['config']} {' '.join(old['flags'])}")
   if clashes:
-    raise UserError("run directories hold runs with other settings (use another --workdir):\n  "
-                    + "\n  ".join(clashes))
+    raise UserError(
+      "run directories hold runs with other settings (use another --workdir):\n  " + "\n  ".join(clashes)
+    )
 
 
 # ---------------------------------------------------------------------------- local runs
@@ -84,8 +84,13 @@ def train_in_subprocess(run: Run, run_dir: Path) -> int:
       raise
 
 
-def run_local(loaded: LoadedSweep, workdir: str | Path, *, fail_fast: bool = False,
-              train: Callable[[Run, Path], int] = train_in_subprocess) -> dict[str, str]:
+def run_local(
+  loaded: LoadedSweep,
+  workdir: str | Path,
+  *,
+  fail_fast: bool = False,
+  train: Callable[[Run, Path], int] = train_in_subprocess,
+) -> dict[str, str]:
   """Runs the sweep's runs one after another; returns {run name: 'done' | 'failed' | 'preempted' |
   'skipped'}.
 
@@ -110,21 +115,20 @@ def run_local(loaded: LoadedSweep, workdir: str | Path, *, fail_fast: bool = Fal
       print(f"[{i}/{total}] {run.name}: finished before, skipped", flush=True)
       results[run.name] = "skipped"
       continue
-    print(f"[{i}/{total}] {run.name}: perfectrep-jax train "
-          f"{shlex.join(run.train_args(run_dir))}", flush=True)
+    print(f"[{i}/{total}] {run.name}: perfectrep-jax train {shlex.join(run.train_args(run_dir))}", flush=True)
     base = {"sweep": loaded.spec, "name": run.name, "settings": settings(loaded, run)}
     write_state(run_dir, {**base, "status": "running"})
     code = train(run, run_dir)
     results[run.name] = "done" if code == 0 else "preempted" if code == rundir.PREEMPTED_EXIT else "failed"
     write_state(run_dir, {**base, "status": results[run.name], "exit_status": code})
     if results[run.name] == "preempted":
-      print(f"[{i}/{total}] {run.name}: preempted (checkpoint saved); rerunning the sweep resumes it",
-            flush=True)
+      print(
+        f"[{i}/{total}] {run.name}: preempted (checkpoint saved); rerunning the sweep resumes it", flush=True
+      )
       if fail_fast:
         break
     elif code != 0:
-      print(f"[{i}/{total}] {run.name}: failed (exit status {code}); log: "
-            f"{run_dir / LOG_FILE}", flush=True)
+      print(f"[{i}/{total}] {run.name}: failed (exit status {code}); log: {run_dir / LOG_FILE}", flush=True)
       if fail_fast:
         break
   rows = sweep_summary.summarize(loaded, workdir)
@@ -133,19 +137,32 @@ def run_local(loaded: LoadedSweep, workdir: str | Path, *, fail_fast: bool = Fal
   failed = [name for name, status in results.items() if status == "failed"]
   preempted = [name for name, status in results.items() if status == "preempted"]
   if failed:
-    raise UserError(f"{len(failed)} of {total} runs failed: {', '.join(failed)} "
-                    f"(logs: {workdir}/<run>/{LOG_FILE})"
-                    + (f"; {len(preempted)} preempted" if preempted else ""))
+    raise UserError(
+      f"{len(failed)} of {total} runs failed: {', '.join(failed)} "
+      f"(logs: {workdir}/<run>/{LOG_FILE})" + (f"; {len(preempted)} preempted" if preempted else "")
+    )
   if preempted:
-    raise UserError(f"{len(preempted)} of {total} runs were preempted before finishing: "
-                    f"{', '.join(preempted)}; run the sweep again to resume them")
+    raise UserError(
+      f"{len(preempted)} of {total} runs were preempted before finishing: "
+      f"{', '.join(preempted)}; run the sweep again to resume them"
+    )
   return results
 
 
 # ---------------------------------------------------------------------------- SLURM
-_ALIASES = {"-J": "--job-name", "-o": "--output", "-D": "--chdir", "-e": "--error",
-            "-N": "--nodes", "-n": "--ntasks", "-t": "--time", "-p": "--partition",
-            "-A": "--account", "-G": "--gpus", "-c": "--cpus-per-task"}
+_ALIASES = {
+  "-J": "--job-name",
+  "-o": "--output",
+  "-D": "--chdir",
+  "-e": "--error",
+  "-N": "--nodes",
+  "-n": "--ntasks",
+  "-t": "--time",
+  "-p": "--partition",
+  "-A": "--account",
+  "-G": "--gpus",
+  "-c": "--cpus-per-task",
+}
 
 
 def check_script_text(value: str, what: str, allow: str = "") -> str:
@@ -155,8 +172,10 @@ def check_script_text(value: str, what: str, allow: str = "") -> str:
   bad = sorted({ch for ch in str(value) if unicodedata.category(ch) == "Cc" and ch not in allow})
   if bad:
     shown = str(value) if len(str(value)) <= 80 else str(value)[:77] + "..."
-    raise UserError(f"{what} {shown!r} contains a control character "
-                    f"({', '.join(repr(ch) for ch in bad)}); not allowed in a job script")
+    raise UserError(
+      f"{what} {shown!r} contains a control character "
+      f"({', '.join(repr(ch) for ch in bad)}); not allowed in a job script"
+    )
   return value
 
 
@@ -187,8 +206,7 @@ def sbatch_directives(options: str) -> list[str]:
   return out
 
 
-def render_sbatch(template: str, run: Run, run_dir: Path, options: Sequence[str],
-                  comment: str) -> str:
+def render_sbatch(template: str, run: Run, run_dir: Path, options: Sequence[str], comment: str) -> str:
   """The template with ``options`` as ``#SBATCH`` directives (replacing the template's own for the
   same option) and ``set -- <train arguments>`` right after the directives, so the template's
   ``"$@"`` is this run's arguments."""
@@ -199,7 +217,7 @@ def render_sbatch(template: str, run: Run, run_dir: Path, options: Sequence[str]
   kept, last_directive = [], 0
   for line in lines:
     if line.startswith("#SBATCH"):
-      if _canonical(line[len("#SBATCH"):].strip()) in ours:
+      if _canonical(line[len("#SBATCH") :].strip()) in ours:
         continue
       kept.append(line)
       last_directive = len(kept)
@@ -219,8 +237,14 @@ def default_template() -> Path:
   raise UserError("launch/slurm.sbatch not found; give the batch script with --template")
 
 
-def emit_slurm(loaded: LoadedSweep, workdir: str | Path, *, template: str | Path | None = None,
-               sbatch_options: str = "", num_devices: int | None = None) -> list[str]:
+def emit_slurm(
+  loaded: LoadedSweep,
+  workdir: str | Path,
+  *,
+  template: str | Path | None = None,
+  sbatch_options: str = "",
+  num_devices: int | None = None,
+) -> list[str]:
   """Writes ``WORKDIR/<run>/job.sbatch`` for every run; returns the lines to print: comments, a
   check that ``sbatch`` exists (one message and exit status 127 when it does not) and one
   ``sbatch`` command per run (the output can be piped to ``bash``).
@@ -229,9 +253,12 @@ def emit_slurm(loaded: LoadedSweep, workdir: str | Path, *, template: str | Path
   submitted from anywhere on a file system the cluster shares.
   """
   workdir = Path(workdir).resolve()
-  for value, what in ((loaded.spec, "the sweep"), (str(workdir), "--workdir"),
-                      (str(Path.cwd()), "the current directory"),
-                      *((run.name, "the run name") for run in loaded.runs)):
+  for value, what in (
+    (loaded.spec, "the sweep"),
+    (str(workdir), "--workdir"),
+    (str(Path.cwd()), "the current directory"),
+    *((run.name, "the run name") for run in loaded.runs),
+  ):
     check_script_text(value, what)
   check_runs(loaded.runs, mesh_devices=num_devices)
   check_settings(loaded, workdir)
@@ -241,37 +268,53 @@ def emit_slurm(loaded: LoadedSweep, workdir: str | Path, *, template: str | Path
   text = template_path.read_text()
   extra = sbatch_directives(sbatch_options)
   config = loaded.config_spec(None)
-  lines = [f"# {len(loaded.runs)} SLURM job scripts for {loaded.spec} in {workdir} "
-           f"(from {template_path})",
-           # piped into bash on a machine without SLURM: one line saying so, not one per job
-           "command -v sbatch >/dev/null 2>&1 || { echo \"sbatch not found: SLURM's client is not "
-           "installed here or not on PATH; run these lines on the cluster's login node (the job "
-           f"scripts are in {shlex.quote(str(workdir))}/*/{JOB_FILE})\" >&2; exit 127; }}"]
+  lines = [
+    f"# {len(loaded.runs)} SLURM job scripts for {loaded.spec} in {workdir} (from {template_path})",
+    # piped into bash on a machine without SLURM: one line saying so, not one per job
+    "command -v sbatch >/dev/null 2>&1 || { echo \"sbatch not found: SLURM's client is not "
+    "installed here or not on PATH; run these lines on the cluster's login node (the job "
+    f'scripts are in {shlex.quote(str(workdir))}/*/{JOB_FILE})" >&2; exit 127; }}',
+  ]
   for run in loaded.runs:
     run = dataclasses.replace(run, config=config)
     run_dir = workdir / run.name
-    ours = [f"--job-name={run.name}"[:200], f"--output={run_dir}/slurm-%j.out",
-            f"--chdir={Path.cwd()}"]
+    ours = [f"--job-name={run.name}"[:200], f"--output={run_dir}/slurm-%j.out", f"--chdir={Path.cwd()}"]
     given = {_canonical(o) for o in extra}
     options = [o for o in ours if _canonical(o) not in given] + extra
-    script = render_sbatch(text, run, run_dir, options,
-                           f"run {run.name} of sweep {loaded.spec} (perfectrep-jax sweep --emit)")
+    script = render_sbatch(
+      text, run, run_dir, options, f"run {run.name} of sweep {loaded.spec} (perfectrep-jax sweep --emit)"
+    )
     run_dir.mkdir(parents=True, exist_ok=True)
     tmp = run_dir / f".{JOB_FILE}.tmp"
     tmp.write_text(script)
     tmp.chmod(0o755)
     os.replace(tmp, run_dir / JOB_FILE)
     state = read_state(run_dir)
-    write_state(run_dir, {**state, "sweep": loaded.spec, "name": run.name,
-                          "settings": settings(loaded, run), "emitted": "slurm"})
+    write_state(
+      run_dir,
+      {
+        **state,
+        "sweep": loaded.spec,
+        "name": run.name,
+        "settings": settings(loaded, run),
+        "emitted": "slurm",
+      },
+    )
     lines.append(f"sbatch {shlex.quote(str(run_dir / JOB_FILE))}")
   return lines
 
 
 # ---------------------------------------------------------------------------- TPU pods
-def emit_tpu(loaded: LoadedSweep, workdir: str, *, tpu: str | None = None,
-             zone: str | None = None, project: str | None = None,
-             repo_dir: str = "~/perfectrep-jax", num_devices: int | None = None) -> list[str]:
+def emit_tpu(
+  loaded: LoadedSweep,
+  workdir: str,
+  *,
+  tpu: str | None = None,
+  zone: str | None = None,
+  project: str | None = None,
+  repo_dir: str = "~/perfectrep-jax",
+  num_devices: int | None = None,
+) -> list[str]:
   """One ``gcloud compute tpus tpu-vm ssh ... --worker=all --command=...`` line per run, running
   ``launch/tpu_pod.sh`` on every worker of the pod slice, one run after the other.
 
@@ -283,23 +326,31 @@ def emit_tpu(loaded: LoadedSweep, workdir: str, *, tpu: str | None = None,
   try:
     loaded.config_file.relative_to(Path.cwd().resolve())
   except ValueError:
-    raise UserError(f"{loaded.config_file} is outside the current directory; run --emit tpu from "
-                    "the repository's root so the workers find the config in their checkout") from None
+    raise UserError(
+      f"{loaded.config_file} is outside the current directory; run --emit tpu from "
+      "the repository's root so the workers find the config in their checkout"
+    ) from None
   config = loaded.config_spec(Path.cwd())
   if repo_dir.startswith("~/"):
     cd = "cd ~/" + shlex.quote(repo_dir[2:])
   else:
     cd = "cd " + shlex.quote(repo_dir)
-  target = [shlex.quote(tpu) if tpu else '"$TPU_NAME"',
-            f"--zone={shlex.quote(zone)}" if zone else '--zone="$ZONE"']
+  target = [
+    shlex.quote(tpu) if tpu else '"$TPU_NAME"',
+    f"--zone={shlex.quote(zone)}" if zone else '--zone="$ZONE"',
+  ]
   if project:
     target.append(f"--project={shlex.quote(project)}")
-  lines = [f"# {len(loaded.runs)} runs of {loaded.spec} on a TPU pod slice, one after the other"
-           + ("" if tpu and zone else "; set TPU_NAME and ZONE first")]
+  lines = [
+    f"# {len(loaded.runs)} runs of {loaded.spec} on a TPU pod slice, one after the other"
+    + ("" if tpu and zone else "; set TPU_NAME and ZONE first")
+  ]
   for run in loaded.runs:
     run = dataclasses.replace(run, config=config)
-    remote = f"{cd} && bash launch/tpu_pod.sh " + \
-        shlex.join(run.train_args(f"{workdir.rstrip('/')}/{run.name}"))
-    lines.append(f"gcloud compute tpus tpu-vm ssh {' '.join(target)} --worker=all "
-                 f"--command={shlex.quote(remote)}")
+    remote = f"{cd} && bash launch/tpu_pod.sh " + shlex.join(
+      run.train_args(f"{workdir.rstrip('/')}/{run.name}")
+    )
+    lines.append(
+      f"gcloud compute tpus tpu-vm ssh {' '.join(target)} --worker=all --command={shlex.quote(remote)}"
+    )
   return lines

@@ -74,12 +74,15 @@ def run_flag(records: Sequence[dict]) -> str:
   if len(evals) < 2:
     return ""
   first, later = evals[0], evals[1:]
-  improved = (max(r[key] for r in later) > first[key] if key == "top1"
-              else min(r[key] for r in later) < first[key])
+  improved = (
+    max(r[key] for r in later) > first[key] if key == "top1" else min(r[key] for r in later) < first[key]
+  )
   if improved:
     return ""
-  return (f"never improved: {key} {first[key]:.2f} at its first evaluation (step {first['step']}), "
-          f"no better in {len(later)} later")
+  return (
+    f"never improved: {key} {first[key]:.2f} at its first evaluation (step {first['step']}), "
+    f"no better in {len(later)} later"
+  )
 
 
 def run_row(run_dir: Path) -> dict[str, Any]:
@@ -101,13 +104,13 @@ def run_row(run_dir: Path) -> dict[str, Any]:
     status = "partial"
   else:
     status = "pending"
-  row: dict[str, Any] = {"status": status, "flag": run_flag(records), "step": step,
-                         "total_steps": total}
+  row: dict[str, Any] = {"status": status, "flag": run_flag(records), "step": step, "total_steps": total}
   best = best_eval(records)
   if best is not None:
     row["best_step"] = best["step"]
-    row.update({k: v for k, v in best.items()
-                if k not in SKIP and "/" not in k and isinstance(v, (int, float))})
+    row.update(
+      {k: v for k, v in best.items() if k not in SKIP and "/" not in k and isinstance(v, (int, float))}
+    )
   return row
 
 
@@ -174,8 +177,12 @@ def write_csv(rows: Sequence[dict], path: str | Path) -> Path:
   writer = csv.DictWriter(buf, fieldnames=_columns(rows), lineterminator="\n")
   writer.writeheader()
   for row in rows:
-    writer.writerow({k: ("" if v is None else (short_value(v) if isinstance(v, (list, tuple))
-                                               else v)) for k, v in row.items()})
+    writer.writerow(
+      {
+        k: ("" if v is None else (short_value(v) if isinstance(v, (list, tuple)) else v))
+        for k, v in row.items()
+      }
+    )
   return atomic_write_bytes(path, buf.getvalue().encode())
 
 
@@ -246,8 +253,18 @@ def write_per_action(table: dict[str, Any], workdir: str | Path) -> tuple[Path, 
   writer = csv.writer(buf, lineterminator="\n")
   writer.writerow(["action", *[f"{label} {key}" for label in table["runs"] for key in ("P1", "P2")]])
   for action in table["actions"]:
-    writer.writerow([action, *[("" if (v := table[key].get(action, {}).get(label)) is None else f"{v:.4f}")
-                               for label in table["runs"] for key in ("P1", "P2")]])
+    writer.writerow(
+      [
+        action,
+        *[
+          ("" if (v := table[key].get(action, {}).get(label)) is None else f"{v:.4f}")
+          for label in table["runs"]
+          for key in ("P1", "P2")
+        ],
+      ]
+    )
   workdir = Path(workdir)
-  return (atomic_write_bytes(workdir / "per_action.csv", buf.getvalue().encode()),
-          atomic_write_bytes(workdir / "per_action.json", json.dumps(table, indent=1).encode()))
+  return (
+    atomic_write_bytes(workdir / "per_action.csv", buf.getvalue().encode()),
+    atomic_write_bytes(workdir / "per_action.json", json.dumps(table, indent=1).encode()),
+  )

@@ -42,11 +42,22 @@ def flip_joints(x: Array) -> Array:
 def _backbone_config(cfg) -> DSTformerConfig:
   m = cfg.model
   return DSTformerConfig(
-      dim_in=m.dim_in, dim_out=m.get("dim_out", 3), dim_feat=m.dim_feat, dim_rep=m.dim_rep,
-      depth=m.depth, num_heads=m.num_heads, mlp_ratio=m.mlp_ratio, num_joints=m.num_joints,
-      maxlen=m.maxlen, qkv_bias=m.get("qkv_bias", True), qk_scale=m.get("qk_scale", None),
-      drop_rate=m.get("drop_rate", 0.0), attn_drop_rate=m.get("attn_drop_rate", 0.0),
-      drop_path_rate=m.get("drop_path_rate", 0.0), att_fuse=m.get("att_fuse", True))
+    dim_in=m.dim_in,
+    dim_out=m.get("dim_out", 3),
+    dim_feat=m.dim_feat,
+    dim_rep=m.dim_rep,
+    depth=m.depth,
+    num_heads=m.num_heads,
+    mlp_ratio=m.mlp_ratio,
+    num_joints=m.num_joints,
+    maxlen=m.maxlen,
+    qkv_bias=m.get("qkv_bias", True),
+    qk_scale=m.get("qk_scale", None),
+    drop_rate=m.get("drop_rate", 0.0),
+    attn_drop_rate=m.get("attn_drop_rate", 0.0),
+    drop_path_rate=m.get("drop_path_rate", 0.0),
+    att_fuse=m.get("att_fuse", True),
+  )
 
 
 @dataclasses.dataclass
@@ -82,10 +93,15 @@ class PoseTask:
   def model_config(self) -> DSTformerConfig | MLPLifterConfig:
     if self.kind == "mlp_lifter":
       m = self.cfg.model
-      return MLPLifterConfig(dim_in=m.dim_in, dim_out=m.get("dim_out", 3),
-                             num_joints=m.num_joints, hidden=m.mlp_hidden,
-                             num_blocks=m.mlp_blocks, drop_rate=m.get("drop_rate", 0.0),
-                             maxlen=m.maxlen)
+      return MLPLifterConfig(
+        dim_in=m.dim_in,
+        dim_out=m.get("dim_out", 3),
+        num_joints=m.num_joints,
+        hidden=m.mlp_hidden,
+        num_blocks=m.mlp_blocks,
+        drop_rate=m.get("drop_rate", 0.0),
+        maxlen=m.maxlen,
+      )
     return _backbone_config(self.cfg)
 
   def model_input(self, batch: Mapping[str, Array], key: Array | None) -> Array:
@@ -96,8 +112,7 @@ class PoseTask:
 
   def loss(self, model, batch: Mapping[str, Array], key: Array) -> tuple[Array, dict]:
     pred = model(self.model_input(batch, key))
-    total, terms = losses.pose_loss(pred.astype(jnp.float32), batch["target_3d"],
-                                    self.loss_weights)
+    total, terms = losses.pose_loss(pred.astype(jnp.float32), batch["target_3d"], self.loss_weights)
     return total, {"loss": total, **{f"loss_{k}": v for k, v in terms.items()}}
 
   def predict(self, model, batch: Mapping[str, Array]) -> dict[str, Array]:
@@ -125,8 +140,7 @@ class PoseTask:
     gt_mm *= scale[..., None, None]
     n, t = pred_mm.shape[:2]
     p1 = metrics.mpjpe_per_pose(pred_mm.reshape(-1, 17, 3), gt_mm.reshape(-1, 17, 3)).reshape(n, t)
-    p2 = metrics.p_mpjpe_per_pose(pred_mm.reshape(-1, 17, 3),
-                                  gt_mm.reshape(-1, 17, 3)).reshape(n, t)
+    p2 = metrics.p_mpjpe_per_pose(pred_mm.reshape(-1, 17, 3), gt_mm.reshape(-1, 17, 3)).reshape(n, t)
     # Frames are identified by (sequence, camera, frame number) so overlapping clips average.
     seq = [f"{s}|{c}" for s, c in zip(cat["source"][keep], cat["camera"][keep])]
     ids: dict[tuple[str, int], int] = {}
@@ -142,20 +156,27 @@ class PoseTask:
           frame_sources.append(str(cat["source"][keep][i]))
         clip_frames[i, j] = ids[key]
     table = metrics.action_table({"P1": p1, "P2": p2}, clip_frames, frame_actions)
-    out = {"mpjpe": table.overall["P1"], "p_mpjpe": table.overall["P2"],
-           "n_mpjpe": float(np.mean(metrics.n_mpjpe_per_pose(pred_mm.reshape(-1, 17, 3),
-                                                             gt_mm.reshape(-1, 17, 3)))),
-           "mpjve": metrics.mpjve(pred_mm, gt_mm),
-           "depth_mm": metrics.depth_error(pred_mm, gt_mm),
-           "eval_clips": float(n)}
+    out = {
+      "mpjpe": table.overall["P1"],
+      "p_mpjpe": table.overall["P2"],
+      "n_mpjpe": float(
+        np.mean(metrics.n_mpjpe_per_pose(pred_mm.reshape(-1, 17, 3), gt_mm.reshape(-1, 17, 3)))
+      ),
+      "mpjve": metrics.mpjve(pred_mm, gt_mm),
+      "depth_mm": metrics.depth_error(pred_mm, gt_mm),
+      "eval_clips": float(n),
+    }
     for action in table.actions:
       out[f"mpjpe/{action}"] = table.errors["P1"][action]
       out[f"p_mpjpe/{action}"] = table.errors["P2"][action]
-    text = (table.format() + f"\nProtocol #1 (MPJPE): {out['mpjpe']:.2f} mm   "
-            f"Protocol #2 (P-MPJPE): {out['p_mpjpe']:.2f} mm   N-MPJPE: {out['n_mpjpe']:.2f} mm"
-            f"   MPJVE: {out['mpjve']:.2f} mm/frame   depth (root-relative): {out['depth_mm']:.2f} mm")
-    extra, lines, files, detail = _pose_extras(pred_mm, gt_mm, clip_frames, frame_sources, table,
-                                               _is_3dhp(self.cfg))
+    text = (
+      table.format() + f"\nProtocol #1 (MPJPE): {out['mpjpe']:.2f} mm   "
+      f"Protocol #2 (P-MPJPE): {out['p_mpjpe']:.2f} mm   N-MPJPE: {out['n_mpjpe']:.2f} mm"
+      f"   MPJVE: {out['mpjve']:.2f} mm/frame   depth (root-relative): {out['depth_mm']:.2f} mm"
+    )
+    extra, lines, files, detail = _pose_extras(
+      pred_mm, gt_mm, clip_frames, frame_sources, table, _is_3dhp(self.cfg)
+    )
     out.update(extra)
     text = "\n".join([text, *lines])
     files["metrics.json"] = _json_bytes({"metrics": out, **detail})
@@ -214,13 +235,14 @@ def _png_bytes(draw) -> bytes:
 def _bone_error_sums(pred: Array, gt: Array) -> tuple[Array, Array, Array]:
   """(N, 17, 3) x2 -> per-pose sums over the 16 bones of rotation (geodesic, deg), Euler-angle
   (mean of the three angles' absolute differences, deg) and vector (mm) error."""
-  return (jnp.sum(bones.bone_rotation_error(pred, gt), axis=-1),
-          jnp.sum(jnp.mean(bones.bone_euler_error(pred, gt), axis=-1), axis=-1),
-          jnp.sum(bones.bone_vector_error(pred, gt), axis=-1))
+  return (
+    jnp.sum(bones.bone_rotation_error(pred, gt), axis=-1),
+    jnp.sum(jnp.mean(bones.bone_euler_error(pred, gt), axis=-1), axis=-1),
+    jnp.sum(bones.bone_vector_error(pred, gt), axis=-1),
+  )
 
 
-def _bone_errors(pred_mm: np.ndarray, gt_mm: np.ndarray,
-                 chunk: int = 16384) -> tuple[float, float, float]:
+def _bone_errors(pred_mm: np.ndarray, gt_mm: np.ndarray, chunk: int = 16384) -> tuple[float, float, float]:
   """Mean relative-rotation error (geodesic, deg), Euler-angle error (deg, per angle; PETR's
   second figure, ``bones.bone_euler_error``) and bone-vector error (mm) over (N, 17, 3) poses.
 
@@ -229,22 +251,28 @@ def _bone_errors(pred_mm: np.ndarray, gt_mm: np.ndarray,
   """
   rot_sum = euler_sum = vec_sum = 0.0
   for start in range(0, len(pred_mm), chunk):
-    p = np.asarray(pred_mm[start:start + chunk], np.float32)
-    g = np.asarray(gt_mm[start:start + chunk], np.float32)
+    p = np.asarray(pred_mm[start : start + chunk], np.float32)
+    g = np.asarray(gt_mm[start : start + chunk], np.float32)
     size = min(chunk, max(256, 1 << (len(p) - 1).bit_length()))
     pad = ((0, size - len(p)), (0, 0), (0, 0))
-    rot, euler, vec = _bone_error_sums(jnp.asarray(np.pad(p, pad, mode="edge")),
-                                       jnp.asarray(np.pad(g, pad, mode="edge")))
-    rot_sum += float(np.sum(np.asarray(rot, np.float64)[:len(p)]))
-    euler_sum += float(np.sum(np.asarray(euler, np.float64)[:len(p)]))
-    vec_sum += float(np.sum(np.asarray(vec, np.float64)[:len(p)]))
+    rot, euler, vec = _bone_error_sums(
+      jnp.asarray(np.pad(p, pad, mode="edge")), jnp.asarray(np.pad(g, pad, mode="edge"))
+    )
+    rot_sum += float(np.sum(np.asarray(rot, np.float64)[: len(p)]))
+    euler_sum += float(np.sum(np.asarray(euler, np.float64)[: len(p)]))
+    vec_sum += float(np.sum(np.asarray(vec, np.float64)[: len(p)]))
   count = max(len(pred_mm), 1) * (skeleton.NUM_JOINTS - 1)
   return rot_sum / count, euler_sum / count, vec_sum / count
 
 
-def _pose_extras(pred_mm: np.ndarray, gt_mm: np.ndarray, clip_frames: np.ndarray,
-                 frame_sources: Sequence[str], table: metrics.ActionTable,
-                 is_3dhp: bool) -> tuple[dict[str, float], list[str], dict[str, bytes], dict]:
+def _pose_extras(
+  pred_mm: np.ndarray,
+  gt_mm: np.ndarray,
+  clip_frames: np.ndarray,
+  frame_sources: Sequence[str],
+  table: metrics.ActionTable,
+  is_3dhp: bool,
+) -> tuple[dict[str, float], list[str], dict[str, bytes], dict]:
   """PCK / AUC, bone errors, per-joint errors, and their files, for ``PoseTask.evaluate``.
 
   PCK, AUC and the per-joint errors are computed per test frame: a frame covered by several clips
@@ -281,24 +309,31 @@ def _pose_extras(pred_mm: np.ndarray, gt_mm: np.ndarray, clip_frames: np.ndarray
   dist = metrics.joint_distances(frame_pred, frame_gt)  # (frames, 17)
   joint_err = dist.mean(axis=0) if len(dist) else np.full(17, np.nan)
   joint_pck = 100.0 * (dist <= 150.0).mean(axis=0) if len(dist) else np.full(17, np.nan)
-  lines = [f"PCK@150mm: {out['pck150']:.1f}%   AUC: {out['auc']:.1f}% (17 joints)   "
-           f"bone rotation error: {rot:.2f} deg (Euler angles: {euler:.2f} deg)   "
-           f"bone vector error: {vec:.2f} mm"]
+  lines = [
+    f"PCK@150mm: {out['pck150']:.1f}%   AUC: {out['auc']:.1f}% (17 joints)   "
+    f"bone rotation error: {rot:.2f} deg (Euler angles: {euler:.2f} deg)   "
+    f"bone vector error: {vec:.2f} mm"
+  ]
   detail: dict[str, Any] = {
-      "per_action": {a: {"P1": table.errors["P1"][a], "P2": table.errors["P2"][a],
-                         "frames": table.frames[a]} for a in table.actions},
-      "per_joint": {name: {"mpjpe": joint_err[j], "pck150": joint_pck[j]}
-                    for j, name in enumerate(skeleton.H36M_JOINTS)},
-      "pck_curve": {"thresholds_mm": thresholds.tolist(), "pck": curve.tolist()},
+    "per_action": {
+      a: {"P1": table.errors["P1"][a], "P2": table.errors["P2"][a], "frames": table.frames[a]}
+      for a in table.actions
+    },
+    "per_joint": {
+      name: {"mpjpe": joint_err[j], "pck150": joint_pck[j]} for j, name in enumerate(skeleton.H36M_JOINTS)
+    },
+    "pck_curve": {"thresholds_mm": thresholds.tolist(), "pck": curve.tolist()},
   }
   files: dict[str, bytes] = {
-      "per_action.csv": _csv_bytes(["action", "P1_mm", "P2_mm", "frames"],
-                                   [[a, table.errors["P1"][a], table.errors["P2"][a], table.frames[a]]
-                                    for a in table.actions]),
-      "per_joint.csv": _csv_bytes(["joint", "mpjpe_mm", "pck150"],
-                                  [[name, joint_err[j], joint_pck[j]]
-                                   for j, name in enumerate(skeleton.H36M_JOINTS)]),
-      "pck_curve.csv": _csv_bytes(["threshold_mm", "pck"], list(zip(thresholds.tolist(), curve))),
+    "per_action.csv": _csv_bytes(
+      ["action", "P1_mm", "P2_mm", "frames"],
+      [[a, table.errors["P1"][a], table.errors["P2"][a], table.frames[a]] for a in table.actions],
+    ),
+    "per_joint.csv": _csv_bytes(
+      ["joint", "mpjpe_mm", "pck150"],
+      [[name, joint_err[j], joint_pck[j]] for j, name in enumerate(skeleton.H36M_JOINTS)],
+    ),
+    "pck_curve.csv": _csv_bytes(["threshold_mm", "pck"], list(zip(thresholds.tolist(), curve))),
   }
   if is_3dhp:
     out["pck150_14j"] = metrics.pck(frame_pred, frame_gt, 150.0, joints="3dhp")
@@ -310,15 +345,21 @@ def _pose_extras(pred_mm: np.ndarray, gt_mm: np.ndarray, clip_frames: np.ndarray
       suffix = "" if joints is None else "_14j"
       for g in ptab.groups[:-1]:
         out[f"pck150{suffix}/{g}"], out[f"auc{suffix}/{g}"] = ptab.pck[g], ptab.auc[g]
-    lines += ["PCK / AUC per sequence and scene (17 joints):", groups["17"].format(),
-              f"14 joints (3DHP protocol): PCK@150mm {out['pck150_14j']:.1f}%   "
-              f"AUC {out['auc_14j']:.1f}%"]
-    detail["pck_table"] = {k: {g: {"kind": t.kind[g], "pck150": t.pck[g], "auc": t.auc[g],
-                                   "frames": t.frames[g]} for g in t.groups}
-                           for k, t in groups.items()}
+    lines += [
+      "PCK / AUC per sequence and scene (17 joints):",
+      groups["17"].format(),
+      f"14 joints (3DHP protocol): PCK@150mm {out['pck150_14j']:.1f}%   AUC {out['auc_14j']:.1f}%",
+    ]
+    detail["pck_table"] = {
+      k: {
+        g: {"kind": t.kind[g], "pck150": t.pck[g], "auc": t.auc[g], "frames": t.frames[g]} for g in t.groups
+      }
+      for k, t in groups.items()
+    }
     files["pck_table.csv"] = _csv_bytes(
-        ["joints", "group", "kind", "pck150", "auc", "frames"],
-        [[k, g, t.kind[g], t.pck[g], t.auc[g], t.frames[g]] for k, t in groups.items() for g in t.groups])
+      ["joints", "group", "kind", "pck150", "auc", "frames"],
+      [[k, g, t.kind[g], t.pck[g], t.auc[g], t.frames[g]] for k, t in groups.items() for g in t.groups],
+    )
 
   def joint_bars(ax):
     ax.bar(range(17), np.nan_to_num(joint_err), color="tab:blue")
@@ -370,9 +411,13 @@ class ActionTask:
 
   def model_config(self) -> ActionConfig:
     width = max(int(self.cfg.action.get("num_classes", 0)), len(self.classes))
-    return ActionConfig(backbone=_backbone_config(self.cfg), num_classes=width,
-                        hidden_dim=self.cfg.action.hidden_dim,
-                        dropout_ratio=self.cfg.action.dropout_ratio, version="class")
+    return ActionConfig(
+      backbone=_backbone_config(self.cfg),
+      num_classes=width,
+      hidden_dim=self.cfg.action.hidden_dim,
+      dropout_ratio=self.cfg.action.dropout_ratio,
+      version="class",
+    )
 
   def labels(self, actions: np.ndarray) -> np.ndarray:
     """Action names -> class ids (host side); unknown names are an error."""
@@ -414,8 +459,9 @@ class ActionTask:
     logits, labels = cat["logits"][keep], cat["label"][keep]
     ks = (1, min(5, len(self.classes)))
     top1, top5 = metrics.topk_accuracy(logits, labels, ks=ks)  # percent
-    loss = float(np.mean(optax.softmax_cross_entropy_with_integer_labels(
-        jnp.asarray(logits), jnp.asarray(labels))))
+    loss = float(
+      np.mean(optax.softmax_cross_entropy_with_integer_labels(jnp.asarray(logits), jnp.asarray(labels)))
+    )
     out = {"top1": top1, f"top{ks[1]}": top5, "eval_loss": loss, "eval_clips": float(len(labels))}
     pred = logits.argmax(-1)
     rows = []

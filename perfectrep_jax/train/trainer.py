@@ -14,10 +14,8 @@ import functools
 import json
 import os
 import signal
-import time
 import zlib
 from pathlib import Path
-from typing import Any
 
 import grain
 import jax
@@ -61,8 +59,10 @@ def check_batch_sizes(config, data_parallel: int, processes: int) -> None:
   processes: both must divide by each."""
   for name, size in (("batch_size", config.batch_size), ("eval.batch_size", config.eval.batch_size)):
     if size % data_parallel or size % processes:
-      raise UserError(f"{name} {size} must divide by the data-parallel mesh size {data_parallel} "
-                      f"and the {processes} processes")
+      raise UserError(
+        f"{name} {size} must divide by the data-parallel mesh size {data_parallel} "
+        f"and the {processes} processes"
+      )
 
 
 def build(config, workdir: str | Path | None = None, devices=None):
@@ -82,8 +82,11 @@ def build(config, workdir: str | Path | None = None, devices=None):
   dtype = DTYPES[config.get("compute_dtype", "float32")]
   model_cfg = task.model_config()
 
-  options = {} if task.kind == "mlp_lifter" else dict(
-      remat=config.get("remat") or None, attention_impl=config.get("attention_impl", "auto"))
+  options = (
+    {}
+    if task.kind == "mlp_lifter"
+    else dict(remat=config.get("remat") or None, attention_impl=config.get("attention_impl", "auto"))
+  )
 
   def init_model():
     return model_dir.build_model(task.kind, model_cfg, dtype=dtype, seed=config.seed, **options)
@@ -96,10 +99,21 @@ def build(config, workdir: str | Path | None = None, devices=None):
   param_sh = sharding.pure_shardings(abs_params, mesh, rules)
   stats_sh = sharding.pure_shardings(abs_stats, mesh, rules)
   rest = jax.jit(lambda: _pure(nnx.split(init_model(), nnx.Param, nnx.BatchStat, ...)[3]))()
-  return dict(mesh=mesh, local_batch=local_batch, task=task, model_cfg=model_cfg,
-              init_model=init_model, graphdef=graphdef, eval_graphdef=eval_graphdef,
-              abs_params=abs_params, abs_stats=abs_stats, param_sh=param_sh, stats_sh=stats_sh,
-              rest=rest, dtype=dtype)
+  return dict(
+    mesh=mesh,
+    local_batch=local_batch,
+    task=task,
+    model_cfg=model_cfg,
+    init_model=init_model,
+    graphdef=graphdef,
+    eval_graphdef=eval_graphdef,
+    abs_params=abs_params,
+    abs_stats=abs_stats,
+    param_sh=param_sh,
+    stats_sh=stats_sh,
+    rest=rest,
+    dtype=dtype,
+  )
 
 
 def make_eval_step(parts):
@@ -107,8 +121,9 @@ def make_eval_step(parts):
   task, eval_graphdef, rest = parts["task"], parts["eval_graphdef"], parts["rest"]
   batch_sh = sharding.batch_sharding(parts["mesh"])
 
-  @functools.partial(jax.jit, in_shardings=(parts["param_sh"], parts["stats_sh"], batch_sh),
-                     out_shardings=batch_sh)
+  @functools.partial(
+    jax.jit, in_shardings=(parts["param_sh"], parts["stats_sh"], batch_sh), out_shardings=batch_sh
+  )
   def eval_step(params, stats, batch):
     model = nnx.merge(eval_graphdef, params, stats, rest)
     return task.predict(model, batch)
@@ -120,9 +135,11 @@ def device_batch_shapes(config, task) -> dict[str, jax.ShapeDtypeStruct]:
   """Shapes and dtypes of the global batch ``train_step`` takes (what ``make_global_batch`` builds
   from the pipeline's clips), for compiling it without data."""
   clip = (config.batch_size, config.data.clip_len, config.model.num_joints, 3)
-  shapes = {"input_2d": jax.ShapeDtypeStruct(clip, jnp.float32),
-            "target_3d": jax.ShapeDtypeStruct(clip, jnp.float32),
-            "label": jax.ShapeDtypeStruct((config.batch_size,), jnp.int32)}
+  shapes = {
+    "input_2d": jax.ShapeDtypeStruct(clip, jnp.float32),
+    "target_3d": jax.ShapeDtypeStruct(clip, jnp.float32),
+    "label": jax.ShapeDtypeStruct((config.batch_size,), jnp.int32),
+  }
   return {k: shapes[k] for k in _device_fields(task)}
 
 
@@ -137,8 +154,9 @@ def make_train_step(config, parts, steps_per_epoch: int = 1):
   mesh, task = parts["mesh"], parts["task"]
   param_sh, stats_sh = parts["param_sh"], parts["stats_sh"]
   accumulate = int(config.optim.get("accumulate_steps", 1))
-  tx, schedules = make_optimizer(config.optim, config.total_steps // accumulate,
-                                 max(steps_per_epoch // accumulate, 1))
+  tx, schedules = make_optimizer(
+    config.optim, config.total_steps // accumulate, max(steps_per_epoch // accumulate, 1)
+  )
   opt_shape = jax.eval_shape(tx.init, _pure(parts["abs_params"]))
   opt_sh = sharding.optimizer_shardings(opt_shape, _pure(parts["abs_params"]), param_sh, mesh)
   batch_sh = sharding.batch_sharding(mesh)
@@ -146,8 +164,12 @@ def make_train_step(config, parts, steps_per_epoch: int = 1):
   graphdef, rest = parts["graphdef"], parts["rest"]
   base_key = jax.random.key(config.seed)
 
-  @functools.partial(jax.jit, in_shardings=(param_sh, stats_sh, opt_sh, batch_sh, repl),
-                     out_shardings=(param_sh, stats_sh, opt_sh, repl), donate_argnums=(0, 1, 2))
+  @functools.partial(
+    jax.jit,
+    in_shardings=(param_sh, stats_sh, opt_sh, batch_sh, repl),
+    out_shardings=(param_sh, stats_sh, opt_sh, repl),
+    donate_argnums=(0, 1, 2),
+  )
   def train_step(params, stats, opt_state, batch, step):
     k_task, k_dropout = jax.random.split(jax.random.fold_in(base_key, step))
 
@@ -160,12 +182,18 @@ def make_train_step(config, parts, steps_per_epoch: int = 1):
     (_, (aux, new_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     updates, opt_state = tx.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
-    aux = dict(aux, grad_norm=optax.global_norm(grads),
-               lr=schedules["head"](step // accumulate))
+    aux = dict(aux, grad_norm=optax.global_norm(grads), lr=schedules["head"](step // accumulate))
     return params, new_stats, opt_state, aux
 
-  return dict(train_step=train_step, tx=tx, schedules=schedules, opt_shape=opt_shape,
-              opt_sh=opt_sh, batch_sh=batch_sh, repl=repl)
+  return dict(
+    train_step=train_step,
+    tx=tx,
+    schedules=schedules,
+    opt_shape=opt_shape,
+    opt_sh=opt_sh,
+    batch_sh=batch_sh,
+    repl=repl,
+  )
 
 
 def run_eval(parts, eval_step, params, stats, config, split: str = "test") -> tasks.EvalResult:
@@ -174,19 +202,29 @@ def run_eval(parts, eval_step, params, stats, config, split: str = "test") -> ta
 
   task, mesh = parts["task"], parts["mesh"]
   pcfg = pipeline.PipelineConfig.from_config(
-      config.data, batch_size=config.eval.batch_size // jax.process_count(), seed=config.seed,
-      split=split, shuffle=False, flip=False, scale_range=None, num_epochs=1, worker_count=0)
+    config.data,
+    batch_size=config.eval.batch_size // jax.process_count(),
+    seed=config.seed,
+    split=split,
+    shuffle=False,
+    flip=False,
+    scale_range=None,
+    num_epochs=1,
+    worker_count=0,
+  )
   source = pipeline.load_source(pcfg)
   outputs = []
-  keep = ("target_3d", "scale_mm", "frame_index", "index", "valid") + \
-      (("label",) if task.kind == "action" else ())
+  keep = ("target_3d", "scale_mm", "frame_index", "index", "valid") + (
+    ("label",) if task.kind == "action" else ()
+  )
   max_batches = int(config.eval.get("max_batches", 0)) or None
   for n, batch in enumerate(pipeline.eval_dataset(pcfg, split=split, source=source)):
     if max_batches is not None and n >= max_batches:
       break
     batch = _with_labels(task, batch)
-    device = pipeline.make_global_batch({k: batch[k] for k in _device_fields(task)}, mesh,
-                                        sharding.batch_sharding(mesh).spec)
+    device = pipeline.make_global_batch(
+      {k: batch[k] for k in _device_fields(task)}, mesh, sharding.batch_sharding(mesh).spec
+    )
     out = eval_step(params, stats, device)
     host = {k: np.asarray(batch[k]) for k in keep if k in batch}
     if jax.process_count() > 1:
@@ -219,15 +257,25 @@ def _train_and_evaluate(config, workdir: Path, parts) -> dict[str, float]:
   mesh, task = parts["mesh"], parts["task"]
   param_sh, stats_sh = parts["param_sh"], parts["stats_sh"]
   is_main = jax.process_index() == 0
-  print(f"{config.task}: {jax.process_count()} processes, {jax.device_count()} devices, mesh "
-        f"{dict(mesh.shape)}, global batch {config.batch_size}", flush=True)
+  print(
+    f"{config.task}: {jax.process_count()} processes, {jax.device_count()} devices, mesh "
+    f"{dict(mesh.shape)}, global batch {config.batch_size}",
+    flush=True,
+  )
   from perfectrep_jax.train.config_check import describe_data
 
   print(describe_data(config), flush=True)
-  extra = {"classes": list(task.classes), "action_input": config.action.get("input", "2d")} \
-      if task.kind == "action" else {}
-  meta = model_dir.model_meta(nnx.eval_shape(parts["init_model"]), task=config.task,
-                              source=f"perfectrep-jax train {config.task}", **extra)
+  extra = (
+    {"classes": list(task.classes), "action_input": config.action.get("input", "2d")}
+    if task.kind == "action"
+    else {}
+  )
+  meta = model_dir.model_meta(
+    nnx.eval_shape(parts["init_model"]),
+    task=config.task,
+    source=f"perfectrep-jax train {config.task}",
+    **extra,
+  )
   rundir.check_model(workdir, meta)  # every process: all stop together
 
   # ------------------------------------------------------------------------- input pipeline
@@ -236,18 +284,23 @@ def _train_and_evaluate(config, workdir: Path, parts) -> dict[str, float]:
   # the number of processes.
   global_order = bool(config.get("data_global_order", False))
   pcfg = pipeline.PipelineConfig.from_config(
-      config.data, batch_size=config.batch_size if global_order else parts["local_batch"],
-      seed=config.seed, split="train")
+    config.data,
+    batch_size=config.batch_size if global_order else parts["local_batch"],
+    seed=config.seed,
+    split="train",
+  )
   train_source = pipeline.load_source(pcfg)
   train_iter = pipeline.make_train_iterator(
-      pcfg, source=train_source, shard=grain.sharding.NoSharding() if global_order else None)
+    pcfg, source=train_source, shard=grain.sharding.NoSharding() if global_order else None
+  )
 
   def next_local_batch():
     batch = next(train_iter)
     if global_order:
       lo = jax.process_index() * parts["local_batch"]
-      batch = {k: v[lo:lo + parts["local_batch"]] for k, v in batch.items()}
+      batch = {k: v[lo : lo + parts["local_batch"]] for k, v in batch.items()}
     return _with_labels(task, batch)
+
   steps_per_epoch = max(len(train_source) // config.batch_size, 1)
   if config.get("epochs", 0):  # upstream counts epochs; the loop counts steps
     with config.unlocked():
@@ -270,9 +323,14 @@ def _train_and_evaluate(config, workdir: Path, parts) -> dict[str, float]:
   mngr = checkpoints.make_manager(workdir, config.keep_checkpoints)
   params, stats, opt_state = init_state()
   restored = checkpoints.restore_latest(
-      mngr, model={"params": checkpoints.abstract_like(params, param_sh),
-                   "stats": checkpoints.abstract_like(stats, stats_sh)},
-      opt=checkpoints.abstract_like(opt_state, opt_sh), data_iter=train_iter)
+    mngr,
+    model={
+      "params": checkpoints.abstract_like(params, param_sh),
+      "stats": checkpoints.abstract_like(stats, stats_sh),
+    },
+    opt=checkpoints.abstract_like(opt_state, opt_sh),
+    data_iter=train_iter,
+  )
   progress = {"step": 0, "best": None, "best_step": None}
   if restored is not None:
     step0, progress, model_state, opt_state = restored
@@ -293,9 +351,16 @@ def _train_and_evaluate(config, workdir: Path, parts) -> dict[str, float]:
   step = int(progress["step"])
 
   def checkpoint(step, metric=None, force=False):
-    checkpoints.save(mngr, step, model={"params": params, "stats": stats}, opt=opt_state,
-                     train=dict(progress, step=step), data_iter=train_iter, metric=metric,
-                     force=force)
+    checkpoints.save(
+      mngr,
+      step,
+      model={"params": params, "stats": stats},
+      opt=opt_state,
+      train=dict(progress, step=step),
+      data_iter=train_iter,
+      metric=metric,
+      force=force,
+    )
 
   def evaluate_now(step):
     nonlocal last_eval
@@ -303,8 +368,9 @@ def _train_and_evaluate(config, workdir: Path, parts) -> dict[str, float]:
     last_eval = result.metrics
     reporter.eval(step, result)
     # Lower is better; of equal ones the latest, as checkpoints.best_rank keeps; NaN never.
-    if np.isfinite(result.best_metric) and (progress["best"] is None
-                                            or result.best_metric <= progress["best"]):
+    if np.isfinite(result.best_metric) and (
+      progress["best"] is None or result.best_metric <= progress["best"]
+    ):
       progress.update(best=result.best_metric, best_step=step)
     return result
 
@@ -318,10 +384,10 @@ def _train_and_evaluate(config, workdir: Path, parts) -> dict[str, float]:
         checkpoint(step, force=True)
         break
       local = next_local_batch()
-      batch = pipeline.make_global_batch({k: local[k] for k in _device_fields(task)}, mesh,
-                                         batch_sh.spec)
-      params, stats, opt_state, aux = train_step(params, stats, opt_state, batch,
-                                                 jnp.asarray(step, jnp.int32))
+      batch = pipeline.make_global_batch({k: local[k] for k in _device_fields(task)}, mesh, batch_sh.spec)
+      params, stats, opt_state, aux = train_step(
+        params, stats, opt_state, batch, jnp.asarray(step, jnp.int32)
+      )
       step += 1
       pending.append(aux)
       if step % config.log_every == 0 or step == config.total_steps:
@@ -340,14 +406,17 @@ def _train_and_evaluate(config, workdir: Path, parts) -> dict[str, float]:
     mngr.close()
     reporter.close()
   if is_main and progress.get("best_step") is not None:
-    (workdir / "best.json").write_text(json.dumps(
-        {"step": progress["best_step"], task.best_metric_name: abs(progress["best"])}) + "\n")
+    (workdir / "best.json").write_text(
+      json.dumps({"step": progress["best_step"], task.best_metric_name: abs(progress["best"])}) + "\n"
+    )
   if stop["signal"] is not None:
     if is_main:
       rundir.write_status(workdir, "preempted", step=step, signal=int(stop["signal"]))
-    raise rundir.Preempted(f"stopped by signal {stop['signal']} at step {step} of "
-                           f"{config.total_steps}; its checkpoint is saved: run the same command "
-                           "to resume")
+    raise rundir.Preempted(
+      f"stopped by signal {stop['signal']} at step {step} of "
+      f"{config.total_steps}; its checkpoint is saved: run the same command "
+      "to resume"
+    )
   if is_main:
     rundir.write_status(workdir, "finished", step=step)
   return last_eval
@@ -396,8 +465,10 @@ def _merge_matching(target: dict, source: dict, where: str) -> dict:
       out[key] = _merge_matching(target[key], value, where)
     else:
       if tuple(value.shape) != tuple(target[key].shape):
-        raise UserError(f"{where}: weight {key} has shape {tuple(value.shape)}, the config's "
-                        f"model needs {tuple(target[key].shape)}")
+        raise UserError(
+          f"{where}: weight {key} has shape {tuple(value.shape)}, the config's "
+          f"model needs {tuple(target[key].shape)}"
+        )
       out[key] = jnp.asarray(value, target[key].dtype)
   return out
 

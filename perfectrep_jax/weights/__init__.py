@@ -23,10 +23,12 @@ def default_lifter() -> Path:
     UserError: this install has none (a checkout before the first ``publish``).
   """
   if not (DEFAULT_LIFTER / "model.json").is_file():
-    raise UserError(f"no default lifter in this install ({DEFAULT_LIFTER}); give --checkpoint DIR, "
-                    "or train and publish one: perfectrep-jax train --config configs/lifter.py:default "
-                    "--workdir runs/lifter && perfectrep-jax publish --config configs/lifter.py:default "
-                    "--workdir runs/lifter")
+    raise UserError(
+      f"no default lifter in this install ({DEFAULT_LIFTER}); give --checkpoint DIR, "
+      "or train and publish one: perfectrep-jax train --config configs/lifter.py:default "
+      "--workdir runs/lifter && perfectrep-jax publish --config configs/lifter.py:default "
+      "--workdir runs/lifter"
+    )
   return DEFAULT_LIFTER
 
 

@@ -32,7 +32,7 @@ from perfectrep_jax.metrics import p_mpjpe_per_pose
 from perfectrep_jax.wild.keypoints import fill_missing
 from perfectrep_jax.wild.lift import LiftFn, lift_keypoints, uncertainty
 
-AGREEMENT_SEED = 20_011    # cameras of the agreement check: apart from training and evaluation
+AGREEMENT_SEED = 20_011  # cameras of the agreement check: apart from training and evaluation
 # Filmed as people film exercise: upright (the gravity the true 3D is judged with), any azimuth.
 AGREEMENT_FILM = mocap.FilmConfig(tilt_prob=0.0)
 # (keypoints (T, 17, 3), the view) -> 3D (T, 17, 3), or (3D, uncertainty (T, 17) or None)
@@ -40,121 +40,148 @@ LiftMotion = Callable[[np.ndarray, dict], np.ndarray | tuple[np.ndarray, np.ndar
 
 
 def exercise_of(meta: dict, table: dict[str, rules.ExerciseRules] | None = None) -> str:
-    """The rules a coach would pick for a take: its description's exercise ('deep squat' -> squat),
-    a squat or lunge named inside a longer description, else the generic rules."""
-    table = table if table is not None else rules.load_rules()
-    name = rules.resolve_exercise(meta["description"], table)
-    if name == "generic":
-        for word in ("squat", "lunge"):
-            if word in meta["description"].lower() and word in table:
-                return word
-    return name
+  """The rules a coach would pick for a take: its description's exercise ('deep squat' -> squat),
+  a squat or lunge named inside a longer description, else the generic rules."""
+  table = table if table is not None else rules.load_rules()
+  name = rules.resolve_exercise(meta["description"], table)
+  if name == "generic":
+    for word in ("squat", "lunge"):
+      if word in meta["description"].lower() and word in table:
+        return word
+  return name
 
 
 def exercise_takes(min_seconds: float = 2.0) -> dict[str, tuple[np.ndarray, dict]]:
-    """The held-out performers' exercise takes long enough to analyse: take -> (world mm, meta)."""
-    motion, meta = shared.load_mocap()
-    return {k: (motion[k], meta[k]) for k in sorted(motion)
-            if mocap.split_of(meta[k]) == "test" and meta[k].get("exercise")
-            and len(motion[k]) >= min_seconds * mocap.FPS}
+  """The held-out performers' exercise takes long enough to analyse: take -> (world mm, meta)."""
+  motion, meta = shared.load_mocap()
+  return {
+    k: (motion[k], meta[k])
+    for k in sorted(motion)
+    if mocap.split_of(meta[k]) == "test"
+    and meta[k].get("exercise")
+    and len(motion[k]) >= min_seconds * mocap.FPS
+  }
 
 
 def lifter_motion(lift_fn: LiftFn, maxlen: int, batch_size: int = 8) -> LiftMotion:
-    """``infer``'s lifting of one person's keypoints ((T, 17, 3) pixels and confidence)."""
+  """``infer``'s lifting of one person's keypoints ((T, 17, 3) pixels and confidence)."""
 
-    def lift(keypoints: np.ndarray, seen: dict) -> np.ndarray:
-        del seen
-        joints, meta = lift_keypoints(keypoints, lift_fn, maxlen, fps=mocap.FPS, batch_size=batch_size)
-        return joints, uncertainty(meta)
+  def lift(keypoints: np.ndarray, seen: dict) -> np.ndarray:
+    del seen
+    joints, meta = lift_keypoints(keypoints, lift_fn, maxlen, fps=mocap.FPS, batch_size=batch_size)
+    return joints, uncertainty(meta)
 
-    return lift
+  return lift
 
 
 def _findings(analysis: Analysis) -> set[str]:
-    return {f.rule for f in analysis.assessment.findings if f.rule != "no_reps"}
+  return {f.rule for f in analysis.assessment.findings if f.rule != "no_reps"}
 
 
 def compare(truth: Analysis, lifted: Analysis) -> dict:
-    """What the lifted motion's feedback got right and wrong against the true 3D's."""
-    said_not_judged = {rule for rule, _ in lifted.not_judged}
-    true_f, lifted_f = _findings(truth), _findings(lifted)
-    return {"true_findings": sorted(true_f), "lifted_findings": sorted(lifted_f),
-            "not_judged": sorted(said_not_judged),
-            "false": sorted(lifted_f - true_f), "missed": sorted(true_f - lifted_f - said_not_judged),
-            "true_score": round(truth.assessment.score, 1), "lifted_score": round(lifted.assessment.score, 1),
-            "score_diff": round(lifted.assessment.score - truth.assessment.score, 1),
-            "true_reps": len(truth.segmentation.reps), "lifted_reps": len(lifted.segmentation.reps)}
+  """What the lifted motion's feedback got right and wrong against the true 3D's."""
+  said_not_judged = {rule for rule, _ in lifted.not_judged}
+  true_f, lifted_f = _findings(truth), _findings(lifted)
+  return {
+    "true_findings": sorted(true_f),
+    "lifted_findings": sorted(lifted_f),
+    "not_judged": sorted(said_not_judged),
+    "false": sorted(lifted_f - true_f),
+    "missed": sorted(true_f - lifted_f - said_not_judged),
+    "true_score": round(truth.assessment.score, 1),
+    "lifted_score": round(lifted.assessment.score, 1),
+    "score_diff": round(lifted.assessment.score - truth.assessment.score, 1),
+    "true_reps": len(truth.segmentation.reps),
+    "lifted_reps": len(lifted.segmentation.reps),
+  }
 
 
-def take_agreement(world: np.ndarray, meta: dict, lift: LiftMotion, rng: np.random.Generator,
-                   film: mocap.FilmConfig = AGREEMENT_FILM) -> dict:
-    """One take filmed by one camera drawn from ``rng``, lifted by ``lift`` and judged twice."""
-    exercise = exercise_of(meta)
-    truth = analyze_motion(world, exercise, fps=mocap.FPS, up="z", name=meta.get("trial", "take"))
-    seen = mocap.view(world, rng, film)
-    keypoints = fill_missing(seen["keypoints"]).astype(np.float32)
-    lifted_3d = lift(keypoints, seen)
-    doubt = None
-    if isinstance(lifted_3d, tuple):
-        lifted_3d, doubt = lifted_3d
-    lifted_3d = np.asarray(lifted_3d, np.float64)
-    if lifted_3d.shape != world.shape:
-        raise UserError(f"the lifter returned {lifted_3d.shape} for a take of {world.shape}")
-    lifted = analyze_motion(lifted_3d, exercise, fps=mocap.FPS, confidence=keypoints[..., 2],
-                            camera_axis=np.array([0.0, 0.0, 1.0]), uncertainty=doubt)
-    row = {"exercise": exercise, "frames": int(len(world)), **compare(truth, lifted)}
-    row["p_mpjpe_mm"] = round(float(np.mean(p_mpjpe_per_pose(lifted_3d, seen["camera"]))), 1)
-    return row
+def take_agreement(
+  world: np.ndarray,
+  meta: dict,
+  lift: LiftMotion,
+  rng: np.random.Generator,
+  film: mocap.FilmConfig = AGREEMENT_FILM,
+) -> dict:
+  """One take filmed by one camera drawn from ``rng``, lifted by ``lift`` and judged twice."""
+  exercise = exercise_of(meta)
+  truth = analyze_motion(world, exercise, fps=mocap.FPS, up="z", name=meta.get("trial", "take"))
+  seen = mocap.view(world, rng, film)
+  keypoints = fill_missing(seen["keypoints"]).astype(np.float32)
+  lifted_3d = lift(keypoints, seen)
+  doubt = None
+  if isinstance(lifted_3d, tuple):
+    lifted_3d, doubt = lifted_3d
+  lifted_3d = np.asarray(lifted_3d, np.float64)
+  if lifted_3d.shape != world.shape:
+    raise UserError(f"the lifter returned {lifted_3d.shape} for a take of {world.shape}")
+  lifted = analyze_motion(
+    lifted_3d,
+    exercise,
+    fps=mocap.FPS,
+    confidence=keypoints[..., 2],
+    camera_axis=np.array([0.0, 0.0, 1.0]),
+    uncertainty=doubt,
+  )
+  row = {"exercise": exercise, "frames": int(len(world)), **compare(truth, lifted)}
+  row["p_mpjpe_mm"] = round(float(np.mean(p_mpjpe_per_pose(lifted_3d, seen["camera"]))), 1)
+  return row
 
 
-def feedback_agreement(lift_fn: LiftFn | None = None, maxlen: int | None = None, *, views: int = 2,
-                       noise: float = 1.0, lift: LiftMotion | None = None,
-                       takes: dict[str, tuple[np.ndarray, dict]] | None = None,
-                       progress: bool = False) -> dict:
-    """Feedback agreement over the held-out exercise takes, ``views`` cameras each.
+def feedback_agreement(
+  lift_fn: LiftFn | None = None,
+  maxlen: int | None = None,
+  *,
+  views: int = 2,
+  noise: float = 1.0,
+  lift: LiftMotion | None = None,
+  takes: dict[str, tuple[np.ndarray, dict]] | None = None,
+  progress: bool = False,
+) -> dict:
+  """Feedback agreement over the held-out exercise takes, ``views`` cameras each.
 
-    Args:
-      lift_fn, maxlen: the lifter (float32 (B, T, 17, 3) -> (B, T, 17, 3)) and its longest clip.
-      views: cameras per take (seeded: the same views on every call).
-      noise: detector-like 2D noise scale (0: the exact projection).
-      lift: instead of ``lift_fn``, any ``(keypoints, view) -> (T, 17, 3)`` (tests).
-      takes: instead of the held-out takes, ``{name: (world mm, meta)}``.
-    Returns:
-      ``{"takes": [row per take and view], "summary": {...}}`` (see the module docstring).
-    """
-    if lift is None:
-        if lift_fn is None or maxlen is None:
-            raise ValueError("give lift_fn and maxlen, or lift")
-        lift = lifter_motion(lift_fn, maxlen)
-    takes = exercise_takes() if takes is None else takes
-    film = mocap.FilmConfig(tilt_prob=AGREEMENT_FILM.tilt_prob, noise=noise)
-    jobs = [(name, v) for name in takes for v in range(views)]
-    if progress:
-        from tqdm import tqdm
+  Args:
+    lift_fn, maxlen: the lifter (float32 (B, T, 17, 3) -> (B, T, 17, 3)) and its longest clip.
+    views: cameras per take (seeded: the same views on every call).
+    noise: detector-like 2D noise scale (0: the exact projection).
+    lift: instead of ``lift_fn``, any ``(keypoints, view) -> (T, 17, 3)`` (tests).
+    takes: instead of the held-out takes, ``{name: (world mm, meta)}``.
+  Returns:
+    ``{"takes": [row per take and view], "summary": {...}}`` (see the module docstring).
+  """
+  if lift is None:
+    if lift_fn is None or maxlen is None:
+      raise ValueError("give lift_fn and maxlen, or lift")
+    lift = lifter_motion(lift_fn, maxlen)
+  takes = exercise_takes() if takes is None else takes
+  film = mocap.FilmConfig(tilt_prob=AGREEMENT_FILM.tilt_prob, noise=noise)
+  jobs = [(name, v) for name in takes for v in range(views)]
+  if progress:
+    from tqdm import tqdm
 
-        jobs = tqdm(jobs, desc="feedback agreement", unit="view")
-    rows = []
-    for name, v in jobs:
-        world, meta = takes[name]
-        rng = np.random.default_rng([AGREEMENT_SEED, v, sum(map(ord, name))])
-        rows.append({"take": name, "view": v, **take_agreement(world, meta, lift, rng, film)})
-    return {"takes": rows, "summary": summarize(rows)}
+    jobs = tqdm(jobs, desc="feedback agreement", unit="view")
+  rows = []
+  for name, v in jobs:
+    world, meta = takes[name]
+    rng = np.random.default_rng([AGREEMENT_SEED, v, sum(map(ord, name))])
+    rows.append({"take": name, "view": v, **take_agreement(world, meta, lift, rng, film)})
+  return {"takes": rows, "summary": summarize(rows)}
 
 
 def summarize(rows: list[dict]) -> dict:
-    """Totals over the rows: how often the feedback agreed, and how far it was off."""
-    if not rows:
-        return {"views": 0}
-    diffs = np.abs([r["score_diff"] for r in rows])
-    return {
-        "views": len(rows),
-        "same_findings": sum(not r["false"] and not r["missed"] for r in rows),
-        "with_false_findings": sum(bool(r["false"]) for r in rows),
-        "with_missed_findings": sum(bool(r["missed"]) for r in rows),
-        "false_findings": sum(len(r["false"]) for r in rows),
-        "score_within_10": int(np.sum(diffs <= 10.0)),
-        "max_score_diff": round(float(diffs.max()), 1),
-        "mean_score_diff": round(float(diffs.mean()), 1),
-        "reps_exact": sum(r["lifted_reps"] == r["true_reps"] for r in rows),
-        "p_mpjpe_mm": round(float(np.mean([r["p_mpjpe_mm"] for r in rows])), 1),
-    }
+  """Totals over the rows: how often the feedback agreed, and how far it was off."""
+  if not rows:
+    return {"views": 0}
+  diffs = np.abs([r["score_diff"] for r in rows])
+  return {
+    "views": len(rows),
+    "same_findings": sum(not r["false"] and not r["missed"] for r in rows),
+    "with_false_findings": sum(bool(r["false"]) for r in rows),
+    "with_missed_findings": sum(bool(r["missed"]) for r in rows),
+    "false_findings": sum(len(r["false"]) for r in rows),
+    "score_within_10": int(np.sum(diffs <= 10.0)),
+    "max_score_diff": round(float(diffs.max()), 1),
+    "mean_score_diff": round(float(diffs.mean()), 1),
+    "reps_exact": sum(r["lifted_reps"] == r["true_reps"] for r in rows),
+    "p_mpjpe_mm": round(float(np.mean([r["p_mpjpe_mm"] for r in rows])), 1),
+  }

@@ -42,307 +42,340 @@ HEIGHT_OVER_HEAD_TO_ANKLE = 1.064
 
 @dataclasses.dataclass(frozen=True)
 class Normalization:
-    """How pixels were mapped to the model's input: ``norm = (pixel - offset) / scale * 2 - 1``
-    for ``crop`` and ``norm = (pixel - offset) / scale`` for ``image``, on x and y."""
+  """How pixels were mapped to the model's input: ``norm = (pixel - offset) / scale * 2 - 1``
+  for ``crop`` and ``norm = (pixel - offset) / scale`` for ``image``, on x and y."""
 
-    mode: str              # "image" or "crop"
-    offset: tuple[float, float]
-    scale: float
+  mode: str  # "image" or "crop"
+  offset: tuple[float, float]
+  scale: float
 
-    def to_pixels(self, y: np.ndarray) -> np.ndarray:
-        """Model-frame 3D (..., 3) to pixel-aligned 3D: x, y on the image, z in the same scale."""
-        out = np.array(y, np.float64)
-        if self.mode == "image":
-            out *= self.scale
-        else:
-            out = (out + np.array([1.0, 1.0, 0.0])) * (self.scale / 2.0)
-        out[..., :2] += np.asarray(self.offset)
-        return out
+  def to_pixels(self, y: np.ndarray) -> np.ndarray:
+    """Model-frame 3D (..., 3) to pixel-aligned 3D: x, y on the image, z in the same scale."""
+    out = np.array(y, np.float64)
+    if self.mode == "image":
+      out *= self.scale
+    else:
+      out = (out + np.array([1.0, 1.0, 0.0])) * (self.scale / 2.0)
+    out[..., :2] += np.asarray(self.offset)
+    return out
 
 
-def normalize(keypoints: np.ndarray, mode: str = "crop", image_size: tuple[int, int] | None = None
-              ) -> tuple[np.ndarray, Normalization]:
-    """Maps pixel keypoints to the model's input range.
+def normalize(
+  keypoints: np.ndarray, mode: str = "crop", image_size: tuple[int, int] | None = None
+) -> tuple[np.ndarray, Normalization]:
+  """Maps pixel keypoints to the model's input range.
 
-    Args:
-      keypoints: (T, 17, 3) pixel x, y and confidence.
-      mode: "crop" (box of the confident keypoints to [-1, 1], clipped) or "image" (needs
-        ``image_size``: centre of the image at 0, half its shorter side at 1).
-      image_size: (width, height) in pixels.
-    Returns:
-      ``(x, norm)``: (T, 17, 3) float32 normalised x, y with the confidence unchanged, and how.
-    Raises:
-      UserError: "image" without a size, or no confident keypoint to size the crop.
-    """
-    kp = np.asarray(keypoints, np.float64)
-    out = kp.copy()
-    if mode == "image":
-        if image_size is None:
-            raise UserError("pixel normalisation needs the video's size (give --video or --image-size)")
-        w, h = image_size
-        scale = min(w, h) / 2.0
-        out[..., :2] = (kp[..., :2] - np.array([w, h]) / 2.0) / scale
-        return out.astype(np.float32), Normalization("image", (w / 2.0, h / 2.0), scale)
-    if mode != "crop":
-        raise ValueError(f"mode must be 'crop' or 'image', got {mode!r}")
-    valid = kp[kp[..., 2] > 0][:, :2]
-    if len(valid) < 4:
-        raise UserError("too few confident keypoints to normalise (fewer than 4 in the whole sequence)")
-    lo, hi = valid.min(axis=0), valid.max(axis=0)
-    scale = float(max(hi - lo))
-    if scale <= 0:
-        raise UserError("every confident keypoint is at the same place; cannot normalise")
-    offset = (lo + hi - scale) / 2.0
-    out[..., :2] = np.clip(((kp[..., :2] - offset) / scale - 0.5) * 2.0, -1.0, 1.0)
-    return out.astype(np.float32), Normalization("crop", (float(offset[0]), float(offset[1])), scale)
+  Args:
+    keypoints: (T, 17, 3) pixel x, y and confidence.
+    mode: "crop" (box of the confident keypoints to [-1, 1], clipped) or "image" (needs
+      ``image_size``: centre of the image at 0, half its shorter side at 1).
+    image_size: (width, height) in pixels.
+  Returns:
+    ``(x, norm)``: (T, 17, 3) float32 normalised x, y with the confidence unchanged, and how.
+  Raises:
+    UserError: "image" without a size, or no confident keypoint to size the crop.
+  """
+  kp = np.asarray(keypoints, np.float64)
+  out = kp.copy()
+  if mode == "image":
+    if image_size is None:
+      raise UserError("pixel normalisation needs the video's size (give --video or --image-size)")
+    w, h = image_size
+    scale = min(w, h) / 2.0
+    out[..., :2] = (kp[..., :2] - np.array([w, h]) / 2.0) / scale
+    return out.astype(np.float32), Normalization("image", (w / 2.0, h / 2.0), scale)
+  if mode != "crop":
+    raise ValueError(f"mode must be 'crop' or 'image', got {mode!r}")
+  valid = kp[kp[..., 2] > 0][:, :2]
+  if len(valid) < 4:
+    raise UserError("too few confident keypoints to normalise (fewer than 4 in the whole sequence)")
+  lo, hi = valid.min(axis=0), valid.max(axis=0)
+  scale = float(max(hi - lo))
+  if scale <= 0:
+    raise UserError("every confident keypoint is at the same place; cannot normalise")
+  offset = (lo + hi - scale) / 2.0
+  out[..., :2] = np.clip(((kp[..., :2] - offset) / scale - 0.5) * 2.0, -1.0, 1.0)
+  return out.astype(np.float32), Normalization("crop", (float(offset[0]), float(offset[1])), scale)
 
 
 def flip_pose(x: np.ndarray) -> np.ndarray:
-    """Mirror image of poses (..., 17, C): x negated, left and right joints swapped."""
-    out = np.array(x[..., FLIP, :], copy=True)
-    out[..., 0] *= -1.0
-    return out
+  """Mirror image of poses (..., 17, C): x negated, left and right joints swapped."""
+  out = np.array(x[..., FLIP, :], copy=True)
+  out[..., 0] *= -1.0
+  return out
 
 
 def plan_windows(num_frames: int, maxlen: int, overlap: int) -> list[tuple[int, int]]:
-    """Windows ``(start, end)`` covering ``num_frames``: one if it fits, else evenly spaced windows
-    of exactly ``maxlen`` frames overlapping by at least ``overlap``."""
-    if maxlen < 1:
-        raise ValueError(f"maxlen must be positive, got {maxlen}")
-    if num_frames <= maxlen:
-        return [(0, num_frames)]
-    overlap = int(np.clip(overlap, 1, maxlen - 1))
-    n = int(np.ceil((num_frames - overlap) / (maxlen - overlap)))
-    starts = np.round(np.linspace(0, num_frames - maxlen, n)).astype(int)
-    return [(int(s), int(s) + maxlen) for s in starts]
+  """Windows ``(start, end)`` covering ``num_frames``: one if it fits, else evenly spaced windows
+  of exactly ``maxlen`` frames overlapping by at least ``overlap``."""
+  if maxlen < 1:
+    raise ValueError(f"maxlen must be positive, got {maxlen}")
+  if num_frames <= maxlen:
+    return [(0, num_frames)]
+  overlap = int(np.clip(overlap, 1, maxlen - 1))
+  n = int(np.ceil((num_frames - overlap) / (maxlen - overlap)))
+  starts = np.round(np.linspace(0, num_frames - maxlen, n)).astype(int)
+  return [(int(s), int(s) + maxlen) for s in starts]
 
 
 def window_weights(windows: list[tuple[int, int]]) -> list[np.ndarray]:
-    """Blending weight of every frame of every window: 1 inside, ramping linearly to about 0 across
-    the overlap with the neighbouring window (no ramp at the sequence's own ends)."""
-    out = []
-    for k, (s, e) in enumerate(windows):
-        t = np.arange(s, e, dtype=np.float64)
-        w = np.ones(e - s)
-        if k > 0:
-            ramp = max(windows[k - 1][1] - s, 1)
-            w = np.minimum(w, (t - s + 0.5) / ramp)
-        if k + 1 < len(windows):
-            ramp = max(e - windows[k + 1][0], 1)
-            w = np.minimum(w, (e - t - 0.5) / ramp)
-        out.append(np.clip(w, 1e-6, 1.0))
-    return out
+  """Blending weight of every frame of every window: 1 inside, ramping linearly to about 0 across
+  the overlap with the neighbouring window (no ramp at the sequence's own ends)."""
+  out = []
+  for k, (s, e) in enumerate(windows):
+    t = np.arange(s, e, dtype=np.float64)
+    w = np.ones(e - s)
+    if k > 0:
+      ramp = max(windows[k - 1][1] - s, 1)
+      w = np.minimum(w, (t - s + 0.5) / ramp)
+    if k + 1 < len(windows):
+      ramp = max(e - windows[k + 1][0], 1)
+      w = np.minimum(w, (e - t - 0.5) / ramp)
+    out.append(np.clip(w, 1e-6, 1.0))
+  return out
 
 
 def _run_batches(lift_fn: LiftFn, clips: np.ndarray, batch_size: int) -> np.ndarray:
-    """lift_fn over (N, T, 17, 3) in batches of exactly ``batch_size`` (the last one padded by
-    repeating its final clip, so a compiled model sees one shape)."""
-    n = clips.shape[0]
-    outs = []
-    for i in range(0, n, batch_size):
-        batch = clips[i:i + batch_size]
-        real = batch.shape[0]
-        if real < batch_size and n > batch_size:
-            batch = np.concatenate([batch, np.repeat(batch[-1:], batch_size - real, axis=0)], axis=0)
-        y = np.asarray(lift_fn(np.ascontiguousarray(batch, dtype=np.float32)))
-        if y.shape != batch.shape:
-            raise ValueError(f"the lifting model returned shape {y.shape} for input {batch.shape}")
-        outs.append(y[:real])
-    return np.concatenate(outs, axis=0).astype(np.float64)
+  """lift_fn over (N, T, 17, 3) in batches of exactly ``batch_size`` (the last one padded by
+  repeating its final clip, so a compiled model sees one shape)."""
+  n = clips.shape[0]
+  outs = []
+  for i in range(0, n, batch_size):
+    batch = clips[i : i + batch_size]
+    real = batch.shape[0]
+    if real < batch_size and n > batch_size:
+      batch = np.concatenate([batch, np.repeat(batch[-1:], batch_size - real, axis=0)], axis=0)
+    y = np.asarray(lift_fn(np.ascontiguousarray(batch, dtype=np.float32)))
+    if y.shape != batch.shape:
+      raise ValueError(f"the lifting model returned shape {y.shape} for input {batch.shape}")
+    outs.append(y[:real])
+  return np.concatenate(outs, axis=0).astype(np.float64)
 
 
-def lift_sequence(x: np.ndarray, lift_fn: LiftFn, maxlen: int, *, overlap: int | None = None,
-                  flip: bool = False, batch_size: int = 8, return_spread: bool = False):
-    """Lifts a normalised 2D sequence of any length.
+def lift_sequence(
+  x: np.ndarray,
+  lift_fn: LiftFn,
+  maxlen: int,
+  *,
+  overlap: int | None = None,
+  flip: bool = False,
+  batch_size: int = 8,
+  return_spread: bool = False,
+):
+  """Lifts a normalised 2D sequence of any length.
 
-    Args:
-      x: (T, 17, 3) float normalised x, y and confidence (:func:`normalize`).
-      lift_fn: the model, (B, t, 17, 3) -> (B, t, 17, 3), t <= maxlen.
-      maxlen: the longest clip the model takes.
-      overlap: frames shared by neighbouring windows (default a quarter of ``maxlen``).
-      flip: average with the mirrored input's mirrored output.
-      batch_size: windows per model call.
-      return_spread: also return how far the two passes of the flip augmentation disagree.
-    Returns:
-      (T, 17, 3) float64 in the model's frame, depth 0 at the first frame's pelvis; with
-      ``return_spread``, also (T, 17) the distance between the direct and the mirrored pass's
-      joints in the same units (``None`` without ``flip``): a lifter unsure of a pose (one unlike
-      its training, a confusing input) answers the mirror image differently.
-    """
-    x = np.asarray(x, np.float32)
-    t = x.shape[0]
-    if t == 0:
-        raise UserError("no frames to lift")
-    windows = plan_windows(t, maxlen, overlap if overlap is not None else max(1, maxlen // 4))
-    clips = np.stack([x[s:e] for s, e in windows])
-    if flip:
-        clips = np.concatenate([clips, flip_pose(clips)], axis=0)
-    y = _run_batches(lift_fn, clips, batch_size)
-    spread = None
-    weights = window_weights(windows)
-    if flip:
-        n = len(windows)
-        mirrored = flip_pose(y[n:])
-        gap = np.linalg.norm(y[:n] - mirrored, axis=-1)                      # (windows, t, 17)
-        y = 0.5 * (y[:n] + mirrored)
-        spread = np.zeros((t, x.shape[1]))
-        total = np.zeros(t)
-        for (s, e), g, w in zip(windows, gap, weights):
-            spread[s:e] += w[:, None] * g
-            total[s:e] += w
-        spread /= total[:, None]
-    acc = np.zeros((t, x.shape[1], 3))
-    wsum = np.zeros(t)
-    for (s, e), yw, w in zip(windows, y, weights):
-        covered = wsum[s:e] > 0
-        if covered.any():
-            # Agree with the depth already lifted on the overlap (pelvis depth, weighted mean).
-            done = acc[s:e][covered, J["pelvis"], 2] / wsum[s:e][covered]
-            yw = yw.copy()
-            yw[..., 2] += float(np.mean(done - yw[covered, J["pelvis"], 2]))
-        acc[s:e] += w[:, None, None] * yw
-        wsum[s:e] += w
-    out = acc / wsum[:, None, None]
-    out[..., 2] -= out[0, J["pelvis"], 2]
-    return (out, spread) if return_spread else out
+  Args:
+    x: (T, 17, 3) float normalised x, y and confidence (:func:`normalize`).
+    lift_fn: the model, (B, t, 17, 3) -> (B, t, 17, 3), t <= maxlen.
+    maxlen: the longest clip the model takes.
+    overlap: frames shared by neighbouring windows (default a quarter of ``maxlen``).
+    flip: average with the mirrored input's mirrored output.
+    batch_size: windows per model call.
+    return_spread: also return how far the two passes of the flip augmentation disagree.
+  Returns:
+    (T, 17, 3) float64 in the model's frame, depth 0 at the first frame's pelvis; with
+    ``return_spread``, also (T, 17) the distance between the direct and the mirrored pass's
+    joints in the same units (``None`` without ``flip``): a lifter unsure of a pose (one unlike
+    its training, a confusing input) answers the mirror image differently.
+  """
+  x = np.asarray(x, np.float32)
+  t = x.shape[0]
+  if t == 0:
+    raise UserError("no frames to lift")
+  windows = plan_windows(t, maxlen, overlap if overlap is not None else max(1, maxlen // 4))
+  clips = np.stack([x[s:e] for s, e in windows])
+  if flip:
+    clips = np.concatenate([clips, flip_pose(clips)], axis=0)
+  y = _run_batches(lift_fn, clips, batch_size)
+  spread = None
+  weights = window_weights(windows)
+  if flip:
+    n = len(windows)
+    mirrored = flip_pose(y[n:])
+    gap = np.linalg.norm(y[:n] - mirrored, axis=-1)  # (windows, t, 17)
+    y = 0.5 * (y[:n] + mirrored)
+    spread = np.zeros((t, x.shape[1]))
+    total = np.zeros(t)
+    for (s, e), g, w in zip(windows, gap, weights):
+      spread[s:e] += w[:, None] * g
+      total[s:e] += w
+    spread /= total[:, None]
+  acc = np.zeros((t, x.shape[1], 3))
+  wsum = np.zeros(t)
+  for (s, e), yw, w in zip(windows, y, weights):
+    covered = wsum[s:e] > 0
+    if covered.any():
+      # Agree with the depth already lifted on the overlap (pelvis depth, weighted mean).
+      done = acc[s:e][covered, J["pelvis"], 2] / wsum[s:e][covered]
+      yw = yw.copy()
+      yw[..., 2] += float(np.mean(done - yw[covered, J["pelvis"], 2]))
+    acc[s:e] += w[:, None, None] * yw
+    wsum[s:e] += w
+  out = acc / wsum[:, None, None]
+  out[..., 2] -= out[0, J["pelvis"], 2]
+  return (out, spread) if return_spread else out
 
 
 def smooth(y: np.ndarray, fps: float, window_s: float = 0.2, polyorder: int = 2) -> np.ndarray:
-    """Savitzky-Golay smoothing over time so short clips do not jitter.
+  """Savitzky-Golay smoothing over time so short clips do not jitter.
 
-    Args:
-      y: (T, 17, 3).
-      window_s: window length in seconds (made odd, at least ``polyorder + 2`` frames, at most T).
-    Returns:
-      (T, 17, 3); unchanged when the sequence is shorter than the smallest window.
-    """
-    y = np.asarray(y, np.float64)
-    n = int(round(window_s * fps)) | 1
-    n = min(n, y.shape[0] if y.shape[0] % 2 else y.shape[0] - 1)
-    if n < polyorder + 2:
-        return y.copy()
-    return savgol_filter(y, n, polyorder, axis=0, mode="interp")
+  Args:
+    y: (T, 17, 3).
+    window_s: window length in seconds (made odd, at least ``polyorder + 2`` frames, at most T).
+  Returns:
+    (T, 17, 3); unchanged when the sequence is shorter than the smallest window.
+  """
+  y = np.asarray(y, np.float64)
+  n = int(round(window_s * fps)) | 1
+  n = min(n, y.shape[0] if y.shape[0] % 2 else y.shape[0] - 1)
+  if n < polyorder + 2:
+    return y.copy()
+  return savgol_filter(y, n, polyorder, axis=0, mode="interp")
 
 
 def standing_height(y: np.ndarray) -> float:
-    """The person's height in ``y``'s unit: the head-top-to-ankles distance of the most extended
-    frames (95th percentile) times :data:`HEIGHT_OVER_HEAD_TO_ANKLE`."""
-    mid_ankle = 0.5 * (y[:, J["left_ankle"]] + y[:, J["right_ankle"]])
-    d = np.linalg.norm(y[:, J["head"]] - mid_ankle, axis=-1)
-    return float(np.quantile(d, 0.95)) * HEIGHT_OVER_HEAD_TO_ANKLE
+  """The person's height in ``y``'s unit: the head-top-to-ankles distance of the most extended
+  frames (95th percentile) times :data:`HEIGHT_OVER_HEAD_TO_ANKLE`."""
+  mid_ankle = 0.5 * (y[:, J["left_ankle"]] + y[:, J["right_ankle"]])
+  d = np.linalg.norm(y[:, J["head"]] - mid_ankle, axis=-1)
+  return float(np.quantile(d, 0.95)) * HEIGHT_OVER_HEAD_TO_ANKLE
 
 
 def to_metric(y: np.ndarray, body_height_mm: float) -> np.ndarray:
-    """Scales a lifted motion to millimetres for a person ``body_height_mm`` tall, origin at the
-    first frame's pelvis (camera axes kept)."""
-    if not body_height_mm or body_height_mm <= 0:
-        raise UserError(f"body height must be positive, got {body_height_mm}")
-    h = standing_height(y)
-    if h <= 0:
-        raise UserError("cannot scale to metric: the lifted skeleton has no height")
-    return (y - y[0, J["pelvis"]]) * (body_height_mm / h)
+  """Scales a lifted motion to millimetres for a person ``body_height_mm`` tall, origin at the
+  first frame's pelvis (camera axes kept)."""
+  if not body_height_mm or body_height_mm <= 0:
+    raise UserError(f"body height must be positive, got {body_height_mm}")
+  h = standing_height(y)
+  if h <= 0:
+    raise UserError("cannot scale to metric: the lifted skeleton has no height")
+  return (y - y[0, J["pelvis"]]) * (body_height_mm / h)
 
 
 UNITS = {
-    "normalized": ("normalised camera frame (upstream PerfectRep/MotionBERT): x right and y down in the "
-                   "normalised image ([-1, 1] over the crop or image), z depth in the same scale, z = 0 at "
-                   "the first frame's pelvis", "normalised"),
-    "pixel": ("pixel-aligned camera frame: x right and y down on the video's pixels, z depth in the same "
-              "pixel scale, z = 0 at the first frame's pelvis", "pixels"),
-    "metric": ("metric camera frame: camera axes (x right, y down, z away from the camera), origin at the "
-               "first frame's pelvis, scaled to the given body height", "millimetres"),
+  "normalized": (
+    "normalised camera frame (upstream PerfectRep/MotionBERT): x right and y down in the "
+    "normalised image ([-1, 1] over the crop or image), z depth in the same scale, z = 0 at "
+    "the first frame's pelvis",
+    "normalised",
+  ),
+  "pixel": (
+    "pixel-aligned camera frame: x right and y down on the video's pixels, z depth in the same "
+    "pixel scale, z = 0 at the first frame's pelvis",
+    "pixels",
+  ),
+  "metric": (
+    "metric camera frame: camera axes (x right, y down, z away from the camera), origin at the "
+    "first frame's pelvis, scaled to the given body height",
+    "millimetres",
+  ),
 }
 
 
-def lift_keypoints(keypoints: np.ndarray, lift_fn: LiftFn, maxlen: int, *, fps: float,
-                   normalization: str = "crop", image_size: tuple[int, int] | None = None,
-                   flip: bool = True, overlap: int | None = None, batch_size: int = 8,
-                   smooth_s: float | None = 0.2, units: str = "normalized",
-                   body_height_mm: float | None = None) -> tuple[np.ndarray, dict]:
-    """Pixel keypoints of one person to 3D, end to end.
+def lift_keypoints(
+  keypoints: np.ndarray,
+  lift_fn: LiftFn,
+  maxlen: int,
+  *,
+  fps: float,
+  normalization: str = "crop",
+  image_size: tuple[int, int] | None = None,
+  flip: bool = True,
+  overlap: int | None = None,
+  batch_size: int = 8,
+  smooth_s: float | None = 0.2,
+  units: str = "normalized",
+  body_height_mm: float | None = None,
+) -> tuple[np.ndarray, dict]:
+  """Pixel keypoints of one person to 3D, end to end.
 
-    Args:
-      keypoints: (T, 17, 3) Human3.6M-17 pixel x, y and confidence
-        (:func:`perfectrep_jax.wild.keypoints.load_person`).
-      lift_fn, maxlen: the model and its longest clip.
-      fps: frames per second (for smoothing and the metadata).
-      normalization: "crop" or "image" (see :func:`normalize`).
-      image_size: (width, height), needed for "image" normalisation and "pixel" units.
-      flip: flip test-time augmentation.
-      overlap, batch_size: see :func:`lift_sequence`.
-      smooth_s: Savitzky-Golay window in seconds, ``None`` or 0 for none.
-      units: "normalized", "pixel" or "metric" (needs ``body_height_mm``).
-    Returns:
-      ``(joints, meta)``: (T, 17, 3) float32 and a JSON-ready description (units, frame, options;
-      with ``flip``, ``uncertainty``: (T, 17) nested lists, how far the direct and the mirrored
-      pass disagree on each joint, as a share of the body's height).
-    Raises:
-      UserError: NaN input, unknown units, metric without a height.
-    """
-    kp = np.asarray(keypoints, np.float64)
-    if kp.ndim != 3 or kp.shape[1:] != (len(H36M_JOINTS), 3):
-        raise UserError(f"keypoints must have shape (frames, 17, 3), got {kp.shape}")
-    if not np.isfinite(kp).all():
-        raise UserError("keypoints contain NaN or infinite values; fill them first "
-                        "(perfectrep_jax.wild.keypoints.fill_missing)")
-    if units not in UNITS:
-        raise UserError(f"units must be one of {', '.join(UNITS)}, got {units!r}")
-    if units == "metric" and not body_height_mm:
-        raise UserError("metric output needs the person's body height (--body-height MM)")
-    x, norm = normalize(kp, normalization, image_size)
-    y, spread = lift_sequence(x, lift_fn, maxlen, overlap=overlap, flip=flip, batch_size=batch_size,
-                              return_spread=True)
-    height = standing_height(y)
-    if smooth_s:
-        y = smooth(y, fps, smooth_s)
-    if units == "pixel":
-        y = norm.to_pixels(y)
-        y[..., 2] -= y[0, J["pelvis"], 2]
-    elif units == "metric":
-        y = to_metric(y, body_height_mm)
-    frame, unit = UNITS[units]
-    meta = {
-        "joints": list(H36M_JOINTS),
-        "fps": float(fps),
-        "num_frames": int(y.shape[0]),
-        "units": unit,
-        "frame": frame,
-        "normalization": dataclasses.asdict(norm),
-        "flip_augmentation": bool(flip),
-        "smoothing_s": float(smooth_s or 0.0),
-        "maxlen": int(maxlen),
-        "body_height_mm": body_height_mm,
-    }
-    if spread is not None and height > 0:
-        meta["uncertainty"] = np.round(spread / height, 4).tolist()
-    return y.astype(np.float32), meta
+  Args:
+    keypoints: (T, 17, 3) Human3.6M-17 pixel x, y and confidence
+      (:func:`perfectrep_jax.wild.keypoints.load_person`).
+    lift_fn, maxlen: the model and its longest clip.
+    fps: frames per second (for smoothing and the metadata).
+    normalization: "crop" or "image" (see :func:`normalize`).
+    image_size: (width, height), needed for "image" normalisation and "pixel" units.
+    flip: flip test-time augmentation.
+    overlap, batch_size: see :func:`lift_sequence`.
+    smooth_s: Savitzky-Golay window in seconds, ``None`` or 0 for none.
+    units: "normalized", "pixel" or "metric" (needs ``body_height_mm``).
+  Returns:
+    ``(joints, meta)``: (T, 17, 3) float32 and a JSON-ready description (units, frame, options;
+    with ``flip``, ``uncertainty``: (T, 17) nested lists, how far the direct and the mirrored
+    pass disagree on each joint, as a share of the body's height).
+  Raises:
+    UserError: NaN input, unknown units, metric without a height.
+  """
+  kp = np.asarray(keypoints, np.float64)
+  if kp.ndim != 3 or kp.shape[1:] != (len(H36M_JOINTS), 3):
+    raise UserError(f"keypoints must have shape (frames, 17, 3), got {kp.shape}")
+  if not np.isfinite(kp).all():
+    raise UserError(
+      "keypoints contain NaN or infinite values; fill them first (perfectrep_jax.wild.keypoints.fill_missing)"
+    )
+  if units not in UNITS:
+    raise UserError(f"units must be one of {', '.join(UNITS)}, got {units!r}")
+  if units == "metric" and not body_height_mm:
+    raise UserError("metric output needs the person's body height (--body-height MM)")
+  x, norm = normalize(kp, normalization, image_size)
+  y, spread = lift_sequence(
+    x, lift_fn, maxlen, overlap=overlap, flip=flip, batch_size=batch_size, return_spread=True
+  )
+  height = standing_height(y)
+  if smooth_s:
+    y = smooth(y, fps, smooth_s)
+  if units == "pixel":
+    y = norm.to_pixels(y)
+    y[..., 2] -= y[0, J["pelvis"], 2]
+  elif units == "metric":
+    y = to_metric(y, body_height_mm)
+  frame, unit = UNITS[units]
+  meta = {
+    "joints": list(H36M_JOINTS),
+    "fps": float(fps),
+    "num_frames": int(y.shape[0]),
+    "units": unit,
+    "frame": frame,
+    "normalization": dataclasses.asdict(norm),
+    "flip_augmentation": bool(flip),
+    "smoothing_s": float(smooth_s or 0.0),
+    "maxlen": int(maxlen),
+    "body_height_mm": body_height_mm,
+  }
+  if spread is not None and height > 0:
+    meta["uncertainty"] = np.round(spread / height, 4).tolist()
+  return y.astype(np.float32), meta
 
 
 def uncertainty(meta: dict) -> np.ndarray | None:
-    """The (T, 17) uncertainty :func:`lift_keypoints` recorded in ``meta``, or ``None``."""
-    values = meta.get("uncertainty")
-    return None if values is None else np.asarray(values, np.float64)
+  """The (T, 17) uncertainty :func:`lift_keypoints` recorded in ``meta``, or ``None``."""
+  values = meta.get("uncertainty")
+  return None if values is None else np.asarray(values, np.float64)
 
 
 def save_3d(out_dir: str | Path, joints: np.ndarray, meta: dict, stem: str = "X3D") -> tuple[Path, Path]:
-    """Writes ``<stem>.npy`` ((T, 17, 3) float32) and ``<stem>.json`` (the metadata plus the joints
-    as nested lists) into ``out_dir``, each whole or not at all.
+  """Writes ``<stem>.npy`` ((T, 17, 3) float32) and ``<stem>.json`` (the metadata plus the joints
+  as nested lists) into ``out_dir``, each whole or not at all.
 
-    Raises:
-      UserError: the folder cannot be created or written.
-    """
-    import io
+  Raises:
+    UserError: the folder cannot be created or written.
+  """
+  import io
 
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        buf = io.BytesIO()
-        np.save(buf, np.asarray(joints, np.float32))
-        npy, js = out / f"{stem}.npy", out / f"{stem}.json"
-        atomic_write_bytes(npy, buf.getvalue())
-        doc = {**meta, "shape": list(np.shape(joints)),
-               "joints_3d": np.round(np.asarray(joints, np.float64), 5).tolist()}
-        atomic_write_bytes(js, json.dumps(doc).encode("utf-8"))
-    except OSError as err:
-        raise UserError(f"{out}: cannot write the 3D output ({err.strerror})") from err
-    return npy, js
+  out = Path(out_dir)
+  try:
+    out.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(joints, np.float32))
+    npy, js = out / f"{stem}.npy", out / f"{stem}.json"
+    atomic_write_bytes(npy, buf.getvalue())
+    doc = {
+      **meta,
+      "shape": list(np.shape(joints)),
+      "joints_3d": np.round(np.asarray(joints, np.float64), 5).tolist(),
+    }
+    atomic_write_bytes(js, json.dumps(doc).encode("utf-8"))
+  except OSError as err:
+    raise UserError(f"{out}: cannot write the 3D output ({err.strerror})") from err
+  return npy, js

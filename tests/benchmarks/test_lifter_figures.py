@@ -16,28 +16,46 @@ def _load():
 
 
 def _figures(mpjpe):
-  return {"mpjpe": mpjpe, "p_mpjpe": mpjpe * 0.7, "depth_mm": mpjpe * 0.5, "pck150": 80.0,
-          "per_action_mpjpe": {"deep squat": mpjpe - 5, "jump": mpjpe + 5}}
+  return {
+    "mpjpe": mpjpe,
+    "p_mpjpe": mpjpe * 0.7,
+    "depth_mm": mpjpe * 0.5,
+    "pck150": 80.0,
+    "per_action_mpjpe": {"deep squat": mpjpe - 5, "jump": mpjpe + 5},
+  }
 
 
 def _summary(views):
-  return {"views": views, "same_findings": views - 2, "with_false_findings": 1, "score_within_10": views - 1,
-          "reps_exact": views, "mean_score_diff": 3.25}
+  return {
+    "views": views,
+    "same_findings": views - 2,
+    "with_false_findings": 1,
+    "score_within_10": views - 1,
+    "reps_exact": views,
+    "mean_score_diff": 3.25,
+  }
 
 
 def test_block_reports_errors_baseline_feedback_and_provenance(tmp_path):
   mod = _load()
-  meta = {"held_out": {"clean_2d": _figures(50.0), "detector_2d": _figures(70.0)},
-          "feedback": {"clean_2d": _summary(14), "detector_2d": _summary(14)},
-          "trained": {"config": {"total_steps": 4500, "batch_size": 16,
-                                 "model": {"dim_feat": 64, "depth": 4, "maxlen": 27}},
-                      "step": 4500, "commit": "a" * 40},
-          "weight_bytes": 3 * 2**20}
+  meta = {
+    "held_out": {"clean_2d": _figures(50.0), "detector_2d": _figures(70.0)},
+    "feedback": {"clean_2d": _summary(14), "detector_2d": _summary(14)},
+    "trained": {
+      "config": {"total_steps": 4500, "batch_size": 16, "model": {"dim_feat": 64, "depth": 4, "maxlen": 27}},
+      "step": 4500,
+      "commit": "a" * 40,
+    },
+    "weight_bytes": 3 * 2**20,
+  }
   mlp = {"clean_2d": _figures(100.0), "detector_2d": _figures(120.0)}
   text = mod.block(meta, mlp, "2026-12-01", "python benchmarks/lifter_figures.py")
   assert text.startswith(mod.BEGIN) and text.endswith(mod.END)
   assert "| clean 2D | 50.0 mm | 35.0 mm | 25.0 mm | 80.0% | <= 60 / 40 mm |" in text
-  assert "| deep squat | 45.0 mm | 65.0 mm |" in text and "jump" not in text.split("Per exercise")[1].split("\n\n")[1]
+  assert (
+    "| deep squat | 45.0 mm | 65.0 mm |" in text
+    and "jump" not in text.split("Per exercise")[1].split("\n\n")[1]
+  )
   assert "the DSTformer is 50% below it" in text
   assert "| detector-like 2D | 14 | 12 | 1 | 13 | 14 | 3.2 |" in text
   assert "MotionBERT: 16.9 mm" in text and "step 4500" in text and "3.0 MiB" in text

@@ -24,6 +24,7 @@ def test_tiny_run_prints_and_returns_the_figures(tmp_path, capsys):
   argv = ["--size", "tiny", "--iters", "1", "--warmup", "0", "--no-pipeline", "--json", str(out)]
   try:
     import torch  # noqa: F401
+
     has_torch = True
   except ImportError:
     argv.append("--no-torch")
@@ -34,8 +35,15 @@ def test_tiny_run_prints_and_returns_the_figures(tmp_path, capsys):
   data = json.loads(out.read_text())
   (res,) = data["results"]
   assert res == results[0] or res.keys() == results[0].keys()
-  keys = ["train_clips_per_s", "eval_clips_per_s", "compile_train_s", "compile_eval_s",
-          "flops_per_clip_forward", "flops_per_clip_train", "train_peak_bytes"]
+  keys = [
+    "train_clips_per_s",
+    "eval_clips_per_s",
+    "compile_train_s",
+    "compile_eval_s",
+    "flops_per_clip_forward",
+    "flops_per_clip_train",
+    "train_peak_bytes",
+  ]
   if has_torch:
     keys += ["torch_train_clips_per_s", "torch_eval_clips_per_s", "train_ratio", "eval_ratio"]
     # same weights on both sides: the eval outputs agree to float32 round-off
@@ -58,11 +66,19 @@ def test_readme_table_is_replaced_between_markers(tmp_path, monkeypatch):
   readme = tmp_path / "README.md"
   readme.write_text(f"# B\n\nintro\n\n{run.BEGIN}\nold table\n{run.END}\n\nafter\n")
   monkeypatch.setattr(run, "README", readme)
-  res = {"size": "tiny", "dim_feat": 16, "mlp_ratio": 2, "frames": 9, "train_batch": 2,
-         "eval_batch": 2, "train_clips_per_s": 3.0, "torch_train_clips_per_s": 2.0,
-         "train_ratio": 1.5, "iters": 1}
-  env = {"cpu": "x", "cores_usable": 2, "threads": 2, "jax": "0", "python": "3",
-         "loadavg_1min_end": 0.5}
+  res = {
+    "size": "tiny",
+    "dim_feat": 16,
+    "mlp_ratio": 2,
+    "frames": 9,
+    "train_batch": 2,
+    "eval_batch": 2,
+    "train_clips_per_s": 3.0,
+    "torch_train_clips_per_s": 2.0,
+    "train_ratio": 1.5,
+    "iters": 1,
+  }
+  env = {"cpu": "x", "cores_usable": 2, "threads": 2, "jax": "0", "python": "3", "loadavg_1min_end": 0.5}
   run.write_readme([res], env, "python benchmarks/run.py --size tiny")
   text = readme.read_text()
   assert "old table" not in text and "intro" in text and "after" in text
@@ -73,14 +89,24 @@ def test_a_run_of_one_size_keeps_the_other_sizes_rows(tmp_path, monkeypatch):
   run = _load_run()
   readme = tmp_path / "README.md"
   full_row = "| full (dim 512, mlp 2) | 243 | 1 / 2 | 0.110 | 0.113 | **0.98x** | 0.450 | 0.368 | **1.22x** |"
-  readme.write_text(f"# B\n\n{run.BEGIN}\n| size | T |\n|---|---|\n"
-                    "| lite (dim 256, mlp 4) | 243 | 2 / 2 | 0.291 |\n" + full_row + "\n\n"
-                    "- Command: `python benchmarks/run.py --size both --iters 5 --write-readme`; medians\n"
-                    "- lite: max |ours - PyTorch| 4.5e-07.\n- full: max |ours - PyTorch| 7.0e-07.\n"
-                    f"{run.END}\n")
+  readme.write_text(
+    f"# B\n\n{run.BEGIN}\n| size | T |\n|---|---|\n"
+    "| lite (dim 256, mlp 4) | 243 | 2 / 2 | 0.291 |\n" + full_row + "\n\n"
+    "- Command: `python benchmarks/run.py --size both --iters 5 --write-readme`; medians\n"
+    "- lite: max |ours - PyTorch| 4.5e-07.\n- full: max |ours - PyTorch| 7.0e-07.\n"
+    f"{run.END}\n"
+  )
   monkeypatch.setattr(run, "README", readme)
-  res = {"size": "lite", "dim_feat": 256, "mlp_ratio": 4, "frames": 243, "train_batch": 2,
-         "eval_batch": 2, "train_clips_per_s": 0.5, "iters": 1}
+  res = {
+    "size": "lite",
+    "dim_feat": 256,
+    "mlp_ratio": 4,
+    "frames": 243,
+    "train_batch": 2,
+    "eval_batch": 2,
+    "train_clips_per_s": 0.5,
+    "iters": 1,
+  }
   env = {"cpu": "x", "cores_usable": 2, "threads": 2, "jax": "0", "python": "3", "loadavg_1min_end": 0.5}
   run.write_readme([res], env, "python benchmarks/run.py --size lite --write-readme")
   block = readme.read_text().split(run.BEGIN)[1].split(run.END)[0]

@@ -20,75 +20,79 @@ TAKE = "uiprmd_m01_s01"
 
 @functools.lru_cache(maxsize=1)
 def _take():
-    motion, meta = shared.load_mocap()
-    x = motion[TAKE].astype(np.float64)
-    truth = [(a, c) for a, _, c in S.pelvis_repetitions(x, meta[TAKE]["rep_frames"])]
-    return x, truth
+  motion, meta = shared.load_mocap()
+  x = motion[TAKE].astype(np.float64)
+  truth = [(a, c) for a, _, c in S.pelvis_repetitions(x, meta[TAKE]["rep_frames"])]
+  return x, truth
 
 
 def _by_truth(analysis, truth):
-    idx = []
-    for start, end in truth:
-        hits = [i for i, r in enumerate(analysis.segmentation.reps) if start <= r.turn <= end]
-        assert len(hits) == 1
-        idx.append(hits[0])
-    return idx
+  idx = []
+  for start, end in truth:
+    hits = [i for i, r in enumerate(analysis.segmentation.reps) if start <= r.turn <= end]
+    assert len(hits) == 1
+    idx.append(hits[0])
+  return idx
 
 
-@pytest.mark.parametrize("fault,rule,exercise,sizes", [
+@pytest.mark.parametrize(
+  "fault,rule,exercise,sizes",
+  [
     ("knees_in", "knees_in", "squat", (0.02, 0.1, 0.3)),
     ("trunk_forward", "trunk_lean", "squat", (2.0, 15.0, 30.0)),
     ("cut_bottom", "depth", "squat", (0.02, 0.2, 0.4)),
     ("back_round", "back_rounding", "deadlift", (2.0, 15.0, 30.0)),
-])
+  ],
+)
 def test_injected_fault_is_flagged_by_its_rule_growing_with_size(fault, rule, exercise, sizes):
-    x, truth = _take()
-    faulted = list(range(1, len(truth), 2))
-    table = R.load_rules()
-    the_rule = next(r for r in table[exercise].rules if r.id == rule)
-    base = analyze_motion(x, exercise, fps=FPS)
-    assert not any(rule in issues for issues in base.assessment.rep_issues)
-    severities = []
-    for size in sizes:
-        a = analyze_motion(S.inject_fault(x, [truth[i] for i in faulted], fault, size), exercise, fps=FPS)
-        idx = _by_truth(a, truth)
-        flagged = [i for i in range(len(truth)) if rule in a.assessment.rep_issues[idx[i]]]
-        # Untouched repetitions are never flagged by it.
-        assert set(flagged) <= set(faulted), (size, flagged)
-        severities.append(np.mean([the_rule.severity(a.figures[idx[i]][the_rule.figure]) for i in faulted]))
-        if size == sizes[0]:
-            assert flagged == []                      # too small to matter
-        if size == sizes[-1]:
-            assert flagged == faulted                 # every faulted one
-    # Grows with the fault (until it saturates at 1, the rule's 'bad' value).
-    assert severities == sorted(severities) and severities[0] < severities[1]
+  x, truth = _take()
+  faulted = list(range(1, len(truth), 2))
+  table = R.load_rules()
+  the_rule = next(r for r in table[exercise].rules if r.id == rule)
+  base = analyze_motion(x, exercise, fps=FPS)
+  assert not any(rule in issues for issues in base.assessment.rep_issues)
+  severities = []
+  for size in sizes:
+    a = analyze_motion(S.inject_fault(x, [truth[i] for i in faulted], fault, size), exercise, fps=FPS)
+    idx = _by_truth(a, truth)
+    flagged = [i for i in range(len(truth)) if rule in a.assessment.rep_issues[idx[i]]]
+    # Untouched repetitions are never flagged by it.
+    assert set(flagged) <= set(faulted), (size, flagged)
+    severities.append(np.mean([the_rule.severity(a.figures[idx[i]][the_rule.figure]) for i in faulted]))
+    if size == sizes[0]:
+      assert flagged == []  # too small to matter
+    if size == sizes[-1]:
+      assert flagged == faulted  # every faulted one
+  # Grows with the fault (until it saturates at 1, the rule's 'bad' value).
+  assert severities == sorted(severities) and severities[0] < severities[1]
 
 
 @pytest.mark.parametrize("rule,sign", [("hips_sag", 1.0), ("hips_pike", -1.0)])
 def test_push_up_hips_dropped_or_raised(rule, sign):
-    motion, _ = shared.load_mocap()
-    straight = motion["uiprmd_m01_s06"].astype(np.float64)
-    body = straight[S.straight_frame(straight)]           # hips within a degree of the line
-    prog = S.rep_progress(motion["hdm05_tr_squat1Reps_041-044"].astype(np.float64))
-    clean = analyze_motion(S.press_composite(body, S.elbow_course(prog), "prone"), "push_up", fps=FPS)
-    truth = [(r.start, r.end) for r in clean.segmentation.reps]
-    assert len(truth) == 4 and not clean.assessment.findings
-    severities = []
-    for size in (20.0, 150.0, 250.0):
-        shift = np.zeros(len(prog))
-        for a_, b_ in truth[1::2]:
-            shift[a_:b_ + 1] = sign * size * np.clip(prog[a_:b_ + 1], 0, 1)
-        a = analyze_motion(S.press_composite(body, S.elbow_course(prog), "prone", hip_shift_mm=shift),
-                           "push_up", fps=FPS)
-        flagged = [i for i, issues in enumerate(a.assessment.rep_issues) if rule in issues]
-        assert flagged == ([] if size == 20.0 else [1, 3])
-        other = "hips_pike" if rule == "hips_sag" else "hips_sag"
-        assert not any(other in issues for issues in a.assessment.rep_issues)
-        severities.append(next((f.severity for f in a.assessment.findings if f.rule == rule), 0.0))
-    assert severities[0] < severities[1] <= severities[2]
+  motion, _ = shared.load_mocap()
+  straight = motion["uiprmd_m01_s06"].astype(np.float64)
+  body = straight[S.straight_frame(straight)]  # hips within a degree of the line
+  prog = S.rep_progress(motion["hdm05_tr_squat1Reps_041-044"].astype(np.float64))
+  clean = analyze_motion(S.press_composite(body, S.elbow_course(prog), "prone"), "push_up", fps=FPS)
+  truth = [(r.start, r.end) for r in clean.segmentation.reps]
+  assert len(truth) == 4 and not clean.assessment.findings
+  severities = []
+  for size in (20.0, 150.0, 250.0):
+    shift = np.zeros(len(prog))
+    for a_, b_ in truth[1::2]:
+      shift[a_ : b_ + 1] = sign * size * np.clip(prog[a_ : b_ + 1], 0, 1)
+    a = analyze_motion(
+      S.press_composite(body, S.elbow_course(prog), "prone", hip_shift_mm=shift), "push_up", fps=FPS
+    )
+    flagged = [i for i, issues in enumerate(a.assessment.rep_issues) if rule in issues]
+    assert flagged == ([] if size == 20.0 else [1, 3])
+    other = "hips_pike" if rule == "hips_sag" else "hips_sag"
+    assert not any(other in issues for issues in a.assessment.rep_issues)
+    severities.append(next((f.severity for f in a.assessment.findings if f.rule == rule), 0.0))
+  assert severities[0] < severities[1] <= severities[2]
 
 
 def test_unknown_fault_is_refused():
-    x, truth = _take()
-    with pytest.raises(ValueError, match="unknown fault"):
-        S.inject_fault(x, truth[:1], "wobble", 1.0)
+  x, truth = _take()
+  with pytest.raises(ValueError, match="unknown fault"):
+    S.inject_fault(x, truth[:1], "wobble", 1.0)

@@ -19,87 +19,90 @@ TAKE = "uiprmd_m01_s01"
 
 
 def _faulty_knees():
-    motion, meta = shared.load_mocap()
-    x = motion[TAKE].astype(np.float64)
-    truth = [(a, c) for a, _, c in S.pelvis_repetitions(x, meta[TAKE]["rep_frames"])]
-    return S.inject_fault(x, truth, "knees_in", 0.6)      # every repetition caves in
+  motion, meta = shared.load_mocap()
+  x = motion[TAKE].astype(np.float64)
+  truth = [(a, c) for a, _, c in S.pelvis_repetitions(x, meta[TAKE]["rep_frames"])]
+  return S.inject_fault(x, truth, "knees_in", 0.6)  # every repetition caves in
 
 
 def test_a_knee_hidden_for_most_of_every_repetition_is_not_judged():
-    x = _faulty_knees()
-    seen = analyze_motion(x, "squat", fps=FPS)
-    assert "knees_in" in [f.rule for f in seen.assessment.findings]
-    conf = np.ones(x.shape[:2])
-    conf[:, J["left_knee"]] = 0.05
-    a = analyze_motion(x, "squat", fps=FPS, confidence=conf)
-    assert "knees_in" not in [f.rule for f in a.assessment.findings]
-    assert dict(a.not_judged)["knees_in"].startswith("the left knee was hidden")
-    # Still judged: what the knee does not enter (depth needs it too, so only trunk lean stays).
-    assert "trunk_lean" not in dict(a.not_judged)
-    from perfectrep_jax.form import report
-    doc = report.to_json(a, source="x")
-    assert any(line.startswith("Could not judge knees in: the left knee was hidden") for line in doc["feedback"])
-    assert not any("Knees tracked" in line for line in doc["feedback"])        # no praise either
+  x = _faulty_knees()
+  seen = analyze_motion(x, "squat", fps=FPS)
+  assert "knees_in" in [f.rule for f in seen.assessment.findings]
+  conf = np.ones(x.shape[:2])
+  conf[:, J["left_knee"]] = 0.05
+  a = analyze_motion(x, "squat", fps=FPS, confidence=conf)
+  assert "knees_in" not in [f.rule for f in a.assessment.findings]
+  assert dict(a.not_judged)["knees_in"].startswith("the left knee was hidden")
+  # Still judged: what the knee does not enter (depth needs it too, so only trunk lean stays).
+  assert "trunk_lean" not in dict(a.not_judged)
+  from perfectrep_jax.form import report
+
+  doc = report.to_json(a, source="x")
+  assert any(
+    line.startswith("Could not judge knees in: the left knee was hidden") for line in doc["feedback"]
+  )
+  assert not any("Knees tracked" in line for line in doc["feedback"])  # no praise either
 
 
 def test_a_knee_the_lifter_is_unsure_of_is_said_not_judged():
-    x = _faulty_knees()
-    doubt = np.full(x.shape[:2], 0.02)                      # a lifter sure of the whole motion
-    sure = analyze_motion(x, "squat", fps=FPS, uncertainty=doubt)
-    assert "knees_in" in [f.rule for f in sure.assessment.findings] and not sure.not_judged
-    doubt[:, J["right_knee"]] = 0.3                          # its two mirrored passes disagree there
-    a = analyze_motion(x, "squat", fps=FPS, uncertainty=doubt)
-    assert "knees_in" not in [f.rule for f in a.assessment.findings]
-    assert dict(a.not_judged)["knees_in"].startswith("the right knee has an uncertain 3D")
-    with pytest.raises(UserError, match="uncertainty has shape"):
-        analyze_motion(x, "squat", fps=FPS, uncertainty=doubt[:, :5])
+  x = _faulty_knees()
+  doubt = np.full(x.shape[:2], 0.02)  # a lifter sure of the whole motion
+  sure = analyze_motion(x, "squat", fps=FPS, uncertainty=doubt)
+  assert "knees_in" in [f.rule for f in sure.assessment.findings] and not sure.not_judged
+  doubt[:, J["right_knee"]] = 0.3  # its two mirrored passes disagree there
+  a = analyze_motion(x, "squat", fps=FPS, uncertainty=doubt)
+  assert "knees_in" not in [f.rule for f in a.assessment.findings]
+  assert dict(a.not_judged)["knees_in"].startswith("the right knee has an uncertain 3D")
+  with pytest.raises(UserError, match="uncertainty has shape"):
+    analyze_motion(x, "squat", fps=FPS, uncertainty=doubt[:, :5])
 
 
 def test_a_knee_hidden_in_one_repetition_leaves_the_others_judged():
-    x = _faulty_knees()
-    base = analyze_motion(x, "squat", fps=FPS)
-    rep = base.segmentation.reps[2]
-    conf = np.ones(x.shape[:2])
-    conf[rep.start:rep.end + 1, J["right_knee"]] = 0.0
-    a = analyze_motion(x, "squat", fps=FPS, confidence=conf)
-    finding = next(f for f in a.assessment.findings if f.rule == "knees_in")
-    assert 2 not in finding.reps and len(finding.reps) == len(base.segmentation.reps) - 1
-    assert a.figures[2]["knee_valgus_bottom"] is None and "knees_in" not in dict(a.not_judged)
+  x = _faulty_knees()
+  base = analyze_motion(x, "squat", fps=FPS)
+  rep = base.segmentation.reps[2]
+  conf = np.ones(x.shape[:2])
+  conf[rep.start : rep.end + 1, J["right_knee"]] = 0.0
+  a = analyze_motion(x, "squat", fps=FPS, confidence=conf)
+  finding = next(f for f in a.assessment.findings if f.rule == "knees_in")
+  assert 2 not in finding.reps and len(finding.reps) == len(base.segmentation.reps) - 1
+  assert a.figures[2]["knee_valgus_bottom"] is None and "knees_in" not in dict(a.not_judged)
 
 
 def test_a_side_view_leaves_knee_valgus_unjudged():
-    x = _faulty_knees()
-    _, lateral, front = kinematics.body_axes(x)
-    side = np.median(lateral, axis=0)
-    a = analyze_motion(x, "squat", fps=FPS, camera_axis=side)
-    assert "side view" in dict(a.not_judged)["knees_in"]
-    assert "knees_in" not in [f.rule for f in a.assessment.findings]
-    facing = analyze_motion(x, "squat", fps=FPS, camera_axis=np.median(front, axis=0))
-    assert "knees_in" in [f.rule for f in facing.assessment.findings] and not facing.not_judged
+  x = _faulty_knees()
+  _, lateral, front = kinematics.body_axes(x)
+  side = np.median(lateral, axis=0)
+  a = analyze_motion(x, "squat", fps=FPS, camera_axis=side)
+  assert "side view" in dict(a.not_judged)["knees_in"]
+  assert "knees_in" not in [f.rule for f in a.assessment.findings]
+  facing = analyze_motion(x, "squat", fps=FPS, camera_axis=np.median(front, axis=0))
+  assert "knees_in" in [f.rule for f in facing.assessment.findings] and not facing.not_judged
 
 
 def test_a_spine_on_the_pelvis_thorax_line_holds_no_back_shape():
-    motion, meta = shared.load_mocap()
-    x = motion[TAKE].astype(np.float64)
-    a = analyze_motion(x, "deadlift", fps=FPS)
-    assert "spine joint on the pelvis-thorax line" in dict(a.not_judged)["back_rounding"]
-    assert "The back stayed flat." not in a.assessment.praise
-    truth = [(s, e) for s, _, e in S.pelvis_repetitions(x, meta[TAKE]["rep_frames"])]
-    rounded = analyze_motion(S.inject_fault(x, truth, "back_round", 30.0), "deadlift", fps=FPS)
-    assert "back_rounding" not in dict(rounded.not_judged)
-    assert "back_rounding" in [f.rule for f in rounded.assessment.findings]
+  motion, meta = shared.load_mocap()
+  x = motion[TAKE].astype(np.float64)
+  a = analyze_motion(x, "deadlift", fps=FPS)
+  assert "spine joint on the pelvis-thorax line" in dict(a.not_judged)["back_rounding"]
+  assert "The back stayed flat." not in a.assessment.praise
+  truth = [(s, e) for s, _, e in S.pelvis_repetitions(x, meta[TAKE]["rep_frames"])]
+  rounded = analyze_motion(S.inject_fault(x, truth, "back_round", 30.0), "deadlift", fps=FPS)
+  assert "back_rounding" not in dict(rounded.not_judged)
+  assert "back_rounding" in [f.rule for f in rounded.assessment.findings]
 
 
 def test_confidence_and_camera_axis_read_from_the_json(tmp_path):
-    x = _faulty_knees()
-    conf = np.ones(x.shape[:2])
-    conf[:, J["left_ankle"]] = 0.0
-    doc = {"fps": FPS, "joints_3d": x.tolist(), "confidence": conf.tolist()}
-    (tmp_path / "X3D.json").write_text(json.dumps(doc))
-    out = analyze_file(tmp_path / "X3D.json", "squat", None)
-    # The ankle enters knee valgus and the knees' left/right comparison; nothing else.
-    assert sorted(d["rule"] for d in out["not_judged"]) == ["knees_in", "uneven_knees"]
-    doc["confidence"] = conf[:10].tolist()
-    (tmp_path / "bad.json").write_text(json.dumps(doc))
-    with pytest.raises(UserError, match="confidence has shape"):
-        analyze_file(tmp_path / "bad.json", "squat", None)
+  x = _faulty_knees()
+  conf = np.ones(x.shape[:2])
+  conf[:, J["left_ankle"]] = 0.0
+  doc = {"fps": FPS, "joints_3d": x.tolist(), "confidence": conf.tolist()}
+  (tmp_path / "X3D.json").write_text(json.dumps(doc))
+  out = analyze_file(tmp_path / "X3D.json", "squat", None)
+  # The ankle enters knee valgus and the knees' left/right comparison; nothing else.
+  assert sorted(d["rule"] for d in out["not_judged"]) == ["knees_in", "uneven_knees"]
+  doc["confidence"] = conf[:10].tolist()
+  (tmp_path / "bad.json").write_text(json.dumps(doc))
+  with pytest.raises(UserError, match="confidence has shape"):
+    analyze_file(tmp_path / "bad.json", "squat", None)

@@ -7,7 +7,6 @@ import dataclasses
 import jax
 import numpy as np
 import pytest
-from flax import nnx
 
 from perfectrep_jax.errors import UserError
 from perfectrep_jax.interop import convert
@@ -23,14 +22,14 @@ def _state(parity_dir, name="pose_best_epoch.bin"):
 
 
 def test_every_weight_has_a_torch_name_and_back():
-  for kind, cfg in (("lifter", SMALL),
-                    ("action", ActionConfig(backbone=SMALL, num_classes=3, hidden_dim=8))):
+  for kind, cfg in (("lifter", SMALL), ("action", ActionConfig(backbone=SMALL, num_classes=3, hidden_dim=8))):
     model = model_dir.build_model(kind, cfg)
     sd = convert.to_state_dict(model)
     fresh = model_dir.build_model(kind, cfg, seed=7)
     convert.load_state_dict(fresh, sd, "roundtrip")
-    for a, b in zip(jax.tree.leaves(model_dir.weights_of(model)),
-                    jax.tree.leaves(model_dir.weights_of(fresh))):
+    for a, b in zip(
+      jax.tree.leaves(model_dir.weights_of(model)), jax.tree.leaves(model_dir.weights_of(fresh))
+    ):
       np.testing.assert_array_equal(a, b)
 
 
@@ -98,8 +97,10 @@ def test_output_dir_is_never_overwritten(parity_dir, tmp_path):
   assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
 
 
-@pytest.mark.parametrize("name,io,key", [("pose_best_epoch.bin", "pose_io.npz", "out"),
-                                         ("action_best_epoch.bin", "action_io.npz", "logits")])
+@pytest.mark.parametrize(
+  "name,io,key",
+  [("pose_best_epoch.bin", "pose_io.npz", "out"), ("action_best_epoch.bin", "action_io.npz", "logits")],
+)
 def test_export_loads_strictly_into_upstream_layout(parity_dir, tmp_path, name, io, key):
   torch = pytest.importorskip("torch")
   from perfectrep_jax.interop.torch_reference import build_torch_model
@@ -114,8 +115,11 @@ def test_export_loads_strictly_into_upstream_layout(parity_dir, tmp_path, name, 
   for k, v in original.items():
     torch.testing.assert_close(ckpt["model"][k], v, rtol=0, atol=0, msg=k)
   _, meta = model_dir.load_model(tmp_path / "m")
-  cfg = (DSTformerConfig.from_dict(meta["config"]) if meta["kind"] == "lifter"
-         else ActionConfig.from_dict(meta["config"]))
+  cfg = (
+    DSTformerConfig.from_dict(meta["config"])
+    if meta["kind"] == "lifter"
+    else ActionConfig.from_dict(meta["config"])
+  )
   net = torch.nn.DataParallel(build_torch_model(meta["kind"], cfg)).eval()
   net.load_state_dict(ckpt["model"], strict=True)
   data = np.load(parity_dir / io)
@@ -143,8 +147,7 @@ def test_trained_here_model_round_trips_through_torch(tmp_path):
     np.testing.assert_allclose(np.asarray(model(x)), ref, rtol=0, atol=1e-5)
   # and the exported file converts back to the same weights
   back, _ = convert.convert_checkpoint(tmp_path / "x.bin", tmp_path / "back", num_heads=4)
-  for a, b in zip(jax.tree.leaves(model_dir.weights_of(model)),
-                  jax.tree.leaves(model_dir.weights_of(back))):
+  for a, b in zip(jax.tree.leaves(model_dir.weights_of(model)), jax.tree.leaves(model_dir.weights_of(back))):
     np.testing.assert_array_equal(a, b)
 
 
@@ -172,8 +175,9 @@ def test_assumed_head_count_is_said_on_the_output_line(parity_dir, tmp_path, cap
   line = capsys.readouterr().out.strip().splitlines()[-1]
   assert "heads 8 ASSUMED" in line and "--num-heads N" in line
   assert model_dir.read_meta(tmp_path / "m")["num_heads_from"] == "assumed"
-  assert main(["convert", str(parity_dir / "pose_best_epoch.bin"), str(tmp_path / "n"),
-               "--num-heads", "4"]) == 0
+  assert (
+    main(["convert", str(parity_dir / "pose_best_epoch.bin"), str(tmp_path / "n"), "--num-heads", "4"]) == 0
+  )
   line = capsys.readouterr().out.strip().splitlines()[-1]
   assert line.endswith("heads 4 (from --num-heads)") and "ASSUMED" not in line
 

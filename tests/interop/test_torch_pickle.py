@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import io
 import os
 import pickle
 import zipfile
@@ -43,8 +42,13 @@ def test_matches_torch_load(parity_dir):
 def test_non_contiguous_and_offset_tensors(tmp_path):
   torch = pytest.importorskip("torch")
   base = torch.arange(24, dtype=torch.float32).reshape(4, 6)
-  obj = {"t": base.t(), "s": base[1:, 2:4], "scalar": torch.tensor(3, dtype=torch.int64),
-         "half": base.half()[0], "bool": base > 5}
+  obj = {
+    "t": base.t(),
+    "s": base[1:, 2:4],
+    "scalar": torch.tensor(3, dtype=torch.int64),
+    "half": base.half()[0],
+    "bool": base > 5,
+  }
   torch.save(obj, tmp_path / "x.pt")
   got = load_torch_checkpoint(tmp_path / "x.pt")
   for k, v in obj.items():
@@ -71,6 +75,7 @@ def test_builtins_eval_is_refused(tmp_path):
   class Eval:
     def __reduce__(self):
       return (eval, ("1+1",))
+
   _torch_like_zip(tmp_path / "e.bin", pickle.dumps(Eval(), protocol=2))
   with pytest.raises(UserError, match="builtins.eval"):
     load_torch_checkpoint(tmp_path / "e.bin")
@@ -122,11 +127,19 @@ def _global(module: str, name: str) -> bytes:
 
 
 def _tensor(key: str, numel: int, offset: int, size, stride, storage: str = "FloatStorage") -> bytes:
-  pid = (b"(" + _frag("storage") + _global("torch", storage) + _frag(key) + _frag("cpu")
-         + _frag(numel) + b"tQ")
-  return (_global("torch._utils", "_rebuild_tensor_v2") + b"(" + pid + _frag(offset)
-          + _frag(tuple(size)) + _frag(tuple(stride)) + _frag(False)
-          + _global("collections", "OrderedDict") + b")R" + b"tR")
+  pid = b"(" + _frag("storage") + _global("torch", storage) + _frag(key) + _frag("cpu") + _frag(numel) + b"tQ"
+  return (
+    _global("torch._utils", "_rebuild_tensor_v2")
+    + b"("
+    + pid
+    + _frag(offset)
+    + _frag(tuple(size))
+    + _frag(tuple(stride))
+    + _frag(False)
+    + _global("collections", "OrderedDict")
+    + b")R"
+    + b"tR"
+  )
 
 
 def _dict_pickle(entries: dict[str, bytes]) -> bytes:
@@ -155,20 +168,26 @@ def _load_capped(*paths, mem_mb: int = 600, timeout: float = 60.0) -> list[str]:
           continue
         print("LOADED", {{k: (v.shape, str(v.dtype)) for k, v in out.items()}}, flush=True)
   """)
-  proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                        timeout=timeout)
+  proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
   lines = proc.stdout.splitlines()
-  assert proc.returncode == 0 and len(lines) == len(paths), (proc.returncode, proc.stdout,
-                                                             proc.stderr[-2000:])
+  assert proc.returncode == 0 and len(lines) == len(paths), (
+    proc.returncode,
+    proc.stdout,
+    proc.stderr[-2000:],
+  )
   return lines
 
 
 def test_views_with_negative_and_zero_strides_inside_the_storage(tmp_path):
   raw = np.arange(6, dtype="<f4").tobytes()
-  payload = _dict_pickle({"rev": _tensor("0", 6, 5, (6,), (-1,)),
-                          "rev2d": _tensor("0", 6, 5, (2, 3), (-3, -1)),
-                          "mixed": _tensor("0", 6, 2, (2, 3), (3, -1)),
-                          "bcast": _tensor("0", 6, 4, (3, 2), (0, 1))})
+  payload = _dict_pickle(
+    {
+      "rev": _tensor("0", 6, 5, (6,), (-1,)),
+      "rev2d": _tensor("0", 6, 5, (2, 3), (-3, -1)),
+      "mixed": _tensor("0", 6, 2, (2, 3), (3, -1)),
+      "bcast": _tensor("0", 6, 4, (3, 2), (0, 1)),
+    }
+  )
   _torch_like_zip(tmp_path / "ok.bin", payload, {"0": raw})
   got = load_torch_checkpoint(tmp_path / "ok.bin")
   base = np.arange(6, dtype=np.float32)
@@ -179,13 +198,13 @@ def test_views_with_negative_and_zero_strides_inside_the_storage(tmp_path):
 
 
 _OUT_OF_BOUNDS = [
-    (0, (3,), (-1,)),              # before the storage: elements -2..0
-    (5, (2, 3), (-1, 2)),          # one axis back, one forward: elements 4..9
-    (0, (2,), (-(2 ** 34),)),      # far before (SIGSEGV before the fix)
-    (0, (2,), (2 ** 40,)),         # far past the end
-    (2, (2, 2), (-3, 2)),          # a negative stride reaching before offset 0
-    (7, (1,), (1,)),               # offset past the end
-    (6, (), ()),                   # a scalar just past the end
+  (0, (3,), (-1,)),  # before the storage: elements -2..0
+  (5, (2, 3), (-1, 2)),  # one axis back, one forward: elements 4..9
+  (0, (2,), (-(2**34),)),  # far before (SIGSEGV before the fix)
+  (0, (2,), (2**40,)),  # far past the end
+  (2, (2, 2), (-3, 2)),  # a negative stride reaching before offset 0
+  (7, (1,), (1,)),  # offset past the end
+  (6, (), ()),  # a scalar just past the end
 ]
 
 
@@ -193,8 +212,11 @@ def test_views_reaching_outside_the_storage_are_refused(tmp_path):
   paths = []
   for i, (offset, size, stride) in enumerate(_OUT_OF_BOUNDS):
     paths.append(tmp_path / f"oob{i}.bin")
-    _torch_like_zip(paths[-1], _dict_pickle({"w": _tensor("0", 6, offset, size, stride)}),
-                    {"0": np.zeros(6, "<f4").tobytes()})
+    _torch_like_zip(
+      paths[-1],
+      _dict_pickle({"w": _tensor("0", 6, offset, size, stride)}),
+      {"0": np.zeros(6, "<f4").tobytes()},
+    )
   for path, line in zip(paths, _load_capped(*paths)):
     assert line.startswith(f"USERERROR {path}: cannot read checkpoint: tensor"), line
     assert "storage of 6" in line, line
@@ -202,8 +224,9 @@ def test_views_reaching_outside_the_storage_are_refused(tmp_path):
 
 def test_stride_zero_cannot_inflate_a_small_file(tmp_path):
   # 4 bytes of storage viewed as 2**29 elements (2 GiB) with stride 0
-  _torch_like_zip(tmp_path / "s0.bin", _dict_pickle({"w": _tensor("0", 1, 0, (2 ** 29,), (0,))}),
-                  {"0": b"\0\0\x80?"})
+  _torch_like_zip(
+    tmp_path / "s0.bin", _dict_pickle({"w": _tensor("0", 1, 0, (2**29,), (0,))}), {"0": b"\0\0\x80?"}
+  )
   [out] = _load_capped(tmp_path / "s0.bin")
   assert out.startswith("USERERROR") and "more than a checkpoint this size can hold" in out, out
 
@@ -211,7 +234,7 @@ def test_stride_zero_cannot_inflate_a_small_file(tmp_path):
 def test_many_views_of_one_storage_cannot_inflate_a_small_file(tmp_path):
   # one 8 MiB storage of zeros (deflated to a few KiB), viewed whole by 1000 distinct tensors:
   # 8 GB of copies from a file of 40 KB
-  n = 2 ** 21
+  n = 2**21
   payload = b"\x80\x02](" + _tensor("0", n, 0, (n,), (1,)) * 1000 + b"e."
   with zipfile.ZipFile(tmp_path / "many.bin", "w", zipfile.ZIP_DEFLATED) as z:
     z.writestr("archive/data.pkl", payload)
@@ -249,18 +272,42 @@ def _zip_with_bomb(path, pickle_bytes: bytes, nbytes: int) -> None:
   import struct
 
   bomb, bomb_crc = _deflated_zeros(nbytes)
-  members = [("archive/data.pkl", _deflate(pickle_bytes), zipfile.crc32(pickle_bytes),
-              len(pickle_bytes)), ("archive/data/0", bomb, bomb_crc, nbytes)]
+  members = [
+    ("archive/data.pkl", _deflate(pickle_bytes), zipfile.crc32(pickle_bytes), len(pickle_bytes)),
+    ("archive/data/0", bomb, bomb_crc, nbytes),
+  ]
   out, central = bytearray(), bytearray()
   for name, raw, crc, usize in members:
     fn = name.encode()
     offset = len(out)
     out += struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 8, 0, 0, crc, len(raw), usize, len(fn), 0)
     out += fn + raw
-    central += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 8, 0, 0, crc, len(raw),
-                           usize, len(fn), 0, 0, 0, 0, 0, offset) + fn
-  out += central + struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(members), len(members),
-                               len(central), len(out), 0)
+    central += (
+      struct.pack(
+        "<IHHHHHHIIIHHHHHII",
+        0x02014B50,
+        20,
+        20,
+        0,
+        8,
+        0,
+        0,
+        crc,
+        len(raw),
+        usize,
+        len(fn),
+        0,
+        0,
+        0,
+        0,
+        0,
+        offset,
+      )
+      + fn
+    )
+  out += central + struct.pack(
+    "<IHHHHIIH", 0x06054B50, 0, 0, len(members), len(members), len(central), len(out), 0
+  )
   path.write_bytes(bytes(out))
 
 
@@ -268,14 +315,14 @@ def test_decompression_is_bounded_by_what_the_tensors_need(tmp_path):
   # a storage member that inflates to 512 MiB (under a 400 MiB cap); the one tensor needs 2
   # elements of it, which is all that is inflated
   nbytes = 512 << 20
-  _zip_with_bomb(tmp_path / "bomb.bin",
-                 _dict_pickle({"w": _tensor("0", nbytes // 4, 0, (2,), (1,))}), nbytes)
+  _zip_with_bomb(tmp_path / "bomb.bin", _dict_pickle({"w": _tensor("0", nbytes // 4, 0, (2,), (1,))}), nbytes)
   assert (tmp_path / "bomb.bin").stat().st_size < 1_000_000
   with zipfile.ZipFile(tmp_path / "bomb.bin") as z:  # a well-formed archive
     assert z.getinfo("archive/data/0").file_size == nbytes
   # a tensor claiming the whole inflated member is refused before it is inflated
-  _zip_with_bomb(tmp_path / "bomb2.bin",
-                 _dict_pickle({"w": _tensor("0", nbytes // 4, 0, (nbytes // 4,), (1,))}), nbytes)
+  _zip_with_bomb(
+    tmp_path / "bomb2.bin", _dict_pickle({"w": _tensor("0", nbytes // 4, 0, (nbytes // 4,), (1,))}), nbytes
+  )
   small, whole = _load_capped(tmp_path / "bomb.bin", tmp_path / "bomb2.bin", mem_mb=400)
   assert small == "LOADED {'w': ((2,), 'float32')}", small
   assert "more than a checkpoint this size can hold" in whole, whole
@@ -292,11 +339,17 @@ def _shared_list_dag(depth: int):
 def test_error_messages_are_bounded(tmp_path):
   dag = _frag(_shared_list_dag(60))
   cases = {
-      "pid.bin": b"\x80\x02" + dag + b"Q.",                       # a list as persistent id
-      "stype.bin": b"\x80\x02(" + _frag("storage") + dag + _frag("0") + _frag("cpu")
-                   + _frag(1) + b"tQ.",                            # a list as storage type
-      "size.bin": _dict_pickle({"w": _tensor("0", 1, 0, (1,), (1,)).replace(
-          _frag((1,)), dag, 1)}),                                  # a list as tensor size
+    "pid.bin": b"\x80\x02" + dag + b"Q.",  # a list as persistent id
+    "stype.bin": b"\x80\x02("
+    + _frag("storage")
+    + dag
+    + _frag("0")
+    + _frag("cpu")
+    + _frag(1)
+    + b"tQ.",  # a list as storage type
+    "size.bin": _dict_pickle(
+      {"w": _tensor("0", 1, 0, (1,), (1,)).replace(_frag((1,)), dag, 1)}
+    ),  # a list as tensor size
   }
   paths = []
   for name, payload in cases.items():
@@ -318,13 +371,20 @@ def test_deep_tuple_dag_as_a_dict_key_is_refused_quickly(tmp_path):
 
 def test_a_file_cannot_change_how_later_files_are_read(tmp_path):
   # BUILD on the FloatStorage stand-in with a float16 scalar as its "dtype" attribute
-  half = (_global("numpy.core.multiarray", "scalar") + _global("numpy", "dtype")
-          + _frag(("f2", False, True)) + b"R" + _frag((3, "<", None, None, None, -1, -1, 0)) + b"b" + b"C\x02\x00<" + b"\x86R")
+  half = (
+    _global("numpy.core.multiarray", "scalar")
+    + _global("numpy", "dtype")
+    + _frag(("f2", False, True))
+    + b"R"
+    + _frag((3, "<", None, None, None, -1, -1, 0))
+    + b"b"
+    + b"C\x02\x00<"
+    + b"\x86R"
+  )
   poison = b"\x80\x02" + _global("torch", "FloatStorage") + b"}" + _frag("dtype") + half + b"sb."
   _torch_like_zip(tmp_path / "poison.bin", poison)
   raw = np.arange(4, dtype="<f4").tobytes()
-  _torch_like_zip(tmp_path / "good.bin", _dict_pickle({"w": _tensor("0", 4, 0, (4,), (1,))}),
-                  {"0": raw})
+  _torch_like_zip(tmp_path / "good.bin", _dict_pickle({"w": _tensor("0", 4, 0, (4,), (1,))}), {"0": raw})
   with pytest.raises(UserError, match="refusing to set the state of a _StorageType"):
     load_torch_checkpoint(tmp_path / "poison.bin")
   w = load_torch_checkpoint(tmp_path / "good.bin")["w"]
@@ -350,11 +410,14 @@ def test_convert_messages_stay_short_for_huge_keys(tmp_path):
   with pytest.raises(UserError) as e:
     convert.find_state_dict({"model": {huge: "not a tensor"}}, "c.bin")
   assert "is not a tensor" in str(e.value) and len(str(e.value)) < 400
-  state = {f"blocks_st.{i}.mlp_s.fc1.weight": np.zeros((0, 0), np.float32)
-           for i in range(1, 100_000, 7)}
-  state.update({"joints_embed.weight": np.zeros((16, 3), np.float32),
-                "temp_embed": np.zeros((1, 9, 1, 16), np.float32),
-                "pos_embed": np.zeros((1, 17, 16), np.float32)})
+  state = {f"blocks_st.{i}.mlp_s.fc1.weight": np.zeros((0, 0), np.float32) for i in range(1, 100_000, 7)}
+  state.update(
+    {
+      "joints_embed.weight": np.zeros((16, 3), np.float32),
+      "temp_embed": np.zeros((1, 9, 1, 16), np.float32),
+      "pos_embed": np.zeros((1, 17, 16), np.float32),
+    }
+  )
   with pytest.raises(ValueError) as e:
     convert.infer_model(state, 8)
   assert "not numbered 0..n-1" in str(e.value) and len(str(e.value)) < 400

@@ -41,12 +41,16 @@ def ensure_installed(timeout: float = 900) -> None:
   if not missing:
     return
   if os.geteuid() != 0 or shutil.which("apt-get") is None:
-    raise Unavailable(f"{', '.join(missing)} not installed, and installing Debian's "
-                      f"{' '.join(PACKAGES)} needs root and apt-get")
+    raise Unavailable(
+      f"{', '.join(missing)} not installed, and installing Debian's "
+      f"{' '.join(PACKAGES)} needs root and apt-get"
+    )
   env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
   try:
-    for cmd in (["apt-get", "update", "-qq"],
-                ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES]):
+    for cmd in (
+      ["apt-get", "update", "-qq"],
+      ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES],
+    ):
       proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
       if proc.returncode != 0:
         raise Unavailable(f"{' '.join(cmd)} failed: {proc.stderr.strip()[-500:]}")
@@ -137,17 +141,28 @@ def local_cluster(cpus: int = 2, start_timeout: float = 60) -> Iterator[dict]:
     key.write_bytes(os.urandom(1024))
     key.chmod(0o600)
     proc = subprocess.run(
-        ["munged", f"--socket={root}/munge.socket", f"--pid-file={root}/munged.pid",
-         f"--log-file={root}/munged.log", f"--seed-file={root}/munged.seed",
-         f"--key-file={key}"], capture_output=True, text=True, timeout=30)
+      [
+        "munged",
+        f"--socket={root}/munge.socket",
+        f"--pid-file={root}/munged.pid",
+        f"--log-file={root}/munged.log",
+        f"--seed-file={root}/munged.seed",
+        f"--key-file={key}",
+      ],
+      capture_output=True,
+      text=True,
+      timeout=30,
+    )
     if proc.returncode != 0:
       raise Unavailable(f"munged did not start: {proc.stderr.strip()}")
     munged_pid = int((root / "munged.pid").read_text())
     conf = root / "slurm.conf"
     conf.write_text(slurm_conf(root, cpus, _free_port(), _free_port()))
     env = dict(os.environ, SLURM_CONF=str(conf))
-    for cmd, log in ((["slurmctld", "-D", "-i", "-f", str(conf)], "slurmctld.out"),
-                     (["slurmd", "-D", "-N", "localhost", "-f", str(conf)], "slurmd.out")):
+    for cmd, log in (
+      (["slurmctld", "-D", "-i", "-f", str(conf)], "slurmctld.out"),
+      (["slurmd", "-D", "-N", "localhost", "-f", str(conf)], "slurmd.out"),
+    ):
       with open(root / log, "wb") as out:
         procs.append(subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT))
     deadline = time.monotonic() + start_timeout
@@ -155,15 +170,18 @@ def local_cluster(cpus: int = 2, start_timeout: float = 60) -> Iterator[dict]:
     while time.monotonic() < deadline:
       if any(p.poll() is not None for p in procs):
         break
-      state = subprocess.run(["sinfo", "-h", "-o", "%T"], env=env, capture_output=True,
-                             text=True).stdout.strip()
+      state = subprocess.run(
+        ["sinfo", "-h", "-o", "%T"], env=env, capture_output=True, text=True
+      ).stdout.strip()
       if state == "idle":
         break
       time.sleep(0.5)
     if state != "idle":
-      raise Unavailable(f"the SLURM node did not become idle (state {state!r}):\n"
-                        f"slurmctld.log:\n{_tail(root / 'slurmctld.log')}\n"
-                        f"slurmd.log:\n{_tail(root / 'slurmd.log')}")
+      raise Unavailable(
+        f"the SLURM node did not become idle (state {state!r}):\n"
+        f"slurmctld.log:\n{_tail(root / 'slurmctld.log')}\n"
+        f"slurmd.log:\n{_tail(root / 'slurmd.log')}"
+      )
     yield {"env": env, "root": root}
   finally:
     for proc in reversed(procs):
@@ -179,11 +197,21 @@ def wait_for_job(job_id: str, env: dict, timeout: float) -> dict[str, str]:
   deadline = time.monotonic() + timeout
   fields: dict[str, str] = {}
   while time.monotonic() < deadline:
-    out = subprocess.run(["scontrol", "show", "job", "-o", job_id], env=env,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+      ["scontrol", "show", "job", "-o", job_id], env=env, capture_output=True, text=True
+    ).stdout
     fields = dict(word.split("=", 1) for word in out.split() if "=" in word)
-    if fields.get("JobState") in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL",
-                                  "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL", "DEADLINE"):
+    if fields.get("JobState") in (
+      "COMPLETED",
+      "FAILED",
+      "CANCELLED",
+      "TIMEOUT",
+      "NODE_FAIL",
+      "OUT_OF_MEMORY",
+      "PREEMPTED",
+      "BOOT_FAIL",
+      "DEADLINE",
+    ):
       return fields
     time.sleep(2)
   subprocess.run(["scancel", job_id], env=env, capture_output=True)

@@ -44,8 +44,7 @@ def slurm():
 
 def _sbatch(slurm, args: list[str]) -> str:
   """Submits a job (environment: this one, this interpreter, CPU); returns its id."""
-  cmd = ["sbatch", "--parsable",
-         f"--export=ALL,PYTHON={sys.executable},JAX_PLATFORMS=cpu", *args]
+  cmd = ["sbatch", "--parsable", f"--export=ALL,PYTHON={sys.executable},JAX_PLATFORMS=cpu", *args]
   proc = subprocess.run(cmd, env=slurm["env"], cwd=REPO, capture_output=True, text=True)
   assert proc.returncode == 0, f"{shlex.join(cmd)}: {proc.stderr}"
   return proc.stdout.strip().split(";")[0]
@@ -54,11 +53,23 @@ def _sbatch(slurm, args: list[str]) -> str:
 def test_two_tasks_train_one_run_over_one_global_mesh(slurm, tmp_path):
   workdir = tmp_path / "run"
   log = tmp_path / "job.out"
-  job = _sbatch(slurm, [
-      "--ntasks=2", "--nodes=1", f"--output={log}", "launch/slurm.sbatch",
-      "--config", "configs/pretrain.py:smoke", "--workdir", str(workdir),
-      "--config.total_steps=4", "--config.eval_every=0", "--config.checkpoint_every=4",
-      "--config.log_every=1"])
+  job = _sbatch(
+    slurm,
+    [
+      "--ntasks=2",
+      "--nodes=1",
+      f"--output={log}",
+      "launch/slurm.sbatch",
+      "--config",
+      "configs/pretrain.py:smoke",
+      "--workdir",
+      str(workdir),
+      "--config.total_steps=4",
+      "--config.eval_every=0",
+      "--config.checkpoint_every=4",
+      "--config.log_every=1",
+    ],
+  )
   fields = wait_for_job(job, slurm["env"], JOB_TIMEOUT)
   text = log.read_text(errors="replace")
   # srun's exit status is the highest of its tasks': 0:0 means both tasks exited 0
@@ -78,10 +89,8 @@ def test_two_tasks_train_one_run_over_one_global_mesh(slurm, tmp_path):
 
 def test_emitted_sweep_jobs_run_and_summarise(slurm, tmp_path):
   workdir = tmp_path / "sweep"
-  proc = run_cli(["sweep", "smoke", "--workdir", str(workdir), "--emit", "slurm",
-                  "--sbatch=--ntasks=1"])
-  commands = [shlex.split(line) for line in proc.stdout.splitlines()
-              if line.startswith("sbatch ")]
+  proc = run_cli(["sweep", "smoke", "--workdir", str(workdir), "--emit", "slurm", "--sbatch=--ntasks=1"])
+  commands = [shlex.split(line) for line in proc.stdout.splitlines() if line.startswith("sbatch ")]
   assert len(commands) == 2
   jobs = [_sbatch(slurm, cmd[1:]) for cmd in commands]  # both fit: one CPU each
   for job, cmd in zip(jobs, commands):

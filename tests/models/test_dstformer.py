@@ -114,7 +114,7 @@ def test_qk_scale_changes_attention():
   base = _model()
   scaled = _model(dataclasses.replace(SMALL, qk_scale=1.0))
   assert scaled.blocks_st[0].attn_s.scale == 1.0
-  assert base.blocks_st[0].attn_s.scale == pytest.approx(8 ** -0.5)
+  assert base.blocks_st[0].attn_s.scale == pytest.approx(8**-0.5)
   assert not np.allclose(base(x), scaled(x))
 
 
@@ -176,12 +176,15 @@ def test_action_batchnorm_uses_batch_stats_in_training_and_updates_running_stats
   after = np.asarray(m.head.bn.mean[...])
   assert not np.allclose(before, after)
   # torch semantics: running var moves toward the unbiased batch variance with momentum 0.1
-  feats = m.head.fc1(__import__("perfectrep_jax.models.heads", fromlist=["pool_persons"])
-                     .pool_persons(m.backbone.representation(x.reshape(8, 12, 17, 3))
-                                   .reshape(8, 1, 12, 17, -1)))
+  feats = m.head.fc1(
+    __import__("perfectrep_jax.models.heads", fromlist=["pool_persons"]).pool_persons(
+      m.backbone.representation(x.reshape(8, 12, 17, 3)).reshape(8, 1, 12, 17, -1)
+    )
+  )
   np.testing.assert_allclose(after, 0.1 * np.asarray(feats).mean(0), rtol=1e-4, atol=1e-6)
-  np.testing.assert_allclose(np.asarray(m.head.bn.var[...]),
-                             0.9 + 0.1 * np.asarray(feats).var(0, ddof=1), rtol=1e-4)
+  np.testing.assert_allclose(
+    np.asarray(m.head.bn.var[...]), 0.9 + 0.1 * np.asarray(feats).var(0, ddof=1), rtol=1e-4
+  )
   m.eval()
   a = m(x)
   np.testing.assert_array_equal(np.asarray(m.head.bn.mean[...]), after)  # no update in eval

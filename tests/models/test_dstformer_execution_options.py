@@ -31,6 +31,7 @@ def _grads(model, x, y):
   def loss(p):
     out = nnx.merge(graphdef, p, rest)(x)
     return jnp.mean(jnp.sqrt(jnp.sum((out - y) ** 2, axis=-1)))
+
   return jax.jit(jax.value_and_grad(loss))(params)
 
 
@@ -94,6 +95,7 @@ def test_gradients_match_pytorch_on_the_same_weights():
 
   t_grads = {k: p.grad.numpy() for k, p in tm.named_parameters()}
   from perfectrep_jax.interop.convert import torch_key
+
   checked = 0
   for path, g in nnx.to_flat_state(grads):
     key, transposed = torch_key(tuple(path))

@@ -22,8 +22,7 @@ ATOL = 1e-5
 def converted(parity_dir, tmp_path_factory):
   out = tmp_path_factory.mktemp("converted")
   pose, _ = convert_checkpoint(parity_dir / "pose_best_epoch.bin", out / "pose", num_heads=4)
-  action, _ = convert_checkpoint(parity_dir / "action_best_epoch.bin", out / "action",
-                                 num_heads=4)
+  action, _ = convert_checkpoint(parity_dir / "action_best_epoch.bin", out / "action", num_heads=4)
   return {"pose": pose, "action": action, "dir": out}
 
 
@@ -61,16 +60,27 @@ def test_inferred_configs_match_fixture_description(converted, parity_dir):
 
   desc = json.loads((parity_dir / "fixtures.json").read_text())
   pose = converted["pose"].config
-  for key in ("dim_feat", "dim_rep", "depth", "maxlen", "att_fuse", "dim_in", "dim_out",
-              "num_joints", "qkv_bias"):
+  for key in (
+    "dim_feat",
+    "dim_rep",
+    "depth",
+    "maxlen",
+    "att_fuse",
+    "dim_in",
+    "dim_out",
+    "num_joints",
+    "qkv_bias",
+  ):
     assert getattr(pose, key) == desc["pose_config"][key], key
   assert pose.mlp_ratio == desc["pose_config"]["mlp_ratio"]
   action = converted["action"].config
   assert action.hidden_dim == 2048  # upstream's class head ignores hidden_dim
   assert action.num_classes == desc["action_config"]["num_classes"]
   assert action.backbone.dim_rep == desc["action_config"]["dim_rep"]
-  n_params = sum(x.size for x in jax.tree.leaves(
-      __import__("flax").nnx.state(converted["pose"], __import__("flax").nnx.Param)))
+  n_params = sum(
+    x.size
+    for x in jax.tree.leaves(__import__("flax").nnx.state(converted["pose"], __import__("flax").nnx.Param))
+  )
   assert n_params == desc["pose_checkpoint"]["n_params"]
 
 

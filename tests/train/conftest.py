@@ -24,15 +24,23 @@ def load_config(name: str, variant: str):
   return module.get_config(variant)
 
 
-def run_cli(args: list[str], env: dict | None = None, timeout: int = 600,
-            check: bool = True) -> subprocess.CompletedProcess:
+def run_cli(
+  args: list[str], env: dict | None = None, timeout: int = 600, check: bool = True
+) -> subprocess.CompletedProcess:
   """Runs ``perfectrep-jax ARGS`` in a fresh Python process."""
   full_env = dict(os.environ, **(env or {}))
-  proc = subprocess.run([sys.executable, "-m", "perfectrep_jax.cli", *args], cwd=REPO,
-                        env=full_env, capture_output=True, text=True, timeout=timeout)
+  proc = subprocess.run(
+    [sys.executable, "-m", "perfectrep_jax.cli", *args],
+    cwd=REPO,
+    env=full_env,
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+  )
   if check and proc.returncode != 0:
-    raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\n"
-                         f"stderr:\n{proc.stderr[-3000:]}")
+    raise AssertionError(
+      f"exit {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
+    )
   return proc
 
 

@@ -96,7 +96,7 @@ def test_load_model_refuses_a_damaged_checkpoint_in_one_line(tmp_path):
   weights = model_dir.weights_of(model)
   (tmp_path / model_dir.MODEL_JSON).write_text(json.dumps(model_dir.model_meta(model)))
   _save_two_steps(tmp_path, weights)
-  loaded, _ = model_dir.load_model(tmp_path, step=2)   # intact: loads
+  loaded, _ = model_dir.load_model(tmp_path, step=2)  # intact: loads
   _flip_16_bytes(tmp_path / "checkpoints" / "2")
   with pytest.raises(UserError, match=r"checkpoints/2: damaged checkpoint \(model/.* SHA-256") as err:
     model_dir.load_model(tmp_path, step=2)

@@ -23,8 +23,9 @@ os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = f"{ROOT / 'configs' / 'pretrain.py'}:smoke"
 needs_libtpu = pytest.mark.skipif(
-    importlib.util.find_spec("libtpu") is None,
-    reason="libtpu is not installed (pip install -e '.[tpu]'): no TPU compiler to compile with")
+  importlib.util.find_spec("libtpu") is None,
+  reason="libtpu is not installed (pip install -e '.[tpu]'): no TPU compiler to compile with",
+)
 
 HLO = """
 ENTRY %main {
@@ -54,16 +55,16 @@ def test_candidate_meshes_divide_the_slice_the_batch_and_the_heads():
 
   config = ConfigDict(dict(batch_size=8, model=dict(num_heads=2)))
   meshes = aot.candidate_meshes(config, 4)
-  assert {tuple(m.values()) for m in meshes} == {(4, 1, 1), (2, 2, 1), (1, 4, 1), (2, 1, 2),
-                                                 (1, 2, 2)}
+  assert {tuple(m.values()) for m in meshes} == {(4, 1, 1), (2, 2, 1), (1, 4, 1), (2, 1, 2), (1, 2, 2)}
   config.batch_size = 2  # data x fsdp must split the batch: only the meshes with tensor 2
   assert all(m["tensor"] == 2 for m in aot.candidate_meshes(config, 4))
 
 
 def test_roofline_when_xla_gives_no_time():
   coll = {"all-reduce": {"count": 1, "bytes": 100}, "all-gather": {"count": 1, "bytes": 50}}
-  step, model = aot.estimate_step_s({"flops": 1e12, "bytes accessed": 1e9, "optimal_seconds": -1},
-                                    coll, peak=1e14, hbm_bw=1e12, ici_bw=1e3)
+  step, model = aot.estimate_step_s(
+    {"flops": 1e12, "bytes accessed": 1e9, "optimal_seconds": -1}, coll, peak=1e14, hbm_bw=1e12, ici_bw=1e3
+  )
   assert model == "roofline" and step == pytest.approx(0.01 + 250 / 1e3)
   assert aot.estimate_step_s({"optimal_seconds": 0.5}, coll, 1, 1, 1) == (0.5, "xla")
 
@@ -94,10 +95,25 @@ def test_compile_smoke_for_v5e_2x2(tmp_path, capsys):
 def test_a_batch_too_big_for_the_chip_is_refused_in_one_line(tmp_path):
   out = tmp_path / "report.json"
   done = subprocess.run(
-      [sys.executable, "-m", "perfectrep_jax.cli", "compile", "--config", SMOKE,
-       "--topology", "v5e:2x2", "--config.batch_size=262144", "--json", str(out)],
-      capture_output=True, text=True, cwd=ROOT, timeout=900,
-      env=dict(os.environ, JAX_PLATFORMS=""))
+    [
+      sys.executable,
+      "-m",
+      "perfectrep_jax.cli",
+      "compile",
+      "--config",
+      SMOKE,
+      "--topology",
+      "v5e:2x2",
+      "--config.batch_size=262144",
+      "--json",
+      str(out),
+    ],
+    capture_output=True,
+    text=True,
+    cwd=ROOT,
+    timeout=900,
+    env=dict(os.environ, JAX_PLATFORMS=""),
+  )
   assert done.returncode == 2, done.stderr
   lines = done.stderr.strip().splitlines()
   assert len(lines) == 1, done.stderr
@@ -111,12 +127,10 @@ def test_a_batch_too_big_for_the_chip_is_refused_in_one_line(tmp_path):
 @needs_libtpu
 def test_unknown_topology_and_bad_override_are_one_line(capsys):
   # in-process, the --config.KEY overrides are read from these words, not from pytest's sys.argv
-  assert cli.main(["compile", "--config", SMOKE, "--topology", "v5e:3x7",
-                   "--config.batch_size=2"]) == 2
+  assert cli.main(["compile", "--config", SMOKE, "--topology", "v5e:3x7", "--config.batch_size=2"]) == 2
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and "--topology v5e:3x7" in err[0]
-  assert cli.main(["compile", "--config", SMOKE, "--topology", "v5e:2x2",
-                   "--config.batch_sizee=2"]) == 2
+  assert cli.main(["compile", "--config", SMOKE, "--topology", "v5e:2x2", "--config.batch_sizee=2"]) == 2
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and "--config.batch_sizee: no such config field" in err[0]
 
@@ -125,8 +139,22 @@ def test_unknown_topology_and_bad_override_are_one_line(capsys):
 @pytest.mark.slow
 def test_search_mesh_ranks_the_meshes_that_fit(tmp_path, capsys):
   out = tmp_path / "meshes.json"
-  assert cli.main(["compile", "--config", SMOKE, "--topology", "v5e:2x2", "--search-mesh",
-                   "--config.batch_size=2", "--json", str(out)]) == 0
+  assert (
+    cli.main(
+      [
+        "compile",
+        "--config",
+        SMOKE,
+        "--topology",
+        "v5e:2x2",
+        "--search-mesh",
+        "--config.batch_size=2",
+        "--json",
+        str(out),
+      ]
+    )
+    == 0
+  )
   reports = json.loads(out.read_text())
   assert [r["mesh"] for r in reports] and all(r["mesh"]["tensor"] == 2 for r in reports)
   assert len(reports) == 2 and all(r["fits"] for r in reports)

@@ -19,8 +19,9 @@ SMOKE = f"{CONFIGS / 'pretrain.py'}:smoke"
 def _parse(argv):
   argv = ["perfectrep-jax train", *argv]
   values = flags.FlagValues()
-  holder = config_flags.DEFINE_config_file("config", None, "task config", flag_values=values,
-                                           lock_config=True, sys_argv=argv)
+  holder = config_flags.DEFINE_config_file(
+    "config", None, "task config", flag_values=values, lock_config=True, sys_argv=argv
+  )
   return config_load.parse_config_flags(values, argv, holder)
 
 
@@ -30,26 +31,43 @@ def _write(tmp_path, name, body):
   return str(path)
 
 
-@pytest.mark.parametrize("make_argv, message", [
+@pytest.mark.parametrize(
+  "make_argv, message",
+  [
     (lambda d: ["--config", f"{d}/missing.py"], r"missing\.py: no such config file$"),
     (lambda d: ["--config", str(d)], "no such config file"),
-    (lambda d: ["--config", _write(d, "syntax.py", "def get_config(:\n")],
-     r"syntax\.py: syntax error, line 1"),
-    (lambda d: ["--config", _write(d, "noget.py", "x = 1\n")],
-     r"noget\.py: defines no get_config"),
-    (lambda d: ["--config", _write(d, "raises.py", "def get_config(v=None):\n  raise RuntimeError('boom')\n")],
-     r"raises\.py: cannot load the config \(line 2\): RuntimeError: boom"),
-    (lambda d: ["--config", _write(d, "imports.py", "import nonexistent_module_xyz\n")],
-     r"imports\.py: cannot load the config \(line 1\): ModuleNotFoundError"),
-    (lambda d: ["--config", f"{CONFIGS / 'pretrain.py'}:nope"],
-     r"pretrain\.py:nope: unknown variant 'nope': full, lite, demo or smoke$"),
-    (lambda d: ["--config", SMOKE, "--config.optim.lrr=1"],
-     r"^--config\.optim\.lrr: no such config field 'lrr'; did you mean \"lr\" instead of \"lrr\"\?$"),
+    (
+      lambda d: ["--config", _write(d, "syntax.py", "def get_config(:\n")],
+      r"syntax\.py: syntax error, line 1",
+    ),
+    (lambda d: ["--config", _write(d, "noget.py", "x = 1\n")], r"noget\.py: defines no get_config"),
+    (
+      lambda d: [
+        "--config",
+        _write(d, "raises.py", "def get_config(v=None):\n  raise RuntimeError('boom')\n"),
+      ],
+      r"raises\.py: cannot load the config \(line 2\): RuntimeError: boom",
+    ),
+    (
+      lambda d: ["--config", _write(d, "imports.py", "import nonexistent_module_xyz\n")],
+      r"imports\.py: cannot load the config \(line 1\): ModuleNotFoundError",
+    ),
+    (
+      lambda d: ["--config", f"{CONFIGS / 'pretrain.py'}:nope"],
+      r"pretrain\.py:nope: unknown variant 'nope': full, lite, demo or smoke$",
+    ),
+    (
+      lambda d: ["--config", SMOKE, "--config.optim.lrr=1"],
+      r"^--config\.optim\.lrr: no such config field 'lrr'; did you mean \"lr\" instead of \"lrr\"\?$",
+    ),
     (lambda d: ["--config", SMOKE, "--config.nope=1"], r"^--config\.nope: no such config field 'nope'$"),
-    (lambda d: ["--config", SMOKE, "--config.optim.lr=abc"],
-     r"flag --config\.optim\.lr=abc: could not convert string to float"),
+    (
+      lambda d: ["--config", SMOKE, "--config.optim.lr=abc"],
+      r"flag --config\.optim\.lr=abc: could not convert string to float",
+    ),
     (lambda d: ["--config", SMOKE, "--bogus"], "Unknown command line flag 'bogus'"),
-])
+  ],
+)
 def test_config_problems_are_one_line(tmp_path, make_argv, message):
   with pytest.raises(UserError, match=message) as err:
     _parse(make_argv(tmp_path))
@@ -61,11 +79,17 @@ def test_a_good_config_with_overrides_loads():
   assert config.optim.lr == 0.25 and config.model.depth == 2
 
 
-@pytest.mark.parametrize("command, args, message", [
+@pytest.mark.parametrize(
+  "command, args, message",
+  [
     ("train", ["--config", "missing.py"], "perfectrep-jax train: error: missing.py: no such config file"),
-    ("eval", ["--config", SMOKE, "--config.optim.lrr=1"],
-     "perfectrep-jax eval: error: --config.optim.lrr: no such config field 'lrr'; did you mean"),
-])
+    (
+      "eval",
+      ["--config", SMOKE, "--config.optim.lrr=1"],
+      "perfectrep-jax eval: error: --config.optim.lrr: no such config field 'lrr'; did you mean",
+    ),
+  ],
+)
 def test_the_commands_exit_2_with_one_line(tmp_path, command, args, message):
   proc = run_cli([command, *args, "--workdir", str(tmp_path / "w")], check=False)
   assert proc.returncode == 2, proc.stderr
@@ -76,20 +100,28 @@ def test_the_commands_exit_2_with_one_line(tmp_path, command, args, message):
 def test_sweep_config_problems_are_one_line(tmp_path):
   from perfectrep_jax.train import sweep
 
-  path = _write(tmp_path, "s.py", f"""
+  path = _write(
+    tmp_path,
+    "s.py",
+    f"""
       from perfectrep_jax.train.sweep import Sweep, axis
       def get_sweep(arg=None):
-        return Sweep(config={str(CONFIGS / 'pretrain.py') + ':smoke'!r},
+        return Sweep(config={str(CONFIGS / "pretrain.py") + ":smoke"!r},
                      grid=axis("optim.lrr", [1.0]))
-      """)
-  with pytest.raises(UserError, match=r"run optim\.lrr=1\.0: --config\.optim\.lrr: no such config "
-                                      r"field 'lrr'; did you mean") as err:
+      """,
+  )
+  with pytest.raises(
+    UserError,
+    match=r"run optim\.lrr=1\.0: --config\.optim\.lrr: no such config "
+    r"field 'lrr'; did you mean",
+  ) as err:
     sweep.check_runs(sweep.load_sweep(path).runs)
   assert "\\n" not in str(err.value) and "\\'" not in str(err.value)
 
 
-@pytest.mark.parametrize("command, flag", [("train", "--help"), ("train", "-h"),
-                                           ("train", "--helpfull"), ("eval", "--help")])
+@pytest.mark.parametrize(
+  "command, flag", [("train", "--help"), ("train", "-h"), ("train", "--helpfull"), ("eval", "--help")]
+)
 def test_train_and_eval_answer_help(command, flag):
   proc = run_cli([command, flag])
   out = proc.stdout
@@ -115,12 +147,15 @@ def test_help_lists_the_variants_each_config_has(name):
   assert sorted(message.split(": ", 1)[1].replace(" or ", ", ").split(", ")) == sorted(listed)
 
 
-@pytest.mark.parametrize("override, message", [
+@pytest.mark.parametrize(
+  "override, message",
+  [
     ("--config.data.scale_range=abc", "data.scale_range: two positive numbers (low, high)"),
     ("--config.eval.scale_range=2", "eval.scale_range: two positive numbers (low, high)"),
     ("--config.data.scale_range=(3.0,1.0)", "data.scale_range: two positive numbers"),
     ("--config.sharding_rules=1", "sharding_rules: pairs (logical axis, mesh axis or None)"),
-])
+  ],
+)
 def test_overrides_of_the_wrong_shape_are_refused_before_anything_runs(override, message):
   """config_flags accepts them (a string becomes a 1-tuple): check_config must not."""
   from perfectrep_jax.train.config_check import check_config

@@ -16,14 +16,16 @@ from tests.train.conftest import CONFIGS, run_cli
 SMOKE = f"{CONFIGS / 'pretrain.py'}:smoke"
 
 
-@pytest.mark.parametrize("override,message", [
+@pytest.mark.parametrize(
+  "override,message",
+  [
     ("model.num_heads=0", "model: num_heads must be in 1..65536, got 0"),
     ("data.clip_len=0", "data: clip_len must be positive, got 0"),
-])
+  ],
+)
 def test_bad_overrides_write_nothing(tmp_path, override, message):
   workdir = tmp_path / "run"
-  proc = run_cli(["train", "--config", SMOKE, "--workdir", str(workdir), f"--config.{override}"],
-                 check=False)
+  proc = run_cli(["train", "--config", SMOKE, "--workdir", str(workdir), f"--config.{override}"], check=False)
   assert proc.returncode == 2 and message in proc.stderr, proc.stderr
   assert "Traceback" not in proc.stderr, proc.stderr
   assert not (workdir / "config.json").exists() and not (workdir / "model.json").exists()
@@ -32,17 +34,21 @@ def test_bad_overrides_write_nothing(tmp_path, override, message):
 def _parse(argv):
   argv = ["perfectrep-jax train", *argv]
   values = flags.FlagValues()
-  holder = config_flags.DEFINE_config_file("config", None, "task config", flag_values=values,
-                                           lock_config=True, sys_argv=argv)
+  holder = config_flags.DEFINE_config_file(
+    "config", None, "task config", flag_values=values, lock_config=True, sys_argv=argv
+  )
   return config_load.parse_config_flags(values, argv, holder)
 
 
-@pytest.mark.parametrize("override,message", [
+@pytest.mark.parametrize(
+  "override,message",
+  [
     ("model.mlp_ratio=0", "model: mlp_ratio must be in (0.0, 65536], got 0"),
     ("model.dim_feat=1000000000", "model: dim_feat must be in 1..65536"),
     ("model.depth=1000000", "model: depth must be in 1..1024"),
     ("data.stride=-3", "data: stride must be positive or None, got -3"),
-])
+  ],
+)
 def test_other_bad_values_are_found_by_the_config_check(override, message):
   config = _parse(["--config", SMOKE, f"--config.{override}"])
   with pytest.raises(UserError, match=re.escape(message)):

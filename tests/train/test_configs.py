@@ -18,9 +18,11 @@ from perfectrep_jax.train.config_check import check_config
 from tests.train.conftest import CONFIGS, load_config, run_cli
 
 UPSTREAM = Path(__file__).parent / "upstream_configs"
-VARIANTS = {"pretrain": ("full", "lite", "demo", "smoke"), "pose3d": ("full", "lite", "demo",
-                                                                      "smoke"),
-            "action": ("full", "demo", "smoke")}
+VARIANTS = {
+  "pretrain": ("full", "lite", "demo", "smoke"),
+  "pose3d": ("full", "lite", "demo", "smoke"),
+  "action": ("full", "demo", "smoke"),
+}
 
 # Keys the ``full`` variants do not reproduce yet, and the change that would: expected failures,
 # strict, so a key that becomes reproduced must leave this list.
@@ -34,8 +36,7 @@ def _yaml(name: str) -> dict:
 def _cases():
   for name, task in upstream_yaml.UPSTREAM_FILES.items():
     for key in _yaml(name):
-      marks = [pytest.mark.xfail(strict=True, reason=PENDING[(name, key)])] \
-          if (name, key) in PENDING else []
+      marks = [pytest.mark.xfail(strict=True, reason=PENDING[(name, key)])] if (name, key) in PENDING else []
       yield pytest.param(name, task, key, id=f"{name}:{key}", marks=marks)
 
 
@@ -52,8 +53,9 @@ def test_full_reproduces_upstream(name, task, key):
   config = load_config(task, "full")
   home = upstream_yaml.TABLES[name][key]
   value = _yaml(name)[key]
-  assert upstream_yaml.missing_fields(config, {key: home}) == {}, \
-      f"{key}: {home.fields} not in configs/{task}.py:full"
+  assert upstream_yaml.missing_fields(config, {key: home}) == {}, (
+    f"{key}: {home.fields} not in configs/{task}.py:full"
+  )
   if home.kind == "resource":
     stand_in = shared.data_root() / home.bundled
     assert stand_in.is_file() and stand_in.stem == Path(value).stem
@@ -78,7 +80,7 @@ def test_reading_back_catches_a_changed_value():
   upstream = _yaml("ft_3d_pose_config.yaml")
   before = upstream_yaml.differences(config, table, upstream)
   config.optim.lr = 3e-4
-  config.corruption.noise = True     # no effect: pose3d does not corrupt its input
+  config.corruption.noise = True  # no effect: pose3d does not corrupt its input
   config.eval_every = 0
   after = upstream_yaml.differences(config, table, upstream)
   assert set(after) - set(before) == {"learning_rate", "no_eval"}
@@ -102,9 +104,19 @@ def test_every_variant_is_valid(task, variant):
 def test_a_bad_config_stops_before_anything_runs(tmp_path):
   """A bad field and a mesh that does not divide the devices: one error naming both, exit 2."""
   workdir = tmp_path / "run"
-  proc = run_cli(["train", "--config", f"{CONFIGS / 'pretrain.py'}:smoke", "--workdir",
-                  str(workdir), "--config.optim.schedule=cosine", "--config.mesh.fsdp=3"],
-                 check=False, timeout=120)
+  proc = run_cli(
+    [
+      "train",
+      "--config",
+      f"{CONFIGS / 'pretrain.py'}:smoke",
+      "--workdir",
+      str(workdir),
+      "--config.optim.schedule=cosine",
+      "--config.mesh.fsdp=3",
+    ],
+    check=False,
+    timeout=120,
+  )
   assert proc.returncode == 2, proc.stderr[-2000:]
   assert "optim.schedule: exponential, warmup_cosine or constant" in proc.stderr
   assert "does not divide the 1 devices" in proc.stderr

@@ -28,10 +28,15 @@ def _outputs(sources, t: int = 4, offset_mm: float = 0.0, seed: int = 0):
   pred = gt.copy()
   pred[..., 1:, 0] += offset_mm
   batch = {
-      "pred": pred.astype(np.float64), "target_3d": gt, "scale_mm": np.ones((n, t)),
-      "valid": np.array([1] * (n - 1) + [0]), "frame_index": np.tile(np.arange(t), (n, 1)),
-      "index": np.arange(n), "source": np.asarray(list(sources) + [""]),
-      "camera": np.asarray(["test"] * n), "action": np.asarray(["unlabelled"] * (n - 1) + [""]),
+    "pred": pred.astype(np.float64),
+    "target_3d": gt,
+    "scale_mm": np.ones((n, t)),
+    "valid": np.array([1] * (n - 1) + [0]),
+    "frame_index": np.tile(np.arange(t), (n, 1)),
+    "index": np.arange(n),
+    "source": np.asarray(list(sources) + [""]),
+    "camera": np.asarray(["test"] * n),
+    "action": np.asarray(["unlabelled"] * (n - 1) + [""]),
   }
   half = n // 2
   return [{k: v[:half] for k, v in batch.items()}, {k: v[half:] for k, v in batch.items()}]
@@ -64,8 +69,14 @@ def test_evaluate_reports_pck_auc_bone_errors_and_files():
   assert lines[-1].startswith("PCK@150mm: 100.0%   AUC: ")
 
   files = result.files
-  assert {"metrics.json", "per_action.csv", "per_joint.csv", "pck_curve.csv",
-          "per_joint_error.png", "pck_curve.png"} <= set(files)
+  assert {
+    "metrics.json",
+    "per_action.csv",
+    "per_joint.csv",
+    "pck_curve.csv",
+    "per_joint_error.png",
+    "pck_curve.png",
+  } <= set(files)
   assert files["per_joint_error.png"].startswith(PNG_MAGIC)
   assert files["pck_curve.png"].startswith(PNG_MAGIC)
   data = json.loads(files["metrics.json"])
@@ -121,14 +132,14 @@ def test_overlapping_clips_average_their_predictions_per_frame():
 def test_reporter_writes_the_files_under_eval_step(tmp_path):
   reporter = Reporter(tmp_path, total_steps=1, batch_size=1, enabled=True)
   try:
-    result = tasks.EvalResult(metrics={"mpjpe": 1.0}, table="t", best_metric=1.0,
-                              files={"a.json": b"{}", "b.png": PNG_MAGIC})
+    result = tasks.EvalResult(
+      metrics={"mpjpe": 1.0}, table="t", best_metric=1.0, files={"a.json": b"{}", "b.png": PNG_MAGIC}
+    )
     reporter.eval(7, result)
     assert (tmp_path / "eval" / "step_7" / "a.json").read_bytes() == b"{}"
     assert (tmp_path / "eval" / "step_7" / "b.png").read_bytes() == PNG_MAGIC
     with pytest.raises(ValueError, match="plain file name"):
-      reporter.eval(8, tasks.EvalResult(metrics={}, table="", best_metric=0.0,
-                                        files={"../x": b""}))
+      reporter.eval(8, tasks.EvalResult(metrics={}, table="", best_metric=0.0, files={"../x": b""}))
     reporter.eval(9, tasks.EvalResult(metrics={}, table="", best_metric=0.0))  # no files
     assert not (tmp_path / "eval" / "step_9").exists()
   finally:
@@ -158,11 +169,19 @@ def test_euler_bone_error_is_reported_beside_the_geodesic_one():
   pred = np.concatenate([o["pred"][o["valid"] > 0] for o in outputs])
   gt = np.concatenate([o["target_3d"][o["valid"] > 0] for o in outputs])
   pred, gt = pred - pred[..., :1, :], gt - gt[..., :1, :]
-  want = float(np.mean(np.asarray(bones.bone_euler_error(pred.reshape(-1, 17, 3).astype(np.float32),
-                                                          gt.reshape(-1, 17, 3).astype(np.float32)))))
+  want = float(
+    np.mean(
+      np.asarray(
+        bones.bone_euler_error(
+          pred.reshape(-1, 17, 3).astype(np.float32), gt.reshape(-1, 17, 3).astype(np.float32)
+        )
+      )
+    )
+  )
   m = result.metrics
   assert m["bone_euler_error"] == pytest.approx(want, rel=1e-4) and want > 1.0
   assert m["bone_euler_error"] != pytest.approx(m["bone_rotation_error"], rel=1e-3)
-  assert json.loads(result.files["metrics.json"])["metrics"]["bone_euler_error"] == \
-      pytest.approx(want, rel=1e-4)
+  assert json.loads(result.files["metrics.json"])["metrics"]["bone_euler_error"] == pytest.approx(
+    want, rel=1e-4
+  )
   assert f"(Euler angles: {m['bone_euler_error']:.2f} deg)" in result.table.splitlines()[-1]

@@ -19,19 +19,25 @@ def test_exponential_schedule_is_upstreams_per_epoch_decay():
 
 
 def test_warmup_cosine_peaks_and_ends():
-  sched = learning_rate_schedule({"schedule": "warmup_cosine", "warmup_steps": 10,
-                                  "end_lr_factor": 0.1}, 1e-3, 110, 10)
+  sched = learning_rate_schedule(
+    {"schedule": "warmup_cosine", "warmup_steps": 10, "end_lr_factor": 0.1}, 1e-3, 110, 10
+  )
   assert float(sched(0)) == 0.0
   assert float(sched(10)) == pytest.approx(1e-3)
   assert float(sched(110)) == pytest.approx(1e-4, rel=1e-4)
 
 
 def test_groups_split_head_from_backbone():
-  params = {"backbone": {"w": jnp.ones(2)}, "head": {"fc1": {"kernel": jnp.ones(2)}},
-            "joints_embed": {"kernel": jnp.ones(2)}}
-  assert param_groups(params) == {"backbone": {"w": "backbone"},
-                                  "head": {"fc1": {"kernel": "head"}},
-                                  "joints_embed": {"kernel": "backbone"}}
+  params = {
+    "backbone": {"w": jnp.ones(2)},
+    "head": {"fc1": {"kernel": jnp.ones(2)}},
+    "joints_embed": {"kernel": jnp.ones(2)},
+  }
+  assert param_groups(params) == {
+    "backbone": {"w": "backbone"},
+    "head": {"fc1": {"kernel": "head"}},
+    "joints_embed": {"kernel": "backbone"},
+  }
 
 
 def test_backbone_learns_at_its_fraction_of_the_rate():

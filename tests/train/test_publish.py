@@ -44,7 +44,9 @@ def test_publish_records_config_data_commit_and_held_out_figures(published):
   feedback = meta["feedback"]
   for name in ("clean_2d", "detector_2d"):
     assert feedback[name]["views"] == 2 * len({r["take"] for r in feedback["detector_2d_takes"]})
-  assert {"false", "missed", "score_diff", "true_reps", "lifted_reps"} <= set(feedback["detector_2d_takes"][0])
+  assert {"false", "missed", "score_diff", "true_reps", "lifted_reps"} <= set(
+    feedback["detector_2d_takes"][0]
+  )
   assert "feedback, detector_2d: same findings in" in stdout
   assert 0 < meta["weight_bytes"] <= 20 * 2**20
 
@@ -57,8 +59,18 @@ def test_without_checkpoint_infer_uses_the_default_lifter(published, tmp_path, m
   kp[..., 1] = np.linspace(50, 400, 17) + np.sin(np.arange(30))[:, None] * 20
   kp[..., 2] = 0.9
   np.save(tmp_path / "kp.npy", kp)
-  code = cli.main(["infer", "--keypoints", str(tmp_path / "kp.npy"), "--out", str(tmp_path / "o"),
-                   "--fps", "25", "--no-render"])
+  code = cli.main(
+    [
+      "infer",
+      "--keypoints",
+      str(tmp_path / "kp.npy"),
+      "--out",
+      str(tmp_path / "o"),
+      "--fps",
+      "25",
+      "--no-render",
+    ]
+  )
   assert code == 0, capsys.readouterr()
   assert "the default one" in capsys.readouterr().out
   assert np.load(tmp_path / "o" / "X3D.npy").shape == (30, 17, 3)

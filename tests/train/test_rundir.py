@@ -25,8 +25,9 @@ SMOKE = ["--config", f"{CONFIGS / 'pretrain.py'}:smoke"]
 
 def _write_lock(workdir, pid, host=None):
   workdir.mkdir(parents=True, exist_ok=True)
-  (workdir / rundir.LOCK_FILE).write_text(json.dumps(
-      {"pid": pid, "host": host or socket.gethostname(), "since": "2026-01-01T00:00:00+00:00"}))
+  (workdir / rundir.LOCK_FILE).write_text(
+    json.dumps({"pid": pid, "host": host or socket.gethostname(), "since": "2026-01-01T00:00:00+00:00"})
+  )
 
 
 def test_a_live_holder_is_named_in_one_line(tmp_path):
@@ -70,9 +71,9 @@ def test_lock_run_releases_on_error(tmp_path):
 
 def test_check_model_refuses_another_model_and_a_converted_directory(tmp_path):
   meta = {"format": 1, "kind": "lifter", "config": {"dim_feat": 16, "depth": 1}}
-  rundir.check_model(tmp_path, meta)              # an empty directory: anything goes
+  rundir.check_model(tmp_path, meta)  # an empty directory: anything goes
   (tmp_path / "model.json").write_text(json.dumps(meta))
-  rundir.check_model(tmp_path, meta)              # the same model
+  rundir.check_model(tmp_path, meta)  # the same model
   other = {**meta, "config": {"dim_feat": 32, "depth": 1}}
   with pytest.raises(UserError, match=r"another model config \(dim_feat 16 -> 32\)"):
     rundir.check_model(tmp_path, other)
@@ -98,14 +99,27 @@ def test_train_on_a_convert_output_writes_nothing(tiny_model_dir, tmp_path):
 def preempted_run(tmp_path_factory):
   """A smoke run of 2000 steps stopped by SIGTERM once it trains."""
   workdir = tmp_path_factory.mktemp("preempt") / "run"
-  proc = subprocess.Popen([sys.executable, "-m", "perfectrep_jax.cli", "train", *SMOKE,
-                           "--workdir", str(workdir), "--config.total_steps=2000",
-                           "--config.checkpoint_every=1000", "--config.eval_every=1000"],
-                          cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  proc = subprocess.Popen(
+    [
+      sys.executable,
+      "-m",
+      "perfectrep_jax.cli",
+      "train",
+      *SMOKE,
+      "--workdir",
+      str(workdir),
+      "--config.total_steps=2000",
+      "--config.checkpoint_every=1000",
+      "--config.eval_every=1000",
+    ],
+    cwd=REPO,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
   deadline = time.time() + 400
-  metrics = workdir / "metrics.jsonl"   # its first line is written at step 2: the loop runs
-  while not (metrics.is_file() and metrics.stat().st_size) and time.time() < deadline \
-      and proc.poll() is None:
+  metrics = workdir / "metrics.jsonl"  # its first line is written at step 2: the loop runs
+  while not (metrics.is_file() and metrics.stat().st_size) and time.time() < deadline and proc.poll() is None:
     time.sleep(0.5)
   proc.send_signal(signal.SIGTERM)
   out, err = proc.communicate(timeout=300)
@@ -127,10 +141,9 @@ def test_sigterm_saves_exits_143_and_says_preempted(preempted_run):
 def test_a_second_train_on_a_locked_directory_gets_one_line(preempted_run):
   workdir = preempted_run[0]
   files = sorted(p.name for p in workdir.iterdir())
-  lock = rundir.RunLock(workdir).acquire()   # this test process plays the first train
+  lock = rundir.RunLock(workdir).acquire()  # this test process plays the first train
   try:
-    proc = run_cli(["train", *SMOKE, "--workdir", str(workdir), "--config.total_steps=2000"],
-                   check=False)
+    proc = run_cli(["train", *SMOKE, "--workdir", str(workdir), "--config.total_steps=2000"], check=False)
   finally:
     lock.release()
   assert proc.returncode == 2
@@ -143,8 +156,10 @@ def test_a_second_train_on_a_locked_directory_gets_one_line(preempted_run):
 def test_resuming_with_another_model_config_is_refused_before_writing(preempted_run):
   workdir = preempted_run[0]
   before = {p.relative_to(workdir): p.stat().st_mtime_ns for p in workdir.rglob("*") if p.is_file()}
-  proc = run_cli(["train", *SMOKE, "--workdir", str(workdir), "--config.total_steps=2000",
-                  "--config.model.dim_feat=24"], check=False)
+  proc = run_cli(
+    ["train", *SMOKE, "--workdir", str(workdir), "--config.total_steps=2000", "--config.model.dim_feat=24"],
+    check=False,
+  )
   assert proc.returncode == 2 and "Traceback" not in proc.stderr
   assert "another model config (dim_feat" in proc.stderr
   after = {p.relative_to(workdir): p.stat().st_mtime_ns for p in workdir.rglob("*") if p.is_file()}
@@ -159,6 +174,7 @@ def _fake(codes, calls):
     # as the trainer does: status.json says how the process left the run
     rundir.write_status(run_dir, "preempted" if code == rundir.PREEMPTED_EXIT else "finished", step=950)
     return code
+
   return train
 
 
@@ -205,9 +221,16 @@ def _job(workdir):
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
   env = dict(os.environ, JAX_PLATFORMS="cpu")
-  procs = [subprocess.Popen([sys.executable, "-c", _JOB, f"127.0.0.1:{port}", str(i), str(workdir)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-           for i in range(2)]
+  procs = [
+    subprocess.Popen(
+      [sys.executable, "-c", _JOB, f"127.0.0.1:{port}", str(i), str(workdir)],
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for i in range(2)
+  ]
   outs = [p.communicate(timeout=300) for p in procs]
   assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
   return sorted(line for o in outs for line in o[0].splitlines() if line.startswith(("HELD", "REFUSED")))

@@ -16,16 +16,20 @@ from tests.train.conftest import CONFIGS
 @pytest.fixture
 def loaded(tmp_path):
   path = tmp_path / "grid.py"
-  path.write_text("from perfectrep_jax.train.sweep import Sweep, axis\n" + textwrap.dedent(f"""
+  path.write_text(
+    "from perfectrep_jax.train.sweep import Sweep, axis\n"
+    + textwrap.dedent(f"""
       def get_sweep(arg=None):
-        return Sweep(config={str(CONFIGS / 'pretrain.py')!r} + ":smoke",
+        return Sweep(config={str(CONFIGS / "pretrain.py")!r} + ":smoke",
                      grid=axis("optim.lr", [1e-3, 1e-4]), fixed={{"total_steps": 4}})
-      """))
+      """)
+  )
   return sweep.load_sweep(str(path))
 
 
-@pytest.mark.parametrize("options", ["--nodes=2\nrm -rf ~", "--nodes=2\r", "-J a\x1b[2J",
-                                     "--comment='a\nb'", "--comment='a\tb'"])
+@pytest.mark.parametrize(
+  "options", ["--nodes=2\nrm -rf ~", "--nodes=2\r", "-J a\x1b[2J", "--comment='a\nb'", "--comment='a\tb'"]
+)
 def test_sbatch_options_with_control_characters_are_refused(loaded, tmp_path, options):
   with pytest.raises(UserError, match="--sbatch .* contains a control character") as e:
     sweep_launch.emit_slurm(loaded, tmp_path / "w", sbatch_options=options)

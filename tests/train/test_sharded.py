@@ -21,17 +21,32 @@ from perfectrep_jax.models import model_dir
 from tests.train.conftest import CONFIGS, REPO, read_metrics, run_cli
 
 STEPS = 4
-COMMON = ["--config.total_steps=4", "--config.eval_every=0", "--config.checkpoint_every=4",
-          "--config.log_every=1"]
+COMMON = [
+  "--config.total_steps=4",
+  "--config.eval_every=0",
+  "--config.checkpoint_every=4",
+  "--config.log_every=1",
+]
 ATOL = 2e-5
 
 
 def _train(workdir, devices: int, mesh: tuple[int, int, int], extra=()):
   data, fsdp, tensor = mesh
-  run_cli(["train", "--config", f"{CONFIGS / 'pretrain.py'}:smoke", "--workdir", str(workdir),
-           *COMMON, f"--config.mesh.data={data}", f"--config.mesh.fsdp={fsdp}",
-           f"--config.mesh.tensor={tensor}", *extra],
-          env={"XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"})
+  run_cli(
+    [
+      "train",
+      "--config",
+      f"{CONFIGS / 'pretrain.py'}:smoke",
+      "--workdir",
+      str(workdir),
+      *COMMON,
+      f"--config.mesh.data={data}",
+      f"--config.mesh.fsdp={fsdp}",
+      f"--config.mesh.tensor={tensor}",
+      *extra,
+    ],
+    env={"XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"},
+  )
 
 
 def _result(workdir):
@@ -76,13 +91,25 @@ def test_two_processes_match_one_process(tmp_path):
   workdir = tmp_path / "two"
   procs = []
   for pid in range(2):
-    args = [sys.executable, "-m", "perfectrep_jax.cli", "train", "--config",
-            f"{CONFIGS / 'pretrain.py'}:smoke", "--workdir", str(workdir), *COMMON, *extra,
-            f"--config.distributed.coordinator=127.0.0.1:{port}",
-            "--config.distributed.num_processes=2", f"--config.distributed.process_id={pid}"]
+    args = [
+      sys.executable,
+      "-m",
+      "perfectrep_jax.cli",
+      "train",
+      "--config",
+      f"{CONFIGS / 'pretrain.py'}:smoke",
+      "--workdir",
+      str(workdir),
+      *COMMON,
+      *extra,
+      f"--config.distributed.coordinator=127.0.0.1:{port}",
+      "--config.distributed.num_processes=2",
+      f"--config.distributed.process_id={pid}",
+    ]
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
-    procs.append(subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, text=True))
+    procs.append(
+      subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    )
   outs = [p.communicate(timeout=900)[0] for p in procs]
   assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-2000:] for o in outs)
   # one checkpoint written by the two processes together

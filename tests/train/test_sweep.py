@@ -26,20 +26,25 @@ from tests.train.conftest import CONFIGS, REPO, read_metrics, run_cli
 def _write_sweep(directory: Path, body: str, name: str = "grid.py") -> Path:
   """A sweep file in ``directory`` whose configs are the repository's (``CONFIG`` is bound)."""
   path = directory / name
-  path.write_text("from perfectrep_jax.train.sweep import Sweep, axis, product, zipped, chain\n"
-                  f"CONFIG = {str(CONFIGS / 'pretrain.py')!r}\n" + textwrap.dedent(body))
+  path.write_text(
+    "from perfectrep_jax.train.sweep import Sweep, axis, product, zipped, chain\n"
+    f"CONFIG = {str(CONFIGS / 'pretrain.py')!r}\n" + textwrap.dedent(body)
+  )
   return path
 
 
 @pytest.fixture
 def grid_sweep(tmp_path):
   """2 x 2 product over the smoke config, with shared overrides."""
-  path = _write_sweep(tmp_path, """
+  path = _write_sweep(
+    tmp_path,
+    """
       def get_sweep(arg=None):
         return Sweep(config=CONFIG + ":smoke",
                      grid=product(axis("optim.lr", [1e-3, 1e-4]), axis("model.depth", [1, 2])),
                      fixed={"total_steps": 4})
-      """)
+      """,
+  )
   return sweep.load_sweep(str(path))
 
 
@@ -48,10 +53,12 @@ def test_product_zip_chain():
   lr = sweep.axis("optim.lr", [1e-3, 1e-4])
   size = sweep.zipped(sweep.axis("model.dim_feat", [64, 128]), sweep.axis("model.depth", [2, 3]))
   grid = sweep.product(lr, size)
-  assert grid == [{"optim.lr": 1e-3, "model.dim_feat": 64, "model.depth": 2},
-                  {"optim.lr": 1e-3, "model.dim_feat": 128, "model.depth": 3},
-                  {"optim.lr": 1e-4, "model.dim_feat": 64, "model.depth": 2},
-                  {"optim.lr": 1e-4, "model.dim_feat": 128, "model.depth": 3}]
+  assert grid == [
+    {"optim.lr": 1e-3, "model.dim_feat": 64, "model.depth": 2},
+    {"optim.lr": 1e-3, "model.dim_feat": 128, "model.depth": 3},
+    {"optim.lr": 1e-4, "model.dim_feat": 64, "model.depth": 2},
+    {"optim.lr": 1e-4, "model.dim_feat": 128, "model.depth": 3},
+  ]
   assert sweep.chain(lr, [{"seed": 1}]) == [{"optim.lr": 1e-3}, {"optim.lr": 1e-4}, {"seed": 1}]
   with pytest.raises(ValueError, match="different lengths"):
     sweep.zipped(lr, sweep.axis("seed", [0, 1, 2]))
@@ -61,7 +68,9 @@ def test_product_zip_chain():
     sweep.axis("optim lr", [1])
 
 
-@pytest.mark.parametrize("overrides, name", [
+@pytest.mark.parametrize(
+  "overrides, name",
+  [
     ({"optim.lr": 0.0001, "model.depth": 3}, "optim.lr=1e-4_model.depth=3"),
     ({"optim.lr": 5e-4}, "optim.lr=5e-4"),
     ({"optim.lr": 0.5, "data.flip": False}, "optim.lr=0.5_data.flip=False"),
@@ -70,7 +79,8 @@ def test_product_zip_chain():
     ({"data.source": "fit3d"}, "data.source=fit3d"),
     ({"total_steps": 100000}, "total_steps=100000"),
     ({}, "base"),
-])
+  ],
+)
 def test_run_names(overrides, name):
   assert sweep.run_name(overrides) == name
 
@@ -87,10 +97,20 @@ def test_unsafe_and_long_names_stay_distinct_and_safe():
 
 
 def test_flags_build_the_config_the_train_command_would(grid_sweep):
-  run = sweep.Run(name="x", config=f"{CONFIGS / 'action.py'}:full", fixed={},
-                  overrides={"optim.lr": 1e-4, "data.scale_range": (1.0, 2.0),
-                             "data.flip": False, "data.source": "demo", "model.depth": 2,
-                             "init.checkpoint": "runs/a b", "action.classes": ("a", "b c")})
+  run = sweep.Run(
+    name="x",
+    config=f"{CONFIGS / 'action.py'}:full",
+    fixed={},
+    overrides={
+      "optim.lr": 1e-4,
+      "data.scale_range": (1.0, 2.0),
+      "data.flip": False,
+      "data.source": "demo",
+      "model.depth": 2,
+      "init.checkpoint": "runs/a b",
+      "action.classes": ("a", "b c"),
+    },
+  )
   config = sweep.build_config(run)
   assert config.optim.lr == 1e-4 and config.data.scale_range == (1.0, 2.0)
   assert config.data.flip is False and config.model.depth == 2
@@ -99,8 +119,7 @@ def test_flags_build_the_config_the_train_command_would(grid_sweep):
   # the sweep's own runs: shared overrides first, then the run's
   first = grid_sweep.runs[0]
   assert first.name == "optim.lr=1e-3_model.depth=1"
-  assert first.flags == ["--config.total_steps=4", "--config.optim.lr=0.001",
-                         "--config.model.depth=1"]
+  assert first.flags == ["--config.total_steps=4", "--config.optim.lr=0.001", "--config.model.depth=1"]
   built = sweep.build_config(first)
   assert (built.total_steps, built.optim.lr, built.model.depth) == (4, 1e-3, 1)
 
@@ -116,17 +135,23 @@ def test_load_by_name_with_argument(monkeypatch):
     sweep.load_sweep("pretrain_scale:nope")
 
 
-@pytest.mark.parametrize("body, message", [
+@pytest.mark.parametrize(
+  "body, message",
+  [
     ("x = 1\n", "defines no get_sweep"),
     ("def get_sweep(arg=None):\n  return {}\n", "not a Sweep"),
     ("import nonexistent_module_xyz\n", "cannot import the sweep file"),
     ("def get_sweep(arg=None):\n  return Sweep(config='missing.py:x')\n", "no such file"),
-    ("def get_sweep(arg=None):\n  return Sweep(config=CONFIG, grid=[{'seed': 1}, {'seed': 1}])\n",
-     "two runs named seed=1"),
-    ("def get_sweep(arg=None):\n"
-     "  return Sweep(config=CONFIG, grid=axis('seed', [1]), fixed={'seed': 2})\n",
-     "set both in the grid and in fixed"),
-])
+    (
+      "def get_sweep(arg=None):\n  return Sweep(config=CONFIG, grid=[{'seed': 1}, {'seed': 1}])\n",
+      "two runs named seed=1",
+    ),
+    (
+      "def get_sweep(arg=None):\n  return Sweep(config=CONFIG, grid=axis('seed', [1]), fixed={'seed': 2})\n",
+      "set both in the grid and in fixed",
+    ),
+  ],
+)
 def test_bad_sweep_files(tmp_path, body, message):
   path = _write_sweep(tmp_path, body)
   with pytest.raises(UserError, match=message):
@@ -136,12 +161,15 @@ def test_bad_sweep_files(tmp_path, body, message):
 
 
 def test_every_config_is_checked_before_anything_runs(tmp_path):
-  path = _write_sweep(tmp_path, """
+  path = _write_sweep(
+    tmp_path,
+    """
       def get_sweep(arg=None):
         return Sweep(config=CONFIG + ":smoke",
                      grid=[{"optim.lr": 1e-3}, {"optim.schedule": "cosine"}, {"model.nope": 1},
                            {"mesh.fsdp": 4}])
-      """)
+      """,
+  )
   loaded = sweep.load_sweep(str(path))
   calls = []
   with pytest.raises(UserError) as err:
@@ -153,10 +181,18 @@ def test_every_config_is_checked_before_anything_runs(tmp_path):
   assert "run mesh.fsdp=4: mesh" in text and "does not divide" in text  # 1 CPU device here
   assert "optim.lr=1e-3" not in text
   # for a cluster the mesh is checked against its devices, not this machine's
-  ok = sweep.load_sweep(str(_write_sweep(tmp_path, """
+  ok = sweep.load_sweep(
+    str(
+      _write_sweep(
+        tmp_path,
+        """
       def get_sweep(arg=None):
         return Sweep(config=CONFIG + ":smoke", grid=axis("mesh.fsdp", [4]))
-      """, "mesh.py")))
+      """,
+        "mesh.py",
+      )
+    )
+  )
   sweep.check_runs(ok.runs, mesh_devices=None)
   sweep.check_runs(ok.runs, mesh_devices=8)
   with pytest.raises(UserError, match="run mesh.fsdp=4: mesh.*does not divide the 6 devices"):
@@ -166,18 +202,22 @@ def test_every_config_is_checked_before_anything_runs(tmp_path):
 # ---------------------------------------------------------------------------- local runs
 def _fake_trainer(results: dict[str, float], calls: list, fail: set = frozenset()):
   """Writes what ``perfectrep-jax train`` writes: config.json and metrics.jsonl with evals."""
+
   def train(run, run_dir):
     calls.append(run.name)
     if run.name in fail:
       return 2
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps({"total_steps": 4}))
-    lines = [{"step": 2, "loss": 1.0}, {"step": 2, "split": "test", "mpjpe": 200.0,
-                                         "p_mpjpe": 150.0, "mpjpe/squat": 1.0, "eval_clips": 3},
-             {"step": 4, "loss": 0.5},
-             {"step": 4, "split": "test", "mpjpe": results[run.name], "p_mpjpe": 100.0}]
+    lines = [
+      {"step": 2, "loss": 1.0},
+      {"step": 2, "split": "test", "mpjpe": 200.0, "p_mpjpe": 150.0, "mpjpe/squat": 1.0, "eval_clips": 3},
+      {"step": 4, "loss": 0.5},
+      {"step": 4, "split": "test", "mpjpe": results[run.name], "p_mpjpe": 100.0},
+    ]
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in lines))
     return 0
+
   return train
 
 
@@ -215,15 +255,15 @@ def test_failed_runs_do_not_stop_the_others_unless_fail_fast(grid_sweep, tmp_pat
   results = dict.fromkeys(names, 80.0)
   calls: list = []
   with pytest.raises(UserError, match=f"1 of 4 runs failed: {names[1]}"):
-    sweep_launch.run_local(grid_sweep, tmp_path / "a", train=_fake_trainer(results, calls,
-                                                                            {names[1]}))
+    sweep_launch.run_local(grid_sweep, tmp_path / "a", train=_fake_trainer(results, calls, {names[1]}))
   assert calls == names
   rows = {r["run"]: r for r in sweep_summary.summarize(grid_sweep, tmp_path / "a")}
   assert rows[names[1]]["status"] == "failed" and rows[names[2]]["status"] == "done"
   calls.clear()
   with pytest.raises(UserError, match="failed"):
-    sweep_launch.run_local(grid_sweep, tmp_path / "b", fail_fast=True,
-                           train=_fake_trainer(results, calls, {names[1]}))
+    sweep_launch.run_local(
+      grid_sweep, tmp_path / "b", fail_fast=True, train=_fake_trainer(results, calls, {names[1]})
+    )
   assert calls == names[:2]
   # a failed run is run again next time
   calls.clear()
@@ -233,11 +273,14 @@ def test_failed_runs_do_not_stop_the_others_unless_fail_fast(grid_sweep, tmp_pat
 
 def test_a_run_directory_is_never_reused_for_other_settings(grid_sweep, tmp_path):
   workdir = tmp_path / "w"
-  sweep_launch.run_local(grid_sweep, workdir, train=_fake_trainer(
-      dict.fromkeys([r.name for r in grid_sweep.runs], 1.0), []))
+  sweep_launch.run_local(
+    grid_sweep, workdir, train=_fake_trainer(dict.fromkeys([r.name for r in grid_sweep.runs], 1.0), [])
+  )
   grid = sweep.product(sweep.axis("optim.lr", [1e-3, 1e-4]), sweep.axis("model.depth", [1, 2]))
-  changed = sweep.expand(sweep.Sweep(config=f"{CONFIGS / 'pretrain.py'}:smoke", grid=grid,
-                                     fixed={"total_steps": 5}), grid_sweep.path)
+  changed = sweep.expand(
+    sweep.Sweep(config=f"{CONFIGS / 'pretrain.py'}:smoke", grid=grid, fixed={"total_steps": 5}),
+    grid_sweep.path,
+  )
   assert [r.name for r in changed.runs] == [r.name for r in grid_sweep.runs]
   with pytest.raises(UserError, match="(?s)other settings.*total_steps=4"):
     sweep_launch.run_local(changed, workdir, train=lambda r, d: 0)
@@ -252,9 +295,15 @@ def test_summary_statuses(grid_sweep, tmp_path):
   sweep_launch.write_state(b, {"status": "failed"})
   c.mkdir(parents=True)
   (c / "config.json").write_text(json.dumps({"total_steps": 10}))
-  (c / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in [
-      {"step": 10, "split": "test", "top1": 40.0, "top5": 90.0},
-      {"step": 5, "split": "test", "top1": 60.0, "top5": 80.0}]))
+  (c / "metrics.jsonl").write_text(
+    "".join(
+      json.dumps(m) + "\n"
+      for m in [
+        {"step": 10, "split": "test", "top1": 40.0, "top5": 90.0},
+        {"step": 5, "split": "test", "top1": 60.0, "top5": 80.0},
+      ]
+    )
+  )
   rows = sweep_summary.summarize(grid_sweep, workdir)
   assert [r["status"] for r in rows] == ["partial", "failed", "done", "pending"]
   assert rows[2]["top1"] == 60.0 and rows[2]["best_step"] == 5  # action: highest top-1
@@ -265,13 +314,14 @@ def test_summary_statuses(grid_sweep, tmp_path):
 # ---------------------------------------------------------------------------- emitted jobs
 def test_emit_slurm_writes_scripts_that_pass_each_runs_arguments(grid_sweep, tmp_path):
   workdir = tmp_path / "w w"  # a space: the scripts must quote
-  lines = sweep_launch.emit_slurm(grid_sweep, workdir,
-                                  sbatch_options="--nodes=2 --gpus-per-node 8 -t 1:00:00")
+  lines = sweep_launch.emit_slurm(
+    grid_sweep, workdir, sbatch_options="--nodes=2 --gpus-per-node 8 -t 1:00:00"
+  )
   commands = [line for line in lines if line.startswith("sbatch ")]
   assert len(commands) == 4
   fake_bin = tmp_path / "bin"
   fake_bin.mkdir()
-  (fake_bin / "srun").write_text("#!/bin/bash\nprintf '%s\\n' \"$@\" > \"$SRUN_ARGS\"\n")
+  (fake_bin / "srun").write_text('#!/bin/bash\nprintf \'%s\\n\' "$@" > "$SRUN_ARGS"\n')
   (fake_bin / "srun").chmod(0o755)
   for run, command in zip(grid_sweep.runs, commands):
     script = workdir / run.name / "job.sbatch"
@@ -282,21 +332,31 @@ def test_emit_slurm_writes_scripts_that_pass_each_runs_arguments(grid_sweep, tmp
     assert "#SBATCH --nodes=2" in directives and "#SBATCH --gpus-per-node 8" in directives
     assert "#SBATCH -t 1:00:00" in directives
     assert "#SBATCH --job-name=perfectrep-jax" not in directives  # the template's, replaced
-    assert "#SBATCH --signal=TERM@120" in directives               # the template's, kept
+    assert "#SBATCH --signal=TERM@120" in directives  # the template's, kept
     assert f"#SBATCH --output={workdir / run.name}/slurm-%j.out" in directives
     # sbatch reads directives only before the first command: they all come before `set --`
     assert text.index("set -- ") > text.rindex("#SBATCH")
-    env = dict(os.environ, PATH=f"{fake_bin}:{os.environ['PATH']}", PYTHON="python3",
-               SLURM_NTASKS="16", SLURM_JOB_NUM_NODES="2", SLURM_GPUS_ON_NODE="8",
-               SRUN_ARGS=str(tmp_path / "srun_args"))
+    env = dict(
+      os.environ,
+      PATH=f"{fake_bin}:{os.environ['PATH']}",
+      PYTHON="python3",
+      SLURM_NTASKS="16",
+      SLURM_JOB_NUM_NODES="2",
+      SLURM_GPUS_ON_NODE="8",
+      SRUN_ARGS=str(tmp_path / "srun_args"),
+    )
     proc = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "16 processes on 2 nodes" in proc.stdout
     args = (tmp_path / "srun_args").read_text().splitlines()
-    assert args[:6] == ["--kill-on-bad-exit=1", "--label", "python3", "-m",
-                        "perfectrep_jax.cli", "train"]
-    assert args[6:] == ["--config", f"{CONFIGS / 'pretrain.py'}:smoke", "--workdir",
-                        str(workdir.resolve() / run.name), *run.flags]  # absolute paths
+    assert args[:6] == ["--kill-on-bad-exit=1", "--label", "python3", "-m", "perfectrep_jax.cli", "train"]
+    assert args[6:] == [
+      "--config",
+      f"{CONFIGS / 'pretrain.py'}:smoke",
+      "--workdir",
+      str(workdir.resolve() / run.name),
+      *run.flags,
+    ]  # absolute paths
   state = json.loads((workdir / grid_sweep.runs[0].name / "sweep.json").read_text())
   assert state["emitted"] == "slurm"
   with pytest.raises(UserError, match="'nodes=2' is not an sbatch option"):
@@ -313,35 +373,55 @@ def test_emitted_slurm_lines_piped_to_bash_check_for_sbatch_once(grid_sweep, tmp
   bare = tmp_path / "bare"  # bash's own directory for nothing but the shell: no sbatch
   bare.mkdir()
   os.symlink(shutil.which("bash"), bare / "bash")
-  proc = subprocess.run([str(bare / "bash")], input=text, env={"PATH": str(bare)},
-                        capture_output=True, text=True)
+  proc = subprocess.run(
+    [str(bare / "bash")], input=text, env={"PATH": str(bare)}, capture_output=True, text=True
+  )
   assert proc.returncode == 127 and proc.stdout == ""
   assert len(proc.stderr.strip().splitlines()) == 1 and "sbatch not found" in proc.stderr
   fake_bin = tmp_path / "bin"
   fake_bin.mkdir()
-  (fake_bin / "sbatch").write_text("#!/bin/bash\necho \"Submitted batch job for $1\"\n")
+  (fake_bin / "sbatch").write_text('#!/bin/bash\necho "Submitted batch job for $1"\n')
   (fake_bin / "sbatch").chmod(0o755)
-  proc = subprocess.run(["bash"], input=text, env=dict(os.environ, PATH=f"{fake_bin}:{os.environ['PATH']}"),
-                        capture_output=True, text=True)
+  proc = subprocess.run(
+    ["bash"],
+    input=text,
+    env=dict(os.environ, PATH=f"{fake_bin}:{os.environ['PATH']}"),
+    capture_output=True,
+    text=True,
+  )
   assert proc.returncode == 0, proc.stderr
   assert proc.stdout.count("Submitted batch job for ") == len(grid_sweep.runs)
 
 
 def test_emit_tpu_prints_one_pod_command_per_run(grid_sweep, monkeypatch):
   monkeypatch.chdir(REPO)
-  lines = sweep_launch.emit_tpu(grid_sweep, "/mnt/shared/runs/", tpu="pod-1", zone="us-east5-a",
-                                project="proj")
+  lines = sweep_launch.emit_tpu(
+    grid_sweep, "/mnt/shared/runs/", tpu="pod-1", zone="us-east5-a", project="proj"
+  )
   commands = lines[1:]
   assert len(commands) == 4
   for run, line in zip(grid_sweep.runs, commands):
     words = shlex.split(line)
-    assert words[:8] == ["gcloud", "compute", "tpus", "tpu-vm", "ssh", "pod-1",
-                         "--zone=us-east5-a", "--project=proj"]
+    assert words[:8] == [
+      "gcloud",
+      "compute",
+      "tpus",
+      "tpu-vm",
+      "ssh",
+      "pod-1",
+      "--zone=us-east5-a",
+      "--project=proj",
+    ]
     assert words[8] == "--worker=all" and words[9].startswith("--command=")
-    remote = shlex.split(words[9][len("--command="):])
+    remote = shlex.split(words[9][len("--command=") :])
     assert remote[:5] == ["cd", "~/perfectrep-jax", "&&", "bash", "launch/tpu_pod.sh"]
-    assert remote[5:] == ["--config", "configs/pretrain.py:smoke", "--workdir",
-                          f"/mnt/shared/runs/{run.name}", *run.flags]
+    assert remote[5:] == [
+      "--config",
+      "configs/pretrain.py:smoke",
+      "--workdir",
+      f"/mnt/shared/runs/{run.name}",
+      *run.flags,
+    ]
   default = sweep_launch.emit_tpu(grid_sweep, "runs")
   assert '"$TPU_NAME" --zone="$ZONE"' in default[1] and "set TPU_NAME and ZONE" in default[0]
 

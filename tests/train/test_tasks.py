@@ -44,8 +44,9 @@ def test_pose3d_finetunes_from_a_run_directory(tmp_path):
   ft, _ = model_dir.load_model(tmp_path / "ft")
   a = model_dir.weights_of(pre)["params"]
   b = model_dir.weights_of(ft)["params"]
-  np.testing.assert_allclose(np.asarray(b["joints_embed"]["kernel"]),
-                             np.asarray(a["joints_embed"]["kernel"]), atol=1e-6)
+  np.testing.assert_allclose(
+    np.asarray(b["joints_embed"]["kernel"]), np.asarray(a["joints_embed"]["kernel"]), atol=1e-6
+  )
 
 
 def test_initialising_from_an_incompatible_checkpoint_is_a_clear_error(tmp_path, parity_dir):
@@ -65,8 +66,7 @@ def test_action_labels_and_clip_normalisation():
   rng = np.random.default_rng(0)
   clip = rng.normal(size=(9, 17, 3)).astype(np.float32)
   moved = clip * 3.0 + np.array([5.0, -2.0, 7.0], np.float32)
-  np.testing.assert_allclose(tasks.normalize_clip_3d(moved), tasks.normalize_clip_3d(clip),
-                             atol=1e-5)
+  np.testing.assert_allclose(tasks.normalize_clip_3d(moved), tasks.normalize_clip_3d(clip), atol=1e-5)
 
 
 def test_flip_test_time_augmentation_is_an_involution():
@@ -85,8 +85,10 @@ def test_constraint_weights_from_the_config_enter_the_training_loss():
   model = model_dir.build_model("lifter", constrained.model_config(), seed=0)
   model.eval()
   rng = np.random.default_rng(0)
-  batch = {"input_2d": jnp.asarray(rng.normal(size=(2, 9, 17, 3)), jnp.float32),
-           "target_3d": jnp.asarray(rng.normal(size=(2, 9, 17, 3)), jnp.float32)}
+  batch = {
+    "input_2d": jnp.asarray(rng.normal(size=(2, 9, 17, 3)), jnp.float32),
+    "target_3d": jnp.asarray(rng.normal(size=(2, 9, 17, 3)), jnp.float32),
+  }
   key = jax.random.key(0)
   base, base_logs = plain.loss(model, batch, key)
   total, logs = constrained.loss(model, batch, key)

@@ -27,8 +27,7 @@ def _assert_same_weights(a, b, atol=0.0):
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("smoke") / "run"
-  proc = run_cli(["train", "--config", f"{CONFIGS / 'pretrain.py'}:smoke", "--workdir",
-                  str(workdir)])
+  proc = run_cli(["train", "--config", f"{CONFIGS / 'pretrain.py'}:smoke", "--workdir", str(workdir)])
   return workdir, proc
 
 
@@ -47,16 +46,14 @@ def test_run_directory_holds_what_a_person_needs(smoke_run):
   assert all(np.isfinite(m["loss"]) and m["lr"] > 0 and "loss_3d_velocity" in m for m in train)
   assert evals and evals[-1]["step"] == 6 and evals[-1]["mpjpe"] > 0
   assert any(k.startswith("mpjpe/") for k in evals[-1])
-  assert sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()) \
-      == [3, 6]
+  assert sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()) == [3, 6]
 
 
 def test_rerunning_a_finished_run_resumes_and_changes_nothing(smoke_run):
   workdir, _ = smoke_run
   before = _params(workdir, step=6)
   n_lines = len(read_metrics(workdir))
-  proc = run_cli(["train", "--config", f"{CONFIGS / 'pretrain.py'}:smoke", "--workdir",
-                  str(workdir)])
+  proc = run_cli(["train", "--config", f"{CONFIGS / 'pretrain.py'}:smoke", "--workdir", str(workdir)])
   assert "resumed" in proc.stdout
   assert len(read_metrics(workdir)) == n_lines
   _assert_same_weights(before, _params(workdir, step=6))
@@ -66,12 +63,20 @@ def test_predict_and_eval_read_the_run_directory(smoke_run, tmp_path):
   workdir, _ = smoke_run
   x = np.random.default_rng(0).uniform(-1, 1, (2, 9, 17, 3)).astype(np.float32)
   np.save(tmp_path / "x.npy", x)
-  run_cli(["predict", "--checkpoint", str(workdir), "--input", str(tmp_path / "x.npy"),
-           "--output", str(tmp_path / "y.npy")])
+  run_cli(
+    [
+      "predict",
+      "--checkpoint",
+      str(workdir),
+      "--input",
+      str(tmp_path / "x.npy"),
+      "--output",
+      str(tmp_path / "y.npy"),
+    ]
+  )
   y = np.load(tmp_path / "y.npy")
   assert y.shape == (2, 9, 17, 3) and np.isfinite(y).all()
-  proc = run_cli(["eval", "--config", f"{CONFIGS / 'pretrain.py'}:smoke", "--workdir",
-                  str(workdir)])
+  proc = run_cli(["eval", "--config", f"{CONFIGS / 'pretrain.py'}:smoke", "--workdir", str(workdir)])
   assert "P1" in proc.stdout and "Protocol #2" in proc.stdout
 
 
@@ -110,13 +115,23 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous(smoke_run, tmp_pat
 
 
 def test_bad_config_is_one_clear_error(tmp_path):
-  proc = run_cli(["train", "--config", f"{CONFIGS / 'pretrain.py'}:smoke", "--workdir",
-                  str(tmp_path / "w"), "--config.mesh.data=3", "--config.data.clip_len=50"],
-                 check=False)
+  proc = run_cli(
+    [
+      "train",
+      "--config",
+      f"{CONFIGS / 'pretrain.py'}:smoke",
+      "--workdir",
+      str(tmp_path / "w"),
+      "--config.mesh.data=3",
+      "--config.data.clip_len=50",
+    ],
+    check=False,
+  )
   assert proc.returncode == 2
   assert "Traceback" not in proc.stderr
   assert "mesh" in proc.stderr and "clip_len 50 exceeds" in proc.stderr
   assert not (tmp_path / "w").exists()
-  proc = run_cli(["train", "--config", f"{CONFIGS / 'pretrain.py'}:nope", "--workdir",
-                  str(tmp_path / "w")], check=False)
+  proc = run_cli(
+    ["train", "--config", f"{CONFIGS / 'pretrain.py'}:nope", "--workdir", str(tmp_path / "w")], check=False
+  )
   assert proc.returncode == 2 and "unknown variant" in proc.stderr

@@ -17,67 +17,68 @@ from perfectrep_jax.wild import agreement
 
 @pytest.fixture(scope="module")
 def takes():
-    return agreement.exercise_takes()
+  return agreement.exercise_takes()
 
 
 def test_the_held_out_exercise_takes_are_real_and_named(takes):
-    assert len(takes) >= 5
-    subjects = {meta["subject"] for _, meta in takes.values()}
-    assert subjects <= {"uiprmd_s09", "uiprmd_s10", "hdm05_tr", "cmu_118"}
-    exercises = {agreement.exercise_of(meta) for _, meta in takes.values()}
-    assert "squat" in exercises                     # 'deep squat' and 'squat (bodyweight, arms free)'
-    for world, meta in takes.values():
-        assert world.shape[1:] == (17, 3) and len(world) >= 2 * 50
+  assert len(takes) >= 5
+  subjects = {meta["subject"] for _, meta in takes.values()}
+  assert subjects <= {"uiprmd_s09", "uiprmd_s10", "hdm05_tr", "cmu_118"}
+  exercises = {agreement.exercise_of(meta) for _, meta in takes.values()}
+  assert "squat" in exercises  # 'deep squat' and 'squat (bodyweight, arms free)'
+  for world, _ in takes.values():
+    assert world.shape[1:] == (17, 3) and len(world) >= 2 * 50
 
 
 def test_the_true_motion_seen_from_the_camera_agrees(takes):
-    report = agreement.feedback_agreement(lift=lambda kp, seen: seen["camera"], takes=takes, views=1)
-    rows, summary = report["takes"], report["summary"]
-    assert summary["views"] == len(takes)
-    for row in rows:
-        assert row["p_mpjpe_mm"] < 1e-6
-        assert row["false"] == [], row               # no finding the true 3D does not have
-        assert row["lifted_reps"] == row["true_reps"], row
-        assert abs(row["score_diff"]) <= 10.0, row  # the vertical is estimated, not given
-    assert summary["reps_exact"] == summary["views"] == summary["score_within_10"]
+  report = agreement.feedback_agreement(lift=lambda kp, seen: seen["camera"], takes=takes, views=1)
+  rows, summary = report["takes"], report["summary"]
+  assert summary["views"] == len(takes)
+  for row in rows:
+    assert row["p_mpjpe_mm"] < 1e-6
+    assert row["false"] == [], row  # no finding the true 3D does not have
+    assert row["lifted_reps"] == row["true_reps"], row
+    assert abs(row["score_diff"]) <= 10.0, row  # the vertical is estimated, not given
+  assert summary["reps_exact"] == summary["views"] == summary["score_within_10"]
 
 
 def test_a_lifter_without_depth_is_caught(takes):
-    def flat(keypoints, seen):
-        out = np.zeros(keypoints.shape, np.float64)
-        out[..., :2] = keypoints[..., :2]
-        return out
+  def flat(keypoints, seen):
+    out = np.zeros(keypoints.shape, np.float64)
+    out[..., :2] = keypoints[..., :2]
+    return out
 
-    report = agreement.feedback_agreement(lift=flat, takes=takes, views=1)
-    summary = report["summary"]
-    assert summary["p_mpjpe_mm"] > 50.0
-    disagreeing = summary["views"] - min(summary["same_findings"], summary["score_within_10"])
-    assert disagreeing >= 1, report["takes"]
+  report = agreement.feedback_agreement(lift=flat, takes=takes, views=1)
+  summary = report["summary"]
+  assert summary["p_mpjpe_mm"] > 50.0
+  disagreeing = summary["views"] - min(summary["same_findings"], summary["score_within_10"])
+  assert disagreeing >= 1, report["takes"]
 
 
 def test_views_are_seeded_and_differ_between_views(takes):
-    name = sorted(takes)[0]
-    one = {name: takes[name]}
-    seen = []
-    agreement.feedback_agreement(lift=lambda kp, s: seen.append(kp) or s["camera"], takes=one, views=2)
-    again = []
-    agreement.feedback_agreement(lift=lambda kp, s: again.append(kp) or s["camera"], takes=one, views=2)
-    np.testing.assert_array_equal(seen[0], again[0])
-    assert not np.allclose(seen[0][..., :2], seen[1][..., :2])
+  name = sorted(takes)[0]
+  one = {name: takes[name]}
+  seen = []
+  agreement.feedback_agreement(lift=lambda kp, s: seen.append(kp) or s["camera"], takes=one, views=2)
+  again = []
+  agreement.feedback_agreement(lift=lambda kp, s: again.append(kp) or s["camera"], takes=one, views=2)
+  np.testing.assert_array_equal(seen[0], again[0])
+  assert not np.allclose(seen[0][..., :2], seen[1][..., :2])
 
 
 def test_the_shipped_lifter_keeps_what_its_model_json_says(takes):
-    from perfectrep_jax.models.model_dir import load_model, make_apply_fn
-    from perfectrep_jax.weights import DEFAULT_LIFTER
+  from perfectrep_jax.models.model_dir import load_model, make_apply_fn
+  from perfectrep_jax.weights import DEFAULT_LIFTER
 
-    assert (DEFAULT_LIFTER / "model.json").is_file(), "the package ships a default lifter"
-    recorded = json.loads((DEFAULT_LIFTER / "model.json").read_text())["feedback"]
-    model, meta = load_model(DEFAULT_LIFTER)
-    report = agreement.feedback_agreement(make_apply_fn(model), meta["config"]["maxlen"], takes=takes,
-                                          views=2, noise=1.0)
-    # The same seeded views: the figures published beside the weights are reproduced here (counts
-    # exactly; means to round-off of another CPU's float order).
-    got, want = report["summary"], recorded["detector_2d"]
-    assert got.keys() == want.keys()
-    for key in want:
-        assert got[key] == pytest.approx(want[key], abs=0.5), key
+  assert (DEFAULT_LIFTER / "model.json").is_file(), "the package ships a default lifter"
+  recorded = json.loads((DEFAULT_LIFTER / "model.json").read_text())["feedback"]
+  model, meta = load_model(DEFAULT_LIFTER)
+  report = agreement.feedback_agreement(
+    make_apply_fn(model), meta["config"]["maxlen"], takes=takes, views=2, noise=1.0
+  )
+  # The same seeded views: the figures published beside the weights are reproduced here (counts
+  # exactly; means to round-off of another CPU's float order).
+  got, want = report["summary"], recorded["detector_2d"]
+  assert got.keys() == want.keys()
+  for key in want:
+    assert got[key] == pytest.approx(want[key], abs=0.5), key

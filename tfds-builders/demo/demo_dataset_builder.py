@@ -8,4 +8,4 @@ from perfectrep_jax.data.builders.demo import Demo
 
 
 class Builder(Demo):
-    """``Demo``, named ``demo`` by TFDS from this module's name."""
+  """``Demo``, named ``demo`` by TFDS from this module's name."""

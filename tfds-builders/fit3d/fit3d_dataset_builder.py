@@ -8,4 +8,4 @@ from perfectrep_jax.data.builders.fit3d import Fit3D
 
 
 class Builder(Fit3D):
-    """``Fit3D``, named ``fit3d`` by TFDS from this module's name."""
+  """``Fit3D``, named ``fit3d`` by TFDS from this module's name."""

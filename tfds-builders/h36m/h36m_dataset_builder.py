@@ -8,4 +8,4 @@ from perfectrep_jax.data.builders.h36m import H36M
 
 
 class Builder(H36M):
-    """``H36M``, named ``h36m`` by TFDS from this module's name."""
+  """``H36M``, named ``h36m`` by TFDS from this module's name."""

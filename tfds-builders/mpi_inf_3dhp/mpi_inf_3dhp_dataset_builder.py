@@ -8,4 +8,4 @@ from perfectrep_jax.data.builders.mpi_inf_3dhp import MpiInf3dhp
 
 
 class Builder(MpiInf3dhp):
-    """``MpiInf3dhp``, named ``mpi_inf_3dhp`` by TFDS from this module's name."""
+  """``MpiInf3dhp``, named ``mpi_inf_3dhp`` by TFDS from this module's name."""

@@ -14,5 +14,15 @@ from perfectrep_jax.data.builders.mpi_inf_3dhp import MpiInf3dhp
 
 BUILDERS = {cls.name: cls for cls in (Demo, Fit3D, H36M, MpiInf3dhp)}
 
-__all__ = ["BUILDERS", "ClipBuilder", "ClipConfig", "Demo", "Fit3D", "Fit3DConfig", "H36M", "H36MConfig",
-           "MpiInf3dhp", "clip_features"]
+__all__ = [
+  "BUILDERS",
+  "ClipBuilder",
+  "ClipConfig",
+  "Demo",
+  "Fit3D",
+  "Fit3DConfig",
+  "H36M",
+  "H36MConfig",
+  "MpiInf3dhp",
+  "clip_features",
+]
