@@ -30,10 +30,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from perfectrep_jax.losses import safe_norm
 from perfectrep_jax.skeleton import BONES, JOINT_INDEX
 
 Array = jnp.ndarray
+
+
+def safe_norm(x: Array, axis: int = -1, keepdims: bool = False) -> Array:
+  """Euclidean norm along ``axis`` whose value and gradient are 0 at a zero vector.
+
+  Uses the double-``where`` trick: the ``sqrt`` never sees a 0, so no ``inf * 0`` appears
+  in the backward pass.
+  """
+  sq = jnp.sum(x * x, axis=axis, keepdims=keepdims)
+  positive = sq > 0
+  return jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), 0.0)
+
 
 NUM_BONES = len(BONES)
 BONE_NAMES: tuple[str, ...] = (

@@ -402,7 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
 
   add_deploy_parsers(sub)
 
-  from perfectrep_jax.train.sweep import add_parser as add_sweep_parser  # sweep
+  from perfectrep_jax.train.sweep_launch import add_parser as add_sweep_parser  # sweep
 
   add_sweep_parser(sub)
 

@@ -24,6 +24,8 @@ from typing import NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
+from perfectrep_jax import bones
+from perfectrep_jax.bones import safe_norm
 from perfectrep_jax.skeleton import BONE_ANGLE_PAIRS, BONES
 
 Array = jnp.ndarray
@@ -39,17 +41,6 @@ ACOS_EPS = 1e-7  # upstream clamps the cosine to [-1 + 1e-7, 1 - 1e-7] before ac
 
 
 # --------------------------------------------------------------------------- helpers
-def safe_norm(x: Array, axis: int = -1, keepdims: bool = False) -> Array:
-  """Euclidean norm along ``axis`` whose value and gradient are 0 at a zero vector.
-
-  Uses the double-``where`` trick: the ``sqrt`` never sees a 0, so no ``inf * 0`` appears
-  in the backward pass.
-  """
-  sq = jnp.sum(x * x, axis=axis, keepdims=keepdims)
-  positive = sq > 0
-  return jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), 0.0)
-
-
 def _masked_mean(x: Array, mask: Array | None) -> Array:
   """Mean of ``x``; with a mask (broadcastable to ``x``), the mean over its true entries (0 if none)."""
   if mask is None:
@@ -408,8 +399,6 @@ def pose_loss(
   )
   active = {field: name for field, name in CONSTRAINT_TERMS.items() if not _is_zero(getattr(w, field))}
   if active:
-    from perfectrep_jax import bones  # bones builds on this module
-
     functions = {
       "hinge": bones.hinge_loss,
       "symmetry": bones.symmetry_loss,

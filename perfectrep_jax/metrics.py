@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 import jax.numpy as jnp
 import numpy as np
 
-from perfectrep_jax.losses import safe_norm
+from perfectrep_jax.bones import safe_norm
 
 
 def _pair(pred, gt) -> tuple[np.ndarray, np.ndarray]:

@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from perfectrep_jax.form.analyze import Analysis
+from perfectrep_jax.form.analysis import Analysis
 
 _LEFT, _RIGHT, _MID = "#1f77b4", "#d62728", "#2ca02c"
 _REP_COLOURS = ("#fde9c9", "#dbe9f6")

@@ -16,9 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from perfectrep_jax.errors import UserError
-from perfectrep_jax.form.analyze import Analysis
+from perfectrep_jax.form import plots
+from perfectrep_jax.form.analysis import Analysis
 from perfectrep_jax.form.figures import FIGURES
 from perfectrep_jax.fileio import atomic_write_bytes
+from perfectrep_jax.skeleton import BONES, JOINT_INDEX
 
 REPORT_VERSION = 1
 
@@ -247,8 +249,6 @@ def skeleton_png(image: np.ndarray | None, keypoints: np.ndarray, title: str) ->
   left out."""
   from matplotlib.figure import Figure
 
-  from perfectrep_jax.skeleton import BONES, JOINT_INDEX
-
   kp = np.asarray(keypoints, np.float64)
   conf = kp[:, 2] if kp.shape[1] > 2 else np.ones(len(kp))
   fig = Figure(figsize=(5, 5 if image is None else 5 * image.shape[0] / max(image.shape[1], 1)))
@@ -331,8 +331,6 @@ def write_report(
   written = {}
   try:
     if html:
-      from perfectrep_jax.form import plots
-
       images = {}
       if keypoints_2d is not None:
         kp = np.asarray(keypoints_2d)

@@ -8,7 +8,6 @@ and refuses to reuse a run directory for different settings.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shlex
 import unicodedata
@@ -18,10 +17,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from perfectrep_jax.errors import UserError
-from perfectrep_jax.train import rundir
-from perfectrep_jax.train.sweep import LoadedSweep, Run, check_runs
+from perfectrep_jax.train import rundir, sweep_summary
+from perfectrep_jax.train.sweep import (
+  LoadedSweep,
+  Run,
+  check_runs,
+  load_sweep,
+  read_state,
+  write_state,
+)
 
-STATE_FILE = "sweep.json"
 LOG_FILE = "train.log"
 JOB_FILE = "job.sbatch"
 REPO = Path(__file__).resolve().parents[2]
@@ -31,22 +36,6 @@ REPO = Path(__file__).resolve().parents[2]
 def settings(loaded: LoadedSweep, run: Run) -> dict:
   """What makes a run the run it is: the config file, variant and flags."""
   return {"config": loaded.config_spec(None), "flags": run.flags}
-
-
-def read_state(run_dir: Path) -> dict:
-  try:
-    return json.loads((Path(run_dir) / STATE_FILE).read_text())
-  except (FileNotFoundError, json.JSONDecodeError):
-    return {}
-
-
-def write_state(run_dir: Path, state: dict) -> None:
-  """Writes ``sweep.json`` through a temporary file (never half-written)."""
-  run_dir = Path(run_dir)
-  run_dir.mkdir(parents=True, exist_ok=True)
-  tmp = run_dir / f".{STATE_FILE}.tmp"
-  tmp.write_text(json.dumps(state, indent=2) + "\n")
-  os.replace(tmp, run_dir / STATE_FILE)
 
 
 def check_settings(loaded: LoadedSweep, workdir: Path) -> None:
@@ -101,8 +90,6 @@ def run_local(
   Raises:
     UserError: a config is invalid, a run directory holds another run, or runs failed.
   """
-  from perfectrep_jax.train import sweep_summary
-
   workdir = Path(workdir)
   check_runs(loaded.runs, mesh_devices=True)
   check_settings(loaded, workdir)
@@ -354,3 +341,99 @@ def emit_tpu(
       f"gcloud compute tpus tpu-vm ssh {' '.join(target)} --worker=all --command={shlex.quote(remote)}"
     )
   return lines
+
+
+def add_parser(subparsers) -> None:
+  """Adds ``perfectrep-jax sweep`` to the CLI's subcommands."""
+  p = subparsers.add_parser(
+    "sweep",
+    help="run, submit or summarise a grid of configs (configs/sweeps/*.py)",
+    description="Runs a sweep's runs one after another in WORKDIR/<run name> (finished runs "
+    "are skipped), writes SLURM job scripts or TPU-pod commands for them "
+    "(--emit), or tabulates their best metrics (--summary).",
+  )
+  p.add_argument("sweep", help="configs/sweeps/NAME.py[:arg], or NAME[:arg]")
+  p.add_argument("--workdir", required=True, help="directory holding one directory per run")
+  mode = p.add_mutually_exclusive_group()
+  mode.add_argument(
+    "--emit",
+    choices=("slurm", "tpu"),
+    default=None,
+    help="slurm: write WORKDIR/<run>/job.sbatch and print the sbatch commands; "
+    "tpu: print one gcloud tpu-vm ssh --worker=all command per run",
+  )
+  mode.add_argument(
+    "--summary",
+    action="store_true",
+    help="print the runs with their best metrics, flagging (!) runs that diverged "
+    "or never improved on their first evaluation; write WORKDIR/summary.csv "
+    "(and, for pose runs, per_action.csv/.json: P1/P2 per action per run)",
+  )
+  mode.add_argument("--list", action="store_true", help="print the runs and their flags")
+  p.add_argument(
+    "--num-devices",
+    type=int,
+    default=None,
+    help="--emit: check each run's mesh against this many devices (the cluster's)",
+  )
+  p.add_argument("--fail-fast", action="store_true", help="stop the local sweep at a failed run")
+  p.add_argument(
+    "--template",
+    default=None,
+    help="--emit slurm: the batch script to start from (default launch/slurm.sbatch)",
+  )
+  p.add_argument(
+    "--sbatch",
+    default="",
+    help="--emit slurm: extra sbatch options baked into each script, e.g. "
+    '--sbatch="--nodes=2 --ntasks-per-node=8 --gpus-per-node=8"',
+  )
+  p.add_argument("--tpu", default=None, help="--emit tpu: TPU VM name (default: $TPU_NAME)")
+  p.add_argument("--zone", default=None, help="--emit tpu: zone (default: $ZONE)")
+  p.add_argument("--project", default=None, help="--emit tpu: Google Cloud project")
+  p.add_argument(
+    "--repo-dir",
+    default="~/perfectrep-jax",
+    help="--emit tpu: where this repository is checked out on every TPU worker",
+  )
+  p.set_defaults(func=command)
+
+
+def command(args) -> None:
+  """``perfectrep-jax sweep``: dispatches to list / summary / emit / local runs."""
+  loaded = load_sweep(args.sweep)
+  workdir = Path(args.workdir)
+  if args.list:
+    for run in loaded.runs:
+      print(f"{run.name}\t{' '.join(run.flags)}")
+    return
+  if args.summary:
+    rows = sweep_summary.summarize(loaded, workdir)
+    print(sweep_summary.format_table(rows))
+    path = sweep_summary.write_csv(rows, workdir / "summary.csv")
+    print(f"wrote {path}")
+    table = sweep_summary.per_action(loaded, workdir)
+    if table is not None:  # pose runs: P1 / P2 per action per run, side by side
+      print("\nP1 / P2 (mm) per action at each run's best evaluation:")
+      print(sweep_summary.format_per_action(table))
+      print("wrote " + ", ".join(str(p) for p in sweep_summary.write_per_action(table, workdir)))
+    return
+  if args.emit == "slurm":
+    for line in emit_slurm(
+      loaded, workdir, template=args.template, sbatch_options=args.sbatch, num_devices=args.num_devices
+    ):
+      print(line)
+    return
+  if args.emit == "tpu":
+    for line in emit_tpu(
+      loaded,
+      args.workdir,
+      tpu=args.tpu,
+      zone=args.zone,
+      project=args.project,
+      repo_dir=args.repo_dir,
+      num_devices=args.num_devices,
+    ):
+      print(line)
+    return
+  run_local(loaded, workdir, fail_fast=args.fail_fast)

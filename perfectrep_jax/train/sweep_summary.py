@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from perfectrep_jax.fileio import atomic_write_bytes
-from perfectrep_jax.train.sweep import LoadedSweep, short_value
+from perfectrep_jax.train.sweep import LoadedSweep, read_state, short_value
 
 SKIP = {"step", "split", "eval_clips"}
 
@@ -87,8 +87,6 @@ def run_flag(records: Sequence[dict]) -> str:
 
 def run_row(run_dir: Path) -> dict[str, Any]:
   """Status, steps and best evaluation of one run directory (overrides not included)."""
-  from perfectrep_jax.train.sweep_launch import read_state
-
   records = _read_jsonl(run_dir / "metrics.jsonl")
   state = read_state(run_dir)
   try:

@@ -27,7 +27,8 @@ import numpy as np
 from perfectrep_jax.data import mocap, shared
 from perfectrep_jax.errors import UserError
 from perfectrep_jax.form import rules
-from perfectrep_jax.form.analyze import Analysis, analyze_motion
+from perfectrep_jax.form.analysis import Analysis
+from perfectrep_jax.form.analyze import analyze_motion
 from perfectrep_jax.metrics import p_mpjpe_per_pose
 from perfectrep_jax.wild.keypoints import fill_missing
 from perfectrep_jax.wild.lift import LiftFn, lift_keypoints, uncertainty
