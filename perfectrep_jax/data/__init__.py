@@ -6,6 +6,9 @@
 - ``sequences``: one camera view of a sequence, normalised; ``ClipSource`` cuts it into examples.
 - ``shared``: where public data is read from (``$PERFECTREP_JAX_DATA`` or ``../shared``).
 - ``demo``: the real mocap of the data folder seen through virtual cameras (no download).
+- ``mocap``: all of that mocap, each training clip filmed by a new phone-like camera with
+  detector-like 2D (the default lifter's data); ``view`` films a whole take.
+- ``moves``: on-device 2D augmentation of action clips; ``bundled``: files shipped inside the package.
 - ``builders``: TFDS builders (``fit3d``, ``h36m``, ``mpi_inf_3dhp``, ``demo``) writing array_record;
   ``prepare``: runs one (``perfectrep-jax prepare``).
 - ``pipeline``: grain training / evaluation pipelines and ``make_global_batch``.
