@@ -159,6 +159,8 @@ def publish(
     if out.exists():
       shutil.rmtree(out)
     shutil.move(str(written), str(out))
+    for folder in (out, *(p for p in out.rglob("*") if p.is_dir())):
+      folder.chmod(0o755)  # the staging folder was private; the package's files are everyone's to read
   finally:
     shutil.rmtree(staging, ignore_errors=True)
   return {"out": str(out), **record}
