@@ -350,7 +350,10 @@ def _train_and_evaluate(config, workdir: Path, parts) -> dict[str, float]:
   last_eval: dict[str, float] = {}
   step = int(progress["step"])
 
+  saved_steps: set[int] = set()
+
   def checkpoint(step, metric=None, force=False):
+    saved_steps.add(step)
     checkpoints.save(
       mngr,
       step,
@@ -380,8 +383,11 @@ def _train_and_evaluate(config, workdir: Path, parts) -> dict[str, float]:
     pending = []
     while step < config.total_steps:
       if stop["signal"] is not None:
-        print(f"received signal {stop['signal']}: saving step {step} and stopping", flush=True)
-        checkpoint(step, force=True)
+        if step in saved_steps:  # stopped right after this step's own save (an evaluated step)
+          print(f"received signal {stop['signal']}: step {step} is saved; stopping", flush=True)
+        else:
+          print(f"received signal {stop['signal']}: saving step {step} and stopping", flush=True)
+          checkpoint(step, force=True)
         break
       local = next_local_batch()
       batch = pipeline.make_global_batch({k: local[k] for k in _device_fields(task)}, mesh, batch_sh.spec)
@@ -424,11 +430,15 @@ def _train_and_evaluate(config, workdir: Path, parts) -> dict[str, float]:
 
 def _fault_injection(mngr, step: int) -> None:
   """``PERFECTREP_JAX_KILL_AFTER_CHECKPOINT=N``: SIGKILL this process once the checkpoint of step
-  N is committed, as a preempted machine would die (used by the resume tests)."""
+  N is committed, as a preempted machine would die; ``PERFECTREP_JAX_TERM_AFTER_CHECKPOINT=N``:
+  SIGTERM it right after that save, as a scheduler's notice landing then would (resume tests)."""
   target = os.environ.get("PERFECTREP_JAX_KILL_AFTER_CHECKPOINT")
   if target and int(target) == step:
     checkpoints.write_digests(mngr)
     os.kill(os.getpid(), signal.SIGKILL)
+  target = os.environ.get("PERFECTREP_JAX_TERM_AFTER_CHECKPOINT")
+  if target and int(target) == step:
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def load_initialisation(config, parts, params, stats):

@@ -138,6 +138,22 @@ def test_sigterm_saves_exits_143_and_says_preempted(preempted_run):
   assert not (workdir / rundir.LOCK_FILE).exists()
 
 
+def test_sigterm_just_after_an_evaluated_steps_save_stops_cleanly(tmp_path):
+  # The step was saved with its evaluation; the stop must not save it again (orbax refuses a
+  # second save of a step: this used to end in a traceback with status.json still 'running').
+  workdir = tmp_path / "run"
+  args = ["train", *SMOKE, "--workdir", str(workdir), "--config.total_steps=12"]
+  args += ["--config.eval_every=4", "--config.checkpoint_every=100"]
+  proc = run_cli(args, env={"PERFECTREP_JAX_TERM_AFTER_CHECKPOINT": "4"}, check=False)
+  assert proc.returncode == rundir.PREEMPTED_EXIT, proc.stderr[-2000:]
+  assert "Traceback" not in proc.stderr and "step 4 is saved; stopping" in proc.stdout
+  status = rundir.read_status(workdir)
+  assert status["status"] == "preempted" and status["step"] == 4
+  assert (workdir / "checkpoints" / "4" / "digest.json").is_file()
+  again = run_cli(args)  # and it resumes from there to the end
+  assert "resumed from" in again.stdout and rundir.read_status(workdir)["status"] == "finished"
+
+
 def test_a_second_train_on_a_locked_directory_gets_one_line(preempted_run):
   workdir = preempted_run[0]
   files = sorted(p.name for p in workdir.iterdir())
