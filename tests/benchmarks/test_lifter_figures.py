@@ -48,7 +48,7 @@ def test_block_reports_errors_baseline_feedback_and_provenance(tmp_path):
     },
     "weight_bytes": 3 * 2**20,
   }
-  mlp = {"clean_2d": _figures(100.0), "detector_2d": _figures(120.0)}
+  mlp = {"clean_2d": _figures(100.0), "detector_2d": _figures(120.0), "step": 3000, "total_steps": 4500}
   text = mod.block(meta, mlp, "2026-12-01", "python benchmarks/lifter_figures.py")
   assert text.startswith(mod.BEGIN) and text.endswith(mod.END)
   assert "| clean 2D | 50.0 mm | 35.0 mm | 25.0 mm | 80.0% | <= 60 / 40 mm |" in text
@@ -56,9 +56,14 @@ def test_block_reports_errors_baseline_feedback_and_provenance(tmp_path):
     "| deep squat | 45.0 mm | 65.0 mm |" in text
     and "jump" not in text.split("Per exercise")[1].split("\n\n")[1]
   )
-  assert "the DSTformer is 50% below it" in text
+  assert "the DSTformer is 50% below it" in text and "at step 3000 of the same 4500-step schedule" in text
   assert "| detector-like 2D | 14 | 12 | 1 | 13 | 14 | 3.2 |" in text
-  assert "MotionBERT: 16.9 mm" in text and "step 4500" in text and "3.0 MiB" in text
+  assert (
+    "Written 2026-12-01 by" in text
+    and "MotionBERT: 16.9 mm" in text
+    and "step 4500" in text
+    and "3.0 MiB" in text
+  )
   readme = tmp_path / "README.md"
   readme.write_text(f"a\n{mod.BEGIN}\nold\n{mod.END}\nb\n")
   mod.write_readme(text, readme)
