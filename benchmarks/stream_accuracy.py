@@ -25,29 +25,10 @@ from perfectrep_jax.deploy.online_reps import OnlineRepCounter
 from perfectrep_jax.deploy.stream import StreamingLifter
 from perfectrep_jax.deploy.stream_io import make_lift_fn
 from perfectrep_jax.form.reps import segment_repetitions
-from perfectrep_jax.skeleton import JOINT_INDEX as J, coco_to_h36m
+from perfectrep_jax.skeleton import H36M_FOR_COCO, coco_to_h36m
 from perfectrep_jax.wild import lift
 
 SIZE = (demo.INTRINSICS.res_w, demo.INTRINSICS.res_h)
-H36M_FOR_COCO = (
-  J["nose"],
-  J["head"],
-  J["head"],
-  J["head"],
-  J["head"],
-  J["left_shoulder"],
-  J["right_shoulder"],
-  J["left_elbow"],
-  J["right_elbow"],
-  J["left_wrist"],
-  J["right_wrist"],
-  J["left_hip"],
-  J["right_hip"],
-  J["left_knee"],
-  J["right_knee"],
-  J["left_ankle"],
-  J["right_ankle"],
-)
 
 
 def filmed(take: str, motion: np.ndarray):

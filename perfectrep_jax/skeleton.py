@@ -221,3 +221,29 @@ MPI_INF_3DHP_JOINTS: tuple[str, ...] = (
 )
 # H36M joint j <- MPI-INF-3DHP joint MPI_INF_3DHP_TO_H36M[j] (3DHP's "head" stands in for the nose).
 MPI_INF_3DHP_TO_H36M: tuple[int, ...] = (14, 8, 9, 10, 11, 12, 13, 15, 1, 16, 0, 5, 6, 7, 2, 3, 4)
+
+
+# COCO-17 keypoint <- Human3.6M-17 joint, to fake a detector's output from motion capture (the eyes
+# and ears sit on the head joint; ``coco_to_h36m`` maps them back to it).
+H36M_FOR_COCO: tuple[int, ...] = tuple(
+  JOINT_INDEX[name]
+  for name in (
+    "nose",
+    "head",
+    "head",
+    "head",
+    "head",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "left_hip",
+    "right_hip",
+    "left_knee",
+    "right_knee",
+    "left_ankle",
+    "right_ankle",
+  )
+)

@@ -30,6 +30,7 @@ from perfectrep_jax.fileio import atomic_write_bytes
 from perfectrep_jax.models import model_dir
 from perfectrep_jax.train import trainer
 from perfectrep_jax.weights import DEFAULT_LIFTER
+from perfectrep_jax.wild.agreement import feedback_agreement
 
 MAX_WEIGHT_BYTES = 20 * 2**20  # what the package may carry
 FIGURES = ("mpjpe", "p_mpjpe", "n_mpjpe", "mpjve", "depth_mm", "pck150", "auc", "eval_clips")
@@ -92,10 +93,7 @@ def held_out_figures(config, workdir: str | Path, step: int | None = None) -> di
 def feedback_figures(model, maxlen: int, views: int = 2) -> dict[str, Any]:
   """Feedback agreement (``wild.agreement``) of the held-out exercise takes, from clean and from
   detector-like 2D: the summary of each and the per-take rows of the detector-like one."""
-  from perfectrep_jax.models.model_dir import make_apply_fn
-  from perfectrep_jax.wild.agreement import feedback_agreement
-
-  lift_fn = make_apply_fn(model)
+  lift_fn = model_dir.make_apply_fn(model)
   clean = feedback_agreement(lift_fn, maxlen, views=views, noise=0.0)
   detector = feedback_agreement(lift_fn, maxlen, views=views, noise=1.0)
   return {

@@ -8,32 +8,11 @@ import numpy as np
 import pytest
 
 from perfectrep_jax.data import cameras, demo
-from perfectrep_jax.skeleton import JOINT_INDEX as J
+from perfectrep_jax.skeleton import H36M_FOR_COCO, JOINT_INDEX as J
 from tests.conftest import TINY  # noqa: F401  (tests import it from here)
 
 IMAGE_SIZE = (demo.INTRINSICS.res_w, demo.INTRINSICS.res_h)
 MOCAP_FPS = 50.0
-# COCO-17 keypoint <- Human3.6M-17 joint, to fake a detector's output from motion capture (the
-# eyes and ears sit on the head joint; coco_to_h36m maps them back to it).
-H36M_FOR_COCO = (
-  J["nose"],
-  J["head"],
-  J["head"],
-  J["head"],
-  J["head"],
-  J["left_shoulder"],
-  J["right_shoulder"],
-  J["left_elbow"],
-  J["right_elbow"],
-  J["left_wrist"],
-  J["right_wrist"],
-  J["left_hip"],
-  J["right_hip"],
-  J["left_knee"],
-  J["right_knee"],
-  J["left_ankle"],
-  J["right_ankle"],
-)
 
 
 @pytest.fixture(scope="session")
