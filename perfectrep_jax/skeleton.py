@@ -226,24 +226,5 @@ MPI_INF_3DHP_TO_H36M: tuple[int, ...] = (14, 8, 9, 10, 11, 12, 13, 15, 1, 16, 0,
 # COCO-17 keypoint <- Human3.6M-17 joint, to fake a detector's output from motion capture (the eyes
 # and ears sit on the head joint; ``coco_to_h36m`` maps them back to it).
 H36M_FOR_COCO: tuple[int, ...] = tuple(
-  JOINT_INDEX[name]
-  for name in (
-    "nose",
-    "head",
-    "head",
-    "head",
-    "head",
-    "left_shoulder",
-    "right_shoulder",
-    "left_elbow",
-    "right_elbow",
-    "left_wrist",
-    "right_wrist",
-    "left_hip",
-    "right_hip",
-    "left_knee",
-    "right_knee",
-    "left_ankle",
-    "right_ankle",
-  )
+  JOINT_INDEX["head"] if name.endswith(("_eye", "_ear")) else JOINT_INDEX[name] for name in COCO_JOINTS
 )
