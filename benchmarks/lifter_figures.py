@@ -29,6 +29,7 @@ ANCHORS = (
   "VideoPose3D: 46.8 mm from CPN detections (both on Human3.6M, Protocol #1)"
 )
 TARGETS = {"clean_2d": (60.0, 40.0), "detector_2d": (75.0, 50.0)}  # MPJPE, P-MPJPE (issue 17)
+INPUTS = {"clean_2d": "clean 2D", "detector_2d": "detector-like 2D"}  # the two evaluations publish makes
 EXERCISES = ("deep squat", "squat", "sit to stand", "two-footed forward hops")
 
 
@@ -62,7 +63,7 @@ def block(meta: dict, mlp: dict | None, when: str, command: str) -> str:
     "| 2D input | MPJPE | P-MPJPE | depth error | PCK@150 mm | target (MPJPE / P-MPJPE) |",
     "|---|---|---|---|---|---|",
   ]
-  for name, label in (("clean_2d", "clean 2D"), ("detector_2d", "detector-like 2D")):
+  for name, label in INPUTS.items():
     f = held[name]
     rows.append(
       f"| {label} | {_mm(f['mpjpe'])} | {_mm(f['p_mpjpe'])} | {_mm(f.get('depth_mm'))} | "
@@ -105,7 +106,7 @@ def block(meta: dict, mlp: dict | None, when: str, command: str) -> str:
       "| mean score gap |",
       "|---|---|---|---|---|---|---|",
     ]
-    for name, label in (("clean_2d", "clean 2D"), ("detector_2d", "detector-like 2D")):
+    for name, label in INPUTS.items():
       s = feedback[name]
       lines.append(
         f"| {label} | {s['views']} | {s['same_findings']} | {s['with_false_findings']} | "
