@@ -11,10 +11,12 @@ checkpoints under ``checkpoints/<step>/model``; ``load_model`` reads either.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,65 @@ KINDS = ("lifter", "action", "mlp_lifter")
 
 # What a checkpoint stores of a model: its parameters and BatchNorm statistics, not RNG state.
 WEIGHTS = nnx.Any(nnx.Param, nnx.BatchStat)
+
+
+# ---------------------------------------------------------------------------- config.model -> model config
+# A training config's ``model`` section: the DSTformer's fields, ``name`` (which lifter) and the
+# MLP baseline's widths. Fields it leaves out take the config dataclasses' own defaults.
+MODEL_NAMES = {"dstformer": "lifter", "mlp": "mlp_lifter"}
+_DSTFORMER_FIELDS = frozenset(f.name for f in dataclasses.fields(DSTformerConfig))
+_MLP_WIDTHS = {"mlp_hidden": "hidden", "mlp_blocks": "num_blocks"}  # config field -> MLPLifterConfig's
+_MLP_SHARED = ("dim_in", "dim_out", "num_joints", "drop_rate", "maxlen")  # the same name in both
+MODEL_FIELDS = _DSTFORMER_FIELDS | {"name", *_MLP_WIDTHS}
+
+
+def _section(model: Mapping[str, Any]) -> dict[str, Any]:
+  """A ``model`` section (an ml_collections ConfigDict or any mapping) as a plain dict."""
+  return model.to_dict() if hasattr(model, "to_dict") else dict(model)
+
+
+def backbone_config(model: Mapping[str, Any]) -> DSTformerConfig:
+  """A config's ``model`` section -> the DSTformer's config (the lifter, or an action model's
+  backbone); ``name`` and the ``mlp_*`` widths are not the DSTformer's and are skipped.
+
+  Raises:
+    ValueError: a field no model knows (``unknown fields [...]``), or a value the config refuses.
+  """
+  m = _section(model)
+  unknown = sorted(set(m) - MODEL_FIELDS)
+  if unknown:
+    raise ValueError(f"unknown fields {unknown}")
+  return DSTformerConfig(**{k: v for k, v in m.items() if k in _DSTFORMER_FIELDS})
+
+
+def lifter_config(model: Mapping[str, Any]) -> DSTformerConfig | MLPLifterConfig:
+  """A config's ``model`` section -> the lifter's config, by ``model.name``: ``dstformer`` (the
+  default) or ``mlp``, the per-frame baseline (widths ``mlp_hidden``, ``mlp_blocks``; ``dim_in``,
+  ``dim_out``, ``num_joints``, ``drop_rate``, ``maxlen`` shared with the DSTformer's fields).
+
+  Raises:
+    ValueError: an unknown name or field, or a value the config refuses.
+  """
+  m = _section(model)
+  name = m.get("name", "dstformer")
+  if name not in MODEL_NAMES:
+    raise ValueError(f"model.name: {' or '.join(MODEL_NAMES)}, not {name!r}")
+  if name == "mlp":
+    unknown = sorted(set(m) - MODEL_FIELDS)
+    if unknown:
+      raise ValueError(f"unknown fields {unknown}")
+    fields = {k: m[k] for k in _MLP_SHARED if k in m}
+    fields.update({ours: m[field] for field, ours in _MLP_WIDTHS.items() if field in m})
+    return MLPLifterConfig(**fields)
+  return backbone_config(m)
+
+
+def config_kind(config: DSTformerConfig | ActionConfig | MLPLifterConfig) -> str:
+  """The model kind (one of ``KINDS``) a model config builds."""
+  for kind, cls in (("lifter", DSTformerConfig), ("action", ActionConfig), ("mlp_lifter", MLPLifterConfig)):
+    if isinstance(config, cls):
+      return kind
+  raise TypeError(f"not a perfectrep_jax model config: {type(config).__name__}")
 
 
 def model_kind(model: nnx.Module) -> str:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import jax
 
 from perfectrep_jax.errors import UserError
+from perfectrep_jax.train.optim import SCHEDULES
 
 
 def describe_data(config) -> str:
@@ -27,7 +27,7 @@ def check_config(config) -> None:
   from perfectrep_jax.data.corruption import CorruptionConfig
   from perfectrep_jax.data.pipeline import PipelineConfig
   from perfectrep_jax.losses import LossWeights
-  from perfectrep_jax.models import DSTformerConfig
+  from perfectrep_jax.models import model_dir
   from perfectrep_jax.train.sharding import mesh_shape
 
   problems: list[str] = []
@@ -47,33 +47,12 @@ def check_config(config) -> None:
       problems.append(f"{name}: must be positive, got {config[name]}")
   if config.eval_every < 0:
     problems.append(f"eval_every: must be >= 0, got {config.eval_every}")
-  extra = {"name", "mlp_hidden", "mlp_blocks"}  # model choice and the MLP baseline's widths
-  fields = {f.name for f in dataclasses.fields(DSTformerConfig)} | extra
-  unknown = sorted(set(config.model) - fields)
-  if unknown:
-    problems.append(f"model: unknown fields {unknown}")
-  elif config.model.get("name", "dstformer") not in ("dstformer", "mlp"):
-    problems.append(f"model.name: dstformer or mlp, not {config.model.name!r}")
-  else:
-    attempt(
-      "model", lambda: DSTformerConfig(**{k: v for k, v in config.model.to_dict().items() if k not in extra})
-    )
-    if config.model.get("name") == "mlp":  # the baseline's own widths, checked as its config
-      from perfectrep_jax.models.baseline import MLPLifterConfig
-
-      m = config.model
-      attempt(
-        "model",
-        lambda: MLPLifterConfig(
-          dim_in=m.dim_in,
-          dim_out=m.get("dim_out", 3),
-          num_joints=m.num_joints,
-          hidden=m.get("mlp_hidden", 1024),
-          num_blocks=m.get("mlp_blocks", 2),
-          drop_rate=m.get("drop_rate", 0.0),
-          maxlen=m.maxlen,
-        ),
-      )
+  attempt("model", lambda: model_dir.backbone_config(config.model))
+  name = config.model.get("name", "dstformer")
+  if name not in model_dir.MODEL_NAMES:
+    problems.append(f"model.name: {' or '.join(model_dir.MODEL_NAMES)}, not {name!r}")
+  elif name != "dstformer":  # the baseline's own widths, checked as its config
+    attempt("model", lambda: model_dir.lifter_config(config.model))
   if not config.data.get("source"):
     problems.append(
       "data.source: name the data, e.g. --config.data.source=demo (the bundled demo "
@@ -109,8 +88,10 @@ def check_config(config) -> None:
     problems.append(f"data.clip_len {config.data.clip_len} exceeds model.maxlen {config.model.maxlen}")
   attempt("corruption", lambda: CorruptionConfig.from_config(config.corruption))
   attempt("loss", lambda: LossWeights.from_mapping(dict(config.loss)))
-  if config.optim.schedule not in ("exponential", "warmup_cosine", "constant"):
-    problems.append(f"optim.schedule: exponential, warmup_cosine or constant, not {config.optim.schedule!r}")
+  if config.optim.schedule not in SCHEDULES:
+    problems.append(f"optim.schedule: one of {', '.join(SCHEDULES)}, not {config.optim.schedule!r}")
+  elif config.optim.schedule == "sgdr":
+    problems += _cycle_problems(config.optim, config.total_steps)
   if config.compute_dtype not in ("float32", "bfloat16", "float16"):
     problems.append(f"compute_dtype: float32, bfloat16 or float16, not {config.compute_dtype!r}")
   attempt("mesh", lambda: mesh_shape(dict(config.mesh), jax.device_count()))
@@ -139,6 +120,7 @@ def check_config(config) -> None:
     if not math.isfinite(value)
   ]
   if problems:
+    problems = list(dict.fromkeys(problems))  # an unknown model field: said once, not per model config
     raise UserError("invalid config:\n  " + "\n  ".join(problems))
 
 
@@ -154,3 +136,26 @@ def _floats(tree, prefix: str = ""):
       yield name, value
     else:
       yield from _floats(value, name)
+
+
+def _cycle_problems(optim, total_steps: int) -> list[str]:
+  """What is wrong with ``sgdr``'s cycles: one entry each, positive lengths adding up to the run."""
+  fields = ("cycle_steps", "cycle_lr_factors", "cycle_warmup_steps")
+  try:
+    steps, factors, warmups = ([float(v) for v in optim.get(f) or ()] for f in fields)
+  except (TypeError, ValueError):
+    return [f"optim.{', optim.'.join(fields)}: lists of numbers for schedule sgdr"]
+  if not steps or not len(steps) == len(factors) == len(warmups):
+    return [
+      f"optim.{', optim.'.join(fields)}: one entry per cycle each for schedule sgdr (got {len(steps)}, {len(factors)}, {len(warmups)})"
+    ]
+  problems = []
+  if sum(steps) != total_steps:
+    problems.append(f"optim.cycle_steps add up to {sum(steps):g}, total_steps is {total_steps}")
+  if any(s < 1 or w < 0 or w >= s for s, w in zip(steps, warmups)):
+    problems.append(
+      "optim.cycle_steps: each cycle at least 1 step, longer than its warm-up (cycle_warmup_steps >= 0)"
+    )
+  if any(not (math.isfinite(f) and f > 0) for f in factors):
+    problems.append("optim.cycle_lr_factors: positive finite numbers")
+  return problems

@@ -26,7 +26,7 @@ import optax
 
 from perfectrep_jax import bones, losses, metrics, skeleton
 from perfectrep_jax.data import corruption, moves
-from perfectrep_jax.models import ActionConfig, DSTformerConfig
+from perfectrep_jax.models import ActionConfig, DSTformerConfig, model_dir
 from perfectrep_jax.models.baseline import MLPLifterConfig
 
 Array = jax.Array
@@ -37,27 +37,6 @@ def flip_joints(x: Array) -> Array:
   """Horizontal flip of (..., J, C) poses: negate x and swap left/right joints."""
   sign = jnp.asarray(_FLIP_SIGN[: x.shape[-1]], x.dtype)
   return x[..., np.asarray(skeleton.FLIP_PERMUTATION), :] * sign
-
-
-def _backbone_config(cfg) -> DSTformerConfig:
-  m = cfg.model
-  return DSTformerConfig(
-    dim_in=m.dim_in,
-    dim_out=m.get("dim_out", 3),
-    dim_feat=m.dim_feat,
-    dim_rep=m.dim_rep,
-    depth=m.depth,
-    num_heads=m.num_heads,
-    mlp_ratio=m.mlp_ratio,
-    num_joints=m.num_joints,
-    maxlen=m.maxlen,
-    qkv_bias=m.get("qkv_bias", True),
-    qk_scale=m.get("qk_scale", None),
-    drop_rate=m.get("drop_rate", 0.0),
-    attn_drop_rate=m.get("attn_drop_rate", 0.0),
-    drop_path_rate=m.get("drop_path_rate", 0.0),
-    att_fuse=m.get("att_fuse", True),
-  )
 
 
 @dataclasses.dataclass
@@ -91,18 +70,7 @@ class PoseTask:
     self.flip_test = bool(cfg.eval.get("flip_test", False))
 
   def model_config(self) -> DSTformerConfig | MLPLifterConfig:
-    if self.kind == "mlp_lifter":
-      m = self.cfg.model
-      return MLPLifterConfig(
-        dim_in=m.dim_in,
-        dim_out=m.get("dim_out", 3),
-        num_joints=m.num_joints,
-        hidden=m.mlp_hidden,
-        num_blocks=m.mlp_blocks,
-        drop_rate=m.get("drop_rate", 0.0),
-        maxlen=m.maxlen,
-      )
-    return _backbone_config(self.cfg)
+    return model_dir.lifter_config(self.cfg.model)
 
   def model_input(self, batch: Mapping[str, Array], key: Array | None) -> Array:
     x = batch["input_2d"]
@@ -412,7 +380,7 @@ class ActionTask:
   def model_config(self) -> ActionConfig:
     width = max(int(self.cfg.action.get("num_classes", 0)), len(self.classes))
     return ActionConfig(
-      backbone=_backbone_config(self.cfg),
+      backbone=model_dir.backbone_config(self.cfg.model),
       num_classes=width,
       hidden_dim=self.cfg.action.hidden_dim,
       dropout_ratio=self.cfg.action.dropout_ratio,
