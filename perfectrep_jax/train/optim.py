@@ -5,10 +5,12 @@ Config fields (``config.optim``):
   weight_decay: AdamW's decoupled weight decay (PyTorch's AdamW: applied to every parameter).
   b1, b2, eps: Adam's constants (PyTorch defaults 0.9, 0.999, 1e-8).
   schedule: ``exponential`` (upstream: ``lr *= lr_decay`` after every epoch) | ``warmup_cosine``
-    | ``constant``.
+    | ``sgdr`` (warm-up cosine cycles, restarted: Loshchilov & Hutter 2017) | ``constant``.
   lr_decay: the per-epoch factor of ``exponential``.
   warmup_steps: linear warm-up of ``warmup_cosine`` (and optional for the others).
-  end_lr_factor: the cosine's final learning rate as a fraction of ``lr``.
+  end_lr_factor: the cosine's final learning rate as a fraction of its peak.
+  cycle_steps, cycle_lr_factors, cycle_warmup_steps: ``sgdr``'s cycles, one entry each: length in
+    steps (they add up to ``total_steps``), peak as a fraction of ``lr``, linear warm-up steps.
   clip_norm: clip gradients to this global norm (0 = off).
   accumulate_steps: average gradients over this many micro-batches before each update.
   backbone_lr_mult: learning rate of every parameter outside the top-level ``head`` (the
@@ -23,6 +25,9 @@ from typing import Any
 
 import jax
 import optax
+
+
+SCHEDULES = ("exponential", "warmup_cosine", "sgdr", "constant")
 
 
 def learning_rate_schedule(
@@ -46,10 +51,23 @@ def learning_rate_schedule(
       decay_steps=max(total_steps, warmup + 1),
       end_value=lr * float(cfg.get("end_lr_factor", 0.0)),
     )
+  elif name == "sgdr":
+    return optax.sgdr_schedule(
+      dict(
+        init_value=0.0,
+        peak_value=lr * float(factor),
+        warmup_steps=int(cycle_warmup),
+        decay_steps=int(steps),
+        end_value=lr * float(factor) * float(cfg.get("end_lr_factor", 0.0)),
+      )
+      for steps, factor, cycle_warmup in zip(
+        cfg["cycle_steps"], cfg["cycle_lr_factors"], cfg["cycle_warmup_steps"], strict=True
+      )
+    )
   elif name == "constant":
     main = optax.constant_schedule(lr)
   else:
-    raise ValueError(f"optim.schedule must be exponential, warmup_cosine or constant; got {name!r}")
+    raise ValueError(f"optim.schedule must be one of {', '.join(SCHEDULES)}; got {name!r}")
   if warmup:
     return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), main], [warmup])
   return main

@@ -68,3 +68,33 @@ def test_the_mlp_baselines_widths_are_checked():
   with pytest.raises(UserError, match=r"model: hidden must be in 1..65536, got 0"):
     check_config(config)
   check_config(_parse(["--config", SMOKE, "--config.model.name=mlp"]))
+
+
+@pytest.mark.parametrize(
+  "cycles,message",
+  [
+    ([], "one entry per cycle each for schedule sgdr (got 0, 0, 0)"),
+    (["cycle_steps=(2,1)", "cycle_lr_factors=(1.0,)", "cycle_warmup_steps=(0,0)"], "(got 2, 1, 2)"),
+    (
+      ["cycle_steps=(2,1)", "cycle_lr_factors=(1.0,0.5)", "cycle_warmup_steps=(0,0)"],
+      "add up to 3, total_steps is 4",
+    ),
+    (["cycle_steps=(2,2)", "cycle_lr_factors=(1.0,-1.0)", "cycle_warmup_steps=(0,0)"], "positive finite"),
+    (
+      ["cycle_steps=(2,2)", "cycle_lr_factors=(1.0,1.0)", "cycle_warmup_steps=(0,2)"],
+      "longer than its warm-up",
+    ),
+  ],
+)
+def test_sgdr_cycles_must_fit_the_run(cycles, message):
+  overrides = [f"--config.optim.{c}" for c in ["schedule=sgdr", *cycles]]
+  config = _parse(["--config", SMOKE, "--config.total_steps=4", *overrides])
+  with pytest.raises(UserError, match=re.escape(message)):
+    check_config(config)
+
+
+def test_sgdr_cycles_that_fit_pass():
+  overrides = ["schedule=sgdr", "cycle_steps=(3,1)", "cycle_lr_factors=(1.0,0.5)", "cycle_warmup_steps=(1,0)"]
+  check_config(
+    _parse(["--config", SMOKE, "--config.total_steps=4", *[f"--config.optim.{o}" for o in overrides]])
+  )

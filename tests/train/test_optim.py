@@ -92,3 +92,21 @@ def test_accumulation_equals_one_large_batch():
     upd, state = acc.update(jax.grad(loss)(w0, half), state, w)
     w = optax.apply_updates(w, upd)
   np.testing.assert_allclose(w["w"], expected["w"], rtol=1e-5, atol=1e-7)
+
+
+def test_sgdr_restarts_are_the_runs_it_joins():
+  # The default lifter's recipe: a 4,500-step cosine, then a 7,500-step one from half the peak;
+  # each cycle is the warmup_cosine a run of that length alone would follow.
+  cycles = {"cycle_steps": (4500, 7500), "cycle_lr_factors": (1.0, 0.5), "cycle_warmup_steps": (300, 200)}
+  sched = learning_rate_schedule({"schedule": "sgdr", "end_lr_factor": 0.05, **cycles}, 1e-3, 12_000, 1)
+  first = learning_rate_schedule(
+    {"schedule": "warmup_cosine", "warmup_steps": 300, "end_lr_factor": 0.05}, 1e-3, 4500, 1
+  )
+  second = learning_rate_schedule(
+    {"schedule": "warmup_cosine", "warmup_steps": 200, "end_lr_factor": 0.05}, 5e-4, 7500, 1
+  )
+  for step in (0, 150, 300, 2000, 4499):
+    assert float(sched(step)) == pytest.approx(float(first(step)), rel=1e-6, abs=1e-12)
+  for step in (4500, 4600, 4700, 9000, 11_999, 12_000):
+    assert float(sched(step)) == pytest.approx(float(second(step - 4500)), rel=1e-6, abs=1e-12)
+  assert float(sched(4499)) < 1e-4 < float(sched(4700)) == pytest.approx(5e-4)
