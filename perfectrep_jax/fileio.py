@@ -1,11 +1,16 @@
-"""Writing files so that a failure never leaves a half-written one behind."""
+"""Writing files and directories so that a failure never leaves a half-written one behind, and
+reading JSON with errors that name the file."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import math
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +19,11 @@ import numpy as np
 from perfectrep_jax.errors import UserError
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+def atomic_write_bytes(path: str | Path, data: bytes, mode: int | None = None) -> Path:
   """Writes ``data`` to a temporary file beside ``path`` and renames it over ``path``.
 
-  The file gets the usual permissions (0o666 less the umask), not mkstemp's 0o600.
+  The file gets ``mode``, or by default the usual permissions (0o666 less the umask), not
+  mkstemp's 0o600.
 
   Raises:
     UserError: naming ``path``, when the file system refuses (a read-only or missing folder, a
@@ -33,9 +39,11 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
   try:
     with os.fdopen(fd, "wb") as f:
       f.write(data)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
+    if mode is None:
+      umask = os.umask(0)
+      os.umask(umask)
+      mode = 0o666 & ~umask
+    os.chmod(tmp, mode)
     os.replace(tmp, path)
   except OSError as e:
     Path(tmp).unlink(missing_ok=True)
@@ -44,6 +52,62 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     Path(tmp).unlink(missing_ok=True)
     raise
   return path
+
+
+def new_directory(path: str | Path) -> Path:
+  """``path`` made absolute, once checked to be free for a new directory: absent, or an empty one.
+
+  Raises:
+    UserError: it exists and is not an empty directory (nothing is ever overwritten).
+  """
+  path = Path(path).absolute()
+  if path.exists() and (not path.is_dir() or any(path.iterdir())):
+    raise UserError(f"{path}: already exists and is not empty; choose a new output directory")
+  return path
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | Path, mode: int | None = None) -> Iterator[Path]:
+  """Yields a temporary sibling of ``path`` to fill; it replaces ``path`` once the block ends
+  without an error, with permissions ``mode`` (default mkdtemp's 0o700), and is removed on an error,
+  so that ``path`` is either complete or as it was.
+
+  Raises:
+    UserError: ``path`` exists and is not an empty directory (``new_directory``).
+  """
+  path = new_directory(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+  try:
+    yield tmp
+    if mode is not None:
+      os.chmod(tmp, mode)
+    if path.exists():
+      path.rmdir()
+    os.replace(tmp, path)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise
+
+
+def json_safe(x: Any, digits: int | None = None) -> Any:
+  """A JSON-ready copy of nested dicts / lists / tuples / arrays: NumPy scalars and arrays become
+  Python numbers and lists, non-finite floats ``None`` (strict JSON has no NaN), and floats are
+  rounded to ``digits`` decimals when given. Dict keys become strings."""
+  if isinstance(x, Mapping):
+    return {str(k): json_safe(v, digits) for k, v in x.items()}
+  if isinstance(x, (list, tuple)):
+    return [json_safe(v, digits) for v in x]
+  if isinstance(x, np.ndarray):
+    return json_safe(x.tolist(), digits)
+  if isinstance(x, np.integer):
+    return int(x)
+  if isinstance(x, (float, np.floating)):
+    x = float(x)
+    if not math.isfinite(x):
+      return None
+    return x if digits is None else round(x, digits)
+  return x
 
 
 def os_error_text(e: OSError) -> str:

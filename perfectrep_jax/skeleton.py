@@ -86,6 +86,16 @@ FLIP_PERMUTATION: tuple[int, ...] = tuple(
   for j in range(NUM_JOINTS)
 )
 
+
+def flip_pose(x):
+  """Horizontal flip (upstream's ``flip_data``) of (..., 17, C) poses, NumPy or JAX (traced too):
+  x (the first channel) negated, left and right joints swapped. Same shape, type and dtype;
+  flipping twice gives the input back."""
+  sign = np.ones(x.shape[-1], dtype=np.dtype(x.dtype))
+  sign[0] = -1
+  return x[..., np.asarray(FLIP_PERMUTATION), :] * sign
+
+
 # --------------------------------------------------------------------------- COCO-17
 COCO_JOINTS: tuple[str, ...] = (
   "nose",

@@ -14,8 +14,6 @@ import numpy as np
 
 from perfectrep_jax import skeleton
 
-_FLIP_PERMUTATION = list(skeleton.FLIP_PERMUTATION)
-
 
 def _draw_ratio(scale_range: Sequence[float], rng: np.random.Generator | None) -> float:
   """One scale ratio drawn uniformly from ``scale_range`` (exactly ``low`` when low == high)."""
@@ -108,18 +106,8 @@ def crop_scale_3d(
   return crop_scale_3d_affine(motion, scale_range, rng)[0]
 
 
-def flip_data(data):
-  """Horizontal flip (upstream ``flip_data``): negates x and swaps left and right joints.
-
-  Args:
-    data: (..., 17, C) numpy or JAX array, x the first channel.
-  Returns:
-    same shape, type and dtype; flipping twice gives the input back.
-  """
-  flipped = data[..., _FLIP_PERMUTATION, :]
-  sign = np.ones(data.shape[-1], dtype=np.dtype(data.dtype))
-  sign[0] = -1
-  return flipped * sign
+# Horizontal flip of (..., 17, C) poses, NumPy or JAX: upstream's name for ``skeleton.flip_pose``.
+flip_data = skeleton.flip_pose
 
 
 def resample(

@@ -40,7 +40,7 @@ from typing import Callable
 import numpy as np
 
 from perfectrep_jax.errors import UserError
-from perfectrep_jax.skeleton import JOINT_INDEX, coco_to_h36m
+from perfectrep_jax.skeleton import JOINT_INDEX, coco_to_h36m, flip_pose
 from perfectrep_jax.wild import lift
 from perfectrep_jax.wild.keypoints import fill_missing
 
@@ -226,12 +226,12 @@ class StreamingLifter:
   def _lift_and_write(self, count: int) -> list[StreamFrame]:
     """Lifts the window ending at the newest frame and writes the first ``count`` pending frames."""
     x, frames, norm = self.window_input()
-    batch = np.stack([x, lift.flip_pose(x)]) if self.flip else x[None]
+    batch = np.stack([x, flip_pose(x)]) if self.flip else x[None]
     y = np.asarray(self.lift_fn(np.ascontiguousarray(batch, np.float32)), np.float64)
     self.model_calls += 1
     if y.shape != batch.shape:
       raise ValueError(f"the lifting model returned shape {y.shape} for input {batch.shape}")
-    y = 0.5 * (y[0] + lift.flip_pose(y[1])) if self.flip else y[0]
+    y = 0.5 * (y[0] + flip_pose(y[1])) if self.flip else y[0]
     if self.units == "pixel":
       y = norm.to_pixels(y)
     row = {f: i for i, f in enumerate(frames)}  # a padded first frame: its last (real) row

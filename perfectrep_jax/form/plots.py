@@ -7,23 +7,14 @@ and returned as PNG bytes.
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from perfectrep_jax.figio import png_bytes
 from perfectrep_jax.form.analysis import Analysis
 
 _LEFT, _RIGHT, _MID = "#1f77b4", "#d62728", "#2ca02c"
 _REP_COLOURS = ("#fde9c9", "#dbe9f6")
-
-
-def _png(fig: Figure, dpi: int = 90) -> bytes:
-  FigureCanvasAgg(fig)
-  buf = io.BytesIO()
-  fig.savefig(buf, format="png", dpi=dpi)
-  return buf.getvalue()
 
 
 def _mark_reps(ax, result: Analysis, t: np.ndarray, label: bool) -> None:
@@ -80,7 +71,7 @@ def angles_png(result: Analysis) -> bytes:
   axes[-1].set_xlabel("time (s)")
   fig.suptitle(f"Joint angles, {len(result.segmentation.reps)} repetitions shaded and numbered", fontsize=11)
   fig.tight_layout()
-  return _png(fig)
+  return png_bytes(fig, dpi=90)
 
 
 def progress_png(result: Analysis) -> bytes:
@@ -111,7 +102,7 @@ def progress_png(result: Analysis) -> bytes:
   ax.tick_params(labelsize=8)
   ax.grid(alpha=0.3)
   fig.tight_layout()
-  return _png(fig)
+  return png_bytes(fig, dpi=90)
 
 
 def scores_png(result: Analysis) -> bytes:
@@ -132,4 +123,4 @@ def scores_png(result: Analysis) -> bytes:
   ax.tick_params(labelsize=8)
   ax.grid(axis="y", alpha=0.3)
   fig.tight_layout()
-  return _png(fig)
+  return png_bytes(fig, dpi=90)

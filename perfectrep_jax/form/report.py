@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import html
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -19,26 +18,11 @@ from perfectrep_jax.errors import UserError
 from perfectrep_jax.form import plots
 from perfectrep_jax.form.analysis import Analysis
 from perfectrep_jax.form.figures import FIGURES
-from perfectrep_jax.fileio import atomic_write_bytes
+from perfectrep_jax.figio import png_bytes
+from perfectrep_jax.fileio import atomic_write_bytes, json_safe
 from perfectrep_jax.skeleton import BONES, JOINT_INDEX
 
 REPORT_VERSION = 1
-
-
-def _clean(x):
-  """JSON-ready: numpy to Python, NaN/inf to None, floats rounded to 4 significant decimals."""
-  if isinstance(x, dict):
-    return {str(k): _clean(v) for k, v in x.items()}
-  if isinstance(x, (list, tuple)):
-    return [_clean(v) for v in x]
-  if isinstance(x, np.ndarray):
-    return _clean(x.tolist())
-  if isinstance(x, (np.integer,)):
-    return int(x)
-  if isinstance(x, (float, np.floating)):
-    x = float(x)
-    return None if not math.isfinite(x) else round(x, 4)
-  return x
 
 
 def to_json(result: Analysis, source: str = "input") -> dict:
@@ -134,7 +118,7 @@ def to_json(result: Analysis, source: str = "input") -> dict:
       "progress": np.round(result.segmentation.progress, 3),
     },
   }
-  return _clean(doc)
+  return json_safe(doc, digits=4)
 
 
 def _b64(png: bytes) -> str:
@@ -270,15 +254,7 @@ def skeleton_png(image: np.ndarray | None, keypoints: np.ndarray, title: str) ->
   ax.set_title(title, fontsize=9)
   ax.axis("off")
   fig.tight_layout()
-  return _png_bytes(fig)
-
-
-def _png_bytes(fig) -> bytes:
-  import io
-
-  buf = io.BytesIO()
-  fig.savefig(buf, format="png", dpi=100)
-  return buf.getvalue()
+  return png_bytes(fig, dpi=100)
 
 
 def video_frame_reader(video: str | Path, frame_ids: list[int] | None = None):

@@ -203,14 +203,14 @@ def compile_train_step(config, devices, topology: str = "") -> dict[str, Any]:
     return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), tree, shardings)
 
   args = (
-    abstract(trainer._pure(parts["abs_params"]), parts["param_sh"]),
-    abstract(trainer._pure(parts["abs_stats"]), parts["stats_sh"]),
-    abstract(step["opt_shape"], step["opt_sh"]),
+    abstract(trainer._pure(parts.abs_params), parts.param_sh),
+    abstract(trainer._pure(parts.abs_stats), parts.stats_sh),
+    abstract(step.opt_shape, step.opt_sh),
     {
-      k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=step["batch_sh"])
-      for k, v in trainer.device_batch_shapes(config, parts["task"]).items()
+      k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=step.batch_sh)
+      for k, v in trainer.device_batch_shapes(config, parts.task).items()
     },
-    jax.ShapeDtypeStruct((), jnp.int32, sharding=step["repl"]),
+    jax.ShapeDtypeStruct((), jnp.int32, sharding=step.repl),
   )
   n = len(devices)
   kind = devices[0].device_kind
@@ -219,7 +219,7 @@ def compile_train_step(config, devices, topology: str = "") -> dict[str, Any]:
     "topology": topology,
     "chip": CHIP_NAMES[kind],
     "devices": n,
-    "mesh": dict(parts["mesh"].shape),
+    "mesh": dict(parts.mesh.shape),
     "batch_size": int(config.batch_size),
     "device_memory_bytes": hbm,
     "compute_dtype": config.get("compute_dtype", "float32"),
@@ -227,7 +227,7 @@ def compile_train_step(config, devices, topology: str = "") -> dict[str, Any]:
     "attention_impl": config.attention_impl,
   }
   try:
-    compiled = step["train_step"].lower(*args).compile()
+    compiled = step.train_step.lower(*args).compile()
   except Exception as e:  # noqa: BLE001  the TPU compiler refuses a program beyond the chip's HBM
     oom = _OOM.search(str(e))
     if oom is None:

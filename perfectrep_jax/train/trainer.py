@@ -4,18 +4,21 @@
     mesh -> input pipeline -> model and optimizer -> sharding -> update step -> eval step
     -> checkpoint (resume, or initialise from a converted/pretrained model) -> loop
 
-The task (``tasks.py``) supplies the model config, the loss of a batch, the predictions of an eval
+The task (``tasks.py``) supplies the model config and how the model is built, described and
+initialised, the batch fields it feeds and its labels, the loss of a batch, the predictions of an eval
 batch and the metrics of a whole evaluation; nothing here knows which task runs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
 import signal
 import zlib
 from pathlib import Path
+from typing import Any, Callable
 
 import grain
 import jax
@@ -44,16 +47,6 @@ def _pure(state):
   return nnx.to_pure_dict(state)
 
 
-def _device_fields(task) -> tuple[str, ...]:
-  return ("input_2d", "target_3d", "label") if task.kind == "action" else ("input_2d", "target_3d")
-
-
-def _with_labels(task, batch: dict) -> dict:
-  if task.kind == "action":
-    batch = dict(batch, label=task.labels(batch["action"]))
-  return batch
-
-
 def check_batch_sizes(config, data_parallel: int, processes: int) -> None:
   """The training and the evaluation batch are split over the data-parallel devices and the
   processes: both must divide by each."""
@@ -65,8 +58,31 @@ def check_batch_sizes(config, data_parallel: int, processes: int) -> None:
       )
 
 
-def build(config, workdir: str | Path | None = None, devices=None):
-  """Everything ``train_and_evaluate`` and ``evaluate`` share; returns a namespace of parts.
+@dataclasses.dataclass(frozen=True)
+class TrainParts:
+  """What ``build`` makes of a config, shared by training, evaluation and ``compile``.
+
+  Params and stats are nested dicts of arrays (``nnx.to_pure_dict``); ``abs_*`` hold
+  ``jax.ShapeDtypeStruct`` leaves, ``*_sh`` a ``NamedSharding`` per leaf.
+  """
+
+  mesh: jax.sharding.Mesh  # axes (data, fsdp, tensor)
+  local_batch: int  # this process's share of the global batch
+  task: tasks.Task
+  model_cfg: Any  # the task's model config (DSTformerConfig, MLPLifterConfig or ActionConfig)
+  init_model: Callable[[], nnx.Module]  # a freshly initialised model (seeded: the same every call)
+  graphdef: Any  # the model's structure in training mode (dropout on)
+  eval_graphdef: Any  # ... and in eval mode
+  abs_params: Any  # nnx.State of the model's nnx.Param, abstract
+  abs_stats: Any  # nnx.State of its nnx.BatchStat (BatchNorm statistics), abstract
+  param_sh: Any  # shardings of the params' pure dict
+  stats_sh: Any  # shardings of the stats' pure dict
+  rest: Any  # the model's other state (RNG counters), a pure dict, concrete
+  dtype: Any  # the compute dtype (jnp.float32, bfloat16 or float16)
+
+
+def build(config, workdir: str | Path | None = None, devices=None) -> TrainParts:
+  """Everything ``train_and_evaluate`` and ``evaluate`` share.
 
   ``devices``: the mesh's devices (default: all of this job's); ``compile`` passes a TPU slice's
   from ``jax.experimental.topologies`` to compile the same step without the chips.
@@ -81,15 +97,10 @@ def build(config, workdir: str | Path | None = None, devices=None):
   task = tasks.make_task(config)
   dtype = DTYPES[config.get("compute_dtype", "float32")]
   model_cfg = task.model_config()
-
-  options = (
-    {}
-    if task.kind == "mlp_lifter"
-    else dict(remat=config.get("remat") or None, attention_impl=config.get("attention_impl", "auto"))
-  )
+  options = task.model_options()
 
   def init_model():
-    return model_dir.build_model(task.kind, model_cfg, dtype=dtype, seed=config.seed, **options)
+    return model_dir.build_model(task.model_kind, model_cfg, dtype=dtype, seed=config.seed, **options)
 
   abstract = nnx.eval_shape(init_model)
   graphdef, abs_params, abs_stats, abs_rest = nnx.split(abstract, nnx.Param, nnx.BatchStat, ...)
@@ -99,7 +110,7 @@ def build(config, workdir: str | Path | None = None, devices=None):
   param_sh = sharding.pure_shardings(abs_params, mesh, rules)
   stats_sh = sharding.pure_shardings(abs_stats, mesh, rules)
   rest = jax.jit(lambda: _pure(nnx.split(init_model(), nnx.Param, nnx.BatchStat, ...)[3]))()
-  return dict(
+  return TrainParts(
     mesh=mesh,
     local_batch=local_batch,
     task=task,
@@ -116,14 +127,12 @@ def build(config, workdir: str | Path | None = None, devices=None):
   )
 
 
-def make_eval_step(parts):
+def make_eval_step(parts: TrainParts):
   """jit: (params, stats, batch) -> the task's predictions, sharded like the batch."""
-  task, eval_graphdef, rest = parts["task"], parts["eval_graphdef"], parts["rest"]
-  batch_sh = sharding.batch_sharding(parts["mesh"])
+  task, eval_graphdef, rest = parts.task, parts.eval_graphdef, parts.rest
+  batch_sh = sharding.batch_sharding(parts.mesh)
 
-  @functools.partial(
-    jax.jit, in_shardings=(parts["param_sh"], parts["stats_sh"], batch_sh), out_shardings=batch_sh
-  )
+  @functools.partial(jax.jit, in_shardings=(parts.param_sh, parts.stats_sh, batch_sh), out_shardings=batch_sh)
   def eval_step(params, stats, batch):
     model = nnx.merge(eval_graphdef, params, stats, rest)
     return task.predict(model, batch)
@@ -140,28 +149,36 @@ def device_batch_shapes(config, task) -> dict[str, jax.ShapeDtypeStruct]:
     "target_3d": jax.ShapeDtypeStruct(clip, jnp.float32),
     "label": jax.ShapeDtypeStruct((config.batch_size,), jnp.int32),
   }
-  return {k: shapes[k] for k in _device_fields(task)}
+  return {k: shapes[k] for k in task.device_fields}
 
 
-def make_train_step(config, parts, steps_per_epoch: int = 1):
+@dataclasses.dataclass(frozen=True)
+class TrainStep:
+  """The update step and what it is compiled against (``make_train_step``)."""
+
+  train_step: Callable  # jit: (params, stats, opt_state, batch, step) -> the three, donated, and metrics
+  tx: optax.GradientTransformation
+  schedules: dict[str, optax.Schedule]  # the learning rates, by parameter group ("head", ...)
+  opt_shape: Any  # the optimizer state's structure, ShapeDtypeStruct leaves
+  opt_sh: Any  # ... and its shardings
+  batch_sh: jax.sharding.NamedSharding  # a global batch's sharding (leading axis over data, fsdp)
+  repl: jax.sharding.NamedSharding  # replicated (the step number)
+
+
+def make_train_step(config, parts: TrainParts, steps_per_epoch: int = 1) -> TrainStep:
   """The update step ``train`` runs, with its optimizer and shardings: the one definition that
-  ``train`` and ``compile`` (``train/aot.py``, ahead of time for a TPU slice) both use.
-
-  Returns a namespace: ``train_step`` (jit: params, stats, opt_state, batch, step -> the same
-  three, donated, and the step's metrics), ``tx``, ``schedules``, ``opt_shape``, ``opt_sh``,
-  ``batch_sh``, ``repl``.
-  """
-  mesh, task = parts["mesh"], parts["task"]
-  param_sh, stats_sh = parts["param_sh"], parts["stats_sh"]
+  ``train`` and ``compile`` (``train/aot.py``, ahead of time for a TPU slice) both use."""
+  mesh, task = parts.mesh, parts.task
+  param_sh, stats_sh = parts.param_sh, parts.stats_sh
   accumulate = int(config.optim.get("accumulate_steps", 1))
   tx, schedules = make_optimizer(
     config.optim, config.total_steps // accumulate, max(steps_per_epoch // accumulate, 1)
   )
-  opt_shape = jax.eval_shape(tx.init, _pure(parts["abs_params"]))
-  opt_sh = sharding.optimizer_shardings(opt_shape, _pure(parts["abs_params"]), param_sh, mesh)
+  opt_shape = jax.eval_shape(tx.init, _pure(parts.abs_params))
+  opt_sh = sharding.optimizer_shardings(opt_shape, _pure(parts.abs_params), param_sh, mesh)
   batch_sh = sharding.batch_sharding(mesh)
   repl = sharding.replicated(mesh)
-  graphdef, rest = parts["graphdef"], parts["rest"]
+  graphdef, rest = parts.graphdef, parts.rest
   base_key = jax.random.key(config.seed)
 
   @functools.partial(
@@ -185,7 +202,7 @@ def make_train_step(config, parts, steps_per_epoch: int = 1):
     aux = dict(aux, grad_norm=optax.global_norm(grads), lr=schedules["head"](step // accumulate))
     return params, new_stats, opt_state, aux
 
-  return dict(
+  return TrainStep(
     train_step=train_step,
     tx=tx,
     schedules=schedules,
@@ -196,11 +213,11 @@ def make_train_step(config, parts, steps_per_epoch: int = 1):
   )
 
 
-def run_eval(parts, eval_step, params, stats, config, split: str = "test") -> tasks.EvalResult:
+def run_eval(parts: TrainParts, eval_step, params, stats, config, split: str = "test") -> tasks.EvalResult:
   """One ordered pass over ``split``; every process gets the same metrics."""
   from jax.experimental import multihost_utils
 
-  task, mesh = parts["task"], parts["mesh"]
+  task, mesh = parts.task, parts.mesh
   pcfg = pipeline.PipelineConfig.from_config(
     config.data,
     batch_size=config.eval.batch_size // jax.process_count(),
@@ -214,19 +231,16 @@ def run_eval(parts, eval_step, params, stats, config, split: str = "test") -> ta
   )
   source = pipeline.load_source(pcfg)
   outputs = []
-  keep = ("target_3d", "scale_mm", "frame_index", "index", "valid") + (
-    ("label",) if task.kind == "action" else ()
-  )
   max_batches = int(config.eval.get("max_batches", 0)) or None
   for n, batch in enumerate(pipeline.eval_dataset(pcfg, split=split, source=source)):
     if max_batches is not None and n >= max_batches:
       break
-    batch = _with_labels(task, batch)
+    batch = task.with_labels(batch)
     device = pipeline.make_global_batch(
-      {k: batch[k] for k in _device_fields(task)}, mesh, sharding.batch_sharding(mesh).spec
+      {k: batch[k] for k in task.device_fields}, mesh, sharding.batch_sharding(mesh).spec
     )
     out = eval_step(params, stats, device)
-    host = {k: np.asarray(batch[k]) for k in keep if k in batch}
+    host = {k: np.asarray(batch[k]) for k in task.eval_fields if k in batch}
     if jax.process_count() > 1:
       out = multihost_utils.process_allgather(out, tiled=True)
       host = multihost_utils.process_allgather(host, tiled=True)
@@ -253,9 +267,9 @@ def train_and_evaluate(config, workdir: str | Path) -> dict[str, float]:
     return _train_and_evaluate(config, workdir, parts)
 
 
-def _train_and_evaluate(config, workdir: Path, parts) -> dict[str, float]:
-  mesh, task = parts["mesh"], parts["task"]
-  param_sh, stats_sh = parts["param_sh"], parts["stats_sh"]
+def _train_and_evaluate(config, workdir: Path, parts: TrainParts) -> dict[str, float]:
+  mesh, task = parts.mesh, parts.task
+  param_sh, stats_sh = parts.param_sh, parts.stats_sh
   is_main = jax.process_index() == 0
   print(
     f"{config.task}: {jax.process_count()} processes, {jax.device_count()} devices, mesh "
@@ -265,16 +279,11 @@ def _train_and_evaluate(config, workdir: Path, parts) -> dict[str, float]:
   from perfectrep_jax.train.config_check import describe_data
 
   print(describe_data(config), flush=True)
-  extra = (
-    {"classes": list(task.classes), "action_input": config.action.get("input", "2d")}
-    if task.kind == "action"
-    else {}
-  )
   meta = model_dir.model_meta(
-    nnx.eval_shape(parts["init_model"]),
+    nnx.eval_shape(parts.init_model),
     task=config.task,
     source=f"perfectrep-jax train {config.task}",
-    **extra,
+    **task.model_meta(),
   )
   rundir.check_model(workdir, meta)  # every process: all stop together
 
@@ -285,7 +294,7 @@ def _train_and_evaluate(config, workdir: Path, parts) -> dict[str, float]:
   global_order = bool(config.get("data_global_order", False))
   pcfg = pipeline.PipelineConfig.from_config(
     config.data,
-    batch_size=config.batch_size if global_order else parts["local_batch"],
+    batch_size=config.batch_size if global_order else parts.local_batch,
     seed=config.seed,
     split="train",
   )
@@ -297,9 +306,9 @@ def _train_and_evaluate(config, workdir: Path, parts) -> dict[str, float]:
   def next_local_batch():
     batch = next(train_iter)
     if global_order:
-      lo = jax.process_index() * parts["local_batch"]
-      batch = {k: v[lo : lo + parts["local_batch"]] for k, v in batch.items()}
-    return _with_labels(task, batch)
+      lo = jax.process_index() * parts.local_batch
+      batch = {k: v[lo : lo + parts.local_batch] for k, v in batch.items()}
+    return task.with_labels(batch)
 
   steps_per_epoch = max(len(train_source) // config.batch_size, 1)
   if config.get("epochs", 0):  # upstream counts epochs; the loop counts steps
@@ -308,12 +317,12 @@ def _train_and_evaluate(config, workdir: Path, parts) -> dict[str, float]:
 
   # ------------------------------------------------------------------------- optimizer, update step
   step_parts = make_train_step(config, parts, steps_per_epoch)
-  tx, opt_sh, batch_sh = step_parts["tx"], step_parts["opt_sh"], step_parts["batch_sh"]
-  train_step = step_parts["train_step"]
+  tx, opt_sh, batch_sh = step_parts.tx, step_parts.opt_sh, step_parts.batch_sh
+  train_step = step_parts.train_step
 
   @functools.partial(jax.jit, out_shardings=(param_sh, stats_sh, opt_sh))
   def init_state():
-    _, params, stats, _ = nnx.split(parts["init_model"](), nnx.Param, nnx.BatchStat, ...)
+    _, params, stats, _ = nnx.split(parts.init_model(), nnx.Param, nnx.BatchStat, ...)
     params = _pure(params)
     return params, _pure(stats), tx.init(params)
 
@@ -390,7 +399,7 @@ def _train_and_evaluate(config, workdir: Path, parts) -> dict[str, float]:
           checkpoint(step, force=True)
         break
       local = next_local_batch()
-      batch = pipeline.make_global_batch({k: local[k] for k in _device_fields(task)}, mesh, batch_sh.spec)
+      batch = pipeline.make_global_batch({k: local[k] for k in task.device_fields}, mesh, batch_sh.spec)
       params, stats, opt_state, aux = train_step(
         params, stats, opt_state, batch, jnp.asarray(step, jnp.int32)
       )
@@ -441,10 +450,11 @@ def _fault_injection(mngr, step: int) -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
-def load_initialisation(config, parts, params, stats):
+def load_initialisation(config, parts: TrainParts, params, stats):
   """Weights to start from: a model dir / run dir, or a PyTorch ``.bin`` (converted on the fly).
 
-  A lifter's weights initialise an action model's backbone.
+  How the source's weights map onto the task's model is the task's (``Task.initial_params``): a
+  lifter's initialise an action model's backbone.
   """
   from perfectrep_jax.interop import convert
 
@@ -456,13 +466,9 @@ def load_initialisation(config, parts, params, stats):
     convert.load_state_dict(source, state, str(path))
   else:
     source, _ = model_dir.load_model(path)
-  src_params = _pure(nnx.state(source, nnx.Param))
-  target = params
-  if parts["task"].kind == "action" and isinstance(source, model_dir.DSTformer):
-    src_params = {"backbone": src_params}
-  merged = _merge_matching(target, src_params, str(path))
+  merged = _merge_matching(params, parts.task.initial_params(source), str(path))
   print(f"initialised from {path}", flush=True)
-  return jax.device_put(merged, parts["param_sh"]), stats
+  return jax.device_put(merged, parts.param_sh), stats
 
 
 def _merge_matching(target: dict, source: dict, where: str) -> dict:
@@ -487,7 +493,7 @@ def evaluate(config, workdir: str | Path, step: int | None = None) -> tasks.Eval
   """Evaluates the run in ``workdir`` (its best checkpoint, or ``step``) on the test split."""
   parts = build(config)
   model, _ = model_dir.load_model(workdir, step=step)
-  params = jax.device_put(_pure(nnx.state(model, nnx.Param)), parts["param_sh"])
-  stats = jax.device_put(_pure(nnx.state(model, nnx.BatchStat)), parts["stats_sh"])
+  params = jax.device_put(_pure(nnx.state(model, nnx.Param)), parts.param_sh)
+  stats = jax.device_put(_pure(nnx.state(model, nnx.BatchStat)), parts.stats_sh)
   result = run_eval(parts, make_eval_step(parts), params, stats, config)
   return result

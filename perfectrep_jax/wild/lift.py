@@ -30,11 +30,10 @@ import numpy as np
 from scipy.signal import savgol_filter
 
 from perfectrep_jax.errors import UserError
-from perfectrep_jax.skeleton import FLIP_PERMUTATION, H36M_JOINTS, JOINT_INDEX as J
+from perfectrep_jax.skeleton import H36M_JOINTS, JOINT_INDEX as J, flip_pose
 from perfectrep_jax.fileio import atomic_write_bytes
 
 LiftFn = Callable[[np.ndarray], np.ndarray]
-FLIP = np.asarray(FLIP_PERMUTATION)
 # Standing height over the head-top-to-ankle distance (the ankle joint is about 6% of the height
 # above the floor): mean over the 37 bundled mocap takes (sd 0.017), floor 80 mm below the ankles.
 HEIGHT_OVER_HEAD_TO_ANKLE = 1.064
@@ -96,13 +95,6 @@ def normalize(
   offset = (lo + hi - scale) / 2.0
   out[..., :2] = np.clip(((kp[..., :2] - offset) / scale - 0.5) * 2.0, -1.0, 1.0)
   return out.astype(np.float32), Normalization("crop", (float(offset[0]), float(offset[1])), scale)
-
-
-def flip_pose(x: np.ndarray) -> np.ndarray:
-  """Mirror image of poses (..., 17, C): x negated, left and right joints swapped."""
-  out = np.array(x[..., FLIP, :], copy=True)
-  out[..., 0] *= -1.0
-  return out
 
 
 def plan_windows(num_frames: int, maxlen: int, overlap: int) -> list[tuple[int, int]]:

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib import animation
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from perfectrep_jax.errors import UserError
+from perfectrep_jax.figio import agg_figure
 from perfectrep_jax.form.kinematics import estimate_up
 from perfectrep_jax.skeleton import BONES, LEFT_JOINTS, RIGHT_JOINTS
 
@@ -92,8 +91,7 @@ def render_motion(
   centre = (y.reshape(-1, 3).max(axis=0) + y.reshape(-1, 3).min(axis=0)) / 2
 
   panels = 2 if keypoints_2d is not None else 1
-  fig = Figure(figsize=(size[0] * panels, size[1]), dpi=dpi)
-  FigureCanvasAgg(fig)
+  fig = agg_figure((size[0] * panels, size[1]), dpi=dpi)
   ax3 = fig.add_subplot(1, panels, panels, projection="3d")
   ax3.set_xlim(centre[0] - span, centre[0] + span)
   ax3.set_ylim(centre[1] - span, centre[1] + span)

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from perfectrep_jax import skeleton
 from perfectrep_jax.errors import UserError
 from perfectrep_jax.models import model_dir
 from perfectrep_jax.train import tasks
@@ -71,7 +72,7 @@ def test_action_labels_and_clip_normalisation():
 
 def test_flip_test_time_augmentation_is_an_involution():
   x = np.random.default_rng(0).normal(size=(2, 5, 17, 3)).astype(np.float32)
-  np.testing.assert_allclose(tasks.flip_joints(tasks.flip_joints(x)), x, atol=0)
+  np.testing.assert_allclose(skeleton.flip_pose(skeleton.flip_pose(x)), x, atol=0)
 
 
 def test_constraint_weights_from_the_config_enter_the_training_loss():
