@@ -170,6 +170,33 @@ def _stats(times: list[float], cpu: list[float]) -> dict:
   }
 
 
+def _record_timings(res: dict, phase: str, t: dict, clips: int, flops: float, peak: float | None) -> None:
+  """Writes the timings ``interleaved`` measured for ``phase`` ("eval" or "train") into ``res``:
+  ours (``jax``), PyTorch's when it ran (and the ratio), the MFU when the chip's ``peak`` FLOP/s is
+  known; and prints the phase's line."""
+  ours = t["jax"]
+  res[f"{phase}_step_s"] = ours["median_s"]
+  res[f"{phase}_step_min_s"] = ours["min_s"]
+  res[f"{phase}_cpu_s"] = ours["cpu_median_s"]
+  res[f"{phase}_clips_per_s"] = clips / ours["median_s"]
+  torch_text = ""
+  if "torch" in t:
+    res[f"torch_{phase}_step_s"] = t["torch"]["median_s"]
+    res[f"torch_{phase}_cpu_s"] = t["torch"]["cpu_median_s"]
+    res[f"torch_{phase}_clips_per_s"] = clips / t["torch"]["median_s"]
+    res[f"{phase}_ratio"] = res[f"{phase}_clips_per_s"] / res[f"torch_{phase}_clips_per_s"]
+    torch_text = (
+      f", torch {res[f'torch_{phase}_clips_per_s']:.3f} clips/s, ratio {res[f'{phase}_ratio']:.2f}x"
+    )
+  if peak:
+    res[f"{phase}_mfu"] = flops / ours["median_s"] / peak
+  print(
+    f"  {phase:<5}: ours {res[f'{phase}_clips_per_s']:.3f} clips/s{torch_text}"
+    f"  (compile {res[f'compile_{phase}_s']:.1f} s)",
+    flush=True,
+  )
+
+
 def interleaved(fns: dict, warmup: int, iters: int) -> dict:
   """Times each function ``iters`` times, in rounds that take the functions in turn.
 
@@ -448,30 +475,10 @@ def run_size(name: str, args, threads: int) -> dict:
         np.abs(np.asarray(fwd(params, x_eval), np.float32) - ref).max()
       )
     t = interleaved(fns, args.warmup, args.iters)
-    res["eval_step_s"] = t["jax"]["median_s"]
-    res["eval_step_min_s"] = t["jax"]["min_s"]
-    res["eval_cpu_s"] = t["jax"]["cpu_median_s"]
-    res["eval_clips_per_s"] = eval_batch / t["jax"]["median_s"]
+    _record_timings(res, "eval", t, eval_batch, cost.get("flops", 0.0), chip_peak and chip_peak[args.dtype])
     if "jax_f32" in t:
       res["eval_f32_clips_per_s"] = eval_batch / t["jax_f32"]["median_s"]
       res["eval_vs_f32_ratio"] = res["eval_clips_per_s"] / res["eval_f32_clips_per_s"]
-    if use_torch:
-      res["torch_eval_step_s"] = t["torch"]["median_s"]
-      res["torch_eval_cpu_s"] = t["torch"]["cpu_median_s"]
-      res["torch_eval_clips_per_s"] = eval_batch / t["torch"]["median_s"]
-      res["eval_ratio"] = res["eval_clips_per_s"] / res["torch_eval_clips_per_s"]
-    if chip_peak:
-      res["eval_mfu"] = cost.get("flops", 0.0) / t["jax"]["median_s"] / chip_peak[args.dtype]
-    print(
-      f"  eval : ours {res['eval_clips_per_s']:.3f} clips/s"
-      + (
-        f", torch {res['torch_eval_clips_per_s']:.3f} clips/s, ratio {res['eval_ratio']:.2f}x"
-        if use_torch
-        else ""
-      )
-      + f"  (compile {res['compile_eval_s']:.1f} s)",
-      flush=True,
-    )
 
   if do_train:
     opt_state = tx.init(params)
@@ -500,27 +507,7 @@ def run_size(name: str, args, threads: int) -> dict:
 
       fns["torch"] = torch_step
     t = interleaved(fns, args.warmup, args.iters)
-    res["train_step_s"] = t["jax"]["median_s"]
-    res["train_step_min_s"] = t["jax"]["min_s"]
-    res["train_cpu_s"] = t["jax"]["cpu_median_s"]
-    res["train_clips_per_s"] = batch / t["jax"]["median_s"]
-    if use_torch:
-      res["torch_train_step_s"] = t["torch"]["median_s"]
-      res["torch_train_cpu_s"] = t["torch"]["cpu_median_s"]
-      res["torch_train_clips_per_s"] = batch / t["torch"]["median_s"]
-      res["train_ratio"] = res["train_clips_per_s"] / res["torch_train_clips_per_s"]
-    if chip_peak:
-      res["train_mfu"] = cost.get("flops", 0.0) / t["jax"]["median_s"] / chip_peak[args.dtype]
-    print(
-      f"  train: ours {res['train_clips_per_s']:.3f} clips/s"
-      + (
-        f", torch {res['torch_train_clips_per_s']:.3f} clips/s, ratio {res['train_ratio']:.2f}x"
-        if use_torch
-        else ""
-      )
-      + f"  (compile {res['compile_train_s']:.1f} s)",
-      flush=True,
-    )
+    _record_timings(res, "train", t, batch, cost.get("flops", 0.0), chip_peak and chip_peak[args.dtype])
     if args.scaling:
       res["scaling"] = scaling(cfg, args, frames, batch)
 

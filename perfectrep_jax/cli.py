@@ -2,6 +2,11 @@
 
 Errors a user can cause (``perfectrep_jax.errors.UserError``) end the program with one line on
 standard error and exit status 2; nothing half-written is left behind by any subcommand.
+
+A subcommand imports the modules that do its work inside its function, on purpose: they bring
+jax and flax, TensorFlow, matplotlib or MediaPipe (seconds each on a small machine), which
+``--help`` and the other subcommands must not pay for, and ``train`` re-executes itself with a
+retained heap (``hostmem``) before any of them is loaded. What every command needs is imported here.
 """
 
 from __future__ import annotations
@@ -12,8 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
+from perfectrep_jax.cli_examples import add_examples
+from perfectrep_jax.deploy.cli import add_image_options, add_parsers as add_deploy_parsers
 from perfectrep_jax.errors import UserError
-from perfectrep_jax.fileio import save_npy_atomic
+from perfectrep_jax.fileio import os_error_text, save_npy_atomic
+from perfectrep_jax.hostmem import reexec_with_retained_heap
+from perfectrep_jax.sweeps.launch import add_parser as add_sweep_parser
+from perfectrep_jax.train.rundir import PREEMPTED_EXIT, Preempted
+from perfectrep_jax.weights import checkpoint_or_default
+from perfectrep_jax.wild.detect import build_pose_model, detect_keypoints, show_native_logs
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -151,7 +163,7 @@ def _classifier(path: str | None):
     raise UserError(
       f"{path}: classifies 2D keypoints; infer needs one trained on 3D (--config.action.input=3d)"
     )
-  from perfectrep_jax.train.tasks import normalize_clip_3d
+  from perfectrep_jax.models.heads import normalize_clip_3d
 
   apply = make_apply_fn(model)
   maxlen = meta["config"]["backbone"]["maxlen"]
@@ -166,8 +178,7 @@ def _classifier(path: str | None):
 
 def cmd_infer(args) -> None:
   from perfectrep_jax.models.model_dir import load_model, make_apply_fn
-  from perfectrep_jax.weights import checkpoint_or_default
-  from perfectrep_jax.wild.infer import infer
+  from perfectrep_jax.wild.infer import infer, uncertainty_threshold
 
   if args.keypoints is None and args.video is None:
     raise UserError("infer needs --keypoints, or --video to detect them")
@@ -180,8 +191,6 @@ def cmd_infer(args) -> None:
   keypoints, video, fps = args.keypoints, args.video, args.fps
   image_size = tuple(args.image_size) if args.image_size else None
   if keypoints is None:  # 2D detection first, with MediaPipe (the video extra)
-    from perfectrep_jax.wild.detect import detect_keypoints, show_native_logs
-
     show_native_logs(args.verbose)
     found = detect_keypoints(
       video, Path(args.out) / "keypoints_2d.json", args.pose_model, num_poses=args.num_poses
@@ -211,6 +220,7 @@ def cmd_infer(args) -> None:
     render=not args.no_render,
     frames_video=args.video,
     overlay=args.overlay,
+    max_uncertainty=uncertainty_threshold(meta),
   )
   for note in result["file"].get("notes", []):
     print(f"note: {note}", file=sys.stderr)
@@ -223,16 +233,12 @@ def cmd_infer(args) -> None:
 
 
 def cmd_detect(args) -> None:
-  from perfectrep_jax.wild.detect import detect_keypoints, show_native_logs
-
   show_native_logs(args.verbose)
   found = detect_keypoints(args.source, args.out, args.pose_model, num_poses=args.num_poses)
   print(f"a person in {found['frames_with_person']} of {found['frames']} frame(s); wrote {found['path']}")
 
 
 def cmd_pose_model(args) -> None:
-  from perfectrep_jax.wild.detect import build_pose_model
-
   print(f"wrote {build_pose_model(args.out, args.wheel)}")
 
 
@@ -338,19 +344,11 @@ def build_parser() -> argparse.ArgumentParser:
     default=None,
     help="action classifier naming the exercise when --exercise is not given",
   )
-  p.add_argument(
-    "--image-size",
-    type=int,
-    nargs=2,
-    metavar=("W", "H"),
-    default=None,
-    help="video size when there is no --video (needed for --units pixel)",
-  )
-  p.add_argument(
-    "--normalization",
-    choices=("crop", "image"),
-    default="crop",
-    help="2D normalisation: 'crop' to the person (upstream default) or 'image'",
+  add_image_options(
+    p,
+    size_help="video size when there is no --video (needed for --units pixel)",
+    normalization_default="crop",
+    normalization_help="2D normalisation: 'crop' to the person (upstream default) or 'image'",
   )
   p.add_argument(
     "--units",
@@ -398,17 +396,11 @@ def build_parser() -> argparse.ArgumentParser:
   )
   p.set_defaults(func=cmd_pose_model)
 
-  from perfectrep_jax.deploy.cli import add_parsers as add_deploy_parsers  # export-model, stream
+  add_deploy_parsers(sub)  # export-model, stream
 
-  add_deploy_parsers(sub)
+  add_sweep_parser(sub)  # sweep
 
-  from perfectrep_jax.train.sweep_launch import add_parser as add_sweep_parser  # sweep
-
-  add_sweep_parser(sub)
-
-  from perfectrep_jax.cli_examples import add_examples  # every --help ends with examples
-
-  add_examples(sub)
+  add_examples(sub)  # every --help ends with examples
   return parser
 
 
@@ -427,8 +419,6 @@ def main(argv: list[str] | None = None) -> int:
   argv = list(sys.argv[1:] if argv is None else argv)
   if argv and argv[0] in DELEGATED:  # absl flags with ml_collections --config.x=y overrides
     if from_command_line:  # a long job: a malloc that keeps its memory (hostmem.py)
-      from perfectrep_jax.hostmem import reexec_with_retained_heap
-
       reexec_with_retained_heap([sys.executable, "-m", "perfectrep_jax.cli", *argv])
     from perfectrep_jax.train.main import run
 
@@ -440,16 +430,12 @@ def main(argv: list[str] | None = None) -> int:
 def _run(command: str, job) -> int:
   """Runs a command: exit status 0, 2 with one line for a user's mistake or a file system that
   refuses (read-only, full), 130 when interrupted."""
-  from perfectrep_jax.train.rundir import PREEMPTED_EXIT, Preempted
-
   try:
     job()
   except UserError as e:
     print(f"perfectrep-jax {command}: error: {e}", file=sys.stderr)
     return 2
   except OSError as e:  # the file system refused (read-only, full, a file in the way): one line
-    from perfectrep_jax.fileio import os_error_text
-
     print(f"perfectrep-jax {command}: error: {os_error_text(e)}", file=sys.stderr)
     return 2
   except Preempted as e:  # SIGTERM: checkpoint saved; non-zero so a scheduler or sweep reruns it

@@ -313,16 +313,8 @@ class LossWeights(NamedTuple):
 
   @classmethod
   def upstream(cls) -> "LossWeights":
-    """The weights PerfectRep and MotionBERT pretrain with."""
-    return cls(
-      lambda_3d_pos=1.0,
-      lambda_scale=0.5,
-      lambda_3d_velocity=20.0,
-      lambda_lv=0.0,
-      lambda_lg=0.0,
-      lambda_a=0.0,
-      lambda_av=0.0,
-    )
+    """The weights PerfectRep and MotionBERT pretrain with (the limb and angle terms off)."""
+    return cls(lambda_3d_pos=1.0, lambda_scale=0.5, lambda_3d_velocity=20.0)
 
   @classmethod
   def from_mapping(cls, weights: Mapping[str, float]) -> "LossWeights":

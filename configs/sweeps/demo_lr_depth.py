@@ -4,7 +4,7 @@ perfectrep-jax sweep demo_lr_depth --workdir runs/demo-lr-depth
 perfectrep-jax sweep demo_lr_depth --workdir runs/demo-lr-depth --summary
 """
 
-from perfectrep_jax.train.sweep import Sweep, axis, product
+from perfectrep_jax.sweeps.spec import Sweep, axis, product
 
 
 def get_sweep(arg=None):

@@ -17,7 +17,7 @@ Runs train from scratch (``init.finetune=False``), as the study does.
 """
 
 from perfectrep_jax.data.builders.h36m import SOURCES_2D
-from perfectrep_jax.train.sweep import Sweep, axis, parse_arg
+from perfectrep_jax.sweeps.spec import Sweep, axis, parse_arg
 
 
 def get_sweep(arg=None):

@@ -9,7 +9,7 @@ crossed with three learning rates: 6 runs. The argument picks the accelerator's 
         --tpu my-v5p-32 --zone us-east5-a --num-devices 16
 """
 
-from perfectrep_jax.train.sweep import Sweep, axis, product, zipped
+from perfectrep_jax.sweeps.spec import Sweep, axis, product, zipped
 
 SETTINGS = {
   "gpu": {"compute_dtype": "bfloat16", "batch_size": 64},

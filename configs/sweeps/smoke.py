@@ -4,7 +4,7 @@ perfectrep-jax sweep smoke --workdir runs/sweep-smoke
 perfectrep-jax sweep smoke --workdir /shared/runs/sweep-smoke --emit slurm
 """
 
-from perfectrep_jax.train.sweep import Sweep, axis
+from perfectrep_jax.sweeps.spec import Sweep, axis
 
 
 def get_sweep(arg=None):

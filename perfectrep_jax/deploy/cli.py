@@ -7,13 +7,24 @@ import json
 import os
 import sys
 
+from perfectrep_jax.deploy.export import export_model
 from perfectrep_jax.errors import UserError
 from perfectrep_jax.weights import checkpoint_or_default
+from perfectrep_jax.wild.detect import show_native_logs
+
+
+def add_image_options(
+  p, *, size_help: str, normalization_default: str | None, normalization_help: str
+) -> None:
+  """``--image-size W H`` and ``--normalization crop|image``: how 2D keypoints in pixels are
+  normalised for a lifter (``infer`` and ``stream``)."""
+  p.add_argument("--image-size", type=int, nargs=2, metavar=("W", "H"), default=None, help=size_help)
+  p.add_argument(
+    "--normalization", choices=("crop", "image"), default=normalization_default, help=normalization_help
+  )
 
 
 def cmd_export_model(args) -> None:
-  from perfectrep_jax.deploy.export import export_model
-
   if args.out is None:  # one path given: the output; the model is the default lifter
     args.checkpoint, args.out = None, args.checkpoint
   checkpoint = checkpoint_or_default(args.checkpoint)
@@ -46,7 +57,7 @@ def rep_signal(exercise: str | None) -> str | None:
   """The repetition signal of an exercise name or alias (``None``: none of its own, or a hold)."""
   if not exercise:
     return None
-  from perfectrep_jax.form import reps, rules
+  from perfectrep_jax.form import reps, rules  # lazy: scipy, paid only by stream --exercise
 
   table = rules.load_rules()
   signal = table[rules.resolve_exercise(exercise, table)].signal
@@ -54,6 +65,8 @@ def rep_signal(exercise: str | None) -> str | None:
 
 
 def cmd_stream(args) -> None:
+  # lazy on purpose: scipy and the lifting code load in seconds, which every other command (this
+  # module is read whenever perfectrep-jax parses its arguments) must not pay for
   from perfectrep_jax.deploy.online_reps import OnlineRepCounter
   from perfectrep_jax.deploy.stream import StreamingLifter
   from perfectrep_jax.deploy import stream_io
@@ -62,8 +75,6 @@ def cmd_stream(args) -> None:
   size = tuple(args.image_size) if args.image_size else None
   fps = args.fps
   if args.video:
-    from perfectrep_jax.wild.detect import show_native_logs
-
     show_native_logs(args.verbose)
     frames = stream_io.video_keypoints(args.video, args.pose_model)
     first = next(frames, None)
@@ -168,19 +179,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     help="frames of future context; delay = lookahead + hop - 1 frames (default 0: causal)",
   )
   p.add_argument("--fps", type=float, default=None, help="frame rate (default the video's, else 30)")
-  p.add_argument(
-    "--image-size",
-    type=int,
-    nargs=2,
-    metavar=("W", "H"),
-    default=None,
-    help="image width and height in pixels (enables image normalisation)",
-  )
-  p.add_argument(
-    "--normalization",
-    choices=("crop", "image"),
-    default=None,
-    help="default 'image' when the image size is known, else 'crop' (box of each window)",
+  add_image_options(
+    p,
+    size_help="image width and height in pixels (enables image normalisation)",
+    normalization_default=None,
+    normalization_help="default 'image' when the image size is known, else 'crop' (box of each window)",
   )
   p.add_argument(
     "--units",

@@ -26,9 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +33,7 @@ import numpy as np
 
 from perfectrep_jax.deploy import runtime
 from perfectrep_jax.errors import UserError
+from perfectrep_jax.fileio import atomic_directory, new_directory
 from perfectrep_jax.skeleton import COCO_JOINTS, COCO_TO_H36M, H36M_JOINTS
 
 FORMATS = ("stablehlo", "onnx", "tflite")
@@ -76,7 +74,7 @@ def load_lifter(path: str | Path, *, step: int | None = None):
   Raises:
     UserError: no such directory, not a model directory, or not a DSTformer lifter.
   """
-  from perfectrep_jax.models import model_dir
+  from perfectrep_jax.models import model_dir  # lazy: jax and flax, not needed to parse the CLI
 
   meta = model_dir.read_meta(path)
   if meta["kind"] != "lifter":
@@ -96,7 +94,7 @@ def check_frames(frames: int | None, maxlen: int, where: str) -> int:
 
 def _torch_reference(model):
   """The PyTorch reference with the model's weights, in eval mode."""
-  try:
+  try:  # lazy on purpose: PyTorch is an optional dependency (the torch extra)
     import torch
     from perfectrep_jax.interop.convert import to_state_dict
     from perfectrep_jax.interop.torch_reference import TorchDSTformer
@@ -263,7 +261,7 @@ def verify(out_dir: Path, model, frames: int, batch: int | None, seed: int = 0) 
   Raises:
     RuntimeError: the outputs differ by more than ``TOLERANCE`` (a bug in an exporter).
   """
-  from perfectrep_jax.models.model_dir import make_apply_fn
+  from perfectrep_jax.models.model_dir import make_apply_fn  # lazy: jax and flax, as load_lifter
 
   cfg = model.config
   rng = np.random.default_rng(seed)
@@ -307,14 +305,10 @@ def export_model(
     raise UserError(f"--batch must be at least 1, got {batch}")
   if fmt == "tflite" and batch is None:
     batch = 1
-  out_dir = Path(out_dir).absolute()
-  if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-    raise UserError(f"{out_dir}: already exists and is not empty; choose a new output directory")
+  out_dir = new_directory(out_dir)  # refused before the model is loaded
   model, meta = load_lifter(checkpoint, step=step)
   frames = check_frames(frames, model.config.maxlen, str(checkpoint))
-  out_dir.parent.mkdir(parents=True, exist_ok=True)
-  tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-  try:
+  with atomic_directory(out_dir, mode=0o755) as tmp:
     manifest = manifest_for(model, meta, fmt, frames, batch, str(checkpoint))
     if fmt == "stablehlo":
       manifest.update(write_stablehlo(model, tmp, frames, batch, tuple(platforms)))
@@ -325,11 +319,4 @@ def export_model(
     (tmp / runtime.MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     manifest["check"] = verify(tmp, model, frames, batch)
     (tmp / runtime.MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    os.chmod(tmp, 0o755)
-    if out_dir.exists():
-      out_dir.rmdir()
-    os.replace(tmp, out_dir)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
   return manifest

@@ -34,10 +34,13 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
+from perfectrep_jax.deploy import runtime
+from perfectrep_jax.deploy.export import check_frames, load_lifter
 from perfectrep_jax.deploy.online_reps import OnlineRepCounter
 from perfectrep_jax.deploy.stream import StreamFrame, StreamingLifter
 from perfectrep_jax.errors import UserError
 from perfectrep_jax.skeleton import H36M_JOINTS
+from perfectrep_jax.wild.detect import iter_keypoints
 from perfectrep_jax.wild.keypoints import coco_keypoints
 
 
@@ -267,8 +270,6 @@ def make_lift_fn(path: str | Path, window: int | None, flip: bool):
   Raises:
     UserError: a bad directory, or a window the model or artifact cannot take.
   """
-  from perfectrep_jax.deploy import runtime
-
   path = Path(path)
   batch = 2 if flip else 1
   if (path / runtime.MANIFEST).is_file():
@@ -288,7 +289,7 @@ def make_lift_fn(path: str | Path, window: int | None, flip: bool):
       )
     fn, window, desc = art, art.frames, f"{path} ({art.kind})"
   else:
-    from perfectrep_jax.deploy.export import check_frames, load_lifter
+    # lazy on purpose: a model directory needs jax and flax, an exported artifact does not
     from perfectrep_jax.models.model_dir import make_apply_fn
 
     model, _ = load_lifter(path)
@@ -311,7 +312,5 @@ def video_keypoints(
   Raises:
     UserError: the video extra is missing, the files cannot be read.
   """
-  from perfectrep_jax.wild.detect import iter_keypoints
-
   for frame, people, fps, size, _ in iter_keypoints(video, pose_model, num_poses=1):
     yield frame, (people[0] if people else None), fps, size

@@ -8,29 +8,19 @@ comparison with the DSTformer isolates what spatio-temporal attention adds.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import ClassVar
 
 import jax
 from flax import nnx
 
-from perfectrep_jax.models.dstformer import (
-  MAX_DEPTH,
-  MAX_JOINTS,
-  MAX_MAXLEN,
-  MAX_WIDTH,
-  _short,
-  check_int,
-  check_parameter_count,
-  check_real,
-  dense,
-  layer_norm,
-)
+from perfectrep_jax.models import bounds
+from perfectrep_jax.models.kernels import dense, layer_norm
 
 Array = jax.Array
 
 
 @dataclasses.dataclass(frozen=True)
-class MLPLifterConfig:
+class MLPLifterConfig(bounds.ModelConfig):
   dim_in: int = 3
   dim_out: int = 3
   num_joints: int = 17
@@ -39,33 +29,20 @@ class MLPLifterConfig:
   drop_rate: float = 0.0
   maxlen: int = 243  # only checked, so that the lifter and the baseline take the same clips
 
+  config_name: ClassVar[str] = "an MLP lifter"
+
   def __post_init__(self):
-    for name, low, high in (
-      ("dim_in", 1, MAX_WIDTH),
-      ("dim_out", 1, MAX_WIDTH),
-      ("num_joints", 1, MAX_JOINTS),
-      ("hidden", 1, MAX_WIDTH),
-      ("num_blocks", 0, MAX_DEPTH),
-      ("maxlen", 1, MAX_MAXLEN),
-    ):
-      check_int(name, getattr(self, name), low, high)
-    check_real("drop_rate", self.drop_rate, 0.0, 1.0, high_open=True)
+    widths = {
+      "dim_out": (1, bounds.MAX_WIDTH),
+      "hidden": (1, bounds.MAX_WIDTH),
+      "num_blocks": (0, bounds.MAX_DEPTH),
+    }
+    bounds.check_ints(self, {**bounds.CLIP_BOUNDS, **widths})
+    bounds.check_real("drop_rate", self.drop_rate, 0.0, 1.0, high_open=True)
     j, h = self.num_joints, self.hidden
     n = j * self.dim_in * h + h + self.num_blocks * (2 * (h * h + h) + 4 * h)
     n += h * j * self.dim_out + j * self.dim_out
-    check_parameter_count(n, "MLP lifter")
-
-  def to_dict(self) -> dict[str, Any]:
-    return dataclasses.asdict(self)
-
-  @classmethod
-  def from_dict(cls, d: dict[str, Any]) -> "MLPLifterConfig":
-    if not isinstance(d, dict):
-      raise ValueError(f"an MLP lifter config is a mapping of fields, not {type(d).__name__}")
-    unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
-    if unknown:
-      raise ValueError(f"unknown MLP lifter config fields: {_short(sorted(map(str, unknown)))}")
-    return cls(**d)
+    bounds.check_parameter_count(n, "MLP lifter")
 
 
 class _ResidualBlock(nnx.Module):

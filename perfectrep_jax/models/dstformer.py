@@ -20,23 +20,43 @@ their own; softmax normalisation is applied to the (L, D) output instead of the 
 (the default on GPU and TPU) calls ``jax.nn.dot_product_attention``, which picks cuDNN's fused
 kernel on GPU when the dtype and shapes allow. ``remat`` rematerialises each half-block in the
 backward pass. None of these options changes a parameter or, beyond float32 round-off, an output.
+The layers and custom-gradient kernels it is made of are in ``kernels.py``, the bounds its config
+is checked against in ``bounds.py``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import math
-from typing import Any
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-Array = jax.Array
+from perfectrep_jax.models.bounds import (
+  CLIP_BOUNDS,
+  MAX_DEPTH,
+  MAX_WIDTH,
+  ModelConfig,
+  check_ints,
+  check_parameter_count,
+  check_real,
+  short_repr,
+)
+from perfectrep_jax.models.kernels import (
+  apply_dense,
+  apply_layer_norm,
+  apply_matrix,
+  bias_gelu,
+  constant_init,
+  dense,
+  gelu,
+  layer_norm,
+  softmax_attention,
+  trunc_normal_init,
+)
 
-LAYERNORM_EPS = 1e-6
-_INIT_STD = 0.02
+Array = jax.Array
 
 ATTENTION_IMPLS = ("auto", "einsum", "dot_product_attention")
 REMAT_POLICIES = {
@@ -47,52 +67,8 @@ REMAT_POLICIES = {
 }
 
 
-# Bounds of a model config, checked before anything is allocated: a model.json or a config
-# override cannot ask for a model this process could never build.
-MAX_WIDTH = 1 << 16
-MAX_DEPTH = 1024
-MAX_JOINTS = 4096
-MAX_MAXLEN = 1 << 20
-MAX_PARAMETERS = 2_000_000_000  # 8 GB of float32 weights (MotionBERT's largest: 42 million)
-
-
-def _short(value: Any, limit: int = 60) -> str:
-  text = (
-    repr(value)
-    if isinstance(value, (int, float, str, bool, type(None), list))
-    else (f"a {type(value).__name__}")
-  )
-  return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def check_int(name: str, value: Any, low: int, high: int) -> None:
-  """``value`` is an integer (not a bool) in [low, high], or a ValueError names the field."""
-  if not isinstance(value, int) or isinstance(value, bool):
-    raise ValueError(f"{name} must be an integer, got {_short(value)}")
-  if not low <= value <= high:
-    raise ValueError(f"{name} must be in {low}..{high}, got {_short(value)}")
-
-
-def check_real(
-  name: str, value: Any, low: float, high: float, *, low_open: bool = False, high_open: bool = False
-) -> None:
-  """``value`` is a finite number in the range, or a ValueError names the field."""
-  if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-    raise ValueError(f"{name} must be a finite number, got {_short(value)}")
-  if value < low or value > high or (low_open and value == low) or (high_open and value == high):
-    raise ValueError(
-      f"{name} must be in {'(' if low_open else '['}{low}, {high}"
-      f"{')' if high_open else ']'}, got {_short(value)}"
-    )
-
-
-def check_parameter_count(n: int, what: str) -> None:
-  if n > MAX_PARAMETERS:
-    raise ValueError(f"this {what} would have {n:,} parameters (more than {MAX_PARAMETERS:,})")
-
-
 @dataclasses.dataclass(frozen=True)
-class DSTformerConfig:
+class DSTformerConfig(ModelConfig):
   """Hyper-parameters of the DSTformer, named as upstream's constructor arguments.
 
   ``dim_out = 0`` drops the regression head (the network returns the representation);
@@ -118,19 +94,12 @@ class DSTformerConfig:
   drop_path_rate: float = 0.0
   att_fuse: bool = True
 
+  config_name: ClassVar[str] = "a DSTformer"
+
   def __post_init__(self):
     """Checks types, ranges, divisibility and the parameter count before anything is built."""
-    for name, low, high in (
-      ("dim_in", 1, MAX_WIDTH),
-      ("dim_out", 0, MAX_WIDTH),
-      ("dim_feat", 1, MAX_WIDTH),
-      ("dim_rep", 0, MAX_WIDTH),
-      ("depth", 1, MAX_DEPTH),
-      ("num_joints", 1, MAX_JOINTS),
-      ("maxlen", 1, MAX_MAXLEN),
-      ("num_heads", 1, MAX_WIDTH),
-    ):
-      check_int(name, getattr(self, name), low, high)
+    widths = {"dim_out": (0, MAX_WIDTH), "dim_feat": (1, MAX_WIDTH), "dim_rep": (0, MAX_WIDTH)}
+    check_ints(self, {**CLIP_BOUNDS, **widths, "depth": (1, MAX_DEPTH), "num_heads": (1, MAX_WIDTH)})
     if self.dim_feat % self.num_heads:
       raise ValueError(f"dim_feat {self.dim_feat} is not divisible by num_heads {self.num_heads}")
     check_real("mlp_ratio", self.mlp_ratio, 0.0, MAX_WIDTH, low_open=True)
@@ -145,7 +114,7 @@ class DSTformerConfig:
       check_real(name, getattr(self, name), 0.0, 1.0, high_open=True)
     for name in ("qkv_bias", "att_fuse"):
       if not isinstance(getattr(self, name), bool):
-        raise ValueError(f"{name} must be true or false, got {_short(getattr(self, name))}")
+        raise ValueError(f"{name} must be true or false, got {short_repr(getattr(self, name))}")
     check_parameter_count(self.num_parameters(), "DSTformer")
 
   def num_parameters(self) -> int:
@@ -171,172 +140,6 @@ class DSTformerConfig:
   def head_dim(self) -> int:
     return self.dim_feat // self.num_heads
 
-  def to_dict(self) -> dict[str, Any]:
-    return dataclasses.asdict(self)
-
-  @classmethod
-  def from_dict(cls, d: dict[str, Any]) -> "DSTformerConfig":
-    if not isinstance(d, dict):
-      raise ValueError(f"a DSTformer config is a mapping of fields, not {type(d).__name__}")
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(d) - names
-    if unknown:
-      raise ValueError(f"unknown DSTformer config fields: {_short(sorted(map(str, unknown)))}")
-    return cls(**d)
-
-
-def _trunc_normal(axes: tuple[str | None, ...]):
-  return nnx.with_partitioning(jax.nn.initializers.truncated_normal(_INIT_STD), axes, eager_sharding=False)
-
-
-def _constant(value: float, axes: tuple[str | None, ...]):
-  return nnx.with_partitioning(jax.nn.initializers.constant(value), axes, eager_sharding=False)
-
-
-def dense(
-  in_features: int,
-  out_features: int,
-  axes: tuple[str | None, str | None],
-  *,
-  use_bias: bool = True,
-  dtype=None,
-  rngs: nnx.Rngs,
-) -> nnx.Linear:
-  """A Linear layer with upstream's init (truncated normal 0.02, zero bias) and logical axes."""
-  return nnx.Linear(
-    in_features,
-    out_features,
-    use_bias=use_bias,
-    dtype=dtype,
-    kernel_init=_trunc_normal(axes),
-    bias_init=_constant(0.0, (axes[1],)),
-    rngs=rngs,
-  )
-
-
-def layer_norm(dim: int, *, dtype=None, rngs: nnx.Rngs) -> nnx.LayerNorm:
-  """LayerNorm with eps 1e-6 and the two-pass variance PyTorch uses."""
-  return nnx.LayerNorm(
-    dim,
-    epsilon=LAYERNORM_EPS,
-    dtype=dtype,
-    use_fast_variance=False,
-    scale_init=_constant(1.0, ("embed",)),
-    bias_init=_constant(0.0, ("embed",)),
-    rngs=rngs,
-  )
-
-
-def apply_dense(layer: nnx.Linear, x: Array) -> Array:
-  """``layer(x)`` computed on the (tokens, features) matrix.
-
-  Same result as ``nnx.Linear.__call__``; flattening the leading axes first lets XLA take the
-  weight gradient as one (features, tokens) x (tokens, out) product of the arrays as they are,
-  where an N-d dot_general made it copy the (out, tokens) transpose of the output gradient.
-  """
-  kernel = layer.kernel[...]
-  bias = layer.bias[...] if layer.bias is not None else None
-  x, kernel, bias = layer.promote_dtype((x, kernel, bias), dtype=layer.dtype)
-  lead = x.shape[:-1]
-  y = jnp.dot(x.reshape(-1, x.shape[-1]), kernel, precision=layer.precision)
-  if bias is not None:
-    y = y + bias
-  return y.reshape(lead + (kernel.shape[-1],))
-
-
-def apply_matrix(x: Array, kernel: Array) -> Array:
-  """(..., K) @ (K, N) on the flattened (tokens, K) matrix."""
-  return jnp.dot(x.reshape(-1, x.shape[-1]), kernel).reshape(x.shape[:-1] + kernel.shape[-1:])
-
-
-def _ln_stats(x: Array, eps: float) -> tuple[Array, Array]:
-  mean = jnp.mean(x, axis=-1, keepdims=True)
-  xc = x - mean
-  return mean, jax.lax.rsqrt(jnp.mean(xc * xc, axis=-1, keepdims=True) + eps)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def layer_norm_fn(x: Array, scale: Array, bias: Array, eps: float) -> Array:
-  """(x - mean) / sqrt(var + eps) * scale + bias over the last axis, float32 statistics.
-
-  Two-pass variance as PyTorch's LayerNorm. The backward is written out (the usual
-  ``rstd * (g - mean(g) - xhat * mean(g * xhat))`` with ``g = dy * scale``), recomputing xhat
-  from the saved input and per-row statistics: autodiff of the forward saved broadcast copies of
-  the statistics and of ``scale`` and took more passes over the activations.
-  """
-  mean, rstd = _ln_stats(x, eps)
-  return (x - mean) * rstd * scale + bias
-
-
-def _layer_norm_fwd(x, scale, bias, eps):
-  mean, rstd = _ln_stats(x, eps)
-  return (x - mean) * rstd * scale + bias, (x, mean, rstd, scale)
-
-
-def _layer_norm_bwd(eps, res, dy):
-  x, mean, rstd, scale = res
-  shape, c = x.shape, x.shape[-1]
-  # on the (tokens, C) matrix: XLA:CPU's fused row reductions of the 4-d (B, T, J, C) arrays
-  # took twice as long (9.7 ms against 5.2 ms per LayerNorm backward at full size, one core)
-  x, dy = x.reshape(-1, c), dy.reshape(-1, c)
-  mean, rstd = mean.reshape(-1, 1), rstd.reshape(-1, 1)
-  xhat = (x - mean) * rstd
-  g = dy * scale
-  dx = rstd * (g - jnp.mean(g, axis=-1, keepdims=True) - xhat * jnp.mean(g * xhat, axis=-1, keepdims=True))
-  return dx.reshape(shape), jnp.sum(dy * xhat, axis=0), jnp.sum(dy, axis=0)
-
-
-layer_norm_fn.defvjp(_layer_norm_fwd, _layer_norm_bwd)
-
-
-def apply_layer_norm(layer: nnx.LayerNorm, x: Array) -> Array:
-  """``layer(x)`` over the last axis: two-pass statistics in float32, as PyTorch's LayerNorm."""
-  dtype = layer.dtype or x.dtype
-  xf = x.astype(jnp.promote_types(x.dtype, jnp.float32))
-  c = x.shape[-1]
-  scale = layer.scale[...] if layer.scale is not None else jnp.ones((c,), xf.dtype)
-  bias = layer.bias[...] if layer.bias is not None else jnp.zeros((c,), xf.dtype)
-  return layer_norm_fn(xf, scale.astype(xf.dtype), bias.astype(xf.dtype), float(layer.epsilon)).astype(dtype)
-
-
-_SQRT_HALF = math.sqrt(0.5)
-_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
-
-
-def gelu(x: Array) -> Array:
-  """Exact GELU in PyTorch's form, ``x / 2 * (1 + erf(x / sqrt 2))``.
-
-  Same function as ``jax.nn.gelu(approximate=False)`` (which uses erfc); erf is the cheaper of
-  the two in XLA on CPU and is what PyTorch computes, so outputs agree to the last bits.
-  """
-  return x * 0.5 * (1.0 + jax.lax.erf(x * jnp.asarray(_SQRT_HALF, x.dtype)))
-
-
-@jax.custom_vjp
-def bias_gelu(h: Array, bias: Array) -> Array:
-  """``gelu(h + bias)``, bias on the last axis, with a one-pass backward.
-
-  Saves only ``h`` (the matmul output, which exists anyway); the backward recomputes the
-  pre-activation and erf in the same pass that forms ``dy * gelu'(h + bias)``.
-  """
-  return gelu(h + bias)
-
-
-def _bias_gelu_fwd(h, bias):
-  return gelu(h + bias), (h, bias)
-
-
-def _bias_gelu_bwd(res, dy):
-  h, bias = res
-  z = h + bias
-  cdf = 0.5 * (1.0 + jax.lax.erf(z * jnp.asarray(_SQRT_HALF, z.dtype)))
-  pdf = jnp.exp(-0.5 * z * z) * jnp.asarray(_INV_SQRT_2PI, z.dtype)
-  dz = dy * (cdf + z * pdf)
-  return dz, jnp.sum(dz, axis=tuple(range(dz.ndim - 1))).astype(bias.dtype)
-
-
-bias_gelu.defvjp(_bias_gelu_fwd, _bias_gelu_bwd)
-
 
 class MLP(nnx.Module):
   """fc1 -> exact GELU -> dropout -> fc2 -> dropout, on (..., C)."""
@@ -355,52 +158,6 @@ class MLP(nnx.Module):
     else:
       x = gelu(apply_dense(fc1, x))
     return self.drop(apply_dense(self.fc2, self.drop(x)))
-
-
-@jax.custom_vjp
-def softmax_attention(q: Array, k: Array, v: Array) -> Array:
-  """softmax(q k^T) v over the last two axes of (..., L, D) arrays; q carries the scale.
-
-  The softmax is normalised after the product with v ((L, D) divisions, not (L, L)), and the
-  backward is written out so that every product reads the (L, L) weights as they are laid out
-  (``dv^T = dout^T w``, ``dk^T = q^T dlogits``): autodiff's transposed products made XLA copy
-  a transposed (L, L) array per product.
-  """
-  return _softmax_attention_fwd(q, k, v)[0]
-
-
-def _softmax_attention_fwd(q, k, v):
-  logits = jnp.einsum("...ld,...md->...lm", q, k, preferred_element_type=jnp.float32)
-  w = jnp.exp(logits - jnp.max(logits, axis=-1, keepdims=True))
-  denom = jnp.sum(w, axis=-1, keepdims=True)
-  out = jnp.einsum("...lm,...md->...ld", w.astype(v.dtype), v, preferred_element_type=jnp.float32) / denom
-  return out.astype(v.dtype), (q, k, v, w, denom, out)
-
-
-def _softmax_attention_bwd(res, dout):
-  q, k, v, w, denom, out = res
-  f32 = jnp.float32
-  dout = dout.astype(f32)
-  g = dout / denom  # d(w v)
-  dden = -jnp.sum(dout * out.astype(f32), axis=-1, keepdims=True) / denom
-  dw = jnp.einsum("...ld,...md->...lm", g.astype(v.dtype), v, preferred_element_type=f32) + dden
-  dlogits = (dw * w).astype(q.dtype)
-  dq = jnp.einsum("...lm,...md->...ld", dlogits, k, preferred_element_type=f32)
-  dk_t = jnp.einsum("...dl,...lm->...dm", jnp.swapaxes(q, -1, -2), dlogits, preferred_element_type=f32)
-  dv_t = jnp.einsum(
-    "...dl,...lm->...dm",
-    jnp.swapaxes(g.astype(v.dtype), -1, -2),
-    w.astype(v.dtype),
-    preferred_element_type=f32,
-  )
-  return (
-    dq.astype(q.dtype),
-    jnp.swapaxes(dk_t, -1, -2).astype(k.dtype),
-    jnp.swapaxes(dv_t, -1, -2).astype(v.dtype),
-  )
-
-
-softmax_attention.defvjp(_softmax_attention_fwd, _softmax_attention_bwd)
 
 
 class Attention(nnx.Module):
@@ -568,9 +325,11 @@ class DSTformer(nnx.Module):
     self.dtype = dtype
     c = cfg.dim_feat
     self.joints_embed = dense(cfg.dim_in, c, (None, "embed"), dtype=dtype, rngs=rngs)
-    self.pos_embed = nnx.Param(_trunc_normal((None, None, "embed"))(rngs.params(), (1, cfg.num_joints, c)))
+    self.pos_embed = nnx.Param(
+      trunc_normal_init((None, None, "embed"))(rngs.params(), (1, cfg.num_joints, c))
+    )
     self.temp_embed = nnx.Param(
-      _trunc_normal((None, None, None, "embed"))(rngs.params(), (1, cfg.maxlen, 1, c))
+      trunc_normal_init((None, None, None, "embed"))(rngs.params(), (1, cfg.maxlen, 1, c))
     )
     self.pos_drop = nnx.Dropout(cfg.drop_rate, rngs=rngs)
     rates = [cfg.drop_path_rate * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]
@@ -584,8 +343,8 @@ class DSTformer(nnx.Module):
             2 * c,
             2,
             dtype=dtype,
-            kernel_init=_constant(0.0, ("embed", None)),
-            bias_init=_constant(0.5, (None,)),
+            kernel_init=constant_init(0.0, ("embed", None)),
+            bias_init=constant_init(0.5, (None,)),
             rngs=rngs,
           )
           for _ in range(cfg.depth)

@@ -9,22 +9,15 @@ joints are concatenated and the persons averaged, then a head maps it to class l
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from perfectrep_jax.models.dstformer import (
-  MAX_WIDTH,
-  DSTformer,
-  DSTformerConfig,
-  _short,
-  check_int,
-  check_parameter_count,
-  check_real,
-  dense,
-)
+from perfectrep_jax.models import bounds
+from perfectrep_jax.models.dstformer import DSTformer, DSTformerConfig
+from perfectrep_jax.models.kernels import dense
 
 Array = jax.Array
 
@@ -33,7 +26,7 @@ BATCHNORM_MOMENTUM = 0.1  # PyTorch's convention: weight of the new batch in the
 
 
 @dataclasses.dataclass(frozen=True)
-class ActionConfig:
+class ActionConfig(bounds.ModelConfig):
   """The action model: a backbone config plus the head's widths.
 
   ``hidden_dim`` is the width of ``fc1``. Upstream's classification head is always 2048 wide
@@ -46,35 +39,42 @@ class ActionConfig:
   dropout_ratio: float = 0.0
   version: str = "class"  # "class" (logits) or "embed" (L2-normalised fc1)
 
+  config_name: ClassVar[str] = "an action"
+
   def __post_init__(self):
     if self.version not in ("class", "embed"):
-      raise ValueError(f"action head version must be 'class' or 'embed', got {_short(self.version)}")
+      raise ValueError(
+        f"action head version must be 'class' or 'embed', got {bounds.short_repr(self.version)}"
+      )
     if not isinstance(self.backbone, DSTformerConfig):
       raise ValueError("an action model needs a DSTformer backbone config")
-    check_int("num_classes", self.num_classes, 0, 1 << 20)
-    check_int("hidden_dim", self.hidden_dim, 1, MAX_WIDTH)
-    check_real("dropout_ratio", self.dropout_ratio, 0.0, 1.0, high_open=True)
+    bounds.check_int("num_classes", self.num_classes, 0, 1 << 20)
+    bounds.check_int("hidden_dim", self.hidden_dim, 1, bounds.MAX_WIDTH)
+    bounds.check_real("dropout_ratio", self.dropout_ratio, 0.0, 1.0, high_open=True)
     b = self.backbone
     head = b.rep_width * b.num_joints * self.hidden_dim + self.hidden_dim
     if self.version == "class":  # BatchNorm (scale, bias, mean, var) and fc2
       head += 4 * self.hidden_dim + self.hidden_dim * self.num_classes + self.num_classes
-    check_parameter_count(b.num_parameters() + head, "action model")
-
-  def to_dict(self) -> dict[str, Any]:
-    d = dataclasses.asdict(self)
-    d["backbone"] = self.backbone.to_dict()
-    return d
+    bounds.check_parameter_count(b.num_parameters() + head, "action model")
 
   @classmethod
-  def from_dict(cls, d: dict[str, Any]) -> "ActionConfig":
+  def from_dict(cls, d: dict[str, Any]) -> ActionConfig:
     if not isinstance(d, dict) or "backbone" not in d:
       raise ValueError("an action config is a mapping with a 'backbone' DSTformer config")
-    unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
-    if unknown:
-      raise ValueError(f"unknown action config fields: {_short(sorted(map(str, unknown)))}")
-    d = dict(d)
+    d = cls.checked_fields(d)
     d["backbone"] = DSTformerConfig.from_dict(d["backbone"])
     return cls(**d)
+
+
+def normalize_clip_3d(x: Array) -> Array:
+  """(..., T, J, 3) -> the clip relative to its first frame's root, scaled to unit RMS radius.
+
+  Makes a 3D clip's class independent of where the person stands and how large they appear, so
+  that a classifier trained on dataset clips reads the lifter's output of any video.
+  """
+  x = x - x[..., :1, :1, :]
+  radius = jnp.sqrt(jnp.mean(jnp.sum(jnp.square(x), axis=-1), axis=(-2, -1), keepdims=True))
+  return x / jnp.maximum(radius[..., None], 1e-6)
 
 
 class BatchNorm(nnx.Module):

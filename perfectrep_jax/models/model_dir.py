@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,8 +22,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from perfectrep_jax import digests
 from perfectrep_jax.errors import UserError
-from perfectrep_jax.fileio import load_json
+from perfectrep_jax.fileio import atomic_directory, load_json
 from perfectrep_jax.models.baseline import MLPLifter, MLPLifterConfig
 from perfectrep_jax.models.dstformer import DSTformer, DSTformerConfig
 from perfectrep_jax.models.heads import ActionConfig, ActionNet
@@ -175,22 +173,12 @@ def save_model_dir(out_dir: str | Path, model: nnx.Module, **extra_meta: Any) ->
   out_dir = Path(out_dir).absolute()
   if out_dir.is_symlink():  # a link to (or for) the directory: the directory itself is written
     out_dir = out_dir.resolve()
-  if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-    raise UserError(f"{out_dir}: already exists and is not empty; choose a new output directory")
-  out_dir.parent.mkdir(parents=True, exist_ok=True)
-  tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-  try:
+  with atomic_directory(out_dir) as tmp:
     weights = jax.tree.map(np.asarray, weights_of(model))
     with ocp.StandardCheckpointer() as ckptr:
       ckptr.save(tmp / PARAMS_DIR, weights)
       ckptr.wait_until_finished()
     (tmp / MODEL_JSON).write_text(json.dumps(model_meta(model, **extra_meta), indent=2) + "\n")
-    if out_dir.exists():
-      out_dir.rmdir()
-    os.replace(tmp, out_dir)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
   return out_dir
 
 
@@ -284,8 +272,6 @@ def load_model(
     raise UserError(f"{path / MODEL_JSON}: invalid model config ({e})") from None
   weights_dir = _weights_dir(path, step)
   if weights_dir.name == "model":  # a run's checkpoint: its files must be as saved
-    from perfectrep_jax.train import digests
-
     problem = digests.verify(weights_dir.parent, ("model",))
     if problem is not None:
       raise UserError(f"{weights_dir.parent}: damaged checkpoint ({problem})")

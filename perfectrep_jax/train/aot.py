@@ -26,7 +26,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+import jax
+import jax.numpy as jnp
+from absl import flags
+from ml_collections import config_flags
+
 from perfectrep_jax.errors import UserError
+from perfectrep_jax.fileio import atomic_write_bytes
+from perfectrep_jax.train import trainer
+from perfectrep_jax.train.config_check import check_config
+from perfectrep_jax.train.config_load import HELP_FLAGS, parse_config_flags
+from perfectrep_jax.wild.detect import _quiet_native_stderr  # the one fd-2 silencer
 
 GiB = 2**30
 # device_kind -> (HBM bytes, dense bf16 FLOP/s, HBM bytes/s, ICI bytes/s) per chip, from Google
@@ -106,8 +116,6 @@ def topology_devices(name: str) -> list:
   # processes sharing real chips); this one uses no chip, so it must not wait for or fail on it.
   os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
   from jax.experimental import topologies
-
-  from perfectrep_jax.wild.detect import _quiet_native_stderr  # the one fd-2 silencer
 
   try:
     with _quiet_native_stderr():  # libtpu logs that it found no TPU host (on fd 2, past Python)
@@ -189,11 +197,6 @@ def _for_compile(config):
 def compile_train_step(config, devices, topology: str = "") -> dict[str, Any]:
   """AOT-compiles ``train``'s step for ``devices`` (a slice's, see ``topology_devices``) and
   returns the report (FIELDS) with the compiled program under ``"compiled"``."""
-  import jax
-  import jax.numpy as jnp
-
-  from perfectrep_jax.train import trainer
-
   config = _for_compile(config)
   start = time.perf_counter()
   parts = trainer.build(config, devices=devices)
@@ -393,8 +396,6 @@ def too_big(report: dict) -> str:
 
 
 def _write_json(path: str, payload) -> None:
-  from perfectrep_jax.fileio import atomic_write_bytes
-
   atomic_write_bytes(path, (json.dumps(payload, indent=2) + "\n").encode())
 
 
@@ -426,12 +427,6 @@ examples:
 
 def run(argv: list[str]) -> None:
   """``perfectrep-jax compile ARGS``; UserError for what a user can get wrong."""
-  from absl import flags
-  from ml_collections import config_flags
-
-  from perfectrep_jax.train.config_check import check_config
-  from perfectrep_jax.train.config_load import HELP_FLAGS, parse_config_flags
-
   if any(word in HELP_FLAGS for word in argv):
     print(HELP, flush=True)
     return

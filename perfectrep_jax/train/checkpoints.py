@@ -27,8 +27,8 @@ import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as ocm
 
+from perfectrep_jax import digests
 from perfectrep_jax.errors import UserError
-from perfectrep_jax.train import digests
 
 log = logging.getLogger(__name__)
 # Steps a manager started saving whose digest is not written yet (written once committed).

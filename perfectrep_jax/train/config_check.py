@@ -6,8 +6,14 @@ import math
 
 import jax
 
+from perfectrep_jax.data.corruption import CorruptionConfig
+from perfectrep_jax.data.pipeline import PipelineConfig
 from perfectrep_jax.errors import UserError
+from perfectrep_jax.losses import LossWeights
+from perfectrep_jax.models import model_dir
+from perfectrep_jax.models.dstformer import REMAT_POLICIES
 from perfectrep_jax.train.optim import SCHEDULES
+from perfectrep_jax.train.sharding import mesh_shape
 
 
 def describe_data(config) -> str:
@@ -24,12 +30,6 @@ def describe_data(config) -> str:
 
 def check_config(config) -> None:
   """Raises ``UserError`` listing every problem of ``config`` (unknown fields, bad values)."""
-  from perfectrep_jax.data.corruption import CorruptionConfig
-  from perfectrep_jax.data.pipeline import PipelineConfig
-  from perfectrep_jax.losses import LossWeights
-  from perfectrep_jax.models import model_dir
-  from perfectrep_jax.train.sharding import mesh_shape
-
   problems: list[str] = []
 
   def attempt(what, fn):
@@ -95,8 +95,6 @@ def check_config(config) -> None:
   if config.compute_dtype not in ("float32", "bfloat16", "float16"):
     problems.append(f"compute_dtype: float32, bfloat16 or float16, not {config.compute_dtype!r}")
   attempt("mesh", lambda: mesh_shape(dict(config.mesh), jax.device_count()))
-  from perfectrep_jax.models.dstformer import REMAT_POLICIES
-
   if (config.get("remat") or None) not in REMAT_POLICIES:
     problems.append(f"remat: one of {[p for p in REMAT_POLICIES if p] + ['']}, not {config.remat!r}")
   if config.get("attention_impl", "auto") not in ("auto", "einsum", "dot_product_attention"):

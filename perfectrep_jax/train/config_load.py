@@ -16,6 +16,7 @@ import traceback
 from pathlib import Path
 
 from perfectrep_jax.errors import UserError
+from perfectrep_jax.train.config_base import base_config
 
 HELP_FLAGS = ("-h", "--help", "--helpfull", "--helpshort", "-?")
 _EXC_LINE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit)): (.*)$")
@@ -241,8 +242,6 @@ def help_text(command: str, full: bool = False) -> str:
       f"  perfectrep-jax eval --config {example} --workdir runs/demo --step 500",
     ]
   if full:
-    from perfectrep_jax.train.config_base import base_config
-
     lines += [
       "",
       "config fields (--config.KEY=VALUE; defaults of the base config, which each variant changes):",

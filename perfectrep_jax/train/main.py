@@ -10,12 +10,19 @@ Rerunning ``train`` with the same workdir resumes from its latest checkpoint.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from absl import flags
 from ml_collections import config_flags
 
 from perfectrep_jax.errors import UserError
+from perfectrep_jax.fileio import atomic_write_bytes
+from perfectrep_jax.train import aot, trainer
+from perfectrep_jax.train.config_check import check_config
 from perfectrep_jax.train.config_load import HELP_FLAGS, help_text, parse_config_flags
+from perfectrep_jax.train.publish import publish
+from perfectrep_jax.train.sharding import initialize_distributed_from_config
+from perfectrep_jax.wild.agreement import ERROR_RATIO
 
 _FLAGS = flags.FlagValues()
 _CONFIG = config_flags.DEFINE_config_file(
@@ -46,14 +53,7 @@ def parse(command: str, argv: list[str]):
 
 
 def run(command: str, argv: list[str]) -> None:
-  from perfectrep_jax.train import trainer
-  from perfectrep_jax.train.config_check import check_config
-
-  from perfectrep_jax.train.sharding import initialize_distributed_from_config
-
   if command == "compile":  # flags of its own (--topology, --json, --search-mesh), no workdir
-    from perfectrep_jax.train import aot
-
     aot.run(argv)
     return
   if any(word in HELP_FLAGS for word in argv):  # absl's own --help would list its internal flags
@@ -71,17 +71,11 @@ def run(command: str, argv: list[str]) -> None:
     result = trainer.evaluate(config, workdir, step=step)
     print(result.table, flush=True)
     if result.files:
-      from pathlib import Path
-
-      from perfectrep_jax.fileio import atomic_write_bytes
-
       out = Path(workdir) / "eval" / (f"step_{step}" if step is not None else "best")
       for name, data in result.files.items():
         atomic_write_bytes(out / name, data)
       print(f"tables and plots: {out}", flush=True)
   elif command == "publish":
-    from perfectrep_jax.train.publish import publish
-
     summary = publish(config, workdir, out=_OUT.value, step=step)
     for name, figures in summary["held_out"].items():
       print(
@@ -89,6 +83,14 @@ def run(command: str, argv: list[str]) -> None:
         f"({figures['eval_clips']:.0f} clips)",
         flush=True,
       )
+    u = summary["uncertainty"]
+    print(
+      f"uncertainty: joints beyond {u['threshold']} of the body's height are not judged "
+      f"(they err {ERROR_RATIO:g}x the rest or more; Spearman {u['spearman']} with the error)"
+      if u["threshold"] is not None
+      else f"uncertainty: no threshold tells the wrong joints (Spearman {u['spearman']}); not used",
+      flush=True,
+    )
     for name in ("clean_2d", "detector_2d"):
       f = summary["feedback"][name]
       print(

@@ -167,6 +167,8 @@ def check_model(workdir: str | Path, meta: dict) -> None:
     UserError: the directory holds a converted model (``params/``), or its ``model.json`` has
       another kind or config (the message names the first fields that differ).
   """
+  # lazy on purpose: model_dir brings jax and flax, which the commands that only need this
+  # module's exit status and Preempted (cli._run, every command) must not pay for
   from perfectrep_jax.models import model_dir
 
   workdir = Path(workdir)

@@ -23,6 +23,7 @@ from flax import nnx
 from perfectrep_jax import losses, skeleton
 from perfectrep_jax.data import corruption, moves
 from perfectrep_jax.models import ActionConfig, DSTformer, DSTformerConfig, model_dir
+from perfectrep_jax.models.heads import normalize_clip_3d
 from perfectrep_jax.models.baseline import MLPLifterConfig
 from perfectrep_jax.train import eval_reports
 from perfectrep_jax.train.eval_reports import EvalResult
@@ -116,17 +117,6 @@ class PoseTask(Task):
 
 
 # ---------------------------------------------------------------------------- action task
-def normalize_clip_3d(x: Array) -> Array:
-  """(..., T, J, 3) -> the clip relative to its first frame's root, scaled to unit RMS radius.
-
-  Makes a 3D clip's class independent of where the person stands and how large they appear, so
-  that a classifier trained on dataset clips reads the lifter's output of any video.
-  """
-  x = x - x[..., :1, :1, :]
-  radius = jnp.sqrt(jnp.mean(jnp.sum(jnp.square(x), axis=-1), axis=(-2, -1), keepdims=True))
-  return x / jnp.maximum(radius[..., None], 1e-6)
-
-
 class ActionTask(Task):
   """The action classifier; labels are the dataset's action names, in ``cfg.action.classes``.
 

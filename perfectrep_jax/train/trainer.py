@@ -26,11 +26,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+from jax.experimental import multihost_utils
 
 from perfectrep_jax.data import pipeline
 from perfectrep_jax.errors import UserError
+from perfectrep_jax.interop import convert
 from perfectrep_jax.models import model_dir
 from perfectrep_jax.train import checkpoints, rundir, sharding, tasks
+from perfectrep_jax.train.config_check import describe_data
 from perfectrep_jax.train.optim import make_optimizer
 from perfectrep_jax.train.reporting import Reporter
 
@@ -215,8 +218,6 @@ def make_train_step(config, parts: TrainParts, steps_per_epoch: int = 1) -> Trai
 
 def run_eval(parts: TrainParts, eval_step, params, stats, config, split: str = "test") -> tasks.EvalResult:
   """One ordered pass over ``split``; every process gets the same metrics."""
-  from jax.experimental import multihost_utils
-
   task, mesh = parts.task, parts.mesh
   pcfg = pipeline.PipelineConfig.from_config(
     config.data,
@@ -276,8 +277,6 @@ def _train_and_evaluate(config, workdir: Path, parts: TrainParts) -> dict[str, f
     f"{dict(mesh.shape)}, global batch {config.batch_size}",
     flush=True,
   )
-  from perfectrep_jax.train.config_check import describe_data
-
   print(describe_data(config), flush=True)
   meta = model_dir.model_meta(
     nnx.eval_shape(parts.init_model),
@@ -456,8 +455,6 @@ def load_initialisation(config, parts: TrainParts, params, stats):
   How the source's weights map onto the task's model is the task's (``Task.initial_params``): a
   lifter's initialise an action model's backbone.
   """
-  from perfectrep_jax.interop import convert
-
   path = Path(config.init.checkpoint)
   if path.suffix in (".bin", ".pt", ".pth"):
     state = convert.find_state_dict(convert.load_torch_checkpoint(path), str(path))

@@ -39,19 +39,19 @@ def test_parameter_count_matches_the_built_model(changes):
 
 @pytest.mark.parametrize("version", ["class", "embed"])
 def test_action_and_mlp_counts_are_checked_against_the_models(version, monkeypatch):
-  from perfectrep_jax.models import dstformer
+  from perfectrep_jax.models import bounds
 
   cfg = ActionConfig(backbone=DSTformerConfig(**SMALL), num_classes=6, hidden_dim=32, version=version)
   n = _count(model_dir.build_model("action", cfg))
-  monkeypatch.setattr(dstformer, "MAX_PARAMETERS", n)
+  monkeypatch.setattr(bounds, "MAX_PARAMETERS", n)
   ActionConfig.from_dict(cfg.to_dict())  # exactly at the bound: accepted
-  monkeypatch.setattr(dstformer, "MAX_PARAMETERS", n - 1)
+  monkeypatch.setattr(bounds, "MAX_PARAMETERS", n - 1)
   with pytest.raises(ValueError, match=f"action model would have {n:,} parameters"):
     ActionConfig.from_dict(cfg.to_dict())
   mlp = MLPLifterConfig(num_joints=5, hidden=16, num_blocks=2)
-  monkeypatch.setattr(dstformer, "MAX_PARAMETERS", 10**9)
+  monkeypatch.setattr(bounds, "MAX_PARAMETERS", 10**9)
   m = _count(model_dir.build_model("mlp_lifter", mlp))
-  monkeypatch.setattr(dstformer, "MAX_PARAMETERS", m - 1)
+  monkeypatch.setattr(bounds, "MAX_PARAMETERS", m - 1)
   with pytest.raises(ValueError, match=f"MLP lifter would have {m:,} parameters"):
     MLPLifterConfig.from_dict(mlp.to_dict())
 

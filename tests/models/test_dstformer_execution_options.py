@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from perfectrep_jax.models import dstformer as dst
+from perfectrep_jax.models import kernels
 from perfectrep_jax.models.dstformer import DSTformer, DSTformerConfig
 
 SMALL = DSTformerConfig(dim_feat=32, dim_rep=48, depth=2, num_heads=4, mlp_ratio=2, maxlen=12)
@@ -47,10 +47,10 @@ def test_custom_vjps_match_autodiff_of_the_formulas():
   def attn_ref(q, k, v):
     return jax.nn.softmax(q @ jnp.swapaxes(k, -1, -2), axis=-1) @ v
 
-  for f in (attn_ref, dst.softmax_attention):
+  for f in (attn_ref, kernels.softmax_attention):
     np.testing.assert_allclose(f(q, k, v), attn_ref(q, k, v), atol=1e-6)
   g_ref = jax.grad(lambda *a: jnp.sum(attn_ref(*a) * w), argnums=(0, 1, 2))(q, k, v)
-  g_new = jax.grad(lambda *a: jnp.sum(dst.softmax_attention(*a) * w), argnums=(0, 1, 2))(q, k, v)
+  g_new = jax.grad(lambda *a: jnp.sum(kernels.softmax_attention(*a) * w), argnums=(0, 1, 2))(q, k, v)
   for a, b in zip(g_ref, g_new):
     np.testing.assert_allclose(b, a, atol=1e-5)
 
@@ -60,16 +60,16 @@ def test_custom_vjps_match_autodiff_of_the_formulas():
     m = x.mean(-1, keepdims=True)
     return (x - m) / jnp.sqrt(((x - m) ** 2).mean(-1, keepdims=True) + 1e-6) * s + b
 
-  np.testing.assert_allclose(dst.layer_norm_fn(x, s, b, 1e-6), ln_ref(x, s, b), atol=1e-5)
+  np.testing.assert_allclose(kernels.layer_norm_fn(x, s, b, 1e-6), ln_ref(x, s, b), atol=1e-5)
   g_ref = jax.grad(lambda *a: jnp.sum(ln_ref(*a) * wl), argnums=(0, 1, 2))(x, s, b)
-  g_new = jax.grad(lambda *a: jnp.sum(dst.layer_norm_fn(*a, 1e-6) * wl), argnums=(0, 1, 2))(x, s, b)
+  g_new = jax.grad(lambda *a: jnp.sum(kernels.layer_norm_fn(*a, 1e-6) * wl), argnums=(0, 1, 2))(x, s, b)
   for a, c in zip(g_ref, g_new):
     np.testing.assert_allclose(c, a, atol=1e-5)
 
   h = arr(4, 6, 16) * 2
-  np.testing.assert_allclose(dst.bias_gelu(h, b), jax.nn.gelu(h + b, approximate=False), atol=1e-6)
+  np.testing.assert_allclose(kernels.bias_gelu(h, b), jax.nn.gelu(h + b, approximate=False), atol=1e-6)
   g_ref = jax.grad(lambda h, b: jnp.sum(jax.nn.gelu(h + b, approximate=False) * wl), (0, 1))(h, b)
-  g_new = jax.grad(lambda h, b: jnp.sum(dst.bias_gelu(h, b) * wl), (0, 1))(h, b)
+  g_new = jax.grad(lambda h, b: jnp.sum(kernels.bias_gelu(h, b) * wl), (0, 1))(h, b)
   for a, c in zip(g_ref, g_new):
     np.testing.assert_allclose(c, a, atol=1e-5)
 

@@ -14,7 +14,8 @@ import pytest
 
 from perfectrep_jax.errors import UserError
 from perfectrep_jax.models import model_dir
-from perfectrep_jax.train import checkpoints as C, digests
+from perfectrep_jax import digests
+from perfectrep_jax.train import checkpoints as C
 from tests.conftest import TINY
 
 

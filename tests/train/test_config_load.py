@@ -98,13 +98,13 @@ def test_the_commands_exit_2_with_one_line(tmp_path, command, args, message):
 
 
 def test_sweep_config_problems_are_one_line(tmp_path):
-  from perfectrep_jax.train import sweep
+  from perfectrep_jax.sweeps import spec as sweep
 
   path = _write(
     tmp_path,
     "s.py",
     f"""
-      from perfectrep_jax.train.sweep import Sweep, axis
+      from perfectrep_jax.sweeps.spec import Sweep, axis
       def get_sweep(arg=None):
         return Sweep(config={str(CONFIGS / "pretrain.py") + ":smoke"!r},
                      grid=axis("optim.lrr", [1.0]))

@@ -2,7 +2,7 @@
 MotionBERT-Lite's model; every variant is valid; a bad config stops before anything runs.
 
 The YAML files are upstream's, verbatim, in ``tests/train/upstream_configs/``; the table is
-``perfectrep_jax/train/upstream_yaml.py``.
+``perfectrep_jax/sweeps/upstream_yaml.py``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from perfectrep_jax.data import shared
-from perfectrep_jax.train import upstream_yaml
+from perfectrep_jax.sweeps import upstream_yaml
 from perfectrep_jax.train.config_check import check_config
 from tests.train.conftest import CONFIGS, load_config, run_cli
 

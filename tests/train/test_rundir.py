@@ -17,7 +17,8 @@ import time
 import pytest
 
 from perfectrep_jax.errors import UserError
-from perfectrep_jax.train import rundir, sweep_launch
+from perfectrep_jax.sweeps import launch as sweep_launch
+from perfectrep_jax.train import rundir
 from tests.train.conftest import CONFIGS, REPO, run_cli
 
 SMOKE = ["--config", f"{CONFIGS / 'pretrain.py'}:smoke"]
@@ -195,7 +196,7 @@ def _fake(codes, calls):
 
 
 def test_a_sweep_reruns_a_preempted_run(tmp_path):
-  from perfectrep_jax.train import sweep
+  from perfectrep_jax.sweeps import spec as sweep
 
   grid = sweep.axis("optim.lr", [1e-3, 5e-4])
   loaded = sweep.expand(sweep.Sweep(config=f"{CONFIGS / 'pretrain.py'}:smoke", grid=grid), tmp_path / "s.py")

@@ -9,7 +9,7 @@ import pytest
 
 from perfectrep_jax import skeleton
 from perfectrep_jax.errors import UserError
-from perfectrep_jax.models import model_dir
+from perfectrep_jax.models import heads, model_dir
 from perfectrep_jax.train import tasks
 from perfectrep_jax.train.trainer import train_and_evaluate
 from tests.train.conftest import load_config, read_metrics
@@ -67,7 +67,7 @@ def test_action_labels_and_clip_normalisation():
   rng = np.random.default_rng(0)
   clip = rng.normal(size=(9, 17, 3)).astype(np.float32)
   moved = clip * 3.0 + np.array([5.0, -2.0, 7.0], np.float32)
-  np.testing.assert_allclose(tasks.normalize_clip_3d(moved), tasks.normalize_clip_3d(clip), atol=1e-5)
+  np.testing.assert_allclose(heads.normalize_clip_3d(moved), heads.normalize_clip_3d(clip), atol=1e-5)
 
 
 def test_flip_test_time_augmentation_is_an_involution():

@@ -44,6 +44,21 @@ class ClipConfig(tfds.core.BuilderConfig):
     return self.train_stride if split == "train" else self.test_stride
 
 
+def clip_configs(config: type[ClipConfig] = ClipConfig, note: str = "") -> list[ClipConfig]:
+  """The two variants of a dataset with no other choices: ``clip243`` (stride 81 train / 243 test,
+  upstream's) and ``clip81`` (27 / 81); ``note`` ends the first's description."""
+  return [
+    config(name="clip243", description=f"243-frame clips, stride 81 (train) / 243 (test){note}."),
+    config(
+      name="clip81",
+      description="81-frame clips, stride 27 / 81.",
+      clip_len=81,
+      train_stride=27,
+      test_stride=81,
+    ),
+  ]
+
+
 def clip_features(clip_len: int) -> tfds.features.FeaturesDict:
   """The features of one clip example (T = ``clip_len``)."""
   t = clip_len

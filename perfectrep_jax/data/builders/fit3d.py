@@ -17,7 +17,7 @@ import numpy as np
 
 from perfectrep_jax import skeleton
 from perfectrep_jax.data import cameras
-from perfectrep_jax.data.builders.common import ClipBuilder, ClipConfig, millimetres_per_unit
+from perfectrep_jax.data.builders.common import ClipBuilder, ClipConfig, clip_configs, millimetres_per_unit
 from perfectrep_jax.data.sequences import Sequence, make_sequence
 from perfectrep_jax.errors import UserError
 
@@ -81,16 +81,7 @@ class Fit3D(ClipBuilder):
   """Fit3D clips (array_record)."""
 
   name = "fit3d"
-  BUILDER_CONFIGS = [
-    Fit3DConfig(name="clip243", description="243-frame clips, stride 81 (train) / 243 (test), as upstream."),
-    Fit3DConfig(
-      name="clip81",
-      description="81-frame clips, stride 27 / 81.",
-      clip_len=81,
-      train_stride=27,
-      test_stride=81,
-    ),
-  ]
+  BUILDER_CONFIGS = clip_configs(Fit3DConfig, note=", as upstream")
   DESCRIPTION = "Fit3D fitness exercises (Fieraru et al., AAAI 2021), 4 cameras, clips for 2D-to-3D lifting."
   HOMEPAGE = "https://fit3d.imar.ro"
   CITATION = """@inproceedings{fieraru2021aifit, title={AIFit: Automatic 3D Human-Interpretable Feedback

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from perfectrep_jax import skeleton
-from perfectrep_jax.data.builders.common import ClipBuilder, ClipConfig, millimetres_per_unit, read_npz_dict
+from perfectrep_jax.data.builders.common import ClipBuilder, clip_configs, millimetres_per_unit, read_npz_dict
 from perfectrep_jax.data.sequences import Sequence, make_sequence
 from perfectrep_jax.errors import UserError
 
@@ -50,16 +50,7 @@ class MpiInf3dhp(ClipBuilder):
   """MPI-INF-3DHP clips (array_record)."""
 
   name = "mpi_inf_3dhp"
-  BUILDER_CONFIGS = [
-    ClipConfig(name="clip243", description="243-frame clips, stride 81 (train) / 243 (test)."),
-    ClipConfig(
-      name="clip81",
-      description="81-frame clips, stride 27 / 81.",
-      clip_len=81,
-      train_stride=27,
-      test_stride=81,
-    ),
-  ]
+  BUILDER_CONFIGS = clip_configs()
   DESCRIPTION = "MPI-INF-3DHP (Mehta et al., 3DV 2017) from P-STMO-format npz files."
   HOMEPAGE = "https://vcai.mpi-inf.mpg.de/3dhp-dataset"
   CITATION = """@inproceedings{mono-3dhp2017, author={Mehta, Dushyant and Rhodin, Helge and Casas, Dan and

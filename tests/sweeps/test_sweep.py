@@ -19,7 +19,7 @@ import pytest
 
 from perfectrep_jax import cli
 from perfectrep_jax.errors import UserError
-from perfectrep_jax.train import sweep, sweep_launch, sweep_summary
+from perfectrep_jax.sweeps import launch as sweep_launch, spec as sweep, summary as sweep_summary
 from tests.train.conftest import CONFIGS, REPO, read_metrics, run_cli
 
 
@@ -27,7 +27,7 @@ def _write_sweep(directory: Path, body: str, name: str = "grid.py") -> Path:
   """A sweep file in ``directory`` whose configs are the repository's (``CONFIG`` is bound)."""
   path = directory / name
   path.write_text(
-    "from perfectrep_jax.train.sweep import Sweep, axis, product, zipped, chain\n"
+    "from perfectrep_jax.sweeps.spec import Sweep, axis, product, zipped, chain\n"
     f"CONFIG = {str(CONFIGS / 'pretrain.py')!r}\n" + textwrap.dedent(body)
   )
   return path

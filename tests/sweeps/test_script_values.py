@@ -9,7 +9,7 @@ import pytest
 
 from perfectrep_jax import cli
 from perfectrep_jax.errors import UserError
-from perfectrep_jax.train import sweep, sweep_launch
+from perfectrep_jax.sweeps import launch as sweep_launch, spec as sweep
 from tests.train.conftest import CONFIGS
 
 
@@ -17,7 +17,7 @@ from tests.train.conftest import CONFIGS
 def loaded(tmp_path):
   path = tmp_path / "grid.py"
   path.write_text(
-    "from perfectrep_jax.train.sweep import Sweep, axis\n"
+    "from perfectrep_jax.sweeps.spec import Sweep, axis\n"
     + textwrap.dedent(f"""
       def get_sweep(arg=None):
         return Sweep(config={str(CONFIGS / "pretrain.py")!r} + ":smoke",

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from perfectrep_jax.fileio import atomic_write_bytes
-from perfectrep_jax.train.sweep import LoadedSweep, read_state, short_value
+from perfectrep_jax.sweeps.spec import LoadedSweep, read_state, short_value
 
 SKIP = {"step", "split", "eval_clips"}
 

@@ -2,7 +2,7 @@
 
 A sweep file (``configs/sweeps/NAME.py``) defines ``get_sweep(arg=None)`` returning a ``Sweep``::
 
-    from perfectrep_jax.train.sweep import Sweep, axis, product, zipped
+    from perfectrep_jax.sweeps.spec import Sweep, axis, product, zipped
 
     def get_sweep(arg=None):
       return Sweep(
@@ -16,9 +16,9 @@ by element, ``chain`` concatenates them. Each grid point is one run, in the run 
 ``WORKDIR/<name>`` named by its overrides (``run_name``: ``optim.lr=1e-3_model.depth=3``), and run
 as ``perfectrep-jax train --config CONFIG --workdir WORKDIR/<name> --config.KEY=VALUE ...``.
 
-``perfectrep-jax sweep`` (``add_parser`` below) runs the runs one after another, writes their job
-scripts for SLURM or their commands for a TPU pod (``sweep_launch``), or tabulates their results
-(``sweep_summary``).
+``perfectrep-jax sweep`` (``launch.add_parser``) runs the runs one after another, writes their job
+scripts for SLURM or their commands for a TPU pod (``launch``), or tabulates their results
+(``summary``).
 """
 
 from __future__ import annotations

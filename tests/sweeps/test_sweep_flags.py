@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from perfectrep_jax.errors import UserError
-from perfectrep_jax.train import sweep_summary
+from perfectrep_jax.sweeps import summary as sweep_summary
 from perfectrep_jax.train.reporting import Reporter
 from tests.train.conftest import CONFIGS, run_cli
 
@@ -58,7 +58,7 @@ def _run_dir(workdir, name, records, total=1000):
 def test_summary_marks_and_explains_flagged_runs(tmp_path):
   sweep_file = tmp_path / "lr.py"
   sweep_file.write_text(
-    "from perfectrep_jax.train.sweep import Sweep, axis\n"
+    "from perfectrep_jax.sweeps.spec import Sweep, axis\n"
     "def get_sweep(arg=None):\n"
     f"  return Sweep(config={str(CONFIGS / 'pretrain.py') + ':smoke'!r},\n"
     "               grid=axis('optim.lr', [1e-3, 2e-3, 5e-4]))\n"

@@ -16,7 +16,7 @@ from perfectrep_jax.cli import main
 from perfectrep_jax.data import cameras
 from perfectrep_jax.data.builders.h36m import camera_table
 from perfectrep_jax.data.prepare import prepare
-from perfectrep_jax.train.sweep import load_sweep, parse_arg
+from perfectrep_jax.sweeps.spec import load_sweep, parse_arg
 from tests.data.test_builders import h36m_world
 
 # (subject, action) -> (frames, start in the bundled take); S1 trains, S9 is tested.

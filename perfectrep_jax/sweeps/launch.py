@@ -17,8 +17,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from perfectrep_jax.errors import UserError
-from perfectrep_jax.train import rundir, sweep_summary
-from perfectrep_jax.train.sweep import (
+from perfectrep_jax.fileio import atomic_write_bytes
+from perfectrep_jax.sweeps import summary
+from perfectrep_jax.sweeps.spec import (
   LoadedSweep,
   Run,
   check_runs,
@@ -26,6 +27,7 @@ from perfectrep_jax.train.sweep import (
   read_state,
   write_state,
 )
+from perfectrep_jax.train import rundir
 
 LOG_FILE = "train.log"
 JOB_FILE = "job.sbatch"
@@ -118,9 +120,9 @@ def run_local(
       print(f"[{i}/{total}] {run.name}: failed (exit status {code}); log: {run_dir / LOG_FILE}", flush=True)
       if fail_fast:
         break
-  rows = sweep_summary.summarize(loaded, workdir)
-  print(sweep_summary.format_table(rows), flush=True)
-  sweep_summary.write_csv(rows, workdir / "summary.csv")
+  rows = summary.summarize(loaded, workdir)
+  print(summary.format_table(rows), flush=True)
+  summary.write_csv(rows, workdir / "summary.csv")
   failed = [name for name, status in results.items() if status == "failed"]
   preempted = [name for name, status in results.items() if status == "preempted"]
   if failed:
@@ -271,11 +273,7 @@ def emit_slurm(
     script = render_sbatch(
       text, run, run_dir, options, f"run {run.name} of sweep {loaded.spec} (perfectrep-jax sweep --emit)"
     )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir / f".{JOB_FILE}.tmp"
-    tmp.write_text(script)
-    tmp.chmod(0o755)
-    os.replace(tmp, run_dir / JOB_FILE)
+    atomic_write_bytes(run_dir / JOB_FILE, script.encode(), mode=0o755)
     state = read_state(run_dir)
     write_state(
       run_dir,
@@ -408,15 +406,15 @@ def command(args) -> None:
       print(f"{run.name}\t{' '.join(run.flags)}")
     return
   if args.summary:
-    rows = sweep_summary.summarize(loaded, workdir)
-    print(sweep_summary.format_table(rows))
-    path = sweep_summary.write_csv(rows, workdir / "summary.csv")
+    rows = summary.summarize(loaded, workdir)
+    print(summary.format_table(rows))
+    path = summary.write_csv(rows, workdir / "summary.csv")
     print(f"wrote {path}")
-    table = sweep_summary.per_action(loaded, workdir)
+    table = summary.per_action(loaded, workdir)
     if table is not None:  # pose runs: P1 / P2 per action per run, side by side
       print("\nP1 / P2 (mm) per action at each run's best evaluation:")
-      print(sweep_summary.format_per_action(table))
-      print("wrote " + ", ".join(str(p) for p in sweep_summary.write_per_action(table, workdir)))
+      print(summary.format_per_action(table))
+      print("wrote " + ", ".join(str(p) for p in summary.write_per_action(table, workdir)))
     return
   if args.emit == "slurm":
     for line in emit_slurm(

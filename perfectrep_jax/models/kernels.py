@@ -1,0 +1,223 @@
+"""The layers the models are made of and their custom-gradient kernels.
+
+Layers with upstream's initialisation and logical axis names (``dense``, ``layer_norm``) and how
+they are applied on (tokens, channels) matrices (``apply_dense``, ``apply_matrix``,
+``apply_layer_norm``); kernels with hand-written backward passes that XLA runs faster than
+autodiff's (``layer_norm_fn``, ``bias_gelu``, ``softmax_attention``; ``benchmarks/README.md`` has
+the figures). Shapes: (..., C) activations over the last axis, (..., L, D) for attention.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+Array = jax.Array
+
+LAYERNORM_EPS = 1e-6
+_INIT_STD = 0.02
+
+
+def trunc_normal_init(axes: tuple[str | None, ...]):
+  """Upstream's weight init (truncated normal, std 0.02), with logical axis names."""
+  return nnx.with_partitioning(jax.nn.initializers.truncated_normal(_INIT_STD), axes, eager_sharding=False)
+
+
+def constant_init(value: float, axes: tuple[str | None, ...]):
+  """A constant init with logical axis names."""
+  return nnx.with_partitioning(jax.nn.initializers.constant(value), axes, eager_sharding=False)
+
+
+def dense(
+  in_features: int,
+  out_features: int,
+  axes: tuple[str | None, str | None],
+  *,
+  use_bias: bool = True,
+  dtype=None,
+  rngs: nnx.Rngs,
+) -> nnx.Linear:
+  """A Linear layer with upstream's init (truncated normal 0.02, zero bias) and logical axes."""
+  return nnx.Linear(
+    in_features,
+    out_features,
+    use_bias=use_bias,
+    dtype=dtype,
+    kernel_init=trunc_normal_init(axes),
+    bias_init=constant_init(0.0, (axes[1],)),
+    rngs=rngs,
+  )
+
+
+def layer_norm(dim: int, *, dtype=None, rngs: nnx.Rngs) -> nnx.LayerNorm:
+  """LayerNorm with eps 1e-6 and the two-pass variance PyTorch uses."""
+  return nnx.LayerNorm(
+    dim,
+    epsilon=LAYERNORM_EPS,
+    dtype=dtype,
+    use_fast_variance=False,
+    scale_init=constant_init(1.0, ("embed",)),
+    bias_init=constant_init(0.0, ("embed",)),
+    rngs=rngs,
+  )
+
+
+def apply_dense(layer: nnx.Linear, x: Array) -> Array:
+  """``layer(x)`` computed on the (tokens, features) matrix.
+
+  Same result as ``nnx.Linear.__call__``; flattening the leading axes first lets XLA take the
+  weight gradient as one (features, tokens) x (tokens, out) product of the arrays as they are,
+  where an N-d dot_general made it copy the (out, tokens) transpose of the output gradient.
+  """
+  kernel = layer.kernel[...]
+  bias = layer.bias[...] if layer.bias is not None else None
+  x, kernel, bias = layer.promote_dtype((x, kernel, bias), dtype=layer.dtype)
+  lead = x.shape[:-1]
+  y = jnp.dot(x.reshape(-1, x.shape[-1]), kernel, precision=layer.precision)
+  if bias is not None:
+    y = y + bias
+  return y.reshape(lead + (kernel.shape[-1],))
+
+
+def apply_matrix(x: Array, kernel: Array) -> Array:
+  """(..., K) @ (K, N) on the flattened (tokens, K) matrix."""
+  return jnp.dot(x.reshape(-1, x.shape[-1]), kernel).reshape(x.shape[:-1] + kernel.shape[-1:])
+
+
+def _ln_stats(x: Array, eps: float) -> tuple[Array, Array]:
+  mean = jnp.mean(x, axis=-1, keepdims=True)
+  xc = x - mean
+  return mean, jax.lax.rsqrt(jnp.mean(xc * xc, axis=-1, keepdims=True) + eps)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def layer_norm_fn(x: Array, scale: Array, bias: Array, eps: float) -> Array:
+  """(x - mean) / sqrt(var + eps) * scale + bias over the last axis, float32 statistics.
+
+  Two-pass variance as PyTorch's LayerNorm. The backward is written out (the usual
+  ``rstd * (g - mean(g) - xhat * mean(g * xhat))`` with ``g = dy * scale``), recomputing xhat
+  from the saved input and per-row statistics: autodiff of the forward saved broadcast copies of
+  the statistics and of ``scale`` and took more passes over the activations.
+  """
+  mean, rstd = _ln_stats(x, eps)
+  return (x - mean) * rstd * scale + bias
+
+
+def _layer_norm_fwd(x, scale, bias, eps):
+  mean, rstd = _ln_stats(x, eps)
+  return (x - mean) * rstd * scale + bias, (x, mean, rstd, scale)
+
+
+def _layer_norm_bwd(eps, res, dy):
+  x, mean, rstd, scale = res
+  shape, c = x.shape, x.shape[-1]
+  # on the (tokens, C) matrix: XLA:CPU's fused row reductions of the 4-d (B, T, J, C) arrays
+  # took twice as long (9.7 ms against 5.2 ms per LayerNorm backward at full size, one core)
+  x, dy = x.reshape(-1, c), dy.reshape(-1, c)
+  mean, rstd = mean.reshape(-1, 1), rstd.reshape(-1, 1)
+  xhat = (x - mean) * rstd
+  g = dy * scale
+  dx = rstd * (g - jnp.mean(g, axis=-1, keepdims=True) - xhat * jnp.mean(g * xhat, axis=-1, keepdims=True))
+  return dx.reshape(shape), jnp.sum(dy * xhat, axis=0), jnp.sum(dy, axis=0)
+
+
+layer_norm_fn.defvjp(_layer_norm_fwd, _layer_norm_bwd)
+
+
+def apply_layer_norm(layer: nnx.LayerNorm, x: Array) -> Array:
+  """``layer(x)`` over the last axis: two-pass statistics in float32, as PyTorch's LayerNorm."""
+  dtype = layer.dtype or x.dtype
+  xf = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+  c = x.shape[-1]
+  scale = layer.scale[...] if layer.scale is not None else jnp.ones((c,), xf.dtype)
+  bias = layer.bias[...] if layer.bias is not None else jnp.zeros((c,), xf.dtype)
+  return layer_norm_fn(xf, scale.astype(xf.dtype), bias.astype(xf.dtype), float(layer.epsilon)).astype(dtype)
+
+
+_SQRT_HALF = math.sqrt(0.5)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+def gelu(x: Array) -> Array:
+  """Exact GELU in PyTorch's form, ``x / 2 * (1 + erf(x / sqrt 2))``.
+
+  Same function as ``jax.nn.gelu(approximate=False)`` (which uses erfc); erf is the cheaper of
+  the two in XLA on CPU and is what PyTorch computes, so outputs agree to the last bits.
+  """
+  return x * 0.5 * (1.0 + jax.lax.erf(x * jnp.asarray(_SQRT_HALF, x.dtype)))
+
+
+@jax.custom_vjp
+def bias_gelu(h: Array, bias: Array) -> Array:
+  """``gelu(h + bias)``, bias on the last axis, with a one-pass backward.
+
+  Saves only ``h`` (the matmul output, which exists anyway); the backward recomputes the
+  pre-activation and erf in the same pass that forms ``dy * gelu'(h + bias)``.
+  """
+  return gelu(h + bias)
+
+
+def _bias_gelu_fwd(h, bias):
+  return gelu(h + bias), (h, bias)
+
+
+def _bias_gelu_bwd(res, dy):
+  h, bias = res
+  z = h + bias
+  cdf = 0.5 * (1.0 + jax.lax.erf(z * jnp.asarray(_SQRT_HALF, z.dtype)))
+  pdf = jnp.exp(-0.5 * z * z) * jnp.asarray(_INV_SQRT_2PI, z.dtype)
+  dz = dy * (cdf + z * pdf)
+  return dz, jnp.sum(dz, axis=tuple(range(dz.ndim - 1))).astype(bias.dtype)
+
+
+bias_gelu.defvjp(_bias_gelu_fwd, _bias_gelu_bwd)
+
+
+@jax.custom_vjp
+def softmax_attention(q: Array, k: Array, v: Array) -> Array:
+  """softmax(q k^T) v over the last two axes of (..., L, D) arrays; q carries the scale.
+
+  The softmax is normalised after the product with v ((L, D) divisions, not (L, L)), and the
+  backward is written out so that every product reads the (L, L) weights as they are laid out
+  (``dv^T = dout^T w``, ``dk^T = q^T dlogits``): autodiff's transposed products made XLA copy
+  a transposed (L, L) array per product.
+  """
+  return _softmax_attention_fwd(q, k, v)[0]
+
+
+def _softmax_attention_fwd(q, k, v):
+  logits = jnp.einsum("...ld,...md->...lm", q, k, preferred_element_type=jnp.float32)
+  w = jnp.exp(logits - jnp.max(logits, axis=-1, keepdims=True))
+  denom = jnp.sum(w, axis=-1, keepdims=True)
+  out = jnp.einsum("...lm,...md->...ld", w.astype(v.dtype), v, preferred_element_type=jnp.float32) / denom
+  return out.astype(v.dtype), (q, k, v, w, denom, out)
+
+
+def _softmax_attention_bwd(res, dout):
+  q, k, v, w, denom, out = res
+  f32 = jnp.float32
+  dout = dout.astype(f32)
+  g = dout / denom  # d(w v)
+  dden = -jnp.sum(dout * out.astype(f32), axis=-1, keepdims=True) / denom
+  dw = jnp.einsum("...ld,...md->...lm", g.astype(v.dtype), v, preferred_element_type=f32) + dden
+  dlogits = (dw * w).astype(q.dtype)
+  dq = jnp.einsum("...lm,...md->...ld", dlogits, k, preferred_element_type=f32)
+  dk_t = jnp.einsum("...dl,...lm->...dm", jnp.swapaxes(q, -1, -2), dlogits, preferred_element_type=f32)
+  dv_t = jnp.einsum(
+    "...dl,...lm->...dm",
+    jnp.swapaxes(g.astype(v.dtype), -1, -2),
+    w.astype(v.dtype),
+    preferred_element_type=f32,
+  )
+  return (
+    dq.astype(q.dtype),
+    jnp.swapaxes(dk_t, -1, -2).astype(k.dtype),
+    jnp.swapaxes(dv_t, -1, -2).astype(v.dtype),
+  )
+
+
+softmax_attention.defvjp(_softmax_attention_fwd, _softmax_attention_bwd)
