@@ -12,9 +12,11 @@ from typing import Callable
 import numpy as np
 
 from perfectrep_jax.errors import UserError
+from perfectrep_jax.fileio import load_json
 from perfectrep_jax.form import figures as figs
 from perfectrep_jax.form import kinematics, report, reps, rules
 from perfectrep_jax.form.analysis import Analysis
+from perfectrep_jax.form.recognise import recognise
 from perfectrep_jax.skeleton import JOINT_INDEX as J, NUM_JOINTS
 
 MIN_SECONDS = 1.0  # shorter motions cannot hold a repetition worth analysing
@@ -100,51 +102,39 @@ def _widths(x: np.ndarray, up: np.ndarray) -> dict[str, np.ndarray]:
   }
 
 
+def _both(*joints: str) -> tuple[str, ...]:
+  return tuple(f"{side}_{j}" for j in joints for side in ("left", "right"))
+
+
+LEGS = _both("hip", "knee", "ankle")
+ARMS = _both("shoulder", "elbow", "wrist")
+TRUNK = ("pelvis", "thorax")
 # The joints each figure is measured on: a figure is not judged in a repetition where one of them
 # is hidden (confidence below MIN_CONFIDENCE) for most of it.
 FIGURE_JOINTS: dict[str, tuple[str, ...]] = {
-  "hip_depth_max": ("left_hip", "right_hip", "left_knee", "right_knee"),
-  "knee_valgus_bottom": ("left_knee", "right_knee", "left_ankle", "right_ankle", "left_hip", "right_hip"),
-  "knee_width_ratio_bottom": ("left_knee", "right_knee", "left_ankle", "right_ankle"),
-  "trunk_lean_max": ("pelvis", "thorax"),
-  "knee_asymmetry": ("left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle"),
-  "front_knee_angle_min": ("left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle"),
-  "hip_angle_max": ("pelvis", "thorax", "left_knee", "right_knee"),
-  "knee_angle_max": ("left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle"),
-  "hip_asymmetry": ("pelvis", "thorax", "left_knee", "right_knee"),
-  "elbow_angle_min": (
-    "left_shoulder",
-    "right_shoulder",
-    "left_elbow",
-    "right_elbow",
-    "left_wrist",
-    "right_wrist",
-  ),
-  "elbow_angle_max": (
-    "left_shoulder",
-    "right_shoulder",
-    "left_elbow",
-    "right_elbow",
-    "left_wrist",
-    "right_wrist",
-  ),
-  "elbow_asymmetry": (
-    "left_shoulder",
-    "right_shoulder",
-    "left_elbow",
-    "right_elbow",
-    "left_wrist",
-    "right_wrist",
-  ),
-  "elbow_flare_bottom": ("left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "pelvis", "thorax"),
-  "body_sag_max": ("left_shoulder", "right_shoulder", "pelvis", "left_ankle", "right_ankle"),
-  "body_pike_max": ("left_shoulder", "right_shoulder", "pelvis", "left_ankle", "right_ankle"),
+  "hip_depth_max": _both("hip", "knee"),
+  "knee_valgus_bottom": LEGS,
+  "knee_width_ratio_bottom": _both("knee", "ankle"),
+  "trunk_lean_max": TRUNK,
+  "knee_asymmetry": LEGS,
+  "front_knee_angle_min": LEGS,
+  "knee_angle_max": LEGS,
+  "hip_angle_max": TRUNK + _both("knee"),
+  "hip_asymmetry": TRUNK + _both("knee"),
+  "elbow_angle_min": ARMS,
+  "elbow_angle_max": ARMS,
+  "elbow_asymmetry": ARMS,
+  "elbow_flare_bottom": _both("shoulder", "elbow") + TRUNK,
+  "body_sag_max": _both("shoulder", "ankle") + ("pelvis",),
+  "body_pike_max": _both("shoulder", "ankle") + ("pelvis",),
   "spine_flexion_max": ("pelvis", "spine", "thorax"),
-  "bar_offset_max": ("left_wrist", "right_wrist", "left_ankle", "right_ankle"),
+  "bar_offset_max": _both("wrist", "ankle"),
 }
 MIN_CONFIDENCE = 0.3
 # Lifted 3D whose flip-augmentation passes disagree by more than this share of the body's height
-# (``wild.lift.lift_sequence``): the held-out joints beyond it err about twice as much as the rest.
+# (``wild.lift.lift_sequence``) is not judged. A published lifter carries its own threshold, measured
+# on the held-out takes (model.json "uncertainty", ``wild.agreement.uncertainty_calibration``); this
+# is the one for lifters without it (the first default lifter's: joints beyond it erred about 2x).
 MAX_UNCERTAINTY = 0.12
 # A side view: the hips' left-right axis within this angle of the camera's viewing axis.
 DEPTH_VIEW_DEG = 30.0
@@ -158,6 +148,7 @@ def judge_limits(
   confidence: np.ndarray | None = None,
   camera_axis: np.ndarray | None = None,
   uncertainty: np.ndarray | None = None,
+  max_uncertainty: float | None = MAX_UNCERTAINTY,
 ) -> dict[str, str]:
   """What the input cannot support, so the report says so instead of a confident finding.
 
@@ -170,8 +161,9 @@ def judge_limits(
   - back rounding on a 3D whose spine joint lies on the pelvis-thorax line in every frame (some
     motion capture places it there): it holds no back shape;
   - a joint a rule needs whose lifted 3D is uncertain (``uncertainty``, a fraction of the body's
-    height, above :data:`MAX_UNCERTAINTY`) for more than half of a repetition, as for a hidden one:
-    a pose the lifter does not know is said, not judged.
+    height, above ``max_uncertainty``, by default :data:`MAX_UNCERTAINTY`) for more than half of a
+    repetition, as for a hidden one: a pose the lifter does not know is said, not judged
+    (``max_uncertainty=None``: the lifter's uncertainty does not tell its errors; not used).
 
   Returns:
     rule id -> why it was not judged.
@@ -186,12 +178,12 @@ def judge_limits(
         "was hidden (low confidence) for most of every repetition",
       )
     )
-  if uncertainty is not None:
+  if uncertainty is not None and max_uncertainty is not None:
     doubts.append(
       (
-        np.asarray(uncertainty, np.float64) > MAX_UNCERTAINTY,
+        np.asarray(uncertainty, np.float64) > max_uncertainty,
         "has an uncertain 3D (the lifter's mirrored pass disagrees by more than "
-        f"{MAX_UNCERTAINTY:.0%} of the body's height) for most of every repetition",
+        f"{max_uncertainty:.0%} of the body's height) for most of every repetition",
       )
     )
   for doubtful, why in doubts:
@@ -242,6 +234,7 @@ def analyze_motion(
   confidence: np.ndarray | None = None,
   camera_axis: np.ndarray | None = None,
   uncertainty: np.ndarray | None = None,
+  max_uncertainty: float | None = MAX_UNCERTAINTY,
 ) -> Analysis:
   """Analyses a motion without writing files.
 
@@ -263,6 +256,8 @@ def analyze_motion(
       1)`` for a lifter's camera frame); a side view leaves knee valgus not judged.
     uncertainty: optional (T, 17) doubt of a lifted 3D per joint, as a share of the body's
       height (``infer``'s flip-augmentation spread); rules on doubtful joints are not judged.
+    max_uncertainty: the doubt beyond which a joint is not trusted (the lifter's own, from its
+      model.json; ``None``: the uncertainty is not used).
   Raises:
     UserError: for a bad motion (see :func:`validate_joints`) or a bad ``up``.
   """
@@ -276,8 +271,6 @@ def analyze_motion(
       requested = classify(x.astype(np.float32))
       source = "classifier"
     else:
-      from perfectrep_jax.form.recognise import recognise
-
       found = recognise(x)
       requested, confidence_ex, scores = found.exercise, found.confidence, found.scores
       source = "recognised"
@@ -302,7 +295,7 @@ def analyze_motion(
       raise UserError(
         f"{name}: {what} has shape {np.shape(values)}, expected {x.shape[:2]} (one value per frame and joint)"
       )
-  limits = judge_limits(x, seg, rep_figs, ex, confidence, camera_axis, uncertainty)
+  limits = judge_limits(x, seg, rep_figs, ex, confidence, camera_axis, uncertainty, max_uncertainty)
   assessment = rules.assess(rep_figs, ex, limits)
   return Analysis(
     ex_name,
@@ -378,20 +371,26 @@ def analyze_file(
 ) -> dict:
   """``perfectrep-jax analyze X3D.npy --exercise squat --out DIR``: :func:`load_joints` then
   :func:`analyze`. ``fps`` defaults to the file's own (``X3D.json``), else 30. A JSON that
-  carries ``confidence`` ((T, 17) per-joint trust) or ``camera_axis`` (the camera's viewing
-  direction in the joints' frame) passes them on (:func:`judge_limits`)."""
-  import json
-
+  carries ``confidence`` ((T, 17) per-joint trust), ``camera_axis`` (the camera's viewing
+  direction in the joints' frame) or ``uncertainty`` (the lifter's, with its
+  ``uncertainty_threshold``, as ``infer`` writes them) passes them on (:func:`judge_limits`)."""
   joints, file_fps = load_joints(path)
   extras = {}
   if Path(path).suffix.lower() == ".json":
-    doc = json.loads(Path(path).read_text())
-    for key in ("confidence", "camera_axis"):
+    doc = load_json(path, "3D joints JSON")
+    for key in ("confidence", "camera_axis", "uncertainty"):
       if doc.get(key) is not None:
         try:
           extras[key] = np.asarray(doc[key], np.float64)
         except (TypeError, ValueError) as e:
           raise UserError(f"{path}: '{key}' is not an array of numbers ({e})") from e
+    if "uncertainty_threshold" in doc:
+      threshold = doc["uncertainty_threshold"]
+      if threshold is not None and not (isinstance(threshold, (int, float)) and threshold > 0):
+        raise UserError(
+          f"{path}: 'uncertainty_threshold' must be a positive number or null, got {threshold!r}"
+        )
+      extras["max_uncertainty"] = threshold
   return analyze(
     joints,
     exercise,
@@ -422,6 +421,7 @@ def analyze(
   keypoints_2d: np.ndarray | None = None,
   read_frame: Callable[[int], np.ndarray | None] | None = None,
   uncertainty: np.ndarray | None = None,
+  max_uncertainty: float | None = MAX_UNCERTAINTY,
 ) -> dict:
   """Analyses a motion and, given ``out_dir``, writes ``report.json`` and ``report.html`` there.
 
@@ -438,7 +438,7 @@ def analyze(
     rules_path: a rules file replacing the bundled ``rules.json``.
     name: the input's name for messages and the report (e.g. its path).
     html: also write ``report.html`` with its plots.
-    confidence, camera_axis, uncertainty: see :func:`analyze_motion`.
+    confidence, camera_axis, uncertainty, max_uncertainty: see :func:`analyze_motion`.
     keypoints_2d, read_frame: the 2D keypoints (T, 17, 2|3 pixels) of a video input and a reader
       of its frames: each finding's worst repetition is shown on its video frame with the
       skeleton drawn (:func:`perfectrep_jax.form.report.write_report`).
@@ -459,6 +459,7 @@ def analyze(
     confidence=confidence,
     camera_axis=camera_axis,
     uncertainty=uncertainty,
+    max_uncertainty=max_uncertainty,
   )
   doc = report.to_json(result, source=name)
   if out_dir is not None:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from perfectrep_jax.data.demo import load_takes
 from perfectrep_jax.form.analyze import analyze_motion
 
 FIT_SUBJECTS = ("s01", "s02", "s03", "s04")
@@ -75,8 +76,6 @@ def bundled_rules_path() -> Path:
 
 
 def main(argv=None) -> None:
-  from perfectrep_jax.data.demo import load_takes
-
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--write", action="store_true", help="store the fitted values in rules.json")
   args = parser.parse_args(argv)

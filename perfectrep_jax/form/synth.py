@@ -14,6 +14,7 @@ import dataclasses
 import numpy as np
 
 from perfectrep_jax.form import kinematics
+from perfectrep_jax.form.reps import exercise_signal
 from perfectrep_jax.skeleton import JOINT_INDEX as J
 
 UP = np.array([0.0, 0.0, 1.0])  # the mocap's vertical (Z up, millimetres)
@@ -309,8 +310,6 @@ def elbow_course(progress: np.ndarray, top: float = 175.0, bottom: float = 80.0)
 def rep_progress(joints: np.ndarray, kind: str = "legs") -> np.ndarray:
   """A real take's repetitions as progress: its own signal (:func:`.reps.exercise_signal`) with
   the rest at 0 and the typical turning point at 1."""
-  from perfectrep_jax.form.reps import exercise_signal
-
   s = exercise_signal(joints, kind)
   lo, hi = np.percentile(s, 5), np.percentile(s, 97)
   return (s - lo) / max(hi - lo, 1e-9)

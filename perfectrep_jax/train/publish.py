@@ -26,11 +26,11 @@ import numpy as np
 
 from perfectrep_jax.data import mocap
 from perfectrep_jax.errors import UserError
-from perfectrep_jax.fileio import atomic_write_bytes
+from perfectrep_jax.fileio import atomic_write_bytes, load_json
 from perfectrep_jax.models import model_dir
 from perfectrep_jax.train import trainer
 from perfectrep_jax.weights import DEFAULT_LIFTER
-from perfectrep_jax.wild.agreement import feedback_agreement
+from perfectrep_jax.wild.agreement import feedback_agreement, uncertainty_calibration
 
 MAX_WEIGHT_BYTES = 20 * 2**20  # what the package may carry
 FIGURES = ("mpjpe", "p_mpjpe", "n_mpjpe", "mpjve", "depth_mm", "pck150", "auc", "eval_clips")
@@ -90,17 +90,40 @@ def held_out_figures(config, workdir: str | Path, step: int | None = None) -> di
   return out
 
 
-def feedback_figures(model, maxlen: int, views: int = 2) -> dict[str, Any]:
-  """Feedback agreement (``wild.agreement``) of the held-out exercise takes, from clean and from
-  detector-like 2D: the summary of each and the per-take rows of the detector-like one."""
+def feedback_figures(model, maxlen: int, views: int = 2) -> tuple[dict[str, Any], dict[str, Any]]:
+  """How far the lifter's own uncertainty tells its errors (``uncertainty_calibration``, from
+  detector-like 2D: the threshold ``infer`` then judges with), and the feedback agreement
+  (``wild.agreement``) of the held-out exercise takes judged with that threshold, from clean and
+  from detector-like 2D: the summary of each and the per-take rows of the detector-like one.
+
+  Returns:
+    ``(uncertainty, feedback)``.
+  """
   lift_fn = model_dir.make_apply_fn(model)
-  clean = feedback_agreement(lift_fn, maxlen, views=views, noise=0.0)
-  detector = feedback_agreement(lift_fn, maxlen, views=views, noise=1.0)
-  return {
+  calibration = uncertainty_calibration(lift_fn, maxlen, views=views, noise=1.0)
+  threshold = calibration["threshold"]
+  clean = feedback_agreement(lift_fn, maxlen, views=views, noise=0.0, max_uncertainty=threshold)
+  detector = feedback_agreement(lift_fn, maxlen, views=views, noise=1.0, max_uncertainty=threshold)
+  return calibration, {
     "clean_2d": clean["summary"],
     "detector_2d": detector["summary"],
     "detector_2d_takes": detector["takes"],
   }
+
+
+def initialised_from(config) -> dict[str, Any]:
+  """``{"initialised_from": ...}``: the ``trained`` record and held-out figures of the model the run
+  started from (``init.checkpoint``), so weights trained in stages carry every stage; ``{}`` for a
+  run from scratch or a start without a ``model.json`` (a converted PyTorch file is named)."""
+  start = str(config.init.get("checkpoint") or "")
+  if not start:
+    return {}
+  meta_path = Path(start) / model_dir.MODEL_JSON
+  if not meta_path.is_file():
+    return {"initialised_from": {"checkpoint": start}}
+  meta = load_json(meta_path, "model.json")
+  parent = {k: meta[k] for k in ("trained", "held_out") if k in meta}
+  return {"initialised_from": {"checkpoint": start, **parent}}
 
 
 def publish(
@@ -126,7 +149,7 @@ def publish(
       f"{workdir}: weights of {size / 2**20:.1f} MiB exceed the package's {MAX_WEIGHT_BYTES / 2**20:.0f} MiB"
     )
   figures = held_out_figures(config, workdir, step)
-  feedback = feedback_figures(model, meta["config"]["maxlen"])
+  uncertainty, feedback = feedback_figures(model, meta["config"]["maxlen"])
   best = Path(workdir) / "best.json"
   trained_step = (
     step if step is not None else (json.loads(best.read_text()).get("step") if best.is_file() else None)
@@ -137,6 +160,7 @@ def publish(
       "commit": git_commit(),
       "step": trained_step,
       "run": str(Path(workdir).name),
+      **initialised_from(config),
     },
     "data": {
       "source": "mocap",
@@ -146,6 +170,7 @@ def publish(
       "HDM05 CC BY-SA 3.0 (see README.md)",
     },
     "held_out": figures,
+    "uncertainty": uncertainty,
     "feedback": feedback,
     "weight_bytes": int(size),
   }

@@ -23,13 +23,14 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
+from scipy.stats import spearmanr
 
 from perfectrep_jax.data import mocap, shared
 from perfectrep_jax.errors import UserError
 from perfectrep_jax.form import rules
 from perfectrep_jax.form.analysis import Analysis
-from perfectrep_jax.form.analyze import analyze_motion
-from perfectrep_jax.metrics import p_mpjpe_per_pose
+from perfectrep_jax.form.analyze import MAX_UNCERTAINTY, analyze_motion
+from perfectrep_jax.metrics import p_mpjpe_per_pose, procrustes_align
 from perfectrep_jax.wild.keypoints import fill_missing
 from perfectrep_jax.wild.lift import LiftFn, lift_keypoints, uncertainty
 
@@ -103,8 +104,10 @@ def take_agreement(
   lift: LiftMotion,
   rng: np.random.Generator,
   film: mocap.FilmConfig = AGREEMENT_FILM,
+  max_uncertainty: float | None = MAX_UNCERTAINTY,
 ) -> dict:
-  """One take filmed by one camera drawn from ``rng``, lifted by ``lift`` and judged twice."""
+  """One take filmed by one camera drawn from ``rng``, lifted by ``lift`` and judged twice
+  (the lifted motion as ``infer`` judges it, joints beyond ``max_uncertainty`` not trusted)."""
   exercise = exercise_of(meta)
   truth = analyze_motion(world, exercise, fps=mocap.FPS, up="z", name=meta.get("trial", "take"))
   seen = mocap.view(world, rng, film)
@@ -123,6 +126,7 @@ def take_agreement(
     confidence=keypoints[..., 2],
     camera_axis=np.array([0.0, 0.0, 1.0]),
     uncertainty=doubt,
+    max_uncertainty=max_uncertainty,
   )
   row = {"exercise": exercise, "frames": int(len(world)), **compare(truth, lifted)}
   row["p_mpjpe_mm"] = round(float(np.mean(p_mpjpe_per_pose(lifted_3d, seen["camera"]))), 1)
@@ -138,6 +142,7 @@ def feedback_agreement(
   lift: LiftMotion | None = None,
   takes: dict[str, tuple[np.ndarray, dict]] | None = None,
   progress: bool = False,
+  max_uncertainty: float | None = MAX_UNCERTAINTY,
 ) -> dict:
   """Feedback agreement over the held-out exercise takes, ``views`` cameras each.
 
@@ -147,6 +152,7 @@ def feedback_agreement(
     noise: detector-like 2D noise scale (0: the exact projection).
     lift: instead of ``lift_fn``, any ``(keypoints, view) -> (T, 17, 3)`` (tests).
     takes: instead of the held-out takes, ``{name: (world mm, meta)}``.
+    max_uncertainty: the lifter's own threshold (:func:`uncertainty_calibration`).
   Returns:
     ``{"takes": [row per take and view], "summary": {...}}`` (see the module docstring).
   """
@@ -165,7 +171,7 @@ def feedback_agreement(
   for name, v in jobs:
     world, meta = takes[name]
     rng = np.random.default_rng([AGREEMENT_SEED, v, sum(map(ord, name))])
-    rows.append({"take": name, "view": v, **take_agreement(world, meta, lift, rng, film)})
+    rows.append({"take": name, "view": v, **take_agreement(world, meta, lift, rng, film, max_uncertainty)})
   return {"takes": rows, "summary": summarize(rows)}
 
 
@@ -185,4 +191,73 @@ def summarize(rows: list[dict]) -> dict:
     "mean_score_diff": round(float(diffs.mean()), 1),
     "reps_exact": sum(r["lifted_reps"] == r["true_reps"] for r in rows),
     "p_mpjpe_mm": round(float(np.mean([r["p_mpjpe_mm"] for r in rows])), 1),
+  }
+
+
+# ----------------------------------------------------------------------------- uncertainty
+
+UNCERTAINTY_GRID = tuple(round(0.02 * i, 2) for i in range(2, 16))  # 4% .. 30% of the body's height
+ERROR_RATIO = 2.0  # a joint beyond the threshold errs at least this many times the rest
+
+
+def uncertainty_calibration(
+  lift_fn: LiftFn | None = None,
+  maxlen: int | None = None,
+  *,
+  views: int = 2,
+  noise: float = 1.0,
+  lift: LiftMotion | None = None,
+  takes: dict[str, tuple[np.ndarray, dict]] | None = None,
+  grid: tuple[float, ...] = UNCERTAINTY_GRID,
+) -> dict:
+  """How well the lifter's own uncertainty (the flip passes' disagreement, a share of the body's
+  height) tells its wrong joints, on the held-out exercise takes filmed as :func:`feedback_agreement`
+  films them.
+
+  Every joint of every frame is scored by its error after a per-frame similarity alignment to the
+  true 3D (millimetres). For each threshold of ``grid``: the share of joints beyond it, their mean
+  error and the rest's. ``threshold`` is the smallest one beyond which joints err at least
+  :data:`ERROR_RATIO` times the rest (the analysis leaves rules on such joints not judged), or
+  ``None`` when no threshold tells them apart that well: then the uncertainty is not used.
+
+  Returns:
+    ``{"threshold", "error_ratio", "spearman", "joints", "table": [{"threshold", "share",
+    "error_mm", "rest_error_mm", "ratio"}, ...]}``.
+  """
+  if lift is None:
+    if lift_fn is None or maxlen is None:
+      raise ValueError("give lift_fn and maxlen, or lift")
+    lift = lifter_motion(lift_fn, maxlen)
+  takes = exercise_takes() if takes is None else takes
+  film = mocap.FilmConfig(tilt_prob=AGREEMENT_FILM.tilt_prob, noise=noise)
+  doubts, errors = [], []
+  for name in takes:
+    for v in range(views):
+      world, _ = takes[name]
+      rng = np.random.default_rng([AGREEMENT_SEED, v, sum(map(ord, name))])
+      seen = mocap.view(world, rng, film)
+      lifted, doubt = lift(fill_missing(seen["keypoints"]).astype(np.float32), seen)
+      if doubt is None:
+        raise UserError("the lifter gave no uncertainty (lift with the flip augmentation)")
+      truth = np.asarray(seen["camera"], np.float64)
+      errors.append(np.linalg.norm(procrustes_align(lifted, truth) - truth, axis=-1).ravel())
+      doubts.append(np.asarray(doubt, np.float64).ravel())
+  doubt, error = np.concatenate(doubts), np.concatenate(errors)
+  table = []
+  for t in grid:
+    beyond = doubt > t
+    row = {"threshold": float(t), "share": round(float(beyond.mean()), 4)}
+    if beyond.any() and not beyond.all():
+      row["error_mm"] = round(float(error[beyond].mean()), 1)
+      row["rest_error_mm"] = round(float(error[~beyond].mean()), 1)
+      row["ratio"] = round(row["error_mm"] / max(row["rest_error_mm"], 1e-9), 2)
+    table.append(row)
+  chosen = next((r["threshold"] for r in table if r.get("ratio", 0.0) >= ERROR_RATIO), None)
+  return {
+    "threshold": chosen,
+    "error_ratio": ERROR_RATIO,
+    "spearman": round(float(spearmanr(doubt, error).statistic), 3),
+    "joints": int(doubt.size),
+    "noise": float(noise),
+    "table": table,
   }

@@ -15,8 +15,12 @@ from typing import Callable
 import numpy as np
 
 from perfectrep_jax.errors import UserError
+from perfectrep_jax.form.analyze import MAX_UNCERTAINTY, analyze
+from perfectrep_jax.form.overlay import write_overlay
+from perfectrep_jax.form.report import video_frame_reader
 from perfectrep_jax.wild import keypoints as kpio
 from perfectrep_jax.wild import lift
+from perfectrep_jax.wild.render import render_motion
 
 
 def video_info(path: str | Path) -> tuple[tuple[int, int], float]:
@@ -58,6 +62,17 @@ def video_info(path: str | Path) -> tuple[tuple[int, int], float]:
     raise UserError(f"{path}: not a readable video ({res.stderr.strip() or 'no video stream'})") from e
 
 
+def uncertainty_threshold(model_meta: dict) -> float | None:
+  """The doubt beyond which a lifter's joint is not judged: the threshold measured for it on the
+  held-out takes (``model.json["uncertainty"]``, written by ``publish``; ``None`` when its
+  uncertainty did not tell its errors), else :data:`perfectrep_jax.form.analyze.MAX_UNCERTAINTY`."""
+  calibration = model_meta.get("uncertainty")
+  if not isinstance(calibration, dict) or "threshold" not in calibration:
+    return MAX_UNCERTAINTY
+  threshold = calibration["threshold"]
+  return None if threshold is None else float(threshold)
+
+
 def infer(
   keypoints_path: str | Path,
   lift_fn: Callable[[np.ndarray], np.ndarray],
@@ -82,6 +97,7 @@ def infer(
   report: bool = True,
   frames_video: str | Path | None = None,
   overlay: bool = False,
+  max_uncertainty: float | None = MAX_UNCERTAINTY,
 ) -> dict:
   """Lifts the people of a keypoint file and analyses their form.
 
@@ -114,13 +130,14 @@ def infer(
       keypoints): its frames show each finding's worst repetition in the report.
     overlay: write ``overlay.mp4``, that video with the skeleton, the repetition count and the
       findings drawn on it (:func:`perfectrep_jax.form.overlay.write_overlay`).
+    max_uncertainty: the lifter's uncertainty beyond which the analysis does not judge a joint
+      (the model's own: :func:`uncertainty_threshold`); written
+      to ``X3D.json`` as ``uncertainty_threshold`` so ``analyze X3D.json`` judges alike.
   Returns:
     ``{"people": {id: {"frames": T, "files": {...}, "score": ..., "num_reps": ...}}, "file": {...}}``.
   Raises:
     UserError: any bad input (file, person id, video, options).
   """
-  from perfectrep_jax.form.analyze import analyze
-  from perfectrep_jax.wild.render import render_motion
 
   size = image_size
   if video is not None:
@@ -166,6 +183,7 @@ def infer(
         "keypoints_format": kf.format,
         "frame_ids": kf.frame_ids.tolist(),
         "detected": track.present.tolist(),
+        "uncertainty_threshold": max_uncertainty,
       }
     )
     npy, js = lift.save_3d(where, joints, meta)
@@ -183,8 +201,6 @@ def infer(
         reader = None
         source = video if video is not None else frames_video
         if source is not None:
-          from perfectrep_jax.form.report import video_frame_reader
-
           reader = video_frame_reader(source, kf.frame_ids.tolist())
         doc = analyze(
           joints,
@@ -198,12 +214,11 @@ def infer(
           keypoints_2d=kp,
           read_frame=reader,
           uncertainty=lift.uncertainty(meta),
+          max_uncertainty=max_uncertainty,
         )
         files.update({"report_json": str(where / "report.json"), "report_html": str(where / "report.html")})
         entry.update({"score": doc["score"], "num_reps": doc["num_reps"], "exercise": doc["exercise"]})
         if overlay and source is not None:
-          from perfectrep_jax.form.overlay import write_overlay
-
           files["overlay"] = str(write_overlay(source, kp, doc, where / "overlay.mp4", kf.frame_ids.tolist()))
       else:
         entry["report_skipped"] = f"{len(joints)} frame(s) is too short for a form analysis"

@@ -106,3 +106,31 @@ def test_confidence_and_camera_axis_read_from_the_json(tmp_path):
   (tmp_path / "bad.json").write_text(json.dumps(doc))
   with pytest.raises(UserError, match="confidence has shape"):
     analyze_file(tmp_path / "bad.json", "squat", None)
+
+
+def test_the_lifters_own_threshold_decides_and_travels_in_the_json(tmp_path):
+  x = _faulty_knees()
+  doubt = np.full(x.shape[:2], 0.02)
+  doubt[:, J["right_knee"]] = 0.09  # above a lifter's 8%, below the fallback's 12%
+  judged = analyze_motion(x, "squat", fps=FPS, uncertainty=doubt)
+  assert "knees_in" in [f.rule for f in judged.assessment.findings]
+  strict = analyze_motion(x, "squat", fps=FPS, uncertainty=doubt, max_uncertainty=0.08)
+  assert dict(strict.not_judged)["knees_in"].startswith("the right knee has an uncertain 3D")
+  assert "8%" in dict(strict.not_judged)["knees_in"]
+  # None: the lifter's uncertainty did not tell its errors, so it decides nothing.
+  doubt[:, J["right_knee"]] = 0.5
+  unused = analyze_motion(x, "squat", fps=FPS, uncertainty=doubt, max_uncertainty=None)
+  assert not unused.not_judged and "knees_in" in [f.rule for f in unused.assessment.findings]
+  # infer writes both into X3D.json; analyze X3D.json judges as infer did.
+  doc = {"fps": FPS, "joints_3d": x.tolist(), "uncertainty": doubt.tolist(), "uncertainty_threshold": 0.08}
+  (tmp_path / "X3D.json").write_text(json.dumps(doc))
+  same = analyze_motion(x, "squat", fps=FPS, uncertainty=doubt, max_uncertainty=0.08)
+  from_file = analyze_file(tmp_path / "X3D.json", "squat", None)["not_judged"]
+  assert [d["rule"] for d in from_file] == [rule for rule, _ in same.not_judged] != []
+  doc["uncertainty_threshold"] = None
+  (tmp_path / "X3D.json").write_text(json.dumps(doc))
+  assert analyze_file(tmp_path / "X3D.json", "squat", None)["not_judged"] == []
+  doc["uncertainty_threshold"] = "high"
+  (tmp_path / "X3D.json").write_text(json.dumps(doc))
+  with pytest.raises(UserError, match="X3D.json: 'uncertainty_threshold' must be a positive number or null"):
+    analyze_file(tmp_path / "X3D.json", "squat", None)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import shutil
 
+import ml_collections
 import numpy as np
 import pytest
 
 from perfectrep_jax import cli, weights
 from perfectrep_jax.errors import UserError
 from perfectrep_jax.models import model_dir
+from perfectrep_jax.train import publish
+from perfectrep_jax.wild import agreement
 from tests.train.conftest import CONFIGS, run_cli
 
 
@@ -48,6 +51,11 @@ def test_publish_records_config_data_commit_and_held_out_figures(published):
     feedback["detector_2d_takes"][0]
   )
   assert "feedback, detector_2d: same findings in" in stdout
+  calibration = meta["uncertainty"]  # the threshold infer judges this lifter's joints with
+  assert calibration["joints"] == 17 * sum(r["frames"] for r in feedback["detector_2d_takes"])
+  assert [r["threshold"] for r in calibration["table"]] == list(agreement.UNCERTAINTY_GRID)
+  assert calibration["threshold"] is None or calibration["threshold"] in agreement.UNCERTAINTY_GRID
+  assert "uncertainty: joints beyond" in stdout
   assert 0 < meta["weight_bytes"] <= 20 * 2**20
 
 
@@ -86,3 +94,19 @@ def test_explicit_checkpoint_wins_and_a_missing_default_is_one_line(published, t
     weights.checkpoint_or_default(None)
   _, meta = model_dir.load_model(other)
   assert meta["kind"] == "lifter"
+
+
+def test_weights_trained_in_stages_carry_every_stage(published, tmp_path):
+  # A run initialised from a published model records that model's own story beside its own.
+  out, _ = published
+  config = ml_collections.ConfigDict({"init": {"checkpoint": str(out)}})
+  parent = publish.initialised_from(config)["initialised_from"]
+  first = json.loads((out / "model.json").read_text())
+  assert parent["checkpoint"] == str(out)
+  assert parent["trained"] == first["trained"] and parent["held_out"] == first["held_out"]
+  config.init.checkpoint = str(tmp_path / "upstream.bin")
+  assert publish.initialised_from(config) == {
+    "initialised_from": {"checkpoint": str(tmp_path / "upstream.bin")}
+  }
+  config.init.checkpoint = ""
+  assert publish.initialised_from(config) == {}

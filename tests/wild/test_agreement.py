@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from perfectrep_jax.wild import agreement
+from perfectrep_jax.wild.infer import uncertainty_threshold
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +75,12 @@ def test_the_shipped_lifter_keeps_what_its_model_json_says(takes):
   recorded = json.loads((DEFAULT_LIFTER / "model.json").read_text())["feedback"]
   model, meta = load_model(DEFAULT_LIFTER)
   report = agreement.feedback_agreement(
-    make_apply_fn(model), meta["config"]["maxlen"], takes=takes, views=2, noise=1.0
+    make_apply_fn(model),
+    meta["config"]["maxlen"],
+    takes=takes,
+    views=2,
+    noise=1.0,
+    max_uncertainty=uncertainty_threshold(meta),  # as infer judges with this lifter
   )
   # The same seeded views: the figures published beside the weights are reproduced here (counts
   # exactly; means to round-off of another CPU's float order).
@@ -82,3 +88,32 @@ def test_the_shipped_lifter_keeps_what_its_model_json_says(takes):
   assert got.keys() == want.keys()
   for key in want:
     assert got[key] == pytest.approx(want[key], abs=0.5), key
+
+
+def test_uncertainty_calibration_finds_the_doubt_that_tells_wrong_joints(takes):
+  one = {name: takes[name] for name in sorted(takes)[:2]}
+  wrists = [13, 16]
+
+  def unsure_of_the_wrists(keypoints, seen):
+    # The wrists are 150 mm off and said to be doubtful (18% of the body's height), the rest exact.
+    out = np.array(seen["camera"], np.float64)
+    out[:, wrists, 0] += 150.0
+    doubt = np.full(out.shape[:2], 0.03)
+    doubt[:, wrists] = 0.18
+    return out, doubt
+
+  report = agreement.uncertainty_calibration(lift=unsure_of_the_wrists, takes=one, views=1)
+  assert report["threshold"] == 0.04  # the first threshold past the exact joints' 3%
+  by_threshold = {row["threshold"]: row for row in report["table"]}
+  assert by_threshold[0.04]["share"] == pytest.approx(2 / 17, abs=1e-3)
+  # the alignment spreads some of the wrists' error over the rest: well beyond 2x, not 150 mm to 0
+  assert by_threshold[0.04]["ratio"] >= 3 and by_threshold[0.2]["share"] == 0.0
+  assert report["spearman"] > 0.5
+
+  def doubt_says_nothing(keypoints, seen):
+    out = np.array(seen["camera"], np.float64)
+    out[:, wrists, 0] += 150.0
+    return out, np.random.default_rng(0).uniform(0.0, 0.3, out.shape[:2])
+
+  report = agreement.uncertainty_calibration(lift=doubt_says_nothing, takes=one, views=1)
+  assert report["threshold"] is None and abs(report["spearman"]) < 0.1

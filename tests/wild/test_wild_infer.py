@@ -31,6 +31,7 @@ def test_infer_on_the_example_writes_3d_and_report(tmp_path, example_keypoints):
   assert x3d.shape == (733, 17, 3) and x3d.dtype == np.float32
   meta = json.loads((tmp_path / "X3D.json").read_text())
   assert meta["units"] == "normalised" and meta["person"] == "0" and meta["flip_augmentation"]
+  assert meta["uncertainty_threshold"] == I.MAX_UNCERTAINTY  # a lifter without its own threshold
   report = json.loads((tmp_path / "report.json").read_text())
   assert report["num_reps"] == 10 and {"reps", "score", "feedback"} <= set(report)
   assert (tmp_path / "report.html").exists()
@@ -84,3 +85,9 @@ def test_upright_puts_the_skeleton_vertical():
 def test_infer_renders_the_animation(tmp_path, example_keypoints):
   I.infer(example_keypoints, _flat_model, 243, tmp_path, fps=25.0, exercise="squat")
   assert (tmp_path / "X3D.mp4").exists() or (tmp_path / "X3D.gif").exists()
+
+
+def test_a_lifters_own_uncertainty_threshold_comes_from_its_model_json():
+  assert I.uncertainty_threshold({"kind": "lifter"}) == I.MAX_UNCERTAINTY  # older or converted models
+  assert I.uncertainty_threshold({"uncertainty": {"threshold": 0.08, "spearman": 0.4}}) == 0.08
+  assert I.uncertainty_threshold({"uncertainty": {"threshold": None}}) is None  # it told nothing: unused
