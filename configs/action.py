@@ -11,7 +11,7 @@ Variants (``--config configs/action.py:VARIANT``):
 Every variant names its data (``data.source``).
 """
 
-from perfectrep_jax.train.config_base import FULL_MODEL, base_config, use_demo, use_smoke
+from perfectrep_jax.train.config_base import base_config, use_demo, use_fit3d, use_smoke
 
 DEMO_CLASSES = (
   "deep squat",
@@ -35,15 +35,11 @@ def get_config(variant: str = "full"):
   c.action.hidden_dim = 2048
   c.action.dropout_ratio = 0.5
   if variant == "full":
-    c.model.update(FULL_MODEL)
-    c.data.source = "fit3d/clip243"  # prepared with `perfectrep-jax prepare fit3d`
-    c.epochs = 300
+    use_fit3d(c, "full", total_steps=100_000, epochs=300)
     c.init.finetune = True  # --config.init.checkpoint=RUN_DIR_OR_BIN
     c.action.num_classes = 60  # action_classes; name them in action.classes
     c.action.random_move = True
     c.eval.scale_range = (2.0, 2.0)  # scale_range_test
-    c.batch_size = 32
-    c.total_steps = 100_000
   elif variant in ("demo", "smoke"):
     if variant == "demo":
       use_demo(c, total_steps=300)

@@ -13,7 +13,7 @@ Every variant names its data (``data.source``); full and lite read Fit3D prepare
 The backbone learns at ``optim.backbone_lr_mult`` times the head's rate (1.0 upstream).
 """
 
-from perfectrep_jax.train.config_base import FULL_MODEL, LITE_MODEL, base_config, use_demo, use_smoke
+from perfectrep_jax.train.config_base import base_config, use_demo, use_fit3d, use_smoke
 
 
 def get_config(variant: str = "full"):
@@ -27,18 +27,9 @@ def get_config(variant: str = "full"):
   c.corruption.mask_ratio = 0.0
   c.corruption.mask_t_ratio = 0.0
   c.optim.lr = 2e-4
-  if variant == "full":
-    c.model.update(FULL_MODEL)
-    c.data.source = "fit3d/clip243"  # prepared with `perfectrep-jax prepare fit3d`
-    c.epochs = 60
-    c.init.finetune = True  # --config.init.checkpoint=RUN_DIR_OR_BIN
-    c.batch_size = 32
-    c.total_steps = 60_000
-  elif variant == "lite":
-    c.model.update(LITE_MODEL)
-    c.data.source = "fit3d/clip243"
-    c.batch_size = 64
-    c.total_steps = 60_000
+  if variant in ("full", "lite"):
+    use_fit3d(c, variant, total_steps=60_000, epochs=60 if variant == "full" else 0)
+    c.init.finetune = variant == "full"  # --config.init.checkpoint=RUN_DIR_OR_BIN
   elif variant == "demo":
     use_demo(c, total_steps=300)
     c.data.source = "demo"  # the bundled demo mocap

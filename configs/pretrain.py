@@ -11,7 +11,7 @@ Every variant names its data (``data.source``); full and lite read Fit3D prepare
 ``perfectrep-jax prepare fit3d`` (``--config.data.data_dir=DIR``).
 """
 
-from perfectrep_jax.train.config_base import FULL_MODEL, LITE_MODEL, base_config, use_demo, use_smoke
+from perfectrep_jax.train.config_base import base_config, use_demo, use_fit3d, use_smoke
 
 
 def get_config(variant: str = "full"):
@@ -20,17 +20,8 @@ def get_config(variant: str = "full"):
   c.data.flip = True
   c.data.clip_len = 243
   c.data.stride = 81  # data_stride
-  if variant == "full":
-    c.model.update(FULL_MODEL)
-    c.data.source = "fit3d/clip243"  # prepared with `perfectrep-jax prepare fit3d`
-    c.epochs = 90
-    c.batch_size = 32
-    c.total_steps = 100_000
-  elif variant == "lite":
-    c.model.update(LITE_MODEL)
-    c.data.source = "fit3d/clip243"
-    c.batch_size = 64
-    c.total_steps = 100_000
+  if variant in ("full", "lite"):
+    use_fit3d(c, variant, total_steps=100_000, epochs=90 if variant == "full" else 0)
   elif variant == "demo":
     use_demo(c, total_steps=1000)
     c.data.source = "demo"  # the bundled demo mocap

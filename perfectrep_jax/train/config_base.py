@@ -152,6 +152,21 @@ def base_config(task: str) -> ml_collections.ConfigDict:
   return c
 
 
+def use_fit3d(
+  c: ml_collections.ConfigDict, size: str, total_steps: int, epochs: int = 0
+) -> ml_collections.ConfigDict:
+  """The benchmark sizes: ``full`` (MotionBERT's model, batch 32) or ``lite`` (MotionBERT-Lite's,
+  batch 64) on Fit3D's 243-frame clips, prepared with `perfectrep-jax prepare fit3d`; ``epochs``
+  (> 0) counts upstream's epochs instead of ``total_steps``."""
+  c.model.update(FULL_MODEL if size == "full" else LITE_MODEL)
+  c.data.source = "fit3d/clip243"
+  c.batch_size = 32 if size == "full" else 64
+  c.total_steps = total_steps
+  if epochs:
+    c.epochs = epochs
+  return c
+
+
 def use_demo(c: ml_collections.ConfigDict, total_steps: int) -> ml_collections.ConfigDict:
   """The demo sizes shared by every task: the small model on 27-frame clips of the bundled mocap."""
   c.model.update(DEMO_MODEL)
