@@ -127,7 +127,27 @@ def pool_persons(feat: Array) -> Array:
   return feat.mean(axis=2).reshape(n, m, j * c).mean(axis=1)
 
 
-class ActionHeadClassification(nnx.Module):
+class _PooledHead(nnx.Module):
+  """dropout -> pool -> fc1, where both action heads start: (N, M, T, J, C) -> (N, hidden_dim)."""
+
+  def __init__(
+    self,
+    rep_width: int,
+    num_joints: int,
+    hidden_dim: int,
+    dropout_ratio: float,
+    *,
+    dtype=None,
+    rngs: nnx.Rngs,
+  ):
+    self.dropout = nnx.Dropout(dropout_ratio, rngs=rngs)
+    self.fc1 = dense(rep_width * num_joints, hidden_dim, ("rep", "mlp"), dtype=dtype, rngs=rngs)
+
+  def pooled(self, feat: Array) -> Array:
+    return self.fc1(pool_persons(self.dropout(feat)))
+
+
+class ActionHeadClassification(_PooledHead):
   """dropout -> pool -> fc1 -> BatchNorm -> ReLU -> fc2: (N, M, T, J, C) -> (N, classes)."""
 
   def __init__(
@@ -141,34 +161,19 @@ class ActionHeadClassification(nnx.Module):
     dtype=None,
     rngs: nnx.Rngs,
   ):
-    self.dropout = nnx.Dropout(dropout_ratio, rngs=rngs)
-    self.fc1 = dense(rep_width * num_joints, hidden_dim, ("rep", "mlp"), dtype=dtype, rngs=rngs)
+    super().__init__(rep_width, num_joints, hidden_dim, dropout_ratio, dtype=dtype, rngs=rngs)
     self.bn = BatchNorm(hidden_dim)
     self.fc2 = dense(hidden_dim, num_classes, ("mlp", None), dtype=dtype, rngs=rngs)
 
   def __call__(self, feat: Array) -> Array:
-    x = self.fc1(pool_persons(self.dropout(feat)))
-    return self.fc2(jax.nn.relu(self.bn(x)))
+    return self.fc2(jax.nn.relu(self.bn(self.pooled(feat))))
 
 
-class ActionHeadEmbed(nnx.Module):
+class ActionHeadEmbed(_PooledHead):
   """dropout -> pool -> fc1 -> L2 normalise: (N, M, T, J, C) -> (N, hidden_dim), unit norm."""
 
-  def __init__(
-    self,
-    rep_width: int,
-    num_joints: int,
-    hidden_dim: int,
-    dropout_ratio: float,
-    *,
-    dtype=None,
-    rngs: nnx.Rngs,
-  ):
-    self.dropout = nnx.Dropout(dropout_ratio, rngs=rngs)
-    self.fc1 = dense(rep_width * num_joints, hidden_dim, ("rep", "mlp"), dtype=dtype, rngs=rngs)
-
   def __call__(self, feat: Array) -> Array:
-    x = self.fc1(pool_persons(self.dropout(feat))).astype(jnp.float32)
+    x = self.pooled(feat).astype(jnp.float32)
     norm = jnp.sqrt(jnp.sum(jnp.square(x), axis=-1, keepdims=True))
     return x / jnp.maximum(norm, 1e-12)  # torch.nn.functional.normalize's eps
 
