@@ -24,6 +24,7 @@ from typing import Callable
 
 import numpy as np
 from scipy.stats import spearmanr
+from tqdm import tqdm
 
 from perfectrep_jax.data import mocap, shared
 from perfectrep_jax.errors import UserError
@@ -156,23 +157,30 @@ def feedback_agreement(
   Returns:
     ``{"takes": [row per take and view], "summary": {...}}`` (see the module docstring).
   """
+  lift, film, cameras = _cameras(lift_fn, maxlen, lift, takes, views, noise)
+  if progress:
+    cameras = tqdm(cameras, desc="feedback agreement", unit="view")
+  rows = []
+  for name, v, (world, meta), rng in cameras:
+    rows.append({"take": name, "view": v, **take_agreement(world, meta, lift, rng, film, max_uncertainty)})
+  return {"takes": rows, "summary": summarize(rows)}
+
+
+def _cameras(lift_fn, maxlen, lift, takes, views: int, noise: float):
+  """``(lift, film, [(take, view, (world, meta), its camera's rng), ...])``: the lifting, the
+  filming and the seeded cameras both checks go through (the same views on every call)."""
   if lift is None:
     if lift_fn is None or maxlen is None:
       raise ValueError("give lift_fn and maxlen, or lift")
     lift = lifter_motion(lift_fn, maxlen)
   takes = exercise_takes() if takes is None else takes
   film = mocap.FilmConfig(tilt_prob=AGREEMENT_FILM.tilt_prob, noise=noise)
-  jobs = [(name, v) for name in takes for v in range(views)]
-  if progress:
-    from tqdm import tqdm
-
-    jobs = tqdm(jobs, desc="feedback agreement", unit="view")
-  rows = []
-  for name, v in jobs:
-    world, meta = takes[name]
-    rng = np.random.default_rng([AGREEMENT_SEED, v, sum(map(ord, name))])
-    rows.append({"take": name, "view": v, **take_agreement(world, meta, lift, rng, film, max_uncertainty)})
-  return {"takes": rows, "summary": summarize(rows)}
+  cameras = [
+    (name, v, takes[name], np.random.default_rng([AGREEMENT_SEED, v, sum(map(ord, name))]))
+    for name in takes
+    for v in range(views)
+  ]
+  return lift, film, cameras
 
 
 def summarize(rows: list[dict]) -> dict:
@@ -201,14 +209,7 @@ ERROR_RATIO = 2.0  # a joint beyond the threshold errs at least this many times 
 
 
 def uncertainty_calibration(
-  lift_fn: LiftFn | None = None,
-  maxlen: int | None = None,
-  *,
-  views: int = 2,
-  noise: float = 1.0,
-  lift: LiftMotion | None = None,
-  takes: dict[str, tuple[np.ndarray, dict]] | None = None,
-  grid: tuple[float, ...] = UNCERTAINTY_GRID,
+  lift_fn: LiftFn | None = None, maxlen: int | None = None, *, grid=UNCERTAINTY_GRID, **filming
 ) -> dict:
   """How well the lifter's own uncertainty (the flip passes' disagreement, a share of the body's
   height) tells its wrong joints, on the held-out exercise takes filmed as :func:`feedback_agreement`
@@ -219,29 +220,23 @@ def uncertainty_calibration(
   error and the rest's. ``threshold`` is the smallest one beyond which joints err at least
   :data:`ERROR_RATIO` times the rest (the analysis leaves rules on such joints not judged), or
   ``None`` when no threshold tells them apart that well: then the uncertainty is not used.
+  ``filming``: ``views``, ``noise``, ``lift`` and ``takes`` as for :func:`feedback_agreement`.
 
   Returns:
     ``{"threshold", "error_ratio", "spearman", "joints", "table": [{"threshold", "share",
     "error_mm", "rest_error_mm", "ratio"}, ...]}``.
   """
-  if lift is None:
-    if lift_fn is None or maxlen is None:
-      raise ValueError("give lift_fn and maxlen, or lift")
-    lift = lifter_motion(lift_fn, maxlen)
-  takes = exercise_takes() if takes is None else takes
-  film = mocap.FilmConfig(tilt_prob=AGREEMENT_FILM.tilt_prob, noise=noise)
+  filming = {"views": 2, "noise": 1.0, "lift": None, "takes": None, **filming}
+  lift, film, cameras = _cameras(lift_fn, maxlen, **filming)
   doubts, errors = [], []
-  for name in takes:
-    for v in range(views):
-      world, _ = takes[name]
-      rng = np.random.default_rng([AGREEMENT_SEED, v, sum(map(ord, name))])
-      seen = mocap.view(world, rng, film)
-      lifted, doubt = lift(fill_missing(seen["keypoints"]).astype(np.float32), seen)
-      if doubt is None:
-        raise UserError("the lifter gave no uncertainty (lift with the flip augmentation)")
-      truth = np.asarray(seen["camera"], np.float64)
-      errors.append(np.linalg.norm(procrustes_align(lifted, truth) - truth, axis=-1).ravel())
-      doubts.append(np.asarray(doubt, np.float64).ravel())
+  for _, _, (world, _), rng in cameras:
+    seen = mocap.view(world, rng, film)
+    lifted, doubt = lift(fill_missing(seen["keypoints"]).astype(np.float32), seen)
+    if doubt is None:
+      raise UserError("the lifter gave no uncertainty (lift with the flip augmentation)")
+    truth = np.asarray(seen["camera"], np.float64)
+    errors.append(np.linalg.norm(procrustes_align(lifted, truth) - truth, axis=-1).ravel())
+    doubts.append(np.asarray(doubt, np.float64).ravel())
   doubt, error = np.concatenate(doubts), np.concatenate(errors)
   table = []
   for t in grid:
@@ -258,6 +253,6 @@ def uncertainty_calibration(
     "error_ratio": ERROR_RATIO,
     "spearman": round(float(spearmanr(doubt, error).statistic), 3),
     "joints": int(doubt.size),
-    "noise": float(noise),
+    "noise": float(filming["noise"]),
     "table": table,
   }
