@@ -35,7 +35,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from absl import flags
+from ml_collections import config_flags
+
 from perfectrep_jax.errors import UserError
+from perfectrep_jax.train.config_load import parse_config_flags
 
 Grid = list[dict[str, Any]]
 
@@ -305,11 +309,6 @@ def expand(sweep: Sweep, path: Path, spec: str = "") -> LoadedSweep:
 # ---------------------------------------------------------------------------- configs
 def build_config(run: Run):
   """The run's config as ``perfectrep-jax train`` would build it (same flag parsing)."""
-  from absl import flags
-  from ml_collections import config_flags
-
-  from perfectrep_jax.train.config_load import parse_config_flags
-
   argv = ["perfectrep-jax sweep", "--config", run.config, *run.flags]
   values = flags.FlagValues()
   holder = config_flags.DEFINE_config_file(
@@ -331,6 +330,8 @@ def check_runs(runs: Sequence[Run], *, mesh_devices: int | None | bool = True) -
   Raises:
     UserError: listing every run with a problem, and the problems.
   """
+  # lazy on purpose: these bring jax, which perfectrep-jax's argument parser (it reads this module
+  # for the sweep command, whatever the command) must not load
   from perfectrep_jax.train.config_check import check_config
   from perfectrep_jax.train.sharding import mesh_shape
 
