@@ -6,8 +6,8 @@
 
 Reads the held-out figures and the feedback agreement that ``perfectrep-jax publish`` recorded in the
 model's ``model.json`` (clean and detector-like 2D, the held-out performers at unseen views, per
-exercise), and, given ``--mlp-run`` (a run of ``configs/lifter.py:default`` with
-``--config.model.name=mlp``: the per-frame baseline trained the same way), evaluates that baseline the
+exercise), and, given ``--mlp-run`` (a run of ``configs/lifter.py:one_cycle`` with
+``--config.model.name=mlp``: the per-frame baseline on the same data), evaluates that baseline the
 same two ways. With ``--write-readme`` the table replaces the block between
 ``<!-- lifter-figures:begin -->`` and ``<!-- lifter-figures:end -->`` in README.md.
 """
@@ -41,13 +41,53 @@ def mlp_figures(run: Path) -> dict:
   spec = importlib.util.spec_from_file_location("_lifter_config", ROOT / "configs" / "lifter.py")
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  config = module.get_config("default")
+  config = module.get_config("one_cycle")  # the default's model and data, one cosine
   config.model.name = "mlp"
   steps = [int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit()]
   if not steps:
     raise SystemExit(f"{run}: no checkpoints")
   figures = held_out_figures(config, run, max(steps))
-  return {**figures, "step": max(steps), "total_steps": config.total_steps}
+  total = json.loads((run / "config.json").read_text())["total_steps"]  # as that run was trained
+  return {**figures, "step": max(steps), "total_steps": total}
+
+
+def table(header: list[str], rows: list[list]) -> list[str]:
+  """A Markdown table's lines."""
+  return [
+    "| " + " | ".join(header) + " |",
+    "|" + "---|" * len(header),
+    *("| " + " | ".join(map(str, row)) + " |" for row in rows),
+  ]
+
+
+def stages(trained: dict) -> list[int]:
+  """Steps of each run the weights went through, first to last (``trained.initialised_from``)."""
+  chain = []
+  while trained:
+    chain.append(int(trained.get("step") or 0))
+    trained = trained.get("initialised_from", {}).get("trained")
+  return chain[::-1]
+
+
+def uncertainty_line(calibration: dict) -> str:
+  """What the lifter's own uncertainty is worth, as ``publish`` measured it."""
+  rows = {r["threshold"]: r for r in calibration["table"]}
+  head = (
+    f"The lifter's own uncertainty (its direct and mirrored passes' disagreement), on the same held-out "
+    f"takes from detector-like 2D: Spearman {calibration['spearman']:.2f} with the per-joint error"
+  )
+  t = calibration["threshold"]
+  if t is None:
+    return (
+      head
+      + f"; no threshold marks joints that err {calibration['error_ratio']:g}x the rest, so it is not used."
+    )
+  r = rows[t]
+  return (
+    head + f"; joints beyond {t:.0%} of the body's height ({100 * r['share']:.1f}% of them) err "
+    f"{r['error_mm']:.0f} mm against {r['rest_error_mm']:.0f} mm for the rest ({r['ratio']:.1f}x), so "
+    "`infer` leaves rules on them not judged."
+  )
 
 
 def _mm(x) -> str:
@@ -59,16 +99,15 @@ def block(meta: dict, mlp: dict | None, when: str, command: str) -> str:
   held, feedback = meta["held_out"], meta.get("feedback", {})
   trained = meta["trained"]
   cfg = trained["config"]
-  rows = [
-    "| 2D input | MPJPE | P-MPJPE | depth error | PCK@150 mm | target (MPJPE / P-MPJPE) |",
-    "|---|---|---|---|---|---|",
-  ]
-  for name, label in INPUTS.items():
-    f = held[name]
-    rows.append(
-      f"| {label} | {_mm(f['mpjpe'])} | {_mm(f['p_mpjpe'])} | {_mm(f.get('depth_mm'))} | "
-      f"{f['pck150']:.1f}% | <= {TARGETS[name][0]:.0f} / {TARGETS[name][1]:.0f} mm |"
-    )
+  rows = table(
+    ["2D input", "MPJPE", "P-MPJPE", "depth error", "PCK@150 mm", "target (MPJPE / P-MPJPE)"],
+    [
+      [label, _mm(f["mpjpe"]), _mm(f["p_mpjpe"]), _mm(f.get("depth_mm")), f"{f['pck150']:.1f}%"]
+      + [f"<= {TARGETS[name][0]:.0f} / {TARGETS[name][1]:.0f} mm"]
+      for name, label in INPUTS.items()
+      for f in [held[name]]
+    ],
+  )
   lines = [
     "",
     "Per exercise (MPJPE, clean / detector-like 2D):",
@@ -83,7 +122,7 @@ def block(meta: dict, mlp: dict | None, when: str, command: str) -> str:
       lines.append(f"| {ex} | {_mm(clean)} | {_mm(noisy)} |")
   if mlp is not None:
     ratio = 1 - held["clean_2d"]["mpjpe"] / mlp["clean_2d"]["mpjpe"]
-    schedule = f"the same {mlp['total_steps']}-step schedule"
+    schedule = f"its {mlp['total_steps']}-step schedule"
     at = (
       f"at the end of {schedule}"
       if mlp["step"] >= mlp["total_steps"]
@@ -91,7 +130,7 @@ def block(meta: dict, mlp: dict | None, when: str, command: str) -> str:
     )
     lines += [
       "",
-      f"The per-frame MLP baseline trained the same way (same data, batches of {cfg['batch_size']} clips), "
+      f"The per-frame MLP baseline trained on the same data and 2D (batches of {cfg['batch_size']} clips), "
       f"evaluated {at}: {_mm(mlp['clean_2d']['mpjpe'])} / {_mm(mlp['detector_2d']['mpjpe'])} MPJPE "
       f"(clean / detector-like 2D); the DSTformer is {100 * ratio:.0f}% below it from clean 2D (target: "
       "at least 30%).",
@@ -102,22 +141,31 @@ def block(meta: dict, mlp: dict | None, when: str, command: str) -> str:
       "Feedback from lifted 2D against feedback from the true 3D, on the held-out performers' "
       "exercise takes (each filmed whole from 2 unseen views; `perfectrep_jax/wild/agreement.py`):",
       "",
-      "| 2D input | views | same findings | with a false finding | scores within 10 | reps exact "
-      "| mean score gap |",
-      "|---|---|---|---|---|---|---|",
+      *table(
+        ["2D input", "views", "same findings", "with a false finding", "scores within 10", "reps exact"]
+        + ["mean score gap"],
+        [
+          [label, s["views"], s["same_findings"], s["with_false_findings"], s["score_within_10"]]
+          + [s["reps_exact"], f"{s['mean_score_diff']:.1f}"]
+          for name, label in INPUTS.items()
+          for s in [feedback[name]]
+        ],
+      ),
     ]
-    for name, label in INPUTS.items():
-      s = feedback[name]
-      lines.append(
-        f"| {label} | {s['views']} | {s['same_findings']} | {s['with_false_findings']} | "
-        f"{s['score_within_10']} | {s['reps_exact']} | {s['mean_score_diff']:.1f} |"
-      )
+  if "uncertainty" in meta:
+    lines += ["", uncertainty_line(meta["uncertainty"])]
   model = cfg["model"]
+  chain = stages(trained)
+  steps = (
+    f"{sum(chain)} steps in {len(chain)} runs ({' + '.join(map(str, chain))}, each initialised from the last)"
+    if len(chain) > 1
+    else f"step {trained['step']}"
+  )
   lines += [
     "",
     f"Anchors: {ANCHORS}.",
     f"Model: dim {model['dim_feat']}, depth {model['depth']}, {model['maxlen']} frames, "
-    f"{meta['weight_bytes'] / 2**20:.1f} MiB; step {trained['step']} of `configs/lifter.py:default`, "
+    f"{meta['weight_bytes'] / 2**20:.1f} MiB; {steps} of `configs/lifter.py:default`, "
     f"commit {trained['commit'][:12]}. Written {when} by `{command}`.",
   ]
   return "\n".join([BEGIN, *rows, *lines, END])

@@ -56,7 +56,7 @@ def test_block_reports_errors_baseline_feedback_and_provenance(tmp_path):
     "| deep squat | 45.0 mm | 65.0 mm |" in text
     and "jump" not in text.split("Per exercise")[1].split("\n\n")[1]
   )
-  assert "the DSTformer is 50% below it" in text and "at step 3000 of the same 4500-step schedule" in text
+  assert "the DSTformer is 50% below it" in text and "at step 3000 of its 4500-step schedule" in text
   assert "| detector-like 2D | 14 | 12 | 1 | 13 | 14 | 3.2 |" in text
   assert (
     "Written 2026-12-01 by" in text
@@ -68,3 +68,36 @@ def test_block_reports_errors_baseline_feedback_and_provenance(tmp_path):
   readme.write_text(f"a\n{mod.BEGIN}\nold\n{mod.END}\nb\n")
   mod.write_readme(text, readme)
   assert readme.read_text() == f"a\n{text}\nb\n"
+
+
+def test_block_says_the_stages_and_what_the_uncertainty_is_worth():
+  mod = _load()
+  first = {"step": 4500, "commit": "b" * 40}
+  meta = {
+    "held_out": {"clean_2d": _figures(50.0), "detector_2d": _figures(70.0)},
+    "trained": {
+      "config": {"batch_size": 16, "model": {"dim_feat": 64, "depth": 4, "maxlen": 27}},
+      "step": 4500,
+      "commit": "a" * 40,
+      "initialised_from": {"checkpoint": "weights/lifter", "trained": first},
+    },
+    "uncertainty": {
+      "threshold": 0.1,
+      "error_ratio": 2.0,
+      "spearman": 0.41,
+      "table": [
+        {"threshold": 0.08, "share": 0.08, "error_mm": 90.0, "rest_error_mm": 50.0, "ratio": 1.8},
+        {"threshold": 0.1, "share": 0.052, "error_mm": 110.0, "rest_error_mm": 52.0, "ratio": 2.12},
+      ],
+    },
+    "weight_bytes": 2**20,
+  }
+  text = mod.block(meta, None, "2026-12-02", "cmd")
+  assert "9000 steps in 2 runs (4500 + 4500, each initialised from the last)" in text
+  assert (
+    "Spearman 0.41" in text and "joints beyond 10% of the body's height (5.2% of them) err 110 mm" in text
+  )
+  meta["uncertainty"]["threshold"] = None
+  assert "no threshold marks joints that err 2x the rest, so it is not used" in mod.block(
+    meta, None, "d", "c"
+  )

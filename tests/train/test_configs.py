@@ -118,6 +118,6 @@ def test_a_bad_config_stops_before_anything_runs(tmp_path):
     timeout=120,
   )
   assert proc.returncode == 2, proc.stderr[-2000:]
-  assert "optim.schedule: exponential, warmup_cosine or constant" in proc.stderr
+  assert "optim.schedule: one of exponential, warmup_cosine, sgdr, constant, not 'cosine'" in proc.stderr
   assert "does not divide the 1 devices" in proc.stderr
   assert "Traceback" not in proc.stderr and not workdir.exists()
