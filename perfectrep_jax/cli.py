@@ -12,6 +12,8 @@ retained heap (``hostmem``) before any of them is loaded. What every command nee
 from __future__ import annotations
 
 import argparse
+import glob
+import os
 import sys
 from pathlib import Path
 
@@ -414,7 +416,23 @@ DELEGATED = {
 }
 
 
+# Device files of a TPU (v4: accel, v5e/v6e: vfio) or a GPU (NVIDIA, AMD) on this machine.
+ACCELERATOR_DEVICES = ("/dev/accel*", "/dev/vfio/[0-9]*", "/dev/nvidia[0-9]*", "/dev/kfd")
+
+
+def use_cpu_without_accelerators() -> None:
+  """On a machine with neither a TPU nor a GPU, JAX runs on the CPU without first asking libtpu
+  (installed by the ``tpu`` extra for ``compile``), which otherwise prints its failed TPU search on
+  every command. ``compile`` reaches TPU topologies without it; ``JAX_PLATFORMS`` set by the user wins."""
+  if os.environ.get("JAX_PLATFORMS") or any(glob.glob(p) for p in ACCELERATOR_DEVICES):
+    return
+  os.environ["JAX_PLATFORMS"] = "cpu"  # child processes (re-exec, sweeps) too
+  if "jax" in sys.modules:  # imported already: before any backend starts, the config still counts
+    sys.modules["jax"].config.update("jax_platforms", "cpu")
+
+
 def main(argv: list[str] | None = None) -> int:
+  use_cpu_without_accelerators()
   from_command_line = argv is None
   argv = list(sys.argv[1:] if argv is None else argv)
   if argv and argv[0] in DELEGATED:  # absl flags with ml_collections --config.x=y overrides
