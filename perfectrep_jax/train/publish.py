@@ -30,7 +30,7 @@ from perfectrep_jax.fileio import atomic_write_bytes, load_json
 from perfectrep_jax.models import model_dir
 from perfectrep_jax.train import trainer
 from perfectrep_jax.weights import DEFAULT_LIFTER
-from perfectrep_jax.wild.agreement import feedback_agreement, uncertainty_calibration
+from perfectrep_jax.wild.agreement import feedback_agreement, lifter_motion, uncertainty_calibration
 
 MAX_WEIGHT_BYTES = 20 * 2**20  # what the package may carry
 FIGURES = ("mpjpe", "p_mpjpe", "n_mpjpe", "mpjve", "depth_mm", "pck150", "auc", "eval_clips")
@@ -100,10 +100,19 @@ def feedback_figures(model, maxlen: int, views: int = 2) -> tuple[dict[str, Any]
     ``(uncertainty, feedback)``.
   """
   lift_fn = model_dir.make_apply_fn(model)
-  calibration = uncertainty_calibration(lift_fn, maxlen, views=views, noise=1.0)
+  lifted: dict[bytes, Any] = {}
+  lift_once = lifter_motion(lift_fn, maxlen)
+
+  def lift(keypoints, seen):  # the calibration and the detector-like check film the same views
+    key = keypoints.tobytes()
+    if key not in lifted:
+      lifted[key] = lift_once(keypoints, seen)
+    return lifted[key]
+
+  calibration = uncertainty_calibration(lift=lift, views=views, noise=1.0)
   threshold = calibration["threshold"]
-  clean = feedback_agreement(lift_fn, maxlen, views=views, noise=0.0, max_uncertainty=threshold)
-  detector = feedback_agreement(lift_fn, maxlen, views=views, noise=1.0, max_uncertainty=threshold)
+  clean = feedback_agreement(lift=lift, views=views, noise=0.0, max_uncertainty=threshold)
+  detector = feedback_agreement(lift=lift, views=views, noise=1.0, max_uncertainty=threshold)
   return calibration, {
     "clean_2d": clean["summary"],
     "detector_2d": detector["summary"],
