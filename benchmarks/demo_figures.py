@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+from perfectrep_jax.fileio import print_block
+
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 BEGIN, END = "<!-- demo-figures:begin -->", "<!-- demo-figures:end -->"
@@ -107,13 +109,6 @@ def block(workdir: Path, seconds: dict[str, float], command: str, when: str, whe
   return "\n".join([BEGIN, *rows, *lines, END])
 
 
-def write_readme(text: str, path: Path = README) -> None:
-  from perfectrep_jax.fileio import replace_between
-
-  replace_between(path, BEGIN, END, text.replace(BEGIN, "").replace(END, ""))
-  print(f"wrote {path}")
-
-
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(prog="demo_figures.py", description=__doc__.split("\n\n")[0])
   p.add_argument(
@@ -145,9 +140,7 @@ def main(argv=None) -> int:
     datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
     machine(),
   )
-  print(text)
-  if args.write_readme:
-    write_readme(text)
+  print_block(text, BEGIN, END, README if args.write_readme else None)
   return 0
 
 

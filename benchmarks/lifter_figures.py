@@ -21,6 +21,8 @@ import json
 import sys
 from pathlib import Path
 
+from perfectrep_jax.fileio import print_block
+
 ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- lifter-figures:begin -->", "<!-- lifter-figures:end -->"
 # Published anchors (Human3.6M, MPJPE): what lifting reaches with far more data and compute.
@@ -171,13 +173,6 @@ def block(meta: dict, mlp: dict | None, when: str, command: str) -> str:
   return "\n".join([BEGIN, *rows, *lines, END])
 
 
-def write_readme(text: str, path: Path = ROOT / "README.md") -> None:
-  from perfectrep_jax.fileio import replace_between
-
-  replace_between(path, BEGIN, END, text.replace(BEGIN, "").replace(END, ""))
-  print(f"wrote {path}")
-
-
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(prog="lifter_figures.py", description=__doc__.split("\n\n")[0])
   p.add_argument("--model", default=str(ROOT / "perfectrep_jax" / "weights" / "lifter"))
@@ -191,9 +186,7 @@ def main(argv=None) -> int:
   mlp = mlp_figures(Path(args.mlp_run)) if args.mlp_run else None
   command = "python benchmarks/lifter_figures.py" + (" --mlp-run RUN" if args.mlp_run else "")
   text = block(meta, mlp, datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"), command)
-  print(text)
-  if args.write_readme:
-    write_readme(text)
+  print_block(text, BEGIN, END, ROOT / "README.md" if args.write_readme else None)
   return 0
 
 

@@ -23,6 +23,10 @@ import sys
 import time
 from pathlib import Path
 
+from perfectrep_jax.fileio import atomic_write_bytes, print_block
+from perfectrep_jax.hostmem import cpu_model
+from perfectrep_jax.train import aot
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 README = Path(__file__).resolve().parent / "README.md"
@@ -69,8 +73,6 @@ def load_cache() -> dict:
 
 def save_cache(cache: dict) -> None:
   """Writes ``cache`` merged into what is on disk (runs over other slices may be writing too)."""
-  from perfectrep_jax.fileio import atomic_write_bytes
-
   merged = dict(load_cache(), **cache)
   cache.update(merged)
   atomic_write_bytes(CACHE, (json.dumps(merged, indent=1, sort_keys=True) + "\n").encode())
@@ -94,8 +96,6 @@ def _n(slice_name: str) -> int:
 
 
 def compile_one(devices, job, cache: dict, log) -> dict:
-  from perfectrep_jax.train import aot
-
   k = key(*job)
   if k in cache:
     return cache[k]
@@ -104,8 +104,6 @@ def compile_one(devices, job, cache: dict, log) -> dict:
     config_for(model, _n(slice_name), per_chip, mesh, remat), devices, SLICES[slice_name]
   )
   report.pop("compiled", None)
-  from perfectrep_jax.hostmem import cpu_model
-
   report["cpu"] = cpu_model()
   report["loadavg_1min"] = os.getloadavg()[0]
   cache[k] = report
@@ -141,8 +139,6 @@ def _mib(coll) -> str:
 
 def _bounds(r: dict) -> str:
   """Which term of the roofline sets the estimated step (aot.estimate_step_s)."""
-  from perfectrep_jax.train import aot
-
   _, peak, hbm_bw, ici_bw = next(v for kind, v in aot.CHIPS.items() if aot.CHIP_NAMES[kind] == r["chip"])
   compute = r["flops_per_step"] / r["devices"] / peak
   wire = sum(v["bytes"] * (2 if kind == "all-reduce" else 1) for kind, v in r["collectives"].items())
@@ -182,8 +178,7 @@ def render(cache: dict, models: list[str]) -> str:
         best[(model, name)] = min(fitting, key=lambda r: r["estimated_step_s"])
       for what, r in rows:
         tag = " (best)" if best.get((model, name)) is r and len(fitting) > 1 else ""
-        clips = f"{r['estimated_clips_per_s']:.0f}" if r["estimated_clips_per_s"] else "-"
-        mfu = f"{100 * r['estimated_mfu']:.1f}%" if r["estimated_mfu"] is not None else "-"
+        _, clips, mfu = aot.estimate_cells(r, missing="-", clips_format=".0f")
         lines.append(
           f"| {model} | {name} | {_fmt_mesh(r['mesh'])} {what}{tag} | {PER_CHIP} | "
           f"{r['per_device_memory_bytes'] / 2**30:.2f} GiB | "
@@ -269,12 +264,6 @@ def render(cache: dict, models: list[str]) -> str:
   return "\n".join(lines)
 
 
-def write_readme(text: str) -> None:
-  from perfectrep_jax.fileio import replace_between
-
-  replace_between(README, BEGIN, END, text)
-
-
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=["full", "lite"])
@@ -295,8 +284,6 @@ def main(argv=None) -> None:
   args = parser.parse_args(argv)
   cache = load_cache()
   if not args.readme_only:
-    from perfectrep_jax.train import aot
-
     deadline = time.time() + 60 * args.max_minutes if args.max_minutes else float("inf")
     log = lambda line: print(line, flush=True)  # noqa: E731
     devices = {name: aot.topology_devices(SLICES[name]) for name in args.slices}
@@ -310,9 +297,7 @@ def main(argv=None) -> None:
         for remat in ("", "full"):
           largest_batch(devices[name], model, name, remat, cache, log, deadline)
   text = render(load_cache(), args.models)
-  print(text)
-  if args.write_readme or args.readme_only:
-    write_readme(text)
+  print_block(text, BEGIN, END, README if args.write_readme or args.readme_only else None)
 
 
 if __name__ == "__main__":

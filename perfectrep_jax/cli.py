@@ -20,7 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from perfectrep_jax.cli_examples import add_examples
-from perfectrep_jax.deploy.cli import add_image_options, add_parsers as add_deploy_parsers
+from perfectrep_jax.deploy.cli import (
+  add_detector_options,
+  add_image_options,
+  add_parsers as add_deploy_parsers,
+)
 from perfectrep_jax.errors import UserError
 from perfectrep_jax.fileio import os_error_text, save_npy_atomic
 from perfectrep_jax.hostmem import reexec_with_retained_heap
@@ -330,12 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     default=None,
     help="the video: its size and frame rate, or (without --keypoints) its 2D keypoints",
   )
-  p.add_argument(
-    "--pose-model",
-    default=None,
-    help="MediaPipe PoseLandmarker .task bundle (default: built once into the cache)",
-  )
-  p.add_argument("--num-poses", type=int, default=1, help="people to detect per frame (with --video)")
+  add_detector_options(p, when=" (with --video)", num_poses_help="people to detect per frame")
   p.add_argument("--out", required=True, help="output directory")
   p.add_argument("--fps", type=float, default=None)
   p.add_argument("--person", default=None, help="track id to lift (default: most present)")
@@ -368,23 +367,12 @@ def build_parser() -> argparse.ArgumentParser:
     help="with --video: also write overlay.mp4, the video with the skeleton, the "
     "repetition count and the findings drawn on it",
   )
-  p.add_argument(
-    "--verbose",
-    action="store_true",
-    help="show MediaPipe's native log lines (LiteRT, XNNPACK) while detecting",
-  )
   p.set_defaults(func=cmd_infer)
 
   p = sub.add_parser("detect", help="2D COCO-17 keypoints of a video or image with MediaPipe Pose")
   p.add_argument("source", help="a video (people tracked frame to frame) or an image")
   p.add_argument("--out", required=True, help="keypoint JSON to write (MMPose layout, every frame)")
-  p.add_argument(
-    "--pose-model",
-    default=None,
-    help="MediaPipe PoseLandmarker .task bundle (default: built once into the cache)",
-  )
-  p.add_argument("--num-poses", type=int, default=1, help="most people per frame")
-  p.add_argument("--verbose", action="store_true", help="show MediaPipe's native log lines (LiteRT, XNNPACK)")
+  add_detector_options(p, num_poses_help="most people per frame")
   p.set_defaults(func=cmd_detect)
 
   p = sub.add_parser("pose-model", help="build the MediaPipe PoseLandmarker bundle detect uses")

@@ -145,14 +145,25 @@ def load_json(path: str | Path, what: str = "JSON") -> Any:
     raise UserError(f"{path}: not valid {what} (nested too deeply)") from None
 
 
+def print_block(text: str, begin: str, end: str, readme: str | Path | None = None) -> None:
+  """Prints a generated block (a benchmark's figures for a README) and, given ``readme``, puts it
+  between the markers ``begin`` and ``end`` there (``replace_between``)."""
+  print(text)
+  if readme is not None:
+    replace_between(readme, begin, end, text)
+    print(f"wrote {readme}")
+
+
 def replace_between(path: str | Path, begin: str, end: str, inner: str) -> Path:
   """Rewrites the text between the lines ``begin`` and ``end`` of a file (a README's generated
-  table) with ``inner``, atomically; everything else stays as it is.
+  table) with ``inner``, atomically; everything else stays as it is. ``inner`` may carry the
+  markers itself (a generated block printed whole): they are not doubled.
 
   Raises:
     UserError: the file has no such pair of markers.
   """
   path = Path(path)
+  inner = inner.replace(begin, "").replace(end, "")
   doc = path.read_text()
   if begin not in doc or end not in doc.split(begin, 1)[1]:
     raise UserError(f"{path}: no {begin} ... {end} block to replace")

@@ -24,6 +24,22 @@ def add_image_options(
   )
 
 
+def add_detector_options(p, *, when: str = "", num_poses_help: str | None = None) -> None:
+  """``--pose-model``, ``--verbose`` and (given its help) ``--num-poses``: the MediaPipe detector
+  of ``detect``, ``infer --video`` and ``stream --video``; ``when`` says when it runs."""
+  p.add_argument(
+    "--pose-model",
+    default=None,
+    help=f"MediaPipe PoseLandmarker .task bundle{when} (default: built once into the cache; "
+    "see perfectrep-jax pose-model)",
+  )
+  if num_poses_help is not None:
+    p.add_argument("--num-poses", type=int, default=1, help=num_poses_help)
+  p.add_argument(
+    "--verbose", action="store_true", help=f"show MediaPipe's native log lines (LiteRT, XNNPACK){when}"
+  )
+
+
 def cmd_export_model(args) -> None:
   if args.out is None:  # one path given: the output; the model is the default lifter
     args.checkpoint, args.out = None, args.checkpoint
@@ -199,14 +215,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     help="frames without the person before they count as gone (default 1 s)",
   )
   p.add_argument("--video", default=None, help="read a video through MediaPipe instead of standard input")
-  p.add_argument(
-    "--pose-model",
-    default=None,
-    help="MediaPipe PoseLandmarker .task bundle for --video (default: built once into the cache; see perfectrep-jax pose-model)",
-  )
-  p.add_argument(
-    "--verbose", action="store_true", help="with --video: show MediaPipe's native log lines (LiteRT, XNNPACK)"
-  )
+  add_detector_options(p, when=" (with --video)")
   p.add_argument(
     "--exercise",
     default=None,

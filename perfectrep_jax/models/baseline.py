@@ -20,25 +20,18 @@ Array = jax.Array
 
 
 @dataclasses.dataclass(frozen=True)
-class MLPLifterConfig(bounds.ModelConfig):
-  dim_in: int = 3
-  dim_out: int = 3
-  num_joints: int = 17
+class MLPLifterConfig(bounds.LifterConfig):
+  """The baseline's widths; ``maxlen`` is only checked (each frame is lifted alone)."""
+
   hidden: int = 1024
   num_blocks: int = 2
-  drop_rate: float = 0.0
-  maxlen: int = 243  # only checked, so that the lifter and the baseline take the same clips
 
   config_name: ClassVar[str] = "an MLP lifter"
 
   def __post_init__(self):
-    widths = {
-      "dim_out": (1, bounds.MAX_WIDTH),
-      "hidden": (1, bounds.MAX_WIDTH),
-      "num_blocks": (0, bounds.MAX_DEPTH),
-    }
-    bounds.check_ints(self, {**bounds.CLIP_BOUNDS, **widths})
-    bounds.check_real("drop_rate", self.drop_rate, 0.0, 1.0, high_open=True)
+    self.check_clip(
+      {"dim_out": (1, bounds.MAX_WIDTH), "hidden": (1, bounds.MAX_WIDTH), "num_blocks": (0, bounds.MAX_DEPTH)}
+    )
     j, h = self.num_joints, self.hidden
     n = j * self.dim_in * h + h + self.num_blocks * (2 * (h * h + h) + 4 * h)
     n += h * j * self.dim_out + j * self.dim_out

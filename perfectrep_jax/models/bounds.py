@@ -87,3 +87,21 @@ class ModelConfig:
       name = cls.config_name.split(" ", 1)[1]
       raise ValueError(f"unknown {name} config fields: {short_repr(sorted(map(str, unknown)))}")
     return dict(d)
+
+
+@dataclasses.dataclass(frozen=True)
+class LifterConfig(ModelConfig):
+  """What every lifter reads and writes: clips of shape (B, T <= maxlen, num_joints, dim_in) to
+  (B, T, num_joints, dim_out); ``drop_rate`` is its dropout. The DSTformer and the MLP baseline
+  take the same clips, so they are compared on the same data."""
+
+  dim_in: int = 3
+  dim_out: int = 3
+  num_joints: int = 17
+  maxlen: int = 243
+  drop_rate: float = 0.0
+
+  def check_clip(self, widths: dict[str, tuple[int, int]]) -> None:
+    """The clip's integer fields (``CLIP_BOUNDS``), the given ``widths`` and the dropout rate."""
+    check_ints(self, {**CLIP_BOUNDS, **widths})
+    check_real("drop_rate", self.drop_rate, 0.0, 1.0, high_open=True)

@@ -34,11 +34,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from perfectrep_jax.models.bounds import (
-  CLIP_BOUNDS,
   MAX_DEPTH,
   MAX_WIDTH,
-  ModelConfig,
-  check_ints,
+  LifterConfig,
   check_parameter_count,
   check_real,
   short_repr,
@@ -68,7 +66,7 @@ REMAT_POLICIES = {
 
 
 @dataclasses.dataclass(frozen=True)
-class DSTformerConfig(ModelConfig):
+class DSTformerConfig(LifterConfig):
   """Hyper-parameters of the DSTformer, named as upstream's constructor arguments.
 
   ``dim_out = 0`` drops the regression head (the network returns the representation);
@@ -78,18 +76,13 @@ class DSTformerConfig(ModelConfig):
   to the given rate at the last, as upstream's stochastic depth rule.
   """
 
-  dim_in: int = 3
-  dim_out: int = 3
   dim_feat: int = 256
   dim_rep: int = 512
   depth: int = 5
   num_heads: int = 8
   mlp_ratio: float = 4.0
-  num_joints: int = 17
-  maxlen: int = 243
   qkv_bias: bool = True
   qk_scale: float | None = None
-  drop_rate: float = 0.0
   attn_drop_rate: float = 0.0
   drop_path_rate: float = 0.0
   att_fuse: bool = True
@@ -99,7 +92,7 @@ class DSTformerConfig(ModelConfig):
   def __post_init__(self):
     """Checks types, ranges, divisibility and the parameter count before anything is built."""
     widths = {"dim_out": (0, MAX_WIDTH), "dim_feat": (1, MAX_WIDTH), "dim_rep": (0, MAX_WIDTH)}
-    check_ints(self, {**CLIP_BOUNDS, **widths, "depth": (1, MAX_DEPTH), "num_heads": (1, MAX_WIDTH)})
+    self.check_clip({**widths, "depth": (1, MAX_DEPTH), "num_heads": (1, MAX_WIDTH)})
     if self.dim_feat % self.num_heads:
       raise ValueError(f"dim_feat {self.dim_feat} is not divisible by num_heads {self.num_heads}")
     check_real("mlp_ratio", self.mlp_ratio, 0.0, MAX_WIDTH, low_open=True)
@@ -110,7 +103,7 @@ class DSTformerConfig(ModelConfig):
       )
     if self.qk_scale is not None:
       check_real("qk_scale", self.qk_scale, 0.0, 1e6, low_open=True)
-    for name in ("drop_rate", "attn_drop_rate", "drop_path_rate"):
+    for name in ("attn_drop_rate", "drop_path_rate"):
       check_real(name, getattr(self, name), 0.0, 1.0, high_open=True)
     for name in ("qkv_bias", "att_fuse"):
       if not isinstance(getattr(self, name), bool):

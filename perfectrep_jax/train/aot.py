@@ -362,6 +362,17 @@ def table(report: dict) -> str:
   return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
+def estimate_cells(report: dict, missing: str = "n/a", clips_format: str = ".4g") -> tuple[str, str, str]:
+  """A report's XLA estimates as table cells: step seconds, clips/s and MFU (``missing`` where
+  the cost model gave none)."""
+  step, clips, mfu = (report[k] for k in ("estimated_step_s", "estimated_clips_per_s", "estimated_mfu"))
+  return (
+    f"{step:.4g}" if step else missing,
+    f"{clips:{clips_format}}" if clips else missing,
+    f"{100 * mfu:.1f}%" if mfu is not None else missing,
+  )
+
+
 def ranking(reports: list[dict]) -> str:
   """--search-mesh: one line per mesh, best first."""
   head = (
@@ -371,9 +382,7 @@ def ranking(reports: list[dict]) -> str:
   lines = [head]
   for i, r in enumerate(reports, 1):
     mesh = "x".join(str(r["mesh"][a]) for a in ("data", "fsdp", "tensor"))
-    step = f"{r['estimated_step_s']:.4g}" if r["estimated_step_s"] else "n/a"
-    clips = f"{r['estimated_clips_per_s']:.4g}" if r["estimated_clips_per_s"] else "n/a"
-    mfu = f"{100 * r['estimated_mfu']:.1f}%" if r["estimated_mfu"] is not None else "n/a"
+    step, clips, mfu = estimate_cells(r)
     lines.append(
       f"{i if r['fits'] else '-':>4}  {mesh:<20}  "
       f"{_bytes(r['per_device_memory_bytes']):>11}  {'yes' if r['fits'] else 'NO':>4}  "

@@ -8,8 +8,13 @@ test run). Every field can be overridden from the command line (``--config.optim
 
 from __future__ import annotations
 
+import dataclasses
+import typing
+
 import ml_collections
 from ml_collections.config_dict import placeholder
+
+from perfectrep_jax.data.pipeline_config import PipelineConfig
 
 # PerfectRep's model (train_config.yaml, ft_3d_pose_config.yaml, action_config.yaml).
 FULL_MODEL = dict(
@@ -37,6 +42,26 @@ DEMO_MODEL = dict(FULL_MODEL, dim_feat=64, dim_rep=128, depth=3, num_heads=4, ml
 # on 2 CPU cores (dim 128 trains 2.6x slower there: 5.3 against 13.6 clips/s, AMD EPYC, one run).
 LIFTER_MODEL = dict(FULL_MODEL, dim_feat=64, dim_rep=128, depth=4, num_heads=4, mlp_ratio=2, maxlen=27)
 SMOKE_MODEL = dict(FULL_MODEL, dim_feat=16, dim_rep=16, depth=1, num_heads=2, mlp_ratio=2, maxlen=9)
+
+
+def pipeline_data_defaults(**overrides) -> ml_collections.ConfigDict:
+  """``PipelineConfig``'s fields and defaults as a ``data`` ConfigDict (less split, batch, seed).
+
+  A field whose default is None becomes a typed placeholder, so ``--config.data.stride=9`` works.
+  """
+  hints = typing.get_type_hints(PipelineConfig)
+  data = {}
+  for field in dataclasses.fields(PipelineConfig):
+    if field.name in ("split", "batch_size", "seed"):
+      continue
+    value = overrides.pop(field.name, field.default)
+    if value is None:
+      kind = next(a for a in typing.get_args(hints[field.name]) if a is not type(None))
+      value = placeholder(typing.get_origin(kind) or kind)
+    data[field.name] = value
+  if overrides:
+    raise ValueError(f"unknown pipeline settings {sorted(overrides)}")
+  return ml_collections.ConfigDict(data)
 
 
 def base_config(task: str) -> ml_collections.ConfigDict:
@@ -69,29 +94,11 @@ def base_config(task: str) -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict(
     dict(FULL_MODEL, name="dstformer", mlp_hidden=1024, mlp_blocks=2, qk_scale=placeholder(float))
   )
-  # source: every variant names its data ("demo": the bundled demo mocap; or a prepared TFDS
-  # dataset such as "fit3d/clip243"); check_config refuses a config that does not.
-  c.data = ml_collections.ConfigDict(
-    dict(
-      source="",
-      data_dir=placeholder(str),
-      clip_len=243,
-      stride=placeholder(int),
-      shuffle=True,
-      num_epochs=placeholder(int),
-      flip=True,
-      scale_range=placeholder(tuple),
-      synthetic_2d=False,
-      worker_count=0,
-      worker_buffer_size=2,
-      read_threads=4,
-      prefetch_buffer_size=64,
-      # source "mocap": detector-like 2D noise of training / evaluation clips, body tilt probability
-      film_noise=1.0,
-      film_eval_noise=0.0,
-      film_tilt_prob=0.3,
-    )
-  )
+  # The pipeline's own defaults (data/pipeline_config.py), less what the run sets (split, batch,
+  # seed). source: every variant names its data ("demo": the bundled demo mocap; "mocap": all of
+  # the data folder; or a prepared TFDS dataset such as "fit3d/clip243"); check_config refuses a
+  # config that does not. clip_len: upstream's 243 frames.
+  c.data = pipeline_data_defaults(source="", clip_len=243)
   # scale_range: (r, r) rescales the action task's 2D test clips by crop_scale with ratio r.
   c.eval = ml_collections.ConfigDict(
     dict(batch_size=32, flip_test=False, max_batches=0, scale_range=placeholder(tuple))

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from perfectrep_jax.fileio import print_block
+
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "demo_figures.py"
 
 
@@ -56,7 +58,7 @@ def test_the_block_holds_per_action_means_of_each_run_and_says_when_and_where(tm
   )
   readme = tmp_path / "README.md"
   readme.write_text(f"# x\n\nbefore\n{demo.BEGIN}\nold\n{demo.END}\nafter\n")
-  demo.write_readme(text, readme)
+  print_block(text, demo.BEGIN, demo.END, readme)
   assert readme.read_text() == f"# x\n\nbefore\n{text}\nafter\n"
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from perfectrep_jax.fileio import print_block
+
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "lifter_figures.py"
 
 
@@ -66,7 +68,7 @@ def test_block_reports_errors_baseline_feedback_and_provenance(tmp_path):
   )
   readme = tmp_path / "README.md"
   readme.write_text(f"a\n{mod.BEGIN}\nold\n{mod.END}\nb\n")
-  mod.write_readme(text, readme)
+  print_block(text, mod.BEGIN, mod.END, readme)
   assert readme.read_text() == f"a\n{text}\nb\n"
 
 
