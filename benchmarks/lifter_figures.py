@@ -80,13 +80,22 @@ def uncertainty_line(calibration: dict) -> str:
   )
   t = calibration["threshold"]
   if t is None:
+    enough = f" (at least {calibration['min_share']:.1%} of them)" if "min_share" in calibration else ""
+    erring = [r for r in calibration["table"] if "ratio" in r]
+    top = max(erring, key=lambda r: r["ratio"]) if erring else None
+    most = (
+      f"; the most it singles out: joints beyond {top['threshold']:.0%} of the body's height "
+      f"({100 * top['share']:.2f}% of them) err {top['ratio']:.1f}x the rest"
+      if top
+      else ""
+    )
     return (
-      head
-      + f"; no threshold marks joints that err {calibration['error_ratio']:g}x the rest, so it is not used."
+      head + f"; no threshold marks joints{enough} that err {calibration['error_ratio']:g}x the rest{most}, "
+      "so it is not used."
     )
   r = rows[t]
   return (
-    head + f"; joints beyond {t:.0%} of the body's height ({100 * r['share']:.1f}% of them) err "
+    head + f"; joints beyond {t:.0%} of the body's height ({100 * r['share']:.2f}% of them) err "
     f"{r['error_mm']:.0f} mm against {r['rest_error_mm']:.0f} mm for the rest ({r['ratio']:.1f}x), so "
     "`infer` leaves rules on them not judged."
   )

@@ -97,9 +97,12 @@ def test_block_says_the_stages_and_what_the_uncertainty_is_worth():
   text = mod.block(meta, None, "2026-12-02", "cmd")
   assert "9000 steps in 2 runs (4500 + 4500, each initialised from the last)" in text
   assert (
-    "Spearman 0.41" in text and "joints beyond 10% of the body's height (5.2% of them) err 110 mm" in text
+    "Spearman 0.41" in text and "joints beyond 10% of the body's height (5.20% of them) err 110 mm" in text
   )
   meta["uncertainty"]["threshold"] = None
-  assert "no threshold marks joints that err 2x the rest, so it is not used" in mod.block(
-    meta, None, "d", "c"
-  )
+  assert "no threshold marks joints that err 2x the rest" in mod.block(meta, None, "d", "c")
+  meta["uncertainty"]["min_share"] = 0.005
+  assert (
+    "no threshold marks joints (at least 0.5% of them) that err 2x the rest; the most it singles out: "
+    "joints beyond 10% of the body's height (5.20% of them) err 2.1x the rest, so it is not used."
+  ) in mod.block(meta, None, "d", "c")

@@ -117,3 +117,22 @@ def test_uncertainty_calibration_finds_the_doubt_that_tells_wrong_joints(takes):
 
   report = agreement.uncertainty_calibration(lift=doubt_says_nothing, takes=one, views=1)
   assert report["threshold"] is None and abs(report["spearman"]) < 0.1
+
+
+def test_a_threshold_that_singles_out_a_handful_of_joints_is_not_trusted(takes):
+  # One wrist in one frame is wrong and doubtful: 2x the rest and more, but far too few joints to
+  # measure a threshold on (agreement.MIN_SHARE).
+  one = {name: takes[name] for name in sorted(takes)[:2]}
+
+  def unsure_once(keypoints, seen):
+    out = np.array(seen["camera"], np.float64)
+    out[0, 16, 0] += 400.0
+    doubt = np.full(out.shape[:2], 0.01)
+    doubt[0, 16] = 0.3
+    return out, doubt
+
+  report = agreement.uncertainty_calibration(lift=unsure_once, takes=one, views=1)
+  by_threshold = {row["threshold"]: row for row in report["table"]}
+  assert by_threshold[0.04]["ratio"] >= agreement.ERROR_RATIO
+  assert 0 < by_threshold[0.04]["share"] < agreement.MIN_SHARE
+  assert report["threshold"] is None and report["min_share"] == agreement.MIN_SHARE
