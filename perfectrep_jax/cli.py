@@ -22,6 +22,7 @@ import numpy as np
 from perfectrep_jax.cli_examples import add_examples
 from perfectrep_jax.deploy.cli import (
   add_detector_options,
+  add_lifter_option,
   add_image_options,
   add_parsers as add_deploy_parsers,
 )
@@ -320,9 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.set_defaults(func=cmd_analyze)
 
   p = sub.add_parser("infer", help="video keypoints -> 3D motion, rendering and form report")
-  p.add_argument(
-    "--checkpoint", default=None, help="lifter model or run directory (default: the package's default lifter)"
-  )
+  add_lifter_option(p)
   p.add_argument(
     "--keypoints",
     default=None,

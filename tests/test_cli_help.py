@@ -49,9 +49,10 @@ def test_sweep_help_lists_the_sweeps(capsys):
 
 
 @pytest.mark.parametrize(
-  "argv", [["train", "--help"], ["train", "-h"], ["train", "--helpfull"], ["eval", "--help"]]
+  "argv",
+  [["train", "--help"], ["train", "-h"], ["train", "--helpfull"], ["eval", "--help"], ["publish", "--help"]],
 )
-def test_train_and_eval_help_in_process(capsys, argv):
+def test_train_eval_and_publish_help_in_process(capsys, argv):
   assert cli.main(argv) == 0
   out = capsys.readouterr().out
   assert out.startswith(f"usage: perfectrep-jax {argv[0]} --config")

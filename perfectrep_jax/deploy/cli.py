@@ -40,6 +40,16 @@ def add_detector_options(p, *, when: str = "", num_poses_help: str | None = None
   )
 
 
+def add_lifter_option(p, *, also: str = "") -> None:
+  """``--checkpoint``: the lifter of ``infer`` and ``stream`` (``also``: what else it accepts);
+  without it, the package's default lifter (``weights.checkpoint_or_default``)."""
+  p.add_argument(
+    "--checkpoint",
+    default=None,
+    help=f"lifter: model directory, run directory{also} (default: the package's default lifter)",
+  )
+
+
 def cmd_export_model(args) -> None:
   if args.out is None:  # one path given: the output; the model is the default lifter
     args.checkpoint, args.out = None, args.checkpoint
@@ -175,11 +185,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
   p.set_defaults(func=cmd_export_model)
 
   p = sub.add_parser("stream", help="lift JSON lines of 2D keypoints (stdin) to 3D in real time")
+  add_lifter_option(p, also=" or an export-model artifact directory")
+  p.add_argument("--video", default=None, help="read a video through MediaPipe instead of standard input")
+  add_detector_options(p, when=" (with --video)")
   p.add_argument(
-    "--checkpoint",
+    "--max-gap",
+    type=int,
     default=None,
-    help="model directory, run directory, or an export-model artifact directory "
-    "(default: the package's default lifter)",
+    help="frames without the person before they count as gone (default 1 s)",
   )
   p.add_argument(
     "--window",
@@ -208,14 +221,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     help="pixel: x, y on the image, z in pixels; normalized: the model's frame (image normalisation)",
   )
   p.add_argument("--flip", action="store_true", help="flip test-time augmentation (twice the compute)")
-  p.add_argument(
-    "--max-gap",
-    type=int,
-    default=None,
-    help="frames without the person before they count as gone (default 1 s)",
-  )
-  p.add_argument("--video", default=None, help="read a video through MediaPipe instead of standard input")
-  add_detector_options(p, when=" (with --video)")
   p.add_argument(
     "--exercise",
     default=None,

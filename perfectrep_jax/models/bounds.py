@@ -33,6 +33,12 @@ def check_int(name: str, value: Any, low: int, high: int) -> None:
     raise ValueError(f"{name} must be in {low}..{high}, got {short_repr(value)}")
 
 
+def check_choice(name: str, value: Any, choices) -> None:
+  """``value`` is one of ``choices``, or a ValueError names the field and what it may be."""
+  if value not in choices:
+    raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {short_repr(value)}")
+
+
 def check_ints(config: Any, bounds: dict[str, tuple[int, int]]) -> None:
   """Each integer field of ``config`` named in ``bounds`` in its ``(low, high)`` (``check_int``)."""
   for name, (low, high) in bounds.items():

@@ -19,7 +19,10 @@ their own; softmax normalisation is applied to the (L, D) output instead of the 
 (``attention_impl='einsum'``, the default on CPU). ``attention_impl='dot_product_attention'``
 (the default on GPU and TPU) calls ``jax.nn.dot_product_attention``, which picks cuDNN's fused
 kernel on GPU when the dtype and shapes allow. ``remat`` rematerialises each half-block in the
-backward pass. None of these options changes a parameter or, beyond float32 round-off, an output.
+backward pass. ``scan_layers`` runs the depths as one ``jax.lax.scan`` over their stacked
+parameters, so XLA compiles one depth instead of ``depth`` copies (compile time; the parameters
+keep their per-depth names). None of these options changes a parameter or, beyond float32
+round-off, an output.
 The layers and custom-gradient kernels it is made of are in ``kernels.py``, the bounds its config
 is checked against in ``bounds.py``.
 """
@@ -37,6 +40,7 @@ from perfectrep_jax.models.bounds import (
   MAX_DEPTH,
   MAX_WIDTH,
   LifterConfig,
+  check_choice,
   check_parameter_count,
   check_real,
   short_repr,
@@ -164,10 +168,8 @@ class Attention(nnx.Module):
   """
 
   def __init__(self, cfg: DSTformerConfig, mode: str, *, dtype=None, impl: str = "auto", rngs: nnx.Rngs):
-    if mode not in ("spatial", "temporal"):
-      raise ValueError(f"attention mode must be 'spatial' or 'temporal', got {mode!r}")
-    if impl not in ATTENTION_IMPLS:
-      raise ValueError(f"attention impl must be one of {ATTENTION_IMPLS}, got {impl!r}")
+    check_choice("attention mode", mode, ("spatial", "temporal"))
+    check_choice("attention impl", impl, ATTENTION_IMPLS)
     self.mode = mode
     self.impl = impl
     self.num_heads = cfg.num_heads
@@ -243,10 +245,8 @@ class Block(nnx.Module):
     remat: str | None = None,
     rngs: nnx.Rngs,
   ):
-    if order not in ("st", "ts"):
-      raise ValueError(f"block order must be 'st' or 'ts', got {order!r}")
-    if remat not in REMAT_POLICIES:
-      raise ValueError(f"remat must be one of {list(REMAT_POLICIES)}, got {remat!r}")
+    check_choice("block order", order, ("st", "ts"))
+    check_choice("remat", remat, tuple(REMAT_POLICIES))
     self.order = order
     self.remat = remat
     c = cfg.dim_feat
@@ -302,7 +302,9 @@ class DSTformer(nnx.Module):
   Execution options, none of which changes the parameters: ``attention_impl`` (``'auto'``,
   ``'einsum'``, ``'dot_product_attention'``; see ``Attention``) and ``remat`` (``None``, or a
   rematerialisation policy per half-block: ``'full'`` saves nothing, ``'dots'`` saves the
-  outputs of the linear layers, ``'dots_all'`` those of every product including attention's).
+  outputs of the linear layers, ``'dots_all'`` those of every product including attention's) and
+  ``scan_layers`` (one ``jax.lax.scan`` over the depths instead of a Python loop; it needs every
+  depth to be the same module, so ``drop_path_rate`` 0, and no dropout active when called).
   """
 
   def __init__(
@@ -312,10 +314,17 @@ class DSTformer(nnx.Module):
     dtype=None,
     attention_impl: str = "auto",
     remat: str | None = None,
+    scan_layers: bool = False,
     rngs: nnx.Rngs,
   ):
     self.config = cfg
     self.dtype = dtype
+    self.scan_layers = bool(scan_layers)
+    if self.scan_layers and cfg.drop_path_rate > 0:
+      raise ValueError(
+        f"scan_layers needs every depth to be the same module; drop_path_rate {cfg.drop_path_rate} "
+        "gives each depth its own rate (set it to 0 or run without scan_layers)"
+      )
     c = cfg.dim_feat
     self.joints_embed = dense(cfg.dim_in, c, (None, "embed"), dtype=dtype, rngs=rngs)
     self.pos_embed = nnx.Param(
@@ -362,12 +371,12 @@ class DSTformer(nnx.Module):
     x = x + self.pos_embed[:, None] + self.temp_embed[:, :t]
     return self.pos_drop(x.astype(self.dtype) if self.dtype else x)
 
-  def fuse(self, depth: int, x_st: Array, x_ts: Array) -> Array:
-    """Mixes the two streams of one depth per token: learned softmax weights, or the mean."""
-    if not self.config.att_fuse:
+  def fuse(self, layer: nnx.Linear | None, x_st: Array, x_ts: Array) -> Array:
+    """Mixes the two streams of one depth per token: learned softmax weights of ``layer`` (that
+    depth's ``ts_attn``), or the mean when there is none (``att_fuse=False``)."""
+    if layer is None:
       return (x_st + x_ts) * 0.5
     # ts_attn on concat([x_st, x_ts]) as two half products: no (B, T, J, 2C) copy
-    layer = self.ts_attn[depth]
     c = x_st.shape[-1]
     kernel, bias = layer.kernel[...], layer.bias[...]
     x_st_, x_ts_, kernel, bias = layer.promote_dtype((x_st, x_ts, kernel, bias), dtype=layer.dtype)
@@ -375,11 +384,43 @@ class DSTformer(nnx.Module):
     alpha = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(x_st.dtype)
     return x_st * alpha[..., 0:1] + x_ts * alpha[..., 1:2]
 
+  def depth_layers(self, depth: int) -> tuple[Block, Block, nnx.Linear | None]:
+    """The modules of one depth: its two blocks and its fusion layer (None: averaged)."""
+    fuse = self.ts_attn[depth] if self.config.att_fuse else None
+    return self.blocks_st[depth], self.blocks_ts[depth], fuse
+
+  def _run_depth(self, layers: tuple[Block, Block, nnx.Linear | None], x: Array) -> Array:
+    blk_st, blk_ts, fuse = layers
+    return self.fuse(fuse, blk_st(x), blk_ts(x))
+
+  def _scan_depths(self, x: Array) -> Array:
+    """The depths as one ``jax.lax.scan`` over their parameters stacked on a leading axis.
+
+    Only the parameters are scanned; the rest of each depth's state (dropout RNG counters) is
+    the first depth's, unchanged, which is why no dropout may be active.
+    """
+    splits = [nnx.split(self.depth_layers(i), nnx.Param, ...) for i in range(self.config.depth)]
+    graphdef, _, rest = splits[0]
+    if any(g != graphdef for g, _, _ in splits[1:]):
+      raise ValueError("scan_layers: the depths are not the same module (drop rates differ)")
+    active = [d for _, d in nnx.iter_graph(self.depth_layers(0)) if isinstance(d, nnx.Dropout) and d.rate > 0]
+    if any(not d.deterministic for d in active):
+      raise ValueError("scan_layers: dropout is active (train with drop rates of 0, or call in eval mode)")
+    stacked = jax.tree.map(lambda *a: jnp.stack(a), *(params for _, params, _ in splits))
+
+    def one_depth(x, params):
+      return self._run_depth(nnx.merge(graphdef, params, rest), x), None
+
+    return jax.lax.scan(one_depth, x, stacked)[0]
+
   def representation(self, x: Array) -> Array:
     """(B, T, J, dim_in) -> motion representation (B, T, J, rep_width)."""
     x = self.embed(x)
-    for i, (blk_st, blk_ts) in enumerate(zip(self.blocks_st, self.blocks_ts)):
-      x = self.fuse(i, blk_st(x), blk_ts(x))
+    if self.scan_layers and self.config.depth > 1:
+      x = self._scan_depths(x)
+    else:
+      for i in range(self.config.depth):
+        x = self._run_depth(self.depth_layers(i), x)
     x = apply_layer_norm(self.norm, x)
     if self.pre_logits is not None:
       x = jnp.tanh(apply_dense(self.pre_logits, x))

@@ -103,16 +103,24 @@ class Sweep:
 
 
 # ---------------------------------------------------------------------------- values and names
+def _value_text(value: Any, float_text, sequence_text) -> str:
+  """``value`` as text: floats through ``float_text``, lists and tuples through ``sequence_text``,
+  everything else (bools, None, ints, strings) as ``str``."""
+  if isinstance(value, float):
+    return float_text(value)
+  if isinstance(value, (list, tuple)):
+    return sequence_text(value)
+  return str(value)
+
+
 def format_value(value: Any) -> str:
   """A value as ``--config.KEY=VALUE`` text that ml_collections parses back to the same value."""
-  if isinstance(value, bool) or value is None:
-    return str(value)
-  if isinstance(value, float):
-    return repr(value)
-  if isinstance(value, (list, tuple)):
-    inner = ", ".join(repr(v) if isinstance(v, str) else format_value(v) for v in value)
-    return f"({inner}{',' if len(value) == 1 else ''})"
-  return str(value)
+
+  def sequence(values) -> str:
+    inner = ", ".join(repr(v) if isinstance(v, str) else format_value(v) for v in values)
+    return f"({inner}{',' if len(values) == 1 else ''})"
+
+  return _value_text(value, repr, sequence)
 
 
 def _short_float(value: float) -> str:
@@ -128,13 +136,7 @@ def _short_float(value: float) -> str:
 
 def short_value(value: Any) -> str:
   """A value as it appears in run names and tables: 0.0001 -> 1e-4, (1.0, 3.0) -> 1.0,3.0."""
-  if isinstance(value, bool) or value is None:
-    return str(value)
-  if isinstance(value, float):
-    return _short_float(value)
-  if isinstance(value, (list, tuple)):
-    return ",".join(short_value(v) for v in value)
-  return str(value)
+  return _value_text(value, _short_float, lambda values: ",".join(short_value(v) for v in values))
 
 
 def run_name(overrides: Mapping[str, Any]) -> str:

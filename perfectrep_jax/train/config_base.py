@@ -15,6 +15,7 @@ import ml_collections
 from ml_collections.config_dict import placeholder
 
 from perfectrep_jax.data.pipeline_config import PipelineConfig
+from perfectrep_jax.loss_weights import LossWeights
 
 # PerfectRep's model (train_config.yaml, ft_3d_pose_config.yaml, action_config.yaml).
 FULL_MODEL = dict(
@@ -80,6 +81,7 @@ def base_config(task: str) -> ml_collections.ConfigDict:
   c.compute_dtype = "float32"  # "bfloat16" on accelerators
   c.remat = ""  # "", "full" or "dots": rematerialise each half-block
   c.attention_impl = "auto"  # "einsum" (CPU) or "dot_product_attention" (cuDNN on GPU)
+  c.scan_layers = False  # True: one lax.scan over the depths (compiles one; drop_path_rate 0)
 
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
   c.sharding_rules = (
@@ -103,22 +105,8 @@ def base_config(task: str) -> ml_collections.ConfigDict:
   c.eval = ml_collections.ConfigDict(
     dict(batch_size=32, flip_test=False, max_batches=0, scale_range=placeholder(tuple))
   )
-  c.loss = ml_collections.ConfigDict(
-    dict(
-      lambda_3d_pos=1.0,
-      lambda_scale=0.5,
-      lambda_3d_velocity=20.0,
-      lambda_lv=0.0,
-      lambda_lg=0.0,
-      lambda_a=0.0,
-      lambda_av=0.0,
-      # PETR's kinematic constraints (not upstream): knees/elbows bent backwards, left/right
-      # bone-length symmetry, bone lengths constant over the clip (perfectrep_jax/bones.py).
-      lambda_hinge=0.0,
-      lambda_symmetry=0.0,
-      lambda_length=0.0,
-    )
-  )
+  # PerfectRep's loss weights (train_config.yaml); losses.LossWeights says what each term is.
+  c.loss = ml_collections.ConfigDict(LossWeights.upstream()._asdict())
   c.corruption = ml_collections.ConfigDict(
     dict(
       noise=True,

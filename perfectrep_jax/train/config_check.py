@@ -99,6 +99,10 @@ def check_config(config) -> None:
     problems.append(f"remat: one of {[p for p in REMAT_POLICIES if p] + ['']}, not {config.remat!r}")
   if config.get("attention_impl", "auto") not in ("auto", "einsum", "dot_product_attention"):
     problems.append(f"attention_impl: auto, einsum or dot_product_attention, not {config.attention_impl!r}")
+  if config.get("scan_layers", False) not in (True, False):
+    problems.append(f"scan_layers: True or False, not {config.scan_layers!r}")
+  elif config.get("scan_layers") and (config.model.get("drop_path_rate") or 0) > 0:
+    problems.append("scan_layers: needs model.drop_path_rate 0 (every depth the same module)")
   if config.task == "action" and not config.action.classes:
     problems.append("action.classes: list the action names to classify")
   if config.task == "action" and 0 < config.action.get("num_classes", 0) < len(config.action.classes):

@@ -186,16 +186,20 @@ def _shorten(text: str, width: int) -> str:
 
 
 def help_text(command: str, full: bool = False) -> str:
-  """``perfectrep-jax train|eval --help``: arguments, the config variants available, examples."""
+  """``perfectrep-jax train|eval|publish --help``: arguments, the config variants, examples."""
   what = {
     "train": "Trains and evaluates a task config in a run directory. Rerunning with the same "
     "--workdir resumes from its latest checkpoint.",
     "eval": "Evaluates a run directory's best checkpoint (best.json; or --step N) on the "
     "test split, and writes its tables and plots under WORKDIR/eval/.",
+    "publish": "Writes a lifter run's best checkpoint (or --step N) as a model directory with its "
+    "held-out figures, the feedback check and the uncertainty calibration in model.json "
+    "(by default over the package's default lifter).",
   }[command]
+  extra = {"eval": "[--step N] ", "publish": "[--step N] [--out DIR] "}.get(command, "")
   lines = [
     f"usage: perfectrep-jax {command} --config FILE.py[:VARIANT] --workdir DIR "
-    f"{'[--step N] ' if command == 'eval' else ''}[--config.KEY=VALUE ...]",
+    f"{extra}[--config.KEY=VALUE ...]",
     "",
     what,
     "",
@@ -204,8 +208,12 @@ def help_text(command: str, full: bool = False) -> str:
     "  --workdir DIR               run directory (config.json, model.json, checkpoints/, "
     "metrics.jsonl, best.json)",
   ]
-  if command == "eval":
+  if command in ("eval", "publish"):
     lines.append("  --step N                    checkpoint step (default: the best, else the latest)")
+  if command == "publish":
+    lines.append(
+      "  --out DIR                   model directory to write (default: perfectrep_jax/weights/lifter)"
+    )
   lines += [
     "  --config.KEY=VALUE          override a config field, e.g. --config.optim.lr=1e-4 "
     "--config.batch_size=64",
@@ -235,6 +243,12 @@ def help_text(command: str, full: bool = False) -> str:
       f"  perfectrep-jax train --config {example} --workdir runs/demo",
       f"  perfectrep-jax train --config {example} --workdir runs/demo-lr "
       "--config.optim.lr=5e-4 --config.total_steps=2000",
+    ]
+  elif command == "publish":
+    lifter = "configs/lifter.py:default" if where is None else f"{where}/lifter.py:default"
+    lines += [
+      f"  perfectrep-jax publish --config {lifter} --workdir runs/lifter",
+      f"  perfectrep-jax publish --config {lifter} --workdir runs/lifter --out models/my-lifter",
     ]
   else:
     lines += [

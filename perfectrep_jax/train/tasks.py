@@ -60,8 +60,12 @@ class Task:
 
   def model_options(self) -> dict[str, Any]:
     """``model_dir.build_model``'s execution options (how the model runs, never its weights):
-    the DSTformer's ``remat`` and ``attention_impl`` from the config."""
-    return dict(remat=self.cfg.get("remat") or None, attention_impl=self.cfg.get("attention_impl", "auto"))
+    the DSTformer's ``remat``, ``attention_impl`` and ``scan_layers`` from the config."""
+    return dict(
+      remat=self.cfg.get("remat") or None,
+      attention_impl=self.cfg.get("attention_impl", "auto"),
+      scan_layers=bool(self.cfg.get("scan_layers", False)),
+    )
 
   def model_meta(self) -> dict[str, Any]:
     """What ``model.json`` says of the trained model beyond its kind and config."""

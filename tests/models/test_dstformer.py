@@ -47,14 +47,15 @@ def test_att_fuse_off_averages_streams():
   m = _model(dataclasses.replace(SMALL, att_fuse=False))
   assert not hasattr(m, "ts_attn")
   a, b = jnp.ones((1, 2, 17, 32)), jnp.zeros((1, 2, 17, 32))
-  np.testing.assert_allclose(m.fuse(0, a, b), 0.5)
+  assert m.depth_layers(0)[2] is None
+  np.testing.assert_allclose(m.fuse(None, a, b), 0.5)
 
 
 def test_fusion_starts_as_an_even_mix():
   m = _model()  # ts_attn weights 0, biases 0.5 -> softmax weights 1/2, 1/2
   a = jax.random.normal(jax.random.key(1), (1, 2, 17, 32))
   b = jax.random.normal(jax.random.key(2), (1, 2, 17, 32))
-  np.testing.assert_allclose(m.fuse(0, a, b), (a + b) / 2, atol=1e-6)
+  np.testing.assert_allclose(m.fuse(m.ts_attn[0], a, b), (a + b) / 2, atol=1e-6)
 
 
 def test_short_clips_and_too_long_clips():

@@ -2,7 +2,7 @@
 
 The model's attention core, LayerNorm and bias+GELU have explicit VJPs (for speed on CPU); these
 tests hold them to autodiff of the plain formulas and to PyTorch's gradients on the same weights,
-and check that ``attention_impl`` and ``remat`` change nothing but the execution.
+and check that ``attention_impl``, ``remat`` and ``scan_layers`` change nothing but the execution.
 """
 
 from __future__ import annotations
@@ -148,3 +148,39 @@ def test_bad_options_are_rejected():
     DSTformer(SMALL, attention_impl="flash", rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match="remat"):
     DSTformer(SMALL, remat="some", rngs=nnx.Rngs(0))
+
+
+def _model(cfg=SMALL, seed=0, **kw):
+  return DSTformer(cfg, rngs=nnx.Rngs(params=seed, dropout=seed + 1), **kw)
+
+
+@pytest.mark.parametrize("att_fuse", [True, False])
+def test_scan_layers_computes_the_loop_and_its_gradient(att_fuse):
+  """One lax.scan over the stacked depths: the same output and parameter gradients as the loop,
+  under jit and with remat, and the parameters keep their per-depth names."""
+  cfg = dataclasses.replace(SMALL, depth=3, att_fuse=att_fuse)
+  loop, scan = _model(cfg), _model(cfg, scan_layers=True, remat="dots")
+  for i in range(cfg.depth):  # fusion weights away from their even start, so they matter
+    for m in (loop, scan):
+      if att_fuse:
+        m.ts_attn[i].kernel[...] = jax.random.normal(jax.random.key(i), m.ts_attn[i].kernel.shape)
+  assert jax.tree.structure(nnx.state(loop, nnx.Param)) == jax.tree.structure(nnx.state(scan, nnx.Param))
+  x = _x()
+
+  y = jnp.zeros((2, 12, 17, 3))
+  (l1, g1), (l2, g2) = _grads(loop, x, y), _grads(scan, x, y)
+  np.testing.assert_allclose(l2, l1, rtol=1e-5)
+  for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2)):
+    np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
+  hlo = jax.jit(lambda m, x: m(x)).lower(scan, x).as_text()
+  assert "while" in hlo or "stablehlo.while" in hlo
+
+
+def test_scan_layers_refuses_what_it_cannot_scan():
+  with pytest.raises(ValueError, match="drop_path_rate"):
+    _model(dataclasses.replace(SMALL, drop_path_rate=0.1), scan_layers=True)
+  m = _model(dataclasses.replace(SMALL, drop_rate=0.1), scan_layers=True)
+  with pytest.raises(ValueError, match="dropout is active"):
+    m(_x())
+  m.eval()
+  assert m(_x()).shape == (2, 12, 17, 3)

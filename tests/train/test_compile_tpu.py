@@ -161,3 +161,19 @@ def test_search_mesh_ranks_the_meshes_that_fit(tmp_path, capsys):
   times = [r["estimated_step_s"] for r in reports]
   assert times == sorted(times)
   assert capsys.readouterr().out.splitlines()[0].lstrip().startswith("rank")
+
+
+@needs_libtpu
+@pytest.mark.slow
+def test_scan_layers_compiles_and_gives_no_cost_figures_it_cannot_vouch_for(tmp_path, capsys):
+  """XLA's cost analysis counts a scanned loop's body once: the report keeps memory, fit and
+  compile time, and says the cost figures are not available rather than give a depth's worth."""
+  out = tmp_path / "report.json"
+  args = ["compile", "--config", SMOKE, "--topology", "v5e:2x2", "--config.model.depth=3"]
+  assert cli.main([*args, "--config.scan_layers=True", "--json", str(out)]) == 0
+  table = capsys.readouterr().out
+  report = json.loads(out.read_text())
+  assert report["scan_layers"] and report["fits"] and report["per_device_memory_bytes"] > 0
+  assert report["flops_per_step"] is None and report["estimated_mfu"] is None
+  assert report["estimate"] == "scan" and report["collectives"] is None
+  assert "XLA counts the scanned depths once" in table
