@@ -101,8 +101,11 @@ def check_config(config) -> None:
     problems.append(f"attention_impl: auto, einsum or dot_product_attention, not {config.attention_impl!r}")
   if config.get("scan_layers", False) not in (True, False):
     problems.append(f"scan_layers: True or False, not {config.scan_layers!r}")
-  elif config.get("scan_layers") and (config.model.get("drop_path_rate") or 0) > 0:
-    problems.append("scan_layers: needs model.drop_path_rate 0 (every depth the same module)")
+  elif config.get("scan_layers"):
+    rates = ("drop_rate", "attn_drop_rate", "drop_path_rate")
+    dropping = [f"model.{name} {config.model[name]}" for name in rates if (config.model.get(name) or 0) > 0]
+    if dropping:  # a scanned depth must be one module, with no RNG state to carry between depths
+      problems.append(f"scan_layers: needs no dropout in training, not {', '.join(dropping)}")
   if config.task == "action" and not config.action.classes:
     problems.append("action.classes: list the action names to classify")
   if config.task == "action" and 0 < config.action.get("num_classes", 0) < len(config.action.classes):

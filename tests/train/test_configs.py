@@ -121,3 +121,18 @@ def test_a_bad_config_stops_before_anything_runs(tmp_path):
   assert "optim.schedule: one of exponential, warmup_cosine, sgdr, constant, not 'cosine'" in proc.stderr
   assert "does not divide the 1 devices" in proc.stderr
   assert "Traceback" not in proc.stderr and not workdir.exists()
+
+
+def test_scan_layers_with_dropout_is_refused_by_the_config_check():
+  """A scanned depth is one module with no RNG state carried between depths: dropout in training
+  is named in the config check's one error, not met as a traceback inside the jitted step."""
+  config = load_config("pretrain", "smoke")
+  config.scan_layers = True
+  check_config(config)
+  config.model.drop_rate = 0.1
+  config.model.drop_path_rate = 0.2
+  with pytest.raises(
+    Exception,
+    match=r"scan_layers: needs no dropout in training, not model.drop_rate 0.1, model.drop_path_rate 0.2",
+  ):
+    check_config(config)
