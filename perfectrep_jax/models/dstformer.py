@@ -20,8 +20,9 @@ their own; softmax normalisation is applied to the (L, D) output instead of the 
 (the default on GPU and TPU) calls ``jax.nn.dot_product_attention``, which picks cuDNN's fused
 kernel on GPU when the dtype and shapes allow. ``remat`` rematerialises each half-block in the
 backward pass. ``scan_layers`` runs the depths as one ``jax.lax.scan`` over their stacked
-parameters, so XLA compiles one depth instead of ``depth`` copies (compile time; the parameters
-keep their per-depth names). None of these options changes a parameter or, beyond float32
+parameters, so XLA sees one depth instead of ``depth`` copies (the parameters keep their
+per-depth names; for ``lite`` on a TPU v5e it saved neither compile time nor memory, see
+``benchmarks/README.md``). None of these options changes a parameter or, beyond float32
 round-off, an output.
 The layers and custom-gradient kernels it is made of are in ``kernels.py``, the bounds its config
 is checked against in ``bounds.py``.
