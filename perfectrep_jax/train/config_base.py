@@ -81,7 +81,7 @@ def base_config(task: str) -> ml_collections.ConfigDict:
   c.compute_dtype = "float32"  # "bfloat16" on accelerators
   c.remat = ""  # "", "full" or "dots": rematerialise each half-block
   c.attention_impl = "auto"  # "einsum" (CPU) or "dot_product_attention" (cuDNN on GPU)
-  c.scan_layers = False  # True: one lax.scan over the depths (compiles one; drop_path_rate 0)
+  c.scan_layers = False  # True: one lax.scan over the depths (no dropout; measured no gain on v5e)
 
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
   c.sharding_rules = (
