@@ -147,6 +147,7 @@ class MLP(nnx.Module):
     self.fc2 = dense(hidden, dim, ("mlp", "embed"), dtype=dtype, rngs=rngs)
     self.drop = nnx.Dropout(drop, rngs=rngs)
 
+  @jax.named_scope("mlp")
   def __call__(self, x: Array) -> Array:
     fc1 = self.fc1
     if fc1.bias is not None:
@@ -182,23 +183,28 @@ class Attention(nnx.Module):
     self.proj_drop = nnx.Dropout(cfg.drop_rate, rngs=rngs)
 
   def __call__(self, x: Array) -> Array:
-    b, t, j, c = x.shape
-    h = self.num_heads
-    qkv = apply_dense(self.qkv, x).reshape(b, t, j, 3, h, c // h)
-    # split whose transpose is one concatenate (slices would transpose to three pads and adds)
-    q, k, v = (a[..., 0, :, :] for a in jnp.split(qkv, 3, axis=3))  # each (B, T, J, H, D)
-    use_dropout = self.attn_drop.rate > 0 and not self.attn_drop.deterministic
-    impl = self.impl
-    if impl == "auto":
-      impl = "einsum" if jax.default_backend() == "cpu" else "dot_product_attention"
-    if use_dropout:
-      out = self._attend_explicit(q, k, v, dropout=True)
-    elif impl == "einsum":
-      out = self._attend_explicit(q, k, v, dropout=False)
-    else:
-      out = self._attend_fused(q, k, v)
-    out = apply_dense(self.proj, out.reshape(b, t, j, c))
-    return self.proj_drop(out)
+    # named scopes: a compiled program's traffic is told by them (``train.hlo_traffic``)
+    with jax.named_scope(f"{self.mode}_attention"):
+      b, t, j, c = x.shape
+      h = self.num_heads
+      with jax.named_scope("qkv"):
+        qkv = apply_dense(self.qkv, x).reshape(b, t, j, 3, h, c // h)
+        # split whose transpose is one concatenate (slices would transpose to three pads and adds)
+        q, k, v = (a[..., 0, :, :] for a in jnp.split(qkv, 3, axis=3))  # each (B, T, J, H, D)
+      use_dropout = self.attn_drop.rate > 0 and not self.attn_drop.deterministic
+      impl = self.impl
+      if impl == "auto":
+        impl = "einsum" if jax.default_backend() == "cpu" else "dot_product_attention"
+      with jax.named_scope("scores"):
+        if use_dropout:
+          out = self._attend_explicit(q, k, v, dropout=True)
+        elif impl == "einsum":
+          out = self._attend_explicit(q, k, v, dropout=False)
+        else:
+          out = self._attend_fused(q, k, v)
+      with jax.named_scope("proj"):
+        out = apply_dense(self.proj, out.reshape(b, t, j, c))
+        return self.proj_drop(out)
 
   def _attend_explicit(self, q: Array, k: Array, v: Array, *, dropout: bool) -> Array:
     """softmax(q k^T * scale) v on (B, T, J, H, D) arrays, over J (spatial) or T (temporal).

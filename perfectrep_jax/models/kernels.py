@@ -128,6 +128,7 @@ def _layer_norm_bwd(eps, res, dy):
 layer_norm_fn.defvjp(_layer_norm_fwd, _layer_norm_bwd)
 
 
+@jax.named_scope("layer_norm")
 def apply_layer_norm(layer: nnx.LayerNorm, x: Array) -> Array:
   """``layer(x)`` over the last axis: two-pass statistics in float32, as PyTorch's LayerNorm."""
   dtype = layer.dtype or x.dtype

@@ -11,8 +11,9 @@ shardings): no data is read and no weights are made.
 
 The report: XLA's peak memory per chip against the chip's HBM, the step's FLOPs, an estimate of
 the step's time from XLA's cost analysis (``estimate_step_s``; not a measurement), the MFU that
-implies, and the collectives of the compiled program (count and bytes of each kind, from its HLO
-text). A step the TPU compiler refuses for want of HBM is reported with the compiler's figures.
+implies, the collectives of the compiled program (count and bytes of each kind, from its HLO
+text) and where its memory traffic goes (``hlo_traffic``: by model part and kind of work). A step
+the TPU compiler refuses for want of HBM is reported with the compiler's figures.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from ml_collections import config_flags
 
 from perfectrep_jax.errors import UserError
 from perfectrep_jax.fileio import atomic_write_bytes
-from perfectrep_jax.train import trainer
+from perfectrep_jax.train import hlo_traffic, trainer
 from perfectrep_jax.train.config_check import check_config
 from perfectrep_jax.train.config_load import HELP_FLAGS, parse_config_flags
 from perfectrep_jax.wild.detect import _quiet_native_stderr  # the one fd-2 silencer
@@ -49,25 +50,6 @@ CHIPS = {
 }
 CHIP_NAMES = {"TPU v5 lite": "v5e", "TPU v5": "v5p", "TPU v6 lite": "v6e"}
 COLLECTIVES = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all", "collective-permute")
-_DTYPE_BYTES = {
-  "pred": 1,
-  "s8": 1,
-  "u8": 1,
-  "f8e4m3fn": 1,
-  "f8e5m2": 1,
-  "bf16": 2,
-  "f16": 2,
-  "s16": 2,
-  "u16": 2,
-  "f32": 4,
-  "s32": 4,
-  "u32": 4,
-  "f64": 8,
-  "s64": 8,
-  "u64": 8,
-  "c64": 8,
-  "c128": 16,
-}
 _OP = re.compile(r"\s(" + "|".join(COLLECTIVES) + r")(-start)?\(")
 # the TPU compiler's refusal: "RESOURCE_EXHAUSTED: Ran out of memory on HBM, the total memory
 # required for HLO temporaries (139.11G) exceeds available HBM (15.75G)."
@@ -96,6 +78,7 @@ FIELDS = (
   "compute_dtype",
   "remat",
   "scan_layers",
+  "traffic",
 )
 
 
@@ -153,9 +136,9 @@ def collectives(hlo_text: str) -> dict[str, dict[str, int]]:
       continue
     result = line[line.index(" = ") + 3 : m.start() + 1]
     sizes = [
-      math.prod(int(d) for d in dims.split(",") if d) * _DTYPE_BYTES.get(dtype, 4)
+      math.prod(int(d) for d in dims.split(",") if d) * hlo_traffic.DTYPE_BYTES.get(dtype, 4)
       for dtype, dims in _SHAPE.findall(result)
-      if dtype in _DTYPE_BYTES
+      if dtype in hlo_traffic.DTYPE_BYTES
     ]
     combined = m.group(1) == "all-reduce" or not m.group(2)  # the tuple is all results
     out[m.group(1)]["count"] += 1
@@ -250,6 +233,7 @@ def compile_train_step(config, devices, topology: str = "") -> dict[str, Any]:
       estimated_clips_per_s=None,
       estimated_mfu=None,
       collectives=None,
+      traffic=None,
       compile_s=round(time.perf_counter() - start, 2),
       refused=" ".join(oom.group(0).split()),
       compiled=None,
@@ -265,13 +249,14 @@ def compile_train_step(config, devices, topology: str = "") -> dict[str, Any]:
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   flops = float(cost.get("flops", 0.0)) * n  # the partitioned program is one device's
-  coll = collectives(compiled.as_text())
+  text = compiled.as_text()
+  coll, traffic = collectives(text), hlo_traffic.traffic(text)
   step_s, model = estimate_step_s(cost, coll, peak, hbm_bw, ici_bw)
   if report["scan_layers"]:
     # XLA's cost analysis and the HLO text hold a scanned loop's body once, not once per depth
     # (measured: the smoke config at depth 4 counts 3.1x fewer FLOPs scanned), so none of the
     # figures built on them would be the step's; memory, fit and compile time still are.
-    flops, cost, coll, step_s, model = None, {}, None, None, "scan"
+    flops, cost, coll, traffic, step_s, model = None, {}, None, None, None, "scan"
   return dict(
     report,
     **{
@@ -287,6 +272,7 @@ def compile_train_step(config, devices, topology: str = "") -> dict[str, Any]:
       "estimate": model,
       "collectives": coll,
       "collective_bytes": "tuple-sum",
+      "traffic": traffic,
       "compile_s": round(compile_s, 2),
       "refused": None,
       "compiled": compiled,
@@ -498,3 +484,5 @@ def run(argv: list[str]) -> None:
   if not report["fits"]:
     raise UserError(too_big(report))
   print(table(report), flush=True)
+  if report["traffic"]:
+    print(hlo_traffic.table(report["traffic"]), flush=True)

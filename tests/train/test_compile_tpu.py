@@ -89,6 +89,12 @@ def test_compile_smoke_for_v5e_2x2(tmp_path, capsys):
   assert report["collectives"]["all-reduce"]["bytes"] > 0
   for field in ("per_device_memory", "estimated_mfu", "collectives", "all-reduce"):
     assert field in table
+  # where the step's memory traffic goes (a program this small lives mostly in on-chip memory,
+  # so little is counted; tests/train/test_hlo_traffic.py checks the counting itself)
+  traffic = report["traffic"]
+  assert traffic["total"] == sum(c["bytes"] for c in traffic["cells"]) > 0
+  assert sum(traffic["by_kind"].values()) == sum(traffic["by_part"].values()) == traffic["total"]
+  assert "memory traffic counted from the program's text" in table
 
 
 @needs_libtpu
