@@ -150,7 +150,8 @@ def block(meta: dict, mlp: dict | None, when: str, command: str) -> str:
     lines += [
       "",
       "Feedback from lifted 2D against feedback from the true 3D, on the held-out performers' "
-      "exercise takes (each filmed whole from 2 unseen views; `perfectrep_jax/wild/agreement.py`):",
+      "exercise takes (each filmed whole from "
+      f"{feedback.get('views_per_take', 2)} unseen views; `perfectrep_jax/wild/agreement.py`):",
       "",
       *table(
         ["2D input", "views", "same findings", "with a false finding", "scores within 10", "reps exact"]

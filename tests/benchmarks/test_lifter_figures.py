@@ -42,7 +42,7 @@ def test_block_reports_errors_baseline_feedback_and_provenance(tmp_path):
   mod = _load()
   meta = {
     "held_out": {"clean_2d": _figures(50.0), "detector_2d": _figures(70.0)},
-    "feedback": {"clean_2d": _summary(14), "detector_2d": _summary(14)},
+    "feedback": {"clean_2d": _summary(56), "detector_2d": _summary(56), "views_per_take": 8},
     "trained": {
       "config": {"total_steps": 4500, "batch_size": 16, "model": {"dim_feat": 64, "depth": 4, "maxlen": 27}},
       "step": 4500,
@@ -59,7 +59,8 @@ def test_block_reports_errors_baseline_feedback_and_provenance(tmp_path):
     and "jump" not in text.split("Per exercise")[1].split("\n\n")[1]
   )
   assert "the DSTformer is 50% below it" in text and "at step 3000 of its 4500-step schedule" in text
-  assert "| detector-like 2D | 14 | 12 | 1 | 13 | 14 | 3.2 |" in text
+  assert "| detector-like 2D | 56 | 54 | 1 | 55 | 56 | 3.2 |" in text
+  assert "filmed whole from 8 unseen views" in text
   assert (
     "Written 2026-12-01 by" in text
     and "MotionBERT: 16.9 mm" in text

@@ -45,8 +45,10 @@ def test_publish_records_config_data_commit_and_held_out_figures(published):
   assert "held out, clean_2d: MPJPE" in stdout and "held out, detector_2d" in stdout
   assert figures["depth_mm"] > 0
   feedback = meta["feedback"]
+  assert feedback["views_per_take"] == publish.FEEDBACK_VIEWS
   for name in ("clean_2d", "detector_2d"):
-    assert feedback[name]["views"] == 2 * len({r["take"] for r in feedback["detector_2d_takes"]})
+    takes = {r["take"] for r in feedback["detector_2d_takes"]}
+    assert feedback[name]["views"] == publish.FEEDBACK_VIEWS * len(takes)
   assert {"false", "missed", "score_diff", "true_reps", "lifted_reps"} <= set(
     feedback["detector_2d_takes"][0]
   )

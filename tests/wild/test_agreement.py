@@ -78,7 +78,7 @@ def test_the_shipped_lifter_keeps_what_its_model_json_says(takes):
     make_apply_fn(model),
     meta["config"]["maxlen"],
     takes=takes,
-    views=2,
+    views=recorded.get("views_per_take", 2),  # weights published before it was recorded used 2
     noise=1.0,
     max_uncertainty=uncertainty_threshold(meta),  # as infer judges with this lifter
   )
