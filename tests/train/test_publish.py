@@ -57,7 +57,8 @@ def test_publish_records_config_data_commit_and_held_out_figures(published):
   assert calibration["joints"] == 17 * sum(r["frames"] for r in feedback["detector_2d_takes"])
   assert [r["threshold"] for r in calibration["table"]] == list(agreement.UNCERTAINTY_GRID)
   assert calibration["threshold"] is None or calibration["threshold"] in agreement.UNCERTAINTY_GRID
-  assert "uncertainty: joints beyond" in stdout
+  said = "uncertainty: no threshold" if calibration["threshold"] is None else "uncertainty: joints beyond"
+  assert said in stdout  # a random smoke lifter may or may not earn a threshold
   assert 0 < meta["weight_bytes"] <= 20 * 2**20
 
 
