@@ -49,13 +49,10 @@ CHIPS = {
   "TPU v6 lite": (32 * GiB, 918e12, 1640e9, 3584e9 / 8),
 }
 CHIP_NAMES = {"TPU v5 lite": "v5e", "TPU v5": "v5p", "TPU v6 lite": "v6e"}
-COLLECTIVES = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all", "collective-permute")
-_OP = re.compile(r"\s(" + "|".join(COLLECTIVES) + r")(-start)?\(")
 # the TPU compiler's refusal: "RESOURCE_EXHAUSTED: Ran out of memory on HBM, the total memory
 # required for HLO temporaries (139.11G) exceeds available HBM (15.75G)."
 _OOM = re.compile(r"Ran out of memory[^(]*\(([0-9.]+)([KMGT]?)\)[^(]*\(([0-9.]+)([KMGT]?)\)")
 _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": GiB, "T": 2**40}
-_SHAPE = re.compile(r"\b([a-z]+[0-9]*[a-z0-9]*)\[([0-9,]*)\]")
 # the report's fields (``compile_train_step`` adds the compiled program under "compiled")
 FIELDS = (
   "topology",
@@ -118,32 +115,6 @@ def topology_devices(name: str) -> list:
       f"known chips: {', '.join(CHIP_NAMES.values())}"
     )
   return devices
-
-
-# ---------------------------------------------------------------------------- HLO collectives
-def collectives(hlo_text: str) -> dict[str, dict[str, int]]:
-  """{kind: {count, bytes}} of the collectives in a compiled module's text.
-
-  Each instruction counts once (an async ``-start`` and not its ``-done``); its bytes are those
-  of its result on one device: every array of a combined (tuple) all-reduce, the largest array of
-  an async start's (operand, result, context) tuple. Instructions are counted where they appear
-  in the text, once even when a loop runs them many times.
-  """
-  out = {kind: {"count": 0, "bytes": 0} for kind in COLLECTIVES}
-  for line in hlo_text.splitlines():
-    m = _OP.search(line)
-    if not m or " = " not in line[: m.start() + 1]:
-      continue
-    result = line[line.index(" = ") + 3 : m.start() + 1]
-    sizes = [
-      math.prod(int(d) for d in dims.split(",") if d) * hlo_traffic.DTYPE_BYTES.get(dtype, 4)
-      for dtype, dims in _SHAPE.findall(result)
-      if dtype in hlo_traffic.DTYPE_BYTES
-    ]
-    combined = m.group(1) == "all-reduce" or not m.group(2)  # the tuple is all results
-    out[m.group(1)]["count"] += 1
-    out[m.group(1)]["bytes"] += sum(sizes) if combined else max(sizes, default=0)
-  return out
 
 
 # ---------------------------------------------------------------------------- step time
@@ -250,7 +221,7 @@ def compile_train_step(config, devices, topology: str = "") -> dict[str, Any]:
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   flops = float(cost.get("flops", 0.0)) * n  # the partitioned program is one device's
   text = compiled.as_text()
-  coll, traffic = collectives(text), hlo_traffic.traffic(text)
+  coll, traffic = hlo_traffic.collectives(text), hlo_traffic.traffic(text)
   step_s, model = estimate_step_s(cost, coll, peak, hbm_bw, ici_bw)
   if report["scan_layers"]:
     # XLA's cost analysis and the HLO text hold a scanned loop's body once, not once per depth

@@ -1,4 +1,8 @@
-"""Where a compiled program's memory traffic goes: bytes per model part and kind of work.
+"""Where a compiled program's memory traffic goes: bytes per model part and kind of work, and its
+collectives.
+
+``collectives(hlo_text)`` counts the collective instructions of a compiled module and the bytes of
+their results on one device (what crosses the chips' interconnect).
 
 ``traffic(hlo_text)`` reads the text of a compiled (optimised, scheduled) XLA module, as
 ``compiled.as_text()`` gives it, and adds up, for every instruction that runs outside a fusion,
@@ -34,6 +38,7 @@ from collections import defaultdict
 # MLP and the norms.
 PARTS = ("qkv", "scores", "proj", "mlp", "layer_norm")
 KINDS = ("matmul", "layout", "cast", "elementwise", "collective")
+COLLECTIVES = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all", "collective-permute")
 DTYPE_BYTES = {
   "pred": 1,
   "s8": 1,
@@ -53,13 +58,13 @@ DTYPE_BYTES = {
   "c64": 8,
   "c128": 16,
 }
+_COLLECTIVE = re.compile(r"\s(" + "|".join(COLLECTIVES) + r")(-start)?\(")
 _ARRAY = re.compile(r"\b([a-z]+[0-9]*[a-z0-9]*)\[([0-9,]*)\](\{[^}]*\})?")
 _INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%([\w.\-]+) = (.*?) ([a-z][a-z0-9\-]*)\((.*)$")
 _HEADER = re.compile(r"^(?:ENTRY )?%([\w.\-]+) ")
 _LAYOUT = re.compile(r"\{([0-9,]*)(?::(.*))?\}")
 _TILE = re.compile(r"T\(([0-9,]+)\)")
 _MEMORY_SPACE = re.compile(r"S\((\d+)\)")
-_COLLECTIVES = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all", "collective-permute")
 _NOTHING_MOVED = {
   "parameter",
   "constant",
@@ -115,6 +120,31 @@ def shape_bytes(text: str) -> int:
   return sum(array_bytes(*a) for a in _ARRAY.findall(text))
 
 
+def collectives(hlo_text: str) -> dict[str, dict[str, int]]:
+  """{kind: {count, bytes}} of the collectives in a compiled module's text.
+
+  Each instruction counts once (an async ``-start`` and not its ``-done``); its bytes are those
+  of its result on one device: every array of a combined (tuple) all-reduce, the largest array of
+  an async start's (operand, result, context) tuple. Instructions are counted where they appear
+  in the text, once even when a loop runs them many times.
+  """
+  out = {kind: {"count": 0, "bytes": 0} for kind in COLLECTIVES}
+  for line in hlo_text.splitlines():
+    m = _COLLECTIVE.search(line)
+    if not m or " = " not in line[: m.start() + 1]:
+      continue
+    result = line[line.index(" = ") + 3 : m.start() + 1]
+    sizes = [
+      math.prod(int(d) for d in dims.split(",") if d) * DTYPE_BYTES.get(dtype, 4)
+      for dtype, dims, _ in _ARRAY.findall(result)
+      if dtype in DTYPE_BYTES
+    ]
+    combined = m.group(1) == "all-reduce" or not m.group(2)  # the tuple is all results
+    out[m.group(1)]["count"] += 1
+    out[m.group(1)]["bytes"] += sum(sizes) if combined else max(sizes, default=0)
+  return out
+
+
 def _computations(hlo_text: str):
   """{computation: [(name, shape, opcode, rest of line)]} and the computations fusions call."""
   comps: dict[str, list] = {}
@@ -137,7 +167,7 @@ def _computations(hlo_text: str):
 
 
 def _kind(opcode: str, rest: str, fused_ops: set[str], primitive: str) -> str:
-  if opcode.startswith(_COLLECTIVES):
+  if opcode.startswith(COLLECTIVES):
     return "collective"
   if opcode in ("dot", "convolution") or fused_ops & {"dot", "convolution"}:
     return "matmul"

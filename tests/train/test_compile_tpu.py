@@ -1,6 +1,7 @@
 """``perfectrep-jax compile``: train's own step compiled for a TPU slice on this CPU machine (libtpu,
 the ``tpu`` extra), with memory, FLOPs, estimated time and collectives; a step too big for the chip
-refused in one line. The HLO parsing and mesh candidates are tested without libtpu."""
+refused in one line. The mesh candidates and the step-time model are tested without libtpu (the HLO
+text's parsing in test_hlo_traffic.py)."""
 
 from __future__ import annotations
 
@@ -26,28 +27,6 @@ needs_libtpu = pytest.mark.skipif(
   importlib.util.find_spec("libtpu") is None,
   reason="libtpu is not installed (pip install -e '.[tpu]'): no TPU compiler to compile with",
 )
-
-HLO = """
-ENTRY %main {
-  %all-gather.8 = bf16[4096,2048]{1,0:T(8,128)(2,1)S(1)} all-gather(%param), channel_id=5, dimensions={0}
-  %ags = (f32[16]{0}, f32[64]{0}) all-gather-start(%p1), channel_id=6, dimensions={0}
-  %agd = f32[64]{0} all-gather-done(%ags)
-  %all-reduce.1 = bf16[2048,4096]{1,0:T(8,128)(2,1)S(1)} all-reduce(%fusion), channel_id=6, to_apply=%add
-  %cp = (f32[8]{0}, f32[8]{0}, u32[], u32[]) collective-permute-start(%x), source_target_pairs={{0,1}}
-  %cpd = f32[8]{0} collective-permute-done(%cp)
-  %fusion.2 = f32[8]{0} fusion(%all-gather.8), kind=kLoop, calls=%fused
-  %all-reduce.70 = (f32[16]{0:T(128)S(1)}, f32[16,48]{1,0:T(8,128)S(1)}, /*index=2*/bf16[4]{0}) all-reduce(%a, %b, %c), channel_id=9, to_apply=%add
-}
-"""
-
-
-def test_collectives_are_counted_once_with_their_result_bytes():
-  coll = aot.collectives(HLO)
-  assert coll["all-gather"] == {"count": 2, "bytes": 4096 * 2048 * 2 + 64 * 4}
-  # the gradients' all-reduce, combined into one tuple: every array counts
-  assert coll["all-reduce"] == {"count": 2, "bytes": 2048 * 4096 * 2 + (16 + 16 * 48) * 4 + 4 * 2}
-  assert coll["collective-permute"] == {"count": 1, "bytes": 8 * 4}
-  assert coll["reduce-scatter"]["count"] == coll["all-to-all"]["count"] == 0
 
 
 def test_candidate_meshes_divide_the_slice_the_batch_and_the_heads():

@@ -1,5 +1,6 @@
-"""Where a compiled program's memory traffic goes (``train.hlo_traffic``): a written module whose
-bytes are known, and the DSTformer's own train-like step compiled here, told by its named scopes."""
+"""Where a compiled program's memory traffic goes (``train.hlo_traffic``): written modules whose
+bytes and collectives are known, and the DSTformer's own train-like step compiled here, told by its
+named scopes."""
 
 from __future__ import annotations
 
@@ -40,6 +41,29 @@ ENTRY %main.1 (a: bf16[16,17,17], x: bf16[256,512], w: bf16[512,512]) -> bf16[25
   ROOT %convert.1 = f32[256,512]{1,0:T(8,128)} convert(%bitcast.1), metadata={op_name="jit(train_step)/jvp(temporal_attention)/qkv/convert_element_type"}
 }
 """
+
+
+COLLECTIVES_HLO = """
+ENTRY %main {
+  %all-gather.8 = bf16[4096,2048]{1,0:T(8,128)(2,1)S(1)} all-gather(%param), channel_id=5, dimensions={0}
+  %ags = (f32[16]{0}, f32[64]{0}) all-gather-start(%p1), channel_id=6, dimensions={0}
+  %agd = f32[64]{0} all-gather-done(%ags)
+  %all-reduce.1 = bf16[2048,4096]{1,0:T(8,128)(2,1)S(1)} all-reduce(%fusion), channel_id=6, to_apply=%add
+  %cp = (f32[8]{0}, f32[8]{0}, u32[], u32[]) collective-permute-start(%x), source_target_pairs={{0,1}}
+  %cpd = f32[8]{0} collective-permute-done(%cp)
+  %fusion.2 = f32[8]{0} fusion(%all-gather.8), kind=kLoop, calls=%fused
+  %all-reduce.70 = (f32[16]{0:T(128)S(1)}, f32[16,48]{1,0:T(8,128)S(1)}, /*index=2*/bf16[4]{0}) all-reduce(%a, %b, %c), channel_id=9, to_apply=%add
+}
+"""
+
+
+def test_collectives_are_counted_once_with_their_result_bytes():
+  coll = hlo_traffic.collectives(COLLECTIVES_HLO)
+  assert coll["all-gather"] == {"count": 2, "bytes": 4096 * 2048 * 2 + 64 * 4}
+  # the gradients' all-reduce, combined into one tuple: every array counts
+  assert coll["all-reduce"] == {"count": 2, "bytes": 2048 * 4096 * 2 + (16 + 16 * 48) * 4 + 4 * 2}
+  assert coll["collective-permute"] == {"count": 1, "bytes": 8 * 4}
+  assert coll["reduce-scatter"]["count"] == coll["all-to-all"]["count"] == 0
 
 
 def test_padded_bytes_of_tiled_arrays_and_none_on_chip():
