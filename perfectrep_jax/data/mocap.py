@@ -287,7 +287,12 @@ def film_example(example: dict, rng: np.random.Generator, config: FilmConfig) ->
 
 class FilmedClips:
   """``MocapClips`` with a fixed camera per clip (seeded by ``seed`` and the clip's position):
-  the evaluation source, the same views on every pass."""
+  the evaluation source, the same views on every pass.
+
+  Each clip's ``camera`` names its own view (``virtual/<index>``): overlapping clips see the same
+  frames from different cameras, so an evaluation that merges a frame's predictions across clips
+  of one camera (as for Human3.6M's fixed views) must not merge these.
+  """
 
   def __init__(self, clips_source: MocapClips, config: FilmConfig, seed: int):
     self.clips, self.config, self.seed = clips_source, config, seed
@@ -297,7 +302,7 @@ class FilmedClips:
 
   def __getitem__(self, index: int) -> dict:
     rng = np.random.default_rng([self.seed, int(index)])
-    return film_example(self.clips[index], rng, self.config)
+    return dict(film_example(self.clips[index], rng, self.config), camera=f"virtual/{int(index)}")
 
 
 EVAL_SEED = 10_007  # evaluation cameras: drawn apart from every training draw

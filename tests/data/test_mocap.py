@@ -97,6 +97,8 @@ def test_eval_views_are_fixed_and_the_pipeline_films_training_clips(windows):
     pipeline.PipelineConfig(source="mocap", split="test", clip_len=27, film_eval_noise=1.0)
   )
   assert not np.allclose(noisy[3]["input_2d"], first["input_2d"])
+  # each clip is its own view: evaluation must not merge overlapping clips' frames across them
+  assert first["camera"] == "virtual/3" and evaluation[4]["camera"] == "virtual/4"
   it = pipeline.make_train_iterator(
     pipeline.PipelineConfig(source="mocap", clip_len=27, batch_size=4, read_threads=1, prefetch_buffer_size=4)
   )

@@ -129,6 +129,26 @@ def test_overlapping_clips_average_their_predictions_per_frame():
   assert data["per_joint"]["head"]["mpjpe"] == pytest.approx(200.0)
 
 
+def test_clips_of_the_same_frames_from_different_cameras_are_not_merged():
+  """The mocap evaluation films every clip from its own camera: two clips of frames 0..3 of one
+  take, each predicted exactly in its own camera's frame (90 degrees apart), are two perfect
+  predictions, not one averaged between the views."""
+  task = _task("demo")
+  outputs = _outputs(["s1", "s1"], offset_mm=0.0)  # one clip per batch (and a padded one)
+  motion = outputs[0]["target_3d"][0]
+  turn = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+  outputs[1]["target_3d"][0] = outputs[1]["pred"][0] = motion @ turn.T
+  outputs[0]["pred"][0] = motion
+  for o, view in zip(outputs, ("virtual/0", "virtual/1")):
+    o["camera"] = np.full(len(o["camera"]), view)
+  result = task.evaluate(outputs)
+  assert result.metrics["mpjpe"] == pytest.approx(0.0, abs=1e-9)
+  assert result.metrics["pck150"] == 100.0 and result.metrics["auc"] == 100.0
+  for o in outputs:  # the same frames of one camera are merged: the two views average to nonsense
+    o["camera"] = np.full(len(o["camera"]), "virtual")
+  assert task.evaluate(outputs).metrics["pck150"] < 100.0
+
+
 def test_reporter_writes_the_files_under_eval_step(tmp_path):
   reporter = Reporter(tmp_path, total_steps=1, batch_size=1, enabled=True)
   try:
