@@ -76,8 +76,9 @@ _NOTHING_MOVED = {
   "replica-id",
   "copy-done",
   "slice-done",
-  "custom-call",  # on TPU: bitcast-like markers (ConcatBitcast, AssumeGatherIndicesInBound)
 }
+# custom calls the TPU compiler leaves as markers: they move no data (a kernel's custom call counts)
+_MARKERS = ("ConcatBitcast", "AssumeGatherIndicesInBound")
 _MOVES = {"copy", "transpose", "reshape", "concatenate", "slice", "pad", "copy-start", "slice-start"}
 _MOVING_PRIMITIVES = {
   "transpose",
@@ -212,6 +213,8 @@ def traffic(hlo_text: str) -> dict:
     for _, shape, opcode, rest in insts:
       if opcode in _NOTHING_MOVED or opcode.endswith("-done"):
         continue
+      if opcode == "custom-call" and any(f'custom_call_target="{m}"' in rest for m in _MARKERS):
+        continue
       args = rest.split(")", 1)[0]
       if opcode in ("copy-start", "slice-start"):  # ((operand), result, context): what is moved,
         arrays = _ARRAY.findall(shape)  # once: read from HBM, written to it, or both
@@ -232,7 +235,7 @@ def traffic(hlo_text: str) -> dict:
       op_name = op_name.group(1) if op_name else ""
       primitive = op_name.rsplit("/", 1)[-1].split(";")[0] if op_name else ""
       cells[(_part(op_name), _kind(opcode, rest, fused, primitive))] += size
-  by_kind: dict[str, int] = defaultdict(int)
+  by_kind: dict[str, int] = dict.fromkeys(KINDS, 0)
   by_part: dict[str, int] = defaultdict(int)
   for (part, kind), size in cells.items():
     by_kind[kind] += size

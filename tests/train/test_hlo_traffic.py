@@ -38,6 +38,8 @@ ENTRY %main.1 (a: bf16[16,17,17], x: bf16[256,512], w: bf16[512,512]) -> bf16[25
   %slice-start.1 = ((bf16[512,512]{1,0:T(8,128)(2,1)}), bf16[128,512]{1,0:T(8,128)(2,1)S(1)}, s32[]{:S(2)}) slice-start(%w), slice={[0:128], [0:512]}
   %slice-done.1 = bf16[128,512]{1,0:T(8,128)(2,1)S(1)} slice-done(%slice-start.1)
   %bitcast.1 = bf16[256,512]{1,0:T(8,128)(2,1)} bitcast(%fusion.2)
+  %custom-call.1 = bf16[256,512]{1,0:T(8,128)(2,1)} custom-call(%x), custom_call_target="ConcatBitcast"
+  %custom-call.2 = bf16[256,512]{1,0:T(8,128)(2,1)} custom-call(%x), custom_call_target="tpu_custom_call", metadata={op_name="jit(train_step)/jvp(temporal_attention)/scores/pallas_call"}
   ROOT %convert.1 = f32[256,512]{1,0:T(8,128)} convert(%bitcast.1), metadata={op_name="jit(train_step)/jvp(temporal_attention)/qkv/convert_element_type"}
 }
 """
@@ -81,14 +83,17 @@ def test_each_instruction_outside_fusions_counts_its_reads_and_writes_once():
   layout = 2 * 256 * 512 * 2  # the transposing copy reads and writes x
   slice_ = 128 * 512 * 2  # read from HBM into on-chip memory, once (not its done)
   cast = 256 * 512 * 2 + 256 * 512 * 4
+  kernel = 2 * 256 * 512 * 2  # a kernel's custom call reads and writes; a marker moves nothing
   cells = {(c["part"], c["kind"]): c["bytes"] for c in report["cells"]}
   assert cells == {
     ("spatial scores", "elementwise"): scores,
     ("mlp (backward)", "matmul"): matmul,
     ("other", "layout"): layout + slice_,
     ("temporal qkv", "cast"): cast,
+    ("temporal scores", "elementwise"): kernel,
   }
-  assert report["total"] == scores + matmul + layout + slice_ + cast
+  assert report["total"] == scores + matmul + layout + slice_ + cast + kernel
+  assert report["by_kind"]["collective"] == 0  # every kind is reported
   assert report["by_kind"]["matmul"] == matmul and report["by_part"]["mlp (backward)"] == matmul
   assert [c["bytes"] for c in report["cells"]] == sorted(cells.values(), reverse=True)
   text = hlo_traffic.table(report)
