@@ -80,19 +80,6 @@ _NOTHING_MOVED = {
 # custom calls the TPU compiler leaves as markers: they move no data (a kernel's custom call counts)
 _MARKERS = ("ConcatBitcast", "AssumeGatherIndicesInBound")
 _MOVES = {"copy", "transpose", "reshape", "concatenate", "slice", "pad", "copy-start", "slice-start"}
-_MOVING_PRIMITIVES = {
-  "transpose",
-  "reshape",
-  "concatenate",
-  "split",
-  "copy",
-  "slice",
-  "pad",
-  "squeeze",
-  "expand_dims",
-  "broadcast_in_dim",
-  "rev",
-}
 
 
 def array_bytes(dtype: str, dims: str, layout: str | None, anywhere: bool = False) -> int:
@@ -167,7 +154,7 @@ def _computations(hlo_text: str):
   return comps, called
 
 
-def _kind(opcode: str, rest: str, fused_ops: set[str], primitive: str) -> str:
+def _kind(opcode: str, fused_ops: set[str], primitive: str) -> str:
   if opcode.startswith(COLLECTIVES):
     return "collective"
   if opcode in ("dot", "convolution") or fused_ops & {"dot", "convolution"}:
@@ -176,12 +163,6 @@ def _kind(opcode: str, rest: str, fused_ops: set[str], primitive: str) -> str:
     return "layout"
   if opcode == "convert" or (opcode == "fusion" and primitive == "convert_element_type"):
     return "cast"
-  if (
-    opcode == "fusion"
-    and primitive in _MOVING_PRIMITIVES
-    and not fused_ops - {*_MOVES, "bitcast", "parameter"}
-  ):
-    return "layout"
   return "elementwise"
 
 
@@ -234,7 +215,7 @@ def traffic(hlo_text: str) -> dict:
       op_name = re.search(r'op_name="([^"]*)"', rest)
       op_name = op_name.group(1) if op_name else ""
       primitive = op_name.rsplit("/", 1)[-1].split(";")[0] if op_name else ""
-      cells[(_part(op_name), _kind(opcode, rest, fused, primitive))] += size
+      cells[(_part(op_name), _kind(opcode, fused, primitive))] += size
   by_kind: dict[str, int] = dict.fromkeys(KINDS, 0)
   by_part: dict[str, int] = defaultdict(int)
   for (part, kind), size in cells.items():
