@@ -7,10 +7,15 @@ are judged on people they were not tuned on.
 
 For every rule whose ``source`` starts with ``fitted``: ``good`` is the 10th percentile of the
 correct repetitions' figure (90th when lower is better: nine correct repetitions in ten pass) and
-``bad`` the median of the faulty repetitions.
+``bad`` the median of the faulty repetitions. The figures are measured against the capture's own
+vertical (the mocap is Z-up), the one a lifted motion's estimated vertical stands in for.
+
+It also refits how far a person standing tall leans the mid-ankle -> thorax line forward of the
+vertical (:data:`perfectrep_jax.form.kinematics.STANDING_LEAN_DEG`, which ``estimate_up`` takes
+back), on the training performers' upright takes of the whole data folder.
 
 Run ``python -m perfectrep_jax.form.fit_rules`` to print the fitted values, ``--write`` to store
-them in the bundled ``rules.json``.
+the thresholds in the bundled ``rules.json``.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
+from perfectrep_jax.data import mocap as mocap_data, shared
 from perfectrep_jax.data.demo import load_takes
+from perfectrep_jax.form import kinematics
 from perfectrep_jax.form.analyze import analyze_motion
 
 FIT_SUBJECTS = ("s01", "s02", "s03", "s04")
@@ -40,9 +47,40 @@ def rep_figures(subjects, motion: dict[str, np.ndarray]) -> tuple[list[dict], li
   correct, faulty = [], []
   for s in subjects:
     ok, bad = squat_take_ids(s)
-    correct += analyze_motion(motion[ok], "squat", fps=MOCAP_FPS).figures
-    faulty += analyze_motion(motion[bad], "squat", fps=MOCAP_FPS).figures
+    correct += analyze_motion(motion[ok], "squat", fps=MOCAP_FPS, up="z").figures
+    faulty += analyze_motion(motion[bad], "squat", fps=MOCAP_FPS, up="z").figures
   return correct, faulty
+
+
+# A take whose most extended frames are this far off the vertical is not standing (lying down,
+# on hands and knees): it tells nothing about how people stand.
+UPRIGHT_DEG = 15.0
+
+
+def standing_leans(motion: dict[str, np.ndarray], meta: dict[str, dict], split: str = "train") -> np.ndarray:
+  """Per upright take of ``split`` (at least 2 s): how far its standing mid-ankle -> thorax line
+  (``estimate_up`` with no lean taken back) leans forward of the capture's vertical, degrees
+  (negative: backward)."""
+  out = []
+  for take in sorted(motion):
+    if mocap_data.split_of(meta[take]) != split or len(motion[take]) < 2 * MOCAP_FPS:
+      continue
+    x = np.asarray(motion[take], np.float64)
+    line = kinematics.estimate_up(x, standing_lean_deg=0.0)
+    if np.degrees(np.arccos(np.clip(line[2], -1.0, 1.0))) > UPRIGHT_DEG:
+      continue
+    mid_ankle = 0.5 * (x[:, kinematics.J["left_ankle"]] + x[:, kinematics.J["right_ankle"]])
+    extension = np.linalg.norm(x[:, kinematics.J["head"]] - mid_ankle, axis=-1)
+    front = kinematics.body_axes(x[extension >= np.quantile(extension, 0.8)])[2].mean(axis=0)
+    front[2] = 0.0
+    out.append(np.degrees(np.arcsin(line @ (front / np.linalg.norm(front)))))
+  return np.array(out)
+
+
+def fit_standing_lean() -> float:
+  """:data:`~perfectrep_jax.form.kinematics.STANDING_LEAN_DEG`: the median of
+  :func:`standing_leans` over the training performers, to 0.1 degree."""
+  return round(float(np.median(standing_leans(*shared.load_mocap()))), 1)
 
 
 def fit_thresholds(
@@ -88,6 +126,7 @@ def main(argv=None) -> None:
     if rule["id"] in fitted:
       rule["good"], rule["bad"] = fitted[rule["id"]]
       print(f"squat.{rule['id']}: {rule['figure']} good {rule['good']} bad {rule['bad']}")
+  print(f"kinematics.STANDING_LEAN_DEG: {fit_standing_lean()} (now {kinematics.STANDING_LEAN_DEG})")
   if args.write:
     path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
     print(f"wrote {path}")
