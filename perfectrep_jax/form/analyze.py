@@ -149,6 +149,7 @@ def judge_limits(
   camera_axis: np.ndarray | None = None,
   uncertainty: np.ndarray | None = None,
   max_uncertainty: float | None = MAX_UNCERTAINTY,
+  figure_margins: dict[str, float] | None = None,
 ) -> dict[str, str]:
   """What the input cannot support, so the report says so instead of a confident finding.
 
@@ -163,7 +164,11 @@ def judge_limits(
   - a joint a rule needs whose lifted 3D is uncertain (``uncertainty``, a fraction of the body's
     height, above ``max_uncertainty``, by default :data:`MAX_UNCERTAINTY`) for more than half of a
     repetition, as for a hidden one: a pose the lifter does not know is said, not judged
-    (``max_uncertainty=None``: the lifter's uncertainty does not tell its errors; not used).
+    (``max_uncertainty=None``: the lifter's uncertainty does not tell its errors; not used);
+  - a rule none of whose repetitions is clearly past its limit (:attr:`rules.Rule.fail_value`)
+    but some within ``figure_margins[figure]`` of it (the lifted 3D's typical error for that
+    figure, measured for the lifter; :func:`perfectrep_jax.wild.agreement.figure_errors`): a
+    borderline verdict the 3D cannot settle is said, not given.
 
   Returns:
     rule id -> why it was not judged.
@@ -214,6 +219,20 @@ def judge_limits(
         f"a side view (the hips' line {along:.0f} degrees from the camera's axis): the knees' "
         "inward travel is along the camera's depth, which 2D cannot see"
       )
+  for rule in exercise.rules if figure_margins else ():
+    margin = figure_margins.get(rule.figure)
+    if not margin or rule.id in out:
+      continue
+    values = [f[rule.figure] for f in figures if f.get(rule.figure) is not None]
+    near = [v for v in values if abs(v - rule.fail_value) < margin]
+    clear = [v for v in values if rule.severity(v) > rules.FAIL_LEVEL and abs(v - rule.fail_value) >= margin]
+    if near and not clear:
+      out[rule.id] = (
+        f"borderline: {len(near)} of {len(values)} repetitions came within "
+        f"{rules.format_figure(margin, rule.figure)} of its limit "
+        f"({rules.format_figure(rule.fail_value, rule.figure)}), inside this 3D's typical error, "
+        "and none was clearly past it"
+      )
   if "spine_flexion_max" in names:
     if float(np.max(np.abs(kinematics.spine_flexion(joints)))) < 0.5:
       out[names["spine_flexion_max"]] = (
@@ -235,6 +254,7 @@ def analyze_motion(
   camera_axis: np.ndarray | None = None,
   uncertainty: np.ndarray | None = None,
   max_uncertainty: float | None = MAX_UNCERTAINTY,
+  figure_margins: dict[str, float] | None = None,
 ) -> Analysis:
   """Analyses a motion without writing files.
 
@@ -258,6 +278,8 @@ def analyze_motion(
       height (``infer``'s flip-augmentation spread); rules on doubtful joints are not judged.
     max_uncertainty: the doubt beyond which a joint is not trusted (the lifter's own, from its
       model.json; ``None``: the uncertainty is not used).
+    figure_margins: figure -> the lifter's typical error of it (its model.json); a rule whose
+      repetitions all sit within it of the limit is said to be borderline, not judged.
   Raises:
     UserError: for a bad motion (see :func:`validate_joints`) or a bad ``up``.
   """
@@ -295,7 +317,9 @@ def analyze_motion(
       raise UserError(
         f"{name}: {what} has shape {np.shape(values)}, expected {x.shape[:2]} (one value per frame and joint)"
       )
-  limits = judge_limits(x, seg, rep_figs, ex, confidence, camera_axis, uncertainty, max_uncertainty)
+  limits = judge_limits(
+    x, seg, rep_figs, ex, confidence, camera_axis, uncertainty, max_uncertainty, figure_margins
+  )
   assessment = rules.assess(rep_figs, ex, limits)
   return Analysis(
     ex_name,
@@ -373,7 +397,8 @@ def analyze_file(
   :func:`analyze`. ``fps`` defaults to the file's own (``X3D.json``), else 30. A JSON that
   carries ``confidence`` ((T, 17) per-joint trust), ``camera_axis`` (the camera's viewing
   direction in the joints' frame) or ``uncertainty`` (the lifter's, with its
-  ``uncertainty_threshold``, as ``infer`` writes them) passes them on (:func:`judge_limits`)."""
+  ``uncertainty_threshold``, as ``infer`` writes them) passes them on (:func:`judge_limits`), and
+  so does ``figure_margins`` (the lifter's typical error per figure)."""
   joints, file_fps = load_joints(path)
   extras = {}
   if Path(path).suffix.lower() == ".json":
@@ -391,6 +416,13 @@ def analyze_file(
           f"{path}: 'uncertainty_threshold' must be a positive number or null, got {threshold!r}"
         )
       extras["max_uncertainty"] = threshold
+    margins = doc.get("figure_margins")
+    if margins is not None:
+      if not isinstance(margins, dict) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in margins.values()
+      ):
+        raise UserError(f"{path}: 'figure_margins' must map figure names to numbers >= 0")
+      extras["figure_margins"] = {str(k): float(v) for k, v in margins.items()}
   return analyze(
     joints,
     exercise,
@@ -422,6 +454,7 @@ def analyze(
   read_frame: Callable[[int], np.ndarray | None] | None = None,
   uncertainty: np.ndarray | None = None,
   max_uncertainty: float | None = MAX_UNCERTAINTY,
+  figure_margins: dict[str, float] | None = None,
 ) -> dict:
   """Analyses a motion and, given ``out_dir``, writes ``report.json`` and ``report.html`` there.
 
@@ -438,7 +471,8 @@ def analyze(
     rules_path: a rules file replacing the bundled ``rules.json``.
     name: the input's name for messages and the report (e.g. its path).
     html: also write ``report.html`` with its plots.
-    confidence, camera_axis, uncertainty, max_uncertainty: see :func:`analyze_motion`.
+    confidence, camera_axis, uncertainty, max_uncertainty, figure_margins: see
+      :func:`analyze_motion`.
     keypoints_2d, read_frame: the 2D keypoints (T, 17, 2|3 pixels) of a video input and a reader
       of its frames: each finding's worst repetition is shown on its video frame with the
       skeleton drawn (:func:`perfectrep_jax.form.report.write_report`).
@@ -460,6 +494,7 @@ def analyze(
     camera_axis=camera_axis,
     uncertainty=uncertainty,
     max_uncertainty=max_uncertainty,
+    figure_margins=figure_margins,
   )
   doc = report.to_json(result, source=name)
   if out_dir is not None:

@@ -44,6 +44,12 @@ class Rule:
   praise: str  # said when every repetition passes
   source: str  # where the thresholds come from
 
+  @property
+  def fail_value(self) -> float:
+    """The figure's value at which a repetition starts failing the rule (severity
+    :data:`FAIL_LEVEL`)."""
+    return self.good + FAIL_LEVEL * (self.bad - self.good)
+
   def severity(self, value: float | None) -> float:
     """0 at or beyond ``good``, 1 at or beyond ``bad``, linear in between; 0 for ``None``."""
     if value is None or not np.isfinite(value):
@@ -138,7 +144,8 @@ def resolve_exercise(name: str | None, table: dict[str, ExerciseRules]) -> str:
   return GENERIC
 
 
-def _fmt(value: float, figure: str) -> str:
+def format_figure(value: float, figure: str) -> str:
+  """A figure's value as a report says it (``38°``, ``0.12 body``, ``1.4 s``)."""
   unit = FIGURES[figure][1]
   if unit == "deg":
     return f"{value:.0f}\u00b0"
@@ -220,10 +227,12 @@ def assess(
       issues[i].append(rule.id)
     if failing:
       typical = float(np.median([figures[i][rule.figure] for i in failing]))
-      target = ("at least " if rule.better == "higher" else "at most ") + _fmt(rule.good, rule.figure)
+      target = ("at least " if rule.better == "higher" else "at most ") + format_figure(
+        rule.good, rule.figure
+      )
       msg = (
         f"{rule.finding} in {len(failing)} of {n} repetitions "
-        f"({FIGURES[rule.figure][0].split(' (')[0]}: typically {_fmt(typical, rule.figure)}, aim for {target}). "
+        f"({FIGURES[rule.figure][0].split(' (')[0]}: typically {format_figure(typical, rule.figure)}, aim for {target}). "
         f"{rule.advice}"
       )
       findings.append(

@@ -30,7 +30,12 @@ from perfectrep_jax.fileio import atomic_write_bytes, load_json
 from perfectrep_jax.models import model_dir
 from perfectrep_jax.train import trainer
 from perfectrep_jax.weights import DEFAULT_LIFTER
-from perfectrep_jax.wild.agreement import feedback_agreement, lifter_motion, uncertainty_calibration
+from perfectrep_jax.wild.agreement import (
+  feedback_agreement,
+  figure_errors,
+  lifter_motion,
+  uncertainty_calibration,
+)
 
 MAX_WEIGHT_BYTES = 20 * 2**20  # what the package may carry
 FIGURES = ("mpjpe", "p_mpjpe", "n_mpjpe", "mpjve", "depth_mm", "pck150", "auc", "eval_clips")
@@ -98,15 +103,16 @@ FEEDBACK_VIEWS = 8
 
 def feedback_figures(
   model, maxlen: int, views: int = FEEDBACK_VIEWS
-) -> tuple[dict[str, Any], dict[str, Any]]:
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
   """How far the lifter's own uncertainty tells its errors (``uncertainty_calibration``, from
-  detector-like 2D: the threshold ``infer`` then judges with), and the feedback agreement
-  (``wild.agreement``) of the held-out exercise takes judged with that threshold, from clean and
-  from detector-like 2D: the summary of each, the per-take rows of the detector-like one and the
-  cameras per take (``views_per_take``).
+  detector-like 2D: the threshold ``infer`` then judges with), how far its form figures fall from
+  the true ones on the training performers (``figure_errors``: the margins within which ``infer``
+  calls a verdict borderline), and the feedback agreement (``wild.agreement``) of the held-out
+  exercise takes judged with both, from clean and from detector-like 2D: the summary of each,
+  the per-take rows of the detector-like one and the cameras per take (``views_per_take``).
 
   Returns:
-    ``(uncertainty, feedback)``.
+    ``(uncertainty, figure_errors, feedback)``.
   """
   lift_fn = model_dir.make_apply_fn(model)
   lifted: dict[bytes, Any] = {}
@@ -120,14 +126,20 @@ def feedback_figures(
 
   calibration = uncertainty_calibration(lift=lift, views=views, noise=1.0)
   threshold = calibration["threshold"]
-  clean = feedback_agreement(lift=lift, views=views, noise=0.0, max_uncertainty=threshold)
-  detector = feedback_agreement(lift=lift, views=views, noise=1.0, max_uncertainty=threshold)
-  return calibration, {
-    "clean_2d": clean["summary"],
-    "detector_2d": detector["summary"],
-    "detector_2d_takes": detector["takes"],
-    "views_per_take": views,
-  }
+  errors = figure_errors(lift=lift_once, noise=1.0)
+  judged = dict(max_uncertainty=threshold, figure_margins=errors["median_abs"])
+  clean = feedback_agreement(lift=lift, views=views, noise=0.0, **judged)
+  detector = feedback_agreement(lift=lift, views=views, noise=1.0, **judged)
+  return (
+    calibration,
+    errors,
+    {
+      "clean_2d": clean["summary"],
+      "detector_2d": detector["summary"],
+      "detector_2d_takes": detector["takes"],
+      "views_per_take": views,
+    },
+  )
 
 
 def initialised_from(config) -> dict[str, Any]:
@@ -168,7 +180,7 @@ def publish(
       f"{workdir}: weights of {size / 2**20:.1f} MiB exceed the package's {MAX_WEIGHT_BYTES / 2**20:.0f} MiB"
     )
   figures = held_out_figures(config, workdir, step)
-  uncertainty, feedback = feedback_figures(model, meta["config"]["maxlen"])
+  uncertainty, errors, feedback = feedback_figures(model, meta["config"]["maxlen"])
   best = Path(workdir) / "best.json"
   trained_step = (
     step if step is not None else (json.loads(best.read_text()).get("step") if best.is_file() else None)
@@ -190,6 +202,7 @@ def publish(
     },
     "held_out": figures,
     "uncertainty": uncertainty,
+    "figure_errors": errors,
     "feedback": feedback,
     "weight_bytes": int(size),
   }

@@ -36,6 +36,7 @@ from perfectrep_jax.wild.keypoints import fill_missing
 from perfectrep_jax.wild.lift import LiftFn, lift_keypoints, uncertainty
 
 AGREEMENT_SEED = 20_011  # cameras of the agreement check: apart from training and evaluation
+FIGURE_ERROR_SEED = 20_013  # cameras that measure the lifter's figure errors (training performers)
 # Filmed as people film exercise: upright (the gravity the true 3D is judged with), any azimuth.
 AGREEMENT_FILM = mocap.FilmConfig(tilt_prob=0.0)
 # (keypoints (T, 17, 3), the view) -> 3D (T, 17, 3), or (3D, uncertainty (T, 17) or None)
@@ -54,13 +55,14 @@ def exercise_of(meta: dict, table: dict[str, rules.ExerciseRules] | None = None)
   return name
 
 
-def exercise_takes(min_seconds: float = 2.0) -> dict[str, tuple[np.ndarray, dict]]:
-  """The held-out performers' exercise takes long enough to analyse: take -> (world mm, meta)."""
+def exercise_takes(min_seconds: float = 2.0, split: str = "test") -> dict[str, tuple[np.ndarray, dict]]:
+  """The held-out (``split="train"``: the training) performers' exercise takes long enough to
+  analyse: take -> (world mm, meta)."""
   motion, meta = shared.load_mocap()
   return {
     k: (motion[k], meta[k])
     for k in sorted(motion)
-    if mocap.split_of(meta[k]) == "test"
+    if mocap.split_of(meta[k]) == split
     and meta[k].get("exercise")
     and len(motion[k]) >= min_seconds * mocap.FPS
   }
@@ -96,6 +98,7 @@ def compare(truth: Analysis, lifted: Analysis) -> dict:
     "score_diff": round(lifted.assessment.score - truth.assessment.score, 1),
     "true_reps": len(truth.segmentation.reps),
     "lifted_reps": len(lifted.segmentation.reps),
+    "rules": len(lifted.assessment.penalties),
   }
 
 
@@ -106,9 +109,11 @@ def take_agreement(
   rng: np.random.Generator,
   film: mocap.FilmConfig = AGREEMENT_FILM,
   max_uncertainty: float | None = MAX_UNCERTAINTY,
+  figure_margins: dict[str, float] | None = None,
 ) -> dict:
   """One take filmed by one camera drawn from ``rng``, lifted by ``lift`` and judged twice
-  (the lifted motion as ``infer`` judges it, joints beyond ``max_uncertainty`` not trusted)."""
+  (the lifted motion as ``infer`` judges it: joints beyond ``max_uncertainty`` not trusted,
+  rules within ``figure_margins`` of their limits said to be borderline)."""
   exercise = exercise_of(meta)
   truth = analyze_motion(world, exercise, fps=mocap.FPS, up="z", name=meta.get("trial", "take"))
   seen = mocap.view(world, rng, film)
@@ -128,6 +133,7 @@ def take_agreement(
     camera_axis=np.array([0.0, 0.0, 1.0]),
     uncertainty=doubt,
     max_uncertainty=max_uncertainty,
+    figure_margins=figure_margins,
   )
   row = {"exercise": exercise, "frames": int(len(world)), **compare(truth, lifted)}
   row["p_mpjpe_mm"] = round(float(np.mean(p_mpjpe_per_pose(lifted_3d, seen["camera"]))), 1)
@@ -144,6 +150,7 @@ def feedback_agreement(
   takes: dict[str, tuple[np.ndarray, dict]] | None = None,
   progress: bool = False,
   max_uncertainty: float | None = MAX_UNCERTAINTY,
+  figure_margins: dict[str, float] | None = None,
 ) -> dict:
   """Feedback agreement over the held-out exercise takes, ``views`` cameras each.
 
@@ -154,6 +161,7 @@ def feedback_agreement(
     lift: instead of ``lift_fn``, any ``(keypoints, view) -> (T, 17, 3)`` (tests).
     takes: instead of the held-out takes, ``{name: (world mm, meta)}``.
     max_uncertainty: the lifter's own threshold (:func:`uncertainty_calibration`).
+    figure_margins: the lifter's typical error per figure (:func:`figure_errors`).
   Returns:
     ``{"takes": [row per take and view], "summary": {...}}`` (see the module docstring).
   """
@@ -162,11 +170,12 @@ def feedback_agreement(
     cameras = tqdm(cameras, desc="feedback agreement", unit="view")
   rows = []
   for name, v, (world, meta), rng in cameras:
-    rows.append({"take": name, "view": v, **take_agreement(world, meta, lift, rng, film, max_uncertainty)})
+    row = take_agreement(world, meta, lift, rng, film, max_uncertainty, figure_margins)
+    rows.append({"take": name, "view": v, **row})
   return {"takes": rows, "summary": summarize(rows)}
 
 
-def _cameras(lift_fn, maxlen, lift, takes, views: int, noise: float):
+def _cameras(lift_fn, maxlen, lift, takes, views: int, noise: float, seed: int = AGREEMENT_SEED):
   """``(lift, film, [(take, view, (world, meta), its camera's rng), ...])``: the lifting, the
   filming and the seeded cameras both checks go through (the same views on every call)."""
   if lift is None:
@@ -176,7 +185,7 @@ def _cameras(lift_fn, maxlen, lift, takes, views: int, noise: float):
   takes = exercise_takes() if takes is None else takes
   film = mocap.FilmConfig(tilt_prob=AGREEMENT_FILM.tilt_prob, noise=noise)
   cameras = [
-    (name, v, takes[name], np.random.default_rng([AGREEMENT_SEED, v, sum(map(ord, name))]))
+    (name, v, takes[name], np.random.default_rng([seed, v, sum(map(ord, name))]))
     for name in takes
     for v in range(views)
   ]
@@ -198,7 +207,58 @@ def summarize(rows: list[dict]) -> dict:
     "max_score_diff": round(float(diffs.max()), 1),
     "mean_score_diff": round(float(diffs.mean()), 1),
     "reps_exact": sum(r["lifted_reps"] == r["true_reps"] for r in rows),
+    # the share of the rules the lifted motion's report judged (not said to be unsupported)
+    "rules_judged": round(
+      1.0 - sum(len(r["not_judged"]) for r in rows) / max(sum(r.get("rules", 0) for r in rows), 1), 3
+    ),
     "p_mpjpe_mm": round(float(np.mean([r["p_mpjpe_mm"] for r in rows])), 1),
+  }
+
+
+# ----------------------------------------------------------------------------- figure errors
+
+
+def figure_errors(lift_fn: LiftFn | None = None, maxlen: int | None = None, **filming) -> dict:
+  """How far the lifter's per-repetition form figures fall from the true 3D's: on the *training*
+  performers' exercise takes (the held-out ones stay for :func:`feedback_agreement`), filmed as
+  :func:`feedback_agreement` films them by cameras of their own seed, each figure of each
+  exercise's rules compared repetition by repetition where both count the same repetitions.
+  ``median_abs`` is what ``infer`` takes as the margin within which a rule's verdict is
+  borderline (:func:`perfectrep_jax.form.analyze.judge_limits`).
+  ``filming``: ``views`` (default 1), ``noise`` (1), ``lift`` and ``takes`` (default the training
+  performers') as for :func:`feedback_agreement`.
+
+  Returns:
+    ``{"median_abs": {figure: ...}, "bias": {figure: median signed error}, "reps": {figure: n},
+    "views": n, "noise": ..., "performers": "training"}``.
+  """
+  filming = {"views": 1, "noise": 1.0, "lift": None, "takes": None, **filming}
+  if filming["takes"] is None:
+    filming["takes"] = exercise_takes(split="train")
+  lift, film, cameras = _cameras(lift_fn, maxlen, **filming, seed=FIGURE_ERROR_SEED)
+  table = rules.load_rules()
+  diffs: dict[str, list[float]] = {}
+  for _, _, (world, meta), rng in cameras:
+    exercise = exercise_of(meta, table)
+    truth = analyze_motion(world, exercise, fps=mocap.FPS, up="z")
+    seen = mocap.view(world, rng, film)
+    keypoints = fill_missing(seen["keypoints"]).astype(np.float32)
+    lifted_3d = lift(keypoints, seen)
+    lifted_3d = lifted_3d[0] if isinstance(lifted_3d, tuple) else lifted_3d
+    lifted = analyze_motion(np.asarray(lifted_3d, np.float64), exercise, fps=mocap.FPS)
+    if len(lifted.figures) != len(truth.figures):
+      continue
+    for rule in table[exercise].rules:
+      for t, f in zip(truth.figures, lifted.figures):
+        if t.get(rule.figure) is not None and f.get(rule.figure) is not None:
+          diffs.setdefault(rule.figure, []).append(f[rule.figure] - t[rule.figure])
+  return {
+    "median_abs": {k: round(float(np.median(np.abs(v))), 4) for k, v in sorted(diffs.items())},
+    "bias": {k: round(float(np.median(v)), 4) for k, v in sorted(diffs.items())},
+    "reps": {k: len(v) for k, v in sorted(diffs.items())},
+    "views": len(cameras),
+    "noise": float(filming["noise"]),
+    "performers": "training",
   }
 
 

@@ -73,6 +73,16 @@ def uncertainty_threshold(model_meta: dict) -> float | None:
   return None if threshold is None else float(threshold)
 
 
+def figure_margins(model_meta: dict) -> dict[str, float] | None:
+  """The lifter's typical error per form figure (``model.json["figure_errors"]``, written by
+  ``publish``): a rule whose repetitions all sit that close to its limit is said to be
+  borderline rather than judged; ``None`` for a lifter without them."""
+  errors = model_meta.get("figure_errors")
+  if not isinstance(errors, dict) or not isinstance(errors.get("median_abs"), dict):
+    return None
+  return {str(k): float(v) for k, v in errors["median_abs"].items()}
+
+
 def infer(
   keypoints_path: str | Path,
   lift_fn: Callable[[np.ndarray], np.ndarray],
@@ -98,6 +108,7 @@ def infer(
   frames_video: str | Path | None = None,
   overlay: bool = False,
   max_uncertainty: float | None = MAX_UNCERTAINTY,
+  figure_margins: dict[str, float] | None = None,
 ) -> dict:
   """Lifts the people of a keypoint file and analyses their form.
 
@@ -133,6 +144,9 @@ def infer(
     max_uncertainty: the lifter's uncertainty beyond which the analysis does not judge a joint
       (the model's own: :func:`uncertainty_threshold`); written
       to ``X3D.json`` as ``uncertainty_threshold`` so ``analyze X3D.json`` judges alike.
+    figure_margins: the lifter's typical error per form figure (:func:`figure_margins`): rules
+      whose repetitions all sit that close to the limit are said to be borderline; written to
+      ``X3D.json`` too.
   Returns:
     ``{"people": {id: {"frames": T, "files": {...}, "score": ..., "num_reps": ...}}, "file": {...}}``.
   Raises:
@@ -184,6 +198,7 @@ def infer(
         "frame_ids": kf.frame_ids.tolist(),
         "detected": track.present.tolist(),
         "uncertainty_threshold": max_uncertainty,
+        "figure_margins": figure_margins,
       }
     )
     npy, js = lift.save_3d(where, joints, meta)
@@ -215,6 +230,7 @@ def infer(
           read_frame=reader,
           uncertainty=lift.uncertainty(meta),
           max_uncertainty=max_uncertainty,
+          figure_margins=figure_margins,
         )
         files.update({"report_json": str(where / "report.json"), "report_html": str(where / "report.html")})
         entry.update({"score": doc["score"], "num_reps": doc["num_reps"], "exercise": doc["exercise"]})

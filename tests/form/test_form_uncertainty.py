@@ -10,7 +10,7 @@ import pytest
 
 from perfectrep_jax.data import shared
 from perfectrep_jax.errors import UserError
-from perfectrep_jax.form import kinematics, synth as S
+from perfectrep_jax.form import kinematics, rules, synth as S
 from perfectrep_jax.form.analyze import analyze_file, analyze_motion
 from perfectrep_jax.skeleton import JOINT_INDEX as J
 
@@ -133,4 +133,45 @@ def test_the_lifters_own_threshold_decides_and_travels_in_the_json(tmp_path):
   doc["uncertainty_threshold"] = "high"
   (tmp_path / "X3D.json").write_text(json.dumps(doc))
   with pytest.raises(UserError, match="X3D.json: 'uncertainty_threshold' must be a positive number or null"):
+    analyze_file(tmp_path / "X3D.json", "squat", None)
+
+
+def _leaning_squats():
+  motion, meta = shared.load_mocap()
+  x = motion[TAKE].astype(np.float64)
+  truth = [(a, c) for a, _, c in S.pelvis_repetitions(x, meta[TAKE]["rep_frames"])]
+  return S.inject_fault(x, truth, "trunk_forward", 20.0)  # every other repetition leans
+
+
+def test_a_verdict_within_the_lifters_error_of_the_limit_is_said_borderline(tmp_path):
+  x = _leaning_squats()
+  plain = analyze_motion(x, "squat", fps=FPS)
+  lean_rule = next(r for r in rules.load_rules()["squat"].rules if r.id == "trunk_lean")
+  leans = np.array([f["trunk_lean_max"] for f in plain.figures])
+  failing = leans[leans > lean_rule.fail_value]
+  assert "trunk_lean" in [f.rule for f in plain.assessment.findings] and len(failing)
+  # A lifter whose trunk lean errs by more than the farthest repetition is from the limit cannot
+  # settle the verdict: borderline, said, no finding, no praise, no points either way.
+  wide = {"trunk_lean_max": float(np.max(np.abs(leans - lean_rule.fail_value))) + 0.5}
+  unsure = analyze_motion(x, "squat", fps=FPS, figure_margins=wide)
+  assert "trunk_lean" not in [f.rule for f in unsure.assessment.findings]
+  assert dict(unsure.not_judged)["trunk_lean"].startswith("borderline:")
+  assert unsure.assessment.penalties["trunk_lean"] == 0.0
+  # One that errs by less than the clearest failing repetition's distance keeps the finding.
+  narrow = {"trunk_lean_max": float(np.max(failing - lean_rule.fail_value)) - 0.5}
+  sure = analyze_motion(x, "squat", fps=FPS, figure_margins=narrow)
+  assert "trunk_lean" in [f.rule for f in sure.assessment.findings]
+  assert "trunk_lean" not in dict(sure.not_judged)
+  # Rules on other figures are untouched, and the margins travel in the JSON infer writes.
+  assert [f.rule for f in unsure.assessment.findings] == [
+    f.rule for f in plain.assessment.findings if f.rule != "trunk_lean"
+  ]
+  doc = {"fps": FPS, "joints_3d": x.tolist(), "figure_margins": wide}
+  (tmp_path / "X3D.json").write_text(json.dumps(doc))
+  assert [d["rule"] for d in analyze_file(tmp_path / "X3D.json", "squat", None)["not_judged"]] == [
+    "trunk_lean"
+  ]
+  doc["figure_margins"] = {"trunk_lean_max": "wide"}
+  (tmp_path / "X3D.json").write_text(json.dumps(doc))
+  with pytest.raises(UserError, match="X3D.json: 'figure_margins' must map figure names to numbers"):
     analyze_file(tmp_path / "X3D.json", "squat", None)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from perfectrep_jax.wild import agreement
-from perfectrep_jax.wild.infer import uncertainty_threshold
+from perfectrep_jax.wild.infer import figure_margins, uncertainty_threshold
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +31,19 @@ def test_the_held_out_exercise_takes_are_real_and_named(takes):
     assert world.shape[1:] == (17, 3) and len(world) >= 2 * 50
 
 
+def _exact(keypoints, seen):
+  return seen["camera"]
+
+
 def test_the_true_motion_seen_from_the_camera_agrees(takes):
-  report = agreement.feedback_agreement(lift=lambda kp, seen: seen["camera"], takes=takes, views=1)
+  # Seen from a camera the true motion loses only its vertical, which the analysis estimates
+  # (a degree or two off): its figures' errors, measured on the training performers as publish
+  # measures a lifter's, are the margins within which a verdict is borderline.
+  train = agreement.exercise_takes(split="train")
+  margins = agreement.figure_errors(lift=_exact, takes={k: train[k] for k in sorted(train)[::4]})
+  report = agreement.feedback_agreement(
+    lift=_exact, takes=takes, views=1, figure_margins=margins["median_abs"]
+  )
   rows, summary = report["takes"], report["summary"]
   assert summary["views"] == len(takes)
   for row in rows:
@@ -41,6 +52,7 @@ def test_the_true_motion_seen_from_the_camera_agrees(takes):
     assert row["lifted_reps"] == row["true_reps"], row
     assert abs(row["score_diff"]) <= 10.0, row  # the vertical is estimated, not given
   assert summary["reps_exact"] == summary["views"] == summary["score_within_10"]
+  assert summary["rules_judged"] >= 0.9  # borderline is the exception, not the escape
 
 
 def test_a_lifter_without_depth_is_caught(takes):
@@ -67,6 +79,26 @@ def test_views_are_seeded_and_differ_between_views(takes):
   assert not np.allclose(seen[0][..., :2], seen[1][..., :2])
 
 
+def test_figure_errors_are_measured_on_the_training_performers():
+  train = agreement.exercise_takes(split="train")
+  assert train and all(agreement.mocap.split_of(meta) == "train" for _, meta in train.values())
+  some = {k: train[k] for k in sorted(train)[::12]}  # a few takes of several performers
+
+  def noisy(keypoints, seen):  # the true motion with a wrong depth, as a weak lifter would give
+    out = np.array(seen["camera"], np.float64)
+    out[..., 2] += 150.0 * np.sin(np.arange(len(out)) / 7.0)[:, None] * (np.arange(17) % 3 - 1)
+    return out
+
+  exact = agreement.figure_errors(lift=lambda kp, seen: seen["camera"], takes=some)
+  worse = agreement.figure_errors(lift=noisy, takes=some)
+  assert exact["views"] == worse["views"] == len(some) and exact["performers"] == "training"
+  assert {"trunk_lean_max", "hip_depth_max", "knee_valgus_bottom"} <= exact["median_abs"].keys()
+  # The exact motion errs only by the estimated vertical: within a few degrees, a few hundredths.
+  assert exact["median_abs"]["trunk_lean_max"] < 3.0 and exact["median_abs"]["hip_depth_max"] < 0.05
+  for figure in ("trunk_lean_max", "knee_valgus_bottom", "knee_asymmetry"):
+    assert worse["median_abs"][figure] > 2 * exact["median_abs"][figure], figure
+
+
 def test_the_shipped_lifter_keeps_what_its_model_json_says(takes):
   from perfectrep_jax.models.model_dir import load_model, make_apply_fn
   from perfectrep_jax.weights import DEFAULT_LIFTER
@@ -81,6 +113,7 @@ def test_the_shipped_lifter_keeps_what_its_model_json_says(takes):
     views=recorded.get("views_per_take", 2),  # weights published before it was recorded used 2
     noise=1.0,
     max_uncertainty=uncertainty_threshold(meta),  # as infer judges with this lifter
+    figure_margins=figure_margins(meta),
   )
   # The same seeded views: the figures published beside the weights are reproduced here (counts
   # exactly; means to round-off of another CPU's float order).

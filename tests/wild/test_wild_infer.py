@@ -91,3 +91,9 @@ def test_a_lifters_own_uncertainty_threshold_comes_from_its_model_json():
   assert I.uncertainty_threshold({"kind": "lifter"}) == I.MAX_UNCERTAINTY  # older or converted models
   assert I.uncertainty_threshold({"uncertainty": {"threshold": 0.08, "spearman": 0.4}}) == 0.08
   assert I.uncertainty_threshold({"uncertainty": {"threshold": None}}) is None  # it told nothing: unused
+
+
+def test_a_lifters_figure_margins_come_from_its_model_json():
+  assert I.figure_margins({"kind": "lifter"}) is None  # older or converted models: none
+  meta = {"figure_errors": {"median_abs": {"trunk_lean_max": 2.0, "hip_depth_max": 0.065}, "reps": {}}}
+  assert I.figure_margins(meta) == {"trunk_lean_max": 2.0, "hip_depth_max": 0.065}
