@@ -101,6 +101,18 @@ def uncertainty_line(calibration: dict) -> str:
   )
 
 
+def margins_line(errors: dict) -> str:
+  """The lifter's figure errors, and what the report does with them."""
+  from perfectrep_jax.form.rules import format_figure
+
+  said = ", ".join(f"`{k}` {format_figure(v, k)}" for k, v in errors["median_abs"].items())
+  return (
+    f"The lifter's median error per form figure, measured on the training performers' exercise takes "
+    f"({errors['views']} views of their own, detector-like 2D): {said}. A rule whose repetitions all "
+    "sit within that of its limit is reported as borderline, not judged (`rules judged` above)."
+  )
+
+
 def _mm(x) -> str:
   return "-" if x is None else f"{x:.1f} mm"
 
@@ -155,15 +167,18 @@ def block(meta: dict, mlp: dict | None, when: str, command: str) -> str:
       "",
       *table(
         ["2D input", "views", "same findings", "with a false finding", "scores within 10", "reps exact"]
-        + ["mean score gap"],
+        + ["mean score gap", "rules judged"],
         [
           [label, s["views"], s["same_findings"], s["with_false_findings"], s["score_within_10"]]
           + [s["reps_exact"], f"{s['mean_score_diff']:.1f}"]
+          + [f"{100 * s['rules_judged']:.0f}%" if "rules_judged" in s else "-"]
           for name, label in INPUTS.items()
           for s in [feedback[name]]
         ],
       ),
     ]
+  if "figure_errors" in meta:
+    lines += ["", margins_line(meta["figure_errors"])]
   if "uncertainty" in meta:
     lines += ["", uncertainty_line(meta["uncertainty"])]
   model = cfg["model"]
