@@ -18,7 +18,8 @@ heads and the other sequence axis, so the spatial and temporal arrangements need
 their own; softmax normalisation is applied to the (L, D) output instead of the (L, L) weights
 (``attention_impl='einsum'``, the default on CPU). ``attention_impl='dot_product_attention'``
 (the default on GPU and TPU) calls ``jax.nn.dot_product_attention``, which picks cuDNN's fused
-kernel on GPU when the dtype and shapes allow. ``remat`` rematerialises each half-block in the
+kernel on GPU when the dtype and shapes allow; ``'pallas'`` (TPU) runs temporal attention through
+Pallas's flash kernel, the (T, T) weights kept on chip. ``remat`` rematerialises each half-block in the
 backward pass. ``scan_layers`` runs the depths as one ``jax.lax.scan`` over their stacked
 parameters, so XLA sees one depth instead of ``depth`` copies (the parameters keep their
 per-depth names; for ``lite`` on a TPU v5e it saved neither compile time nor memory, see
@@ -56,12 +57,13 @@ from perfectrep_jax.models.kernels import (
   gelu,
   layer_norm,
   softmax_attention,
+  tpu_flash_attention,
   trunc_normal_init,
 )
 
 Array = jax.Array
 
-ATTENTION_IMPLS = ("auto", "einsum", "dot_product_attention")
+ATTENTION_IMPLS = ("auto", "einsum", "dot_product_attention", "pallas")
 REMAT_POLICIES = {
   None: None,
   "full": None,  # save nothing inside a half-block
@@ -165,7 +167,9 @@ class Attention(nnx.Module):
   ``qkv`` is one (C -> 3C) projection whose output splits as (3, heads, head_dim), as upstream.
   Input and output are (B, T, J, C). ``impl``: ``'einsum'`` (explicit softmax, fastest on CPU),
   ``'dot_product_attention'`` (``jax.nn.dot_product_attention``: cuDNN on GPU where it applies),
-  or ``'auto'`` (the first on CPU, the second elsewhere). With attention dropout active the
+  ``'pallas'`` (TPU only: temporal attention through Pallas's flash kernel,
+  ``kernels.tpu_flash_attention``; spatial attention as the previous), or ``'auto'`` (the first
+  on CPU, the second elsewhere). With attention dropout active the
   explicit form runs whatever ``impl`` says.
   """
 
@@ -195,9 +199,16 @@ class Attention(nnx.Module):
       impl = self.impl
       if impl == "auto":
         impl = "einsum" if jax.default_backend() == "cpu" else "dot_product_attention"
+      if impl == "pallas" and self.mode == "spatial":  # 17 keys would fill 17 of 128 lanes
+        impl = "dot_product_attention"
       with jax.named_scope("scores"):
         if use_dropout:
           out = self._attend_explicit(q, k, v, dropout=True)
+        elif impl == "pallas":
+          perm = (0, 2, 3, 1, 4)  # (B, J, H, T, D): a sequence per joint
+          q, k, v = (jnp.transpose(a, perm).reshape((b * j, h, t, c // h)) for a in (q, k, v))
+          out = tpu_flash_attention(q, k, v, self.scale).reshape(b, j, h, t, c // h)
+          out = jnp.transpose(out, (0, 3, 1, 2, 4))
         elif impl == "einsum":
           out = self._attend_explicit(q, k, v, dropout=False)
         else:

@@ -4,7 +4,8 @@ Layers with upstream's initialisation and logical axis names (``dense``, ``layer
 they are applied on (tokens, channels) matrices (``apply_dense``, ``apply_matrix``,
 ``apply_layer_norm``); kernels with hand-written backward passes that XLA runs faster than
 autodiff's (``layer_norm_fn``, ``bias_gelu``, ``softmax_attention``; ``benchmarks/README.md`` has
-the figures). Shapes: (..., C) activations over the last axis, (..., L, D) for attention.
+the figures), and ``tpu_flash_attention``, Pallas's TPU kernel that keeps the attention weights on
+chip. Shapes: (..., C) activations over the last axis, (..., L, D) for attention.
 """
 
 from __future__ import annotations
@@ -222,3 +223,53 @@ def _softmax_attention_bwd(res, dout):
 
 
 softmax_attention.defvjp(_softmax_attention_fwd, _softmax_attention_bwd)
+
+
+# --------------------------------------------------------------------------- TPU flash attention
+
+FLASH_TILE = 128  # the TPU's lane width: the Pallas kernel tiles both sequence axes by it
+
+
+def _flash_block(length: int) -> int:
+  """The largest of 512, 256, 128 that divides ``length`` (a multiple of :data:`FLASH_TILE`)."""
+  return next(b for b in (512, 256, FLASH_TILE) if length % b == 0)
+
+
+def tpu_flash_attention(q: Array, k: Array, v: Array, scale: float, kernel=None) -> Array:
+  """softmax(q k^T * scale) v over L of (N, H, L, D) arrays, with Pallas's TPU flash-attention
+  kernel (``jax.experimental.pallas.ops.tpu.flash_attention``): the (L, L) weights stay in the
+  chip's on-chip memory, forward and backward, instead of going through HBM.
+
+  L is padded to a multiple of :data:`FLASH_TILE` (243 frames -> 256); the padded positions are a
+  segment of their own, so no real position attends to them. XLA does not partition a Mosaic
+  kernel, so under a mesh (``jax.sharding.get_abstract_mesh()``, which the train and eval steps
+  set) it runs per device in a ``shard_map``: N over the mesh's ``data`` and ``fsdp`` axes, H over
+  ``tensor``. ``kernel``: ``(q, k, v, segment_ids) -> out`` in place of the Pallas one (tests run
+  the module's reference on CPU).
+  """
+  from jax.experimental.pallas.ops.tpu import flash_attention as fa
+
+  n, h, length, d = q.shape
+  padded = -(-length // FLASH_TILE) * FLASH_TILE
+  if kernel is None:
+    b = _flash_block(padded)
+    blocks = fa.BlockSizes(
+      block_q=b, block_k_major=b, block_k=b, block_b=1,
+      block_q_major_dkv=b, block_k_major_dkv=b, block_k_dkv=b, block_q_dkv=b,
+      block_k_major_dq=b, block_k_dq=b, block_q_dq=b,
+    )  # fmt: skip
+    kernel = functools.partial(fa.flash_attention, sm_scale=scale, block_sizes=blocks)
+
+  def per_device(q, k, v):
+    pad = ((0, 0), (0, 0), (0, padded - length), (0, 0))
+    q, k, v = (jnp.pad(a, pad) for a in (q, k, v))
+    seg = jnp.broadcast_to((jnp.arange(padded) < length).astype(jnp.int32), (q.shape[0], padded))
+    return kernel(q, k, v, segment_ids=fa.SegmentIds(q=seg, kv=seg))[:, :, :length]
+
+  mesh = jax.sharding.get_abstract_mesh()
+  if mesh.empty:
+    return per_device(q, k, v)
+  batch = tuple(a for a in ("data", "fsdp") if mesh.shape.get(a, 1) > 1) or None
+  heads = "tensor" if mesh.shape.get("tensor", 1) > 1 else None
+  spec = jax.sharding.PartitionSpec(batch, heads, None, None)
+  return jax.shard_map(per_device, mesh=mesh, in_specs=(spec,) * 3, out_specs=spec, check_vma=False)(q, k, v)

@@ -117,6 +117,9 @@ def topology_devices(name: str) -> list:
   return devices
 
 
+PALLAS_CALL = 'custom_call_target="tpu_custom_call"'  # how a Pallas TPU kernel shows in the HLO text
+
+
 # ---------------------------------------------------------------------------- step time
 def estimate_step_s(
   cost: dict, coll: dict, peak: float, hbm_bw: float, ici_bw: float
@@ -228,6 +231,11 @@ def compile_train_step(config, devices, topology: str = "") -> dict[str, Any]:
     # (measured: the smoke config at depth 4 counts 3.1x fewer FLOPs scanned), so none of the
     # figures built on them would be the step's; memory, fit and compile time still are.
     flops, cost, coll, traffic, step_s, model = None, {}, None, None, None, "scan"
+  elif PALLAS_CALL in text:
+    # A Pallas (Mosaic) kernel is opaque to XLA's cost analysis (measured: a flash-attention
+    # gradient of ~250 GFLOP counted as 18.5), so FLOPs and time would leave out the work it
+    # does; its HBM operands and results are in ``traffic``, which stays, with memory and fit.
+    flops, cost, step_s, model = None, {}, None, "kernel"
   return dict(
     report,
     **{
@@ -300,6 +308,7 @@ _MODELS = {
   "xla": "XLA's cost model",
   "none": "",
   "scan": "",
+  "kernel": "",
   "roofline": "roofline of XLA's FLOP and byte counts + collectives over ICI",
 }
 
@@ -307,6 +316,8 @@ _MODELS = {
 def _no_cost(report: dict) -> str:
   if report.get("estimate") == "scan":
     return "n/a (scan_layers: XLA counts the scanned depths once; compile without it for costs)"
+  if report.get("estimate") == "kernel":
+    return "n/a (a Pallas kernel: XLA's cost model does not count its work; see traffic)"
   return "n/a"
 
 

@@ -137,8 +137,9 @@ def make_eval_step(parts: TrainParts):
 
   @functools.partial(jax.jit, in_shardings=(parts.param_sh, parts.stats_sh, batch_sh), out_shardings=batch_sh)
   def eval_step(params, stats, batch):
-    model = nnx.merge(eval_graphdef, params, stats, rest)
-    return task.predict(model, batch)
+    with jax.sharding.use_abstract_mesh(parts.mesh.abstract_mesh):  # for kernels run per device
+      model = nnx.merge(eval_graphdef, params, stats, rest)
+      return task.predict(model, batch)
 
   return eval_step
 
@@ -194,10 +195,13 @@ def make_train_step(config, parts: TrainParts, steps_per_epoch: int = 1) -> Trai
     k_task, k_dropout = jax.random.split(jax.random.fold_in(base_key, step))
 
     def loss_fn(params):
-      model = nnx.merge(graphdef, params, stats, rest)
-      nnx.reseed(model, dropout=k_dropout, policy=_dropout_policy)
-      loss, aux = task.loss(model, batch, k_task)
-      return loss, (aux, _pure(nnx.state(model, nnx.BatchStat)))
+      # the mesh as context: a kernel XLA does not partition (attention_impl='pallas') runs per
+      # device in a shard_map over it (models.kernels.tpu_flash_attention)
+      with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+        model = nnx.merge(graphdef, params, stats, rest)
+        nnx.reseed(model, dropout=k_dropout, policy=_dropout_policy)
+        loss, aux = task.loss(model, batch, k_task)
+        return loss, (aux, _pure(nnx.state(model, nnx.BatchStat)))
 
     (_, (aux, new_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     updates, opt_state = tx.update(grads, opt_state, params)
