@@ -34,7 +34,7 @@ def _reference_kernel(scale):
   return kernel
 
 
-@pytest.mark.parametrize("length", [27, 128, 243])
+@pytest.mark.parametrize("length", [27, 128, pytest.param(243, marks=pytest.mark.slow)])
 def test_padding_to_the_lane_width_changes_nothing(length):
   kq, kk, kv = jax.random.split(jax.random.key(length), 3)
   shape = (3, 2, length, 16)
@@ -66,6 +66,7 @@ def test_the_model_with_pallas_attention_matches_einsum(monkeypatch):
 
 
 @pytest.mark.skipif(importlib.util.find_spec("libtpu") is None, reason="libtpu is not installed")
+@pytest.mark.slow  # about a minute; the default suite compiles the smoke step for v5e:2x2 already
 def test_the_train_step_compiles_with_the_kernel_for_a_tpu_slice(tmp_path, capsys):
   out = tmp_path / "report.json"
   args = ["compile", "--config", f"{ROOT / 'configs' / 'lifter.py'}:smoke", "--topology", "v5e:2x2"]
