@@ -102,6 +102,16 @@ def compare(truth: Analysis, lifted: Analysis) -> dict:
   }
 
 
+def film_and_lift(world: np.ndarray, lift: LiftMotion, rng: np.random.Generator, film: mocap.FilmConfig):
+  """A take filmed by the camera ``rng`` draws and lifted as ``infer`` lifts a keypoint file:
+  ``(view, keypoints (T, 17, 3), lifted 3D (T, 17, 3) float64, its uncertainty (T, 17) or None)``."""
+  seen = mocap.view(world, rng, film)
+  keypoints = fill_missing(seen["keypoints"]).astype(np.float32)
+  lifted = lift(keypoints, seen)
+  lifted, doubt = lifted if isinstance(lifted, tuple) else (lifted, None)
+  return seen, keypoints, np.asarray(lifted, np.float64), doubt
+
+
 def take_agreement(
   world: np.ndarray,
   meta: dict,
@@ -116,13 +126,7 @@ def take_agreement(
   rules within ``figure_margins`` of their limits said to be borderline)."""
   exercise = exercise_of(meta)
   truth = analyze_motion(world, exercise, fps=mocap.FPS, up="z", name=meta.get("trial", "take"))
-  seen = mocap.view(world, rng, film)
-  keypoints = fill_missing(seen["keypoints"]).astype(np.float32)
-  lifted_3d = lift(keypoints, seen)
-  doubt = None
-  if isinstance(lifted_3d, tuple):
-    lifted_3d, doubt = lifted_3d
-  lifted_3d = np.asarray(lifted_3d, np.float64)
+  seen, keypoints, lifted_3d, doubt = film_and_lift(world, lift, rng, film)
   if lifted_3d.shape != world.shape:
     raise UserError(f"the lifter returned {lifted_3d.shape} for a take of {world.shape}")
   lifted = analyze_motion(
@@ -241,11 +245,7 @@ def figure_errors(lift_fn: LiftFn | None = None, maxlen: int | None = None, **fi
   for _, _, (world, meta), rng in cameras:
     exercise = exercise_of(meta, table)
     truth = analyze_motion(world, exercise, fps=mocap.FPS, up="z")
-    seen = mocap.view(world, rng, film)
-    keypoints = fill_missing(seen["keypoints"]).astype(np.float32)
-    lifted_3d = lift(keypoints, seen)
-    lifted_3d = lifted_3d[0] if isinstance(lifted_3d, tuple) else lifted_3d
-    lifted = analyze_motion(np.asarray(lifted_3d, np.float64), exercise, fps=mocap.FPS)
+    lifted = analyze_motion(film_and_lift(world, lift, rng, film)[2], exercise, fps=mocap.FPS)
     if len(lifted.figures) != len(truth.figures):
       continue
     for rule in table[exercise].rules:
@@ -295,8 +295,7 @@ def uncertainty_calibration(
   lift, film, cameras = _cameras(lift_fn, maxlen, **filming)
   doubts, errors = [], []
   for _, _, (world, _), rng in cameras:
-    seen = mocap.view(world, rng, film)
-    lifted, doubt = lift(fill_missing(seen["keypoints"]).astype(np.float32), seen)
+    seen, _, lifted, doubt = film_and_lift(world, lift, rng, film)
     if doubt is None:
       raise UserError("the lifter gave no uncertainty (lift with the flip augmentation)")
     truth = np.asarray(seen["camera"], np.float64)
