@@ -69,9 +69,7 @@ def standing_leans(motion: dict[str, np.ndarray], meta: dict[str, dict], split: 
     line = kinematics.estimate_up(x, standing_lean_deg=0.0)
     if np.degrees(np.arccos(np.clip(line[2], -1.0, 1.0))) > UPRIGHT_DEG:
       continue
-    mid_ankle = 0.5 * (x[:, kinematics.J["left_ankle"]] + x[:, kinematics.J["right_ankle"]])
-    extension = np.linalg.norm(x[:, kinematics.J["head"]] - mid_ankle, axis=-1)
-    front = kinematics.body_axes(x[extension >= np.quantile(extension, 0.8)])[2].mean(axis=0)
+    front = kinematics.body_axes(x[kinematics.extended_frames(x)])[2].mean(axis=0)
     front[2] = 0.0
     out.append(np.degrees(np.arcsin(line @ (front / np.linalg.norm(front)))))
   return np.array(out)

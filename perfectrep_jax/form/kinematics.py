@@ -68,6 +68,14 @@ def _mean_direction(vectors: np.ndarray) -> np.ndarray:
   return _unit(np.mean(_unit(vectors), axis=0))
 
 
+def extended_frames(joints: np.ndarray) -> np.ndarray:
+  """(T,) bool: the frames where the body is most extended (head top farthest from the
+  mid-ankle, the top fifth), where a standing person stands tall."""
+  mid_ankle = 0.5 * (joints[:, J["left_ankle"]] + joints[:, J["right_ankle"]])
+  extension = np.linalg.norm(joints[:, J["head"]] - mid_ankle, axis=-1)
+  return extension >= np.quantile(extension, 0.8)
+
+
 def _lean_back(line: np.ndarray, front: np.ndarray, degrees: float) -> np.ndarray:
   """``line`` (3,) turned by ``degrees`` away from the mean of ``front`` (N, 3) (about the axis
   across both); ``line`` itself when the front is undefined or along it."""
@@ -103,8 +111,7 @@ def estimate_up(
   joints = np.asarray(joints, np.float64)
   mid_ankle = 0.5 * (joints[:, J["left_ankle"]] + joints[:, J["right_ankle"]])
   if posture == "standing":
-    extension = np.linalg.norm(joints[:, J["head"]] - mid_ankle, axis=-1)
-    top = extension >= np.quantile(extension, 0.8)
+    top = extended_frames(joints)
     line = _mean_direction(joints[top, J["thorax"]] - mid_ankle[top])
     return _lean_back(line, body_axes(joints[top])[2], standing_lean_deg)
   if posture not in ("supine", "prone"):
