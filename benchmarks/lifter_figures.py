@@ -106,10 +106,28 @@ def margins_line(errors: dict) -> str:
   from perfectrep_jax.form.rules import format_figure
 
   said = ", ".join(f"`{k}` {format_figure(v, k)}" for k, v in errors["median_abs"].items())
-  return (
+  line = (
     f"The lifter's median error per form figure, measured on the training performers' exercise takes "
     f"({errors['views']} views of their own, detector-like 2D): {said}. A rule whose repetitions all "
     "sit within that of its limit is reported as borderline, not judged (`rules judged` above)."
+  )
+  by_view = errors.get("by_view") or {}
+  if not by_view:
+    return line
+  views = ["side", "oblique", "facing"]
+  figures = sorted({k for t in by_view.values() for k in t["median_abs"]})
+  rows = [
+    [f"`{k}`"]
+    + [
+      format_figure(by_view[v]["median_abs"][k], k) if k in by_view.get(v, {}).get("median_abs", {}) else "-"
+      for v in views
+    ]
+    for k in figures
+  ]
+  return (
+    line + " By the view the lifted 3D is seen from (the hips' line against the camera's axis: side within "
+    "30 degrees, facing beyond 60), where each view's own margin is used:\n\n"
+    + "\n".join(table(["figure", "side", "oblique", "facing"], rows))
   )
 
 

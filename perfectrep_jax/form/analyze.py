@@ -136,8 +136,57 @@ MIN_CONFIDENCE = 0.3
 # on the held-out takes (model.json "uncertainty", ``wild.agreement.uncertainty_calibration``); this
 # is the one for lifters without it (the first default lifter's: joints beyond it erred about 2x).
 MAX_UNCERTAINTY = 0.12
-# A side view: the hips' left-right axis within this angle of the camera's viewing axis.
+# A side view: the hips' left-right axis within this angle of the camera's viewing axis; a
+# facing view (front, back or from above): beyond 90 degrees less this angle.
 DEPTH_VIEW_DEG = 30.0
+# The views a lifted figure's error is measured for (``wild.agreement.figure_errors``): what lies
+# along the camera's depth, which 2D cannot see, differs between them (the knees' inward travel
+# from the side, the trunk's forward tilt from the front or back).
+VIEWS = ("side", "oblique", "facing")
+ANY_VIEW = "any"  # figure margins measured over every view: for an input whose camera is unknown
+
+
+def camera_view(joints: np.ndarray, camera_axis: np.ndarray) -> tuple[str, float]:
+  """Where the camera looked from: ``(view, angle)``, the angle in degrees between the hips'
+  left-right axis and ``camera_axis`` (the camera's viewing direction in the joints' frame;
+  median over the frames): 'side' within :data:`DEPTH_VIEW_DEG`, 'facing' beyond 90 less it,
+  'oblique' between (:data:`VIEWS`)."""
+  axis = np.asarray(camera_axis, np.float64)
+  axis = axis / max(np.linalg.norm(axis), 1e-12)
+  _, lateral, _ = kinematics.body_axes(joints)
+  angle = float(np.degrees(np.arccos(np.clip(np.median(np.abs(lateral @ axis)), 0.0, 1.0))))
+  if angle < DEPTH_VIEW_DEG:
+    return "side", angle
+  return ("facing" if angle > 90.0 - DEPTH_VIEW_DEG else "oblique"), angle
+
+
+def margins_for_view(figure_margins: dict | None, view: str | None) -> dict[str, float]:
+  """The figure -> typical error to judge with: ``figure_margins`` as one table for every view
+  (figure -> number), or by view (:data:`VIEWS` and :data:`ANY_VIEW` -> such a table; a figure
+  the view's table lacks, or an unknown view, takes the 'any' table's)."""
+  if not figure_margins:
+    return {}
+  if not any(isinstance(v, dict) for v in figure_margins.values()):
+    return dict(figure_margins)
+  return {**figure_margins.get(ANY_VIEW, {}), **figure_margins.get(view, {})}
+
+
+def check_figure_margins(margins, where: str) -> dict:
+  """``margins`` read from a file, checked: figure -> number >= 0, or view -> such a table."""
+
+  def table(t) -> bool:
+    return isinstance(t, dict) and all(
+      isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in t.values()
+    )
+
+  if table(margins):
+    return {str(k): float(v) for k, v in margins.items()}
+  if isinstance(margins, dict) and set(margins) <= {*VIEWS, ANY_VIEW} and all(map(table, margins.values())):
+    return {str(w): {str(k): float(v) for k, v in t.items()} for w, t in margins.items()}
+  raise UserError(
+    f"{where}: 'figure_margins' must map figure names to numbers >= 0 "
+    f"(or the views {', '.join((*VIEWS, ANY_VIEW))} to such maps)"
+  )
 
 
 def judge_limits(
@@ -149,7 +198,7 @@ def judge_limits(
   camera_axis: np.ndarray | None = None,
   uncertainty: np.ndarray | None = None,
   max_uncertainty: float | None = MAX_UNCERTAINTY,
-  figure_margins: dict[str, float] | None = None,
+  figure_margins: dict | None = None,
 ) -> dict[str, str]:
   """What the input cannot support, so the report says so instead of a confident finding.
 
@@ -167,8 +216,9 @@ def judge_limits(
     (``max_uncertainty=None``: the lifter's uncertainty does not tell its errors; not used);
   - a rule none of whose repetitions is clearly past its limit (:attr:`rules.Rule.fail_value`)
     but some within ``figure_margins[figure]`` of it (the lifted 3D's typical error for that
-    figure, measured for the lifter; :func:`perfectrep_jax.wild.agreement.figure_errors`): a
-    borderline verdict the 3D cannot settle is said, not given.
+    figure, measured for the lifter, at this view when measured by view: :func:`camera_view`,
+    :func:`margins_for_view`, :func:`perfectrep_jax.wild.agreement.figure_errors`): a borderline
+    verdict the 3D cannot settle is said, not given.
 
   Returns:
     rule id -> why it was not judged.
@@ -209,18 +259,15 @@ def judge_limits(
       if doubtful_reps == len(figures):
         joint = next(k for k, v in J.items() if v == worst).replace("_", " ")
         out[rule_id] = f"the {joint} {why}"
-  if camera_axis is not None and "knee_valgus_bottom" in names:
-    axis = np.asarray(camera_axis, np.float64)
-    axis = axis / max(np.linalg.norm(axis), 1e-12)
-    _, lateral, _ = kinematics.body_axes(joints)
-    along = np.degrees(np.arccos(np.clip(np.median(np.abs(lateral @ axis)), 0.0, 1.0)))
-    if along < DEPTH_VIEW_DEG:
-      out[names["knee_valgus_bottom"]] = (
-        f"a side view (the hips' line {along:.0f} degrees from the camera's axis): the knees' "
-        "inward travel is along the camera's depth, which 2D cannot see"
-      )
-  for rule in exercise.rules if figure_margins else ():
-    margin = figure_margins.get(rule.figure)
+  view, along = camera_view(joints, camera_axis) if camera_axis is not None else (None, None)
+  if view == "side" and "knee_valgus_bottom" in names:
+    out[names["knee_valgus_bottom"]] = (
+      f"a side view (the hips' line {along:.0f} degrees from the camera's axis): the knees' "
+      "inward travel is along the camera's depth, which 2D cannot see"
+    )
+  margins = margins_for_view(figure_margins, view)
+  for rule in exercise.rules:
+    margin = margins.get(rule.figure)
     if not margin or rule.id in out:
       continue
     values = [f[rule.figure] for f in figures if f.get(rule.figure) is not None]
@@ -254,7 +301,7 @@ def analyze_motion(
   camera_axis: np.ndarray | None = None,
   uncertainty: np.ndarray | None = None,
   max_uncertainty: float | None = MAX_UNCERTAINTY,
-  figure_margins: dict[str, float] | None = None,
+  figure_margins: dict | None = None,
 ) -> Analysis:
   """Analyses a motion without writing files.
 
@@ -278,7 +325,8 @@ def analyze_motion(
       height (``infer``'s flip-augmentation spread); rules on doubtful joints are not judged.
     max_uncertainty: the doubt beyond which a joint is not trusted (the lifter's own, from its
       model.json; ``None``: the uncertainty is not used).
-    figure_margins: figure -> the lifter's typical error of it (its model.json); a rule whose
+    figure_margins: figure -> the lifter's typical error of it (its model.json), one table or
+      one per view (:func:`margins_for_view`, the view from ``camera_axis``); a rule whose
       repetitions all sit within it of the limit is said to be borderline, not judged.
   Raises:
     UserError: for a bad motion (see :func:`validate_joints`) or a bad ``up``.
@@ -398,7 +446,7 @@ def analyze_file(
   carries ``confidence`` ((T, 17) per-joint trust), ``camera_axis`` (the camera's viewing
   direction in the joints' frame) or ``uncertainty`` (the lifter's, with its
   ``uncertainty_threshold``, as ``infer`` writes them) passes them on (:func:`judge_limits`), and
-  so does ``figure_margins`` (the lifter's typical error per figure)."""
+  so does ``figure_margins`` (the lifter's typical error per figure, by view or not)."""
   joints, file_fps = load_joints(path)
   extras = {}
   if Path(path).suffix.lower() == ".json":
@@ -416,13 +464,8 @@ def analyze_file(
           f"{path}: 'uncertainty_threshold' must be a positive number or null, got {threshold!r}"
         )
       extras["max_uncertainty"] = threshold
-    margins = doc.get("figure_margins")
-    if margins is not None:
-      if not isinstance(margins, dict) or not all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in margins.values()
-      ):
-        raise UserError(f"{path}: 'figure_margins' must map figure names to numbers >= 0")
-      extras["figure_margins"] = {str(k): float(v) for k, v in margins.items()}
+    if doc.get("figure_margins") is not None:
+      extras["figure_margins"] = check_figure_margins(doc["figure_margins"], str(path))
   return analyze(
     joints,
     exercise,
@@ -454,7 +497,7 @@ def analyze(
   read_frame: Callable[[int], np.ndarray | None] | None = None,
   uncertainty: np.ndarray | None = None,
   max_uncertainty: float | None = MAX_UNCERTAINTY,
-  figure_margins: dict[str, float] | None = None,
+  figure_margins: dict | None = None,
 ) -> dict:
   """Analyses a motion and, given ``out_dir``, writes ``report.json`` and ``report.html`` there.
 

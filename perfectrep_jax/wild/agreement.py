@@ -30,7 +30,7 @@ from perfectrep_jax.data import mocap, shared
 from perfectrep_jax.errors import UserError
 from perfectrep_jax.form import rules
 from perfectrep_jax.form.analysis import Analysis
-from perfectrep_jax.form.analyze import MAX_UNCERTAINTY, analyze_motion
+from perfectrep_jax.form.analyze import MAX_UNCERTAINTY, VIEWS, analyze_motion, camera_view
 from perfectrep_jax.metrics import p_mpjpe_per_pose, procrustes_align
 from perfectrep_jax.wild.keypoints import fill_missing
 from perfectrep_jax.wild.lift import LiftFn, lift_keypoints, uncertainty
@@ -39,6 +39,8 @@ AGREEMENT_SEED = 20_011  # cameras of the agreement check: apart from training a
 FIGURE_ERROR_SEED = 20_013  # cameras that measure the lifter's figure errors (training performers)
 # Filmed as people film exercise: upright (the gravity the true 3D is judged with), any azimuth.
 AGREEMENT_FILM = mocap.FilmConfig(tilt_prob=0.0)
+CAMERA_AXIS = np.array([0.0, 0.0, 1.0])  # the camera's viewing axis in its own frame (the lifted 3D's)
+MIN_VIEW_REPS = 20  # repetitions a figure's error needs in one view to get its own margin there
 # (keypoints (T, 17, 3), the view) -> 3D (T, 17, 3), or (3D, uncertainty (T, 17) or None)
 LiftMotion = Callable[[np.ndarray, dict], np.ndarray | tuple[np.ndarray, np.ndarray | None]]
 
@@ -119,7 +121,7 @@ def take_agreement(
   rng: np.random.Generator,
   film: mocap.FilmConfig = AGREEMENT_FILM,
   max_uncertainty: float | None = MAX_UNCERTAINTY,
-  figure_margins: dict[str, float] | None = None,
+  figure_margins: dict | None = None,
 ) -> dict:
   """One take filmed by one camera drawn from ``rng``, lifted by ``lift`` and judged twice
   (the lifted motion as ``infer`` judges it: joints beyond ``max_uncertainty`` not trusted,
@@ -134,7 +136,7 @@ def take_agreement(
     exercise,
     fps=mocap.FPS,
     confidence=keypoints[..., 2],
-    camera_axis=np.array([0.0, 0.0, 1.0]),
+    camera_axis=CAMERA_AXIS,
     uncertainty=doubt,
     max_uncertainty=max_uncertainty,
     figure_margins=figure_margins,
@@ -154,7 +156,7 @@ def feedback_agreement(
   takes: dict[str, tuple[np.ndarray, dict]] | None = None,
   progress: bool = False,
   max_uncertainty: float | None = MAX_UNCERTAINTY,
-  figure_margins: dict[str, float] | None = None,
+  figure_margins: dict | None = None,
 ) -> dict:
   """Feedback agreement over the held-out exercise takes, ``views`` cameras each.
 
@@ -228,37 +230,58 @@ def figure_errors(lift_fn: LiftFn | None = None, maxlen: int | None = None, **fi
   :func:`feedback_agreement` films them by cameras of their own seed, each figure of each
   exercise's rules compared repetition by repetition where both count the same repetitions.
   ``median_abs`` is what ``infer`` takes as the margin within which a rule's verdict is
-  borderline (:func:`perfectrep_jax.form.analyze.judge_limits`).
+  borderline (:func:`perfectrep_jax.form.analyze.judge_limits`), over every view and, in
+  ``by_view``, for each view the lifted 3D was seen from (:func:`perfectrep_jax.form.analyze.camera_view`:
+  side, oblique, facing; a figure with fewer than :data:`MIN_VIEW_REPS` repetitions in a view is
+  left out of its table, which then takes the overall one).
   ``filming``: ``views`` (default 1), ``noise`` (1), ``lift`` and ``takes`` (default the training
   performers') as for :func:`feedback_agreement`.
 
   Returns:
     ``{"median_abs": {figure: ...}, "bias": {figure: median signed error}, "reps": {figure: n},
-    "views": n, "noise": ..., "performers": "training"}``.
+    "by_view": {view: {"median_abs", "bias", "reps"}}, "views": n, "noise": ..., "performers": "training"}``.
   """
   filming = {"views": 1, "noise": 1.0, "lift": None, "takes": None, **filming}
   if filming["takes"] is None:
     filming["takes"] = exercise_takes(split="train")
   lift, film, cameras = _cameras(lift_fn, maxlen, **filming, seed=FIGURE_ERROR_SEED)
   table = rules.load_rules()
-  diffs: dict[str, list[float]] = {}
+  diffs: dict[str, dict[str, list[float]]] = {view: {} for view in VIEWS}
   for _, _, (world, meta), rng in cameras:
     exercise = exercise_of(meta, table)
     truth = analyze_motion(world, exercise, fps=mocap.FPS, up="z")
-    lifted = analyze_motion(film_and_lift(world, lift, rng, film)[2], exercise, fps=mocap.FPS)
+    lifted_3d = film_and_lift(world, lift, rng, film)[2]
+    lifted = analyze_motion(lifted_3d, exercise, fps=mocap.FPS)
     if len(lifted.figures) != len(truth.figures):
       continue
+    view, _ = camera_view(lifted_3d, CAMERA_AXIS)
     for rule in table[exercise].rules:
       for t, f in zip(truth.figures, lifted.figures):
         if t.get(rule.figure) is not None and f.get(rule.figure) is not None:
-          diffs.setdefault(rule.figure, []).append(f[rule.figure] - t[rule.figure])
+          diffs[view].setdefault(rule.figure, []).append(f[rule.figure] - t[rule.figure])
+  overall: dict[str, list[float]] = {}
+  for by_figure in diffs.values():
+    for figure, d in by_figure.items():
+      overall.setdefault(figure, []).extend(d)
+  by_view = {
+    view: _error_table({k: d for k, d in by_figure.items() if len(d) >= MIN_VIEW_REPS})
+    for view, by_figure in diffs.items()
+  }
+  return {
+    **_error_table(overall),
+    "by_view": {view: t for view, t in by_view.items() if t["reps"]},
+    "views": len(cameras),
+    "noise": float(filming["noise"]),
+    "performers": "training",
+  }
+
+
+def _error_table(diffs: dict[str, list[float]]) -> dict:
+  """figure -> lifted minus true values: their median absolute error, median (bias) and count."""
   return {
     "median_abs": {k: round(float(np.median(np.abs(v))), 4) for k, v in sorted(diffs.items())},
     "bias": {k: round(float(np.median(v)), 4) for k, v in sorted(diffs.items())},
     "reps": {k: len(v) for k, v in sorted(diffs.items())},
-    "views": len(cameras),
-    "noise": float(filming["noise"]),
-    "performers": "training",
   }
 
 

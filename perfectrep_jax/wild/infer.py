@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 
 from perfectrep_jax.errors import UserError
-from perfectrep_jax.form.analyze import MAX_UNCERTAINTY, analyze
+from perfectrep_jax.form.analyze import ANY_VIEW, MAX_UNCERTAINTY, analyze
 from perfectrep_jax.form.overlay import write_overlay
 from perfectrep_jax.form.report import video_frame_reader
 from perfectrep_jax.wild import keypoints as kpio
@@ -73,14 +73,22 @@ def uncertainty_threshold(model_meta: dict) -> float | None:
   return None if threshold is None else float(threshold)
 
 
-def figure_margins(model_meta: dict) -> dict[str, float] | None:
+def figure_margins(model_meta: dict) -> dict | None:
   """The lifter's typical error per form figure (``model.json["figure_errors"]``, written by
-  ``publish``): a rule whose repetitions all sit that close to its limit is said to be
-  borderline rather than judged; ``None`` for a lifter without them."""
+  ``publish``): over every view (figure -> error), or by view when measured so
+  (``{"any": {figure: error}, "side": {...}, ...}``, :func:`perfectrep_jax.form.analyze.margins_for_view`).
+  A rule whose repetitions all sit that close to its limit is said to be borderline rather
+  than judged; ``None`` for a lifter without them."""
   errors = model_meta.get("figure_errors")
   if not isinstance(errors, dict) or not isinstance(errors.get("median_abs"), dict):
     return None
-  return {str(k): float(v) for k, v in errors["median_abs"].items()}
+  overall = {str(k): float(v) for k, v in errors["median_abs"].items()}
+  by_view = errors.get("by_view")
+  if not isinstance(by_view, dict) or not by_view:
+    return overall
+  return {ANY_VIEW: overall} | {
+    str(view): {str(k): float(v) for k, v in table["median_abs"].items()} for view, table in by_view.items()
+  }
 
 
 def infer(
@@ -108,7 +116,7 @@ def infer(
   frames_video: str | Path | None = None,
   overlay: bool = False,
   max_uncertainty: float | None = MAX_UNCERTAINTY,
-  figure_margins: dict[str, float] | None = None,
+  figure_margins: dict | None = None,
 ) -> dict:
   """Lifts the people of a keypoint file and analyses their form.
 
@@ -144,9 +152,9 @@ def infer(
     max_uncertainty: the lifter's uncertainty beyond which the analysis does not judge a joint
       (the model's own: :func:`uncertainty_threshold`); written
       to ``X3D.json`` as ``uncertainty_threshold`` so ``analyze X3D.json`` judges alike.
-    figure_margins: the lifter's typical error per form figure (:func:`figure_margins`): rules
-      whose repetitions all sit that close to the limit are said to be borderline; written to
-      ``X3D.json`` too.
+    figure_margins: the lifter's typical error per form figure, by view (:func:`figure_margins`):
+      rules whose repetitions all sit that close to the limit (at the view the 3D is seen from)
+      are said to be borderline; written to ``X3D.json`` too.
   Returns:
     ``{"people": {id: {"frames": T, "files": {...}, "score": ..., "num_reps": ...}}, "file": {...}}``.
   Raises:

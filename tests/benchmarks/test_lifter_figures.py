@@ -107,3 +107,19 @@ def test_block_says_the_stages_and_what_the_uncertainty_is_worth():
     "no threshold marks joints (at least 0.5% of them) that err 2x the rest; the most it singles out: "
     "joints beyond 10% of the body's height (5.20% of them) err 2.1x the rest, so it is not used."
   ) in mod.block(meta, None, "d", "c")
+
+
+def test_the_margins_are_said_by_view_when_measured_so():
+  mod = _load()
+  errors = {"median_abs": {"trunk_lean_max": 2.0}, "views": 96}
+  assert "By the view" not in mod.margins_line(errors)  # measured over every view only
+  errors["by_view"] = {
+    "side": {"median_abs": {"trunk_lean_max": 1.8}},
+    "facing": {"median_abs": {"trunk_lean_max": 3.2, "hip_depth_max": 0.089}},
+  }
+  lines = mod.margins_line(errors).splitlines()
+  assert "| figure | side | oblique | facing |" in lines
+  assert (
+    "| `trunk_lean_max` | 2° | - | 3° |" in lines
+    and "| `hip_depth_max` | - | - | 0.09 thigh lengths |" in lines
+  )

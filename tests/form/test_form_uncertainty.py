@@ -11,7 +11,7 @@ import pytest
 from perfectrep_jax.data import shared
 from perfectrep_jax.errors import UserError
 from perfectrep_jax.form import kinematics, rules, synth as S
-from perfectrep_jax.form.analyze import analyze_file, analyze_motion
+from perfectrep_jax.form.analyze import analyze_file, analyze_motion, camera_view, margins_for_view
 from perfectrep_jax.skeleton import JOINT_INDEX as J
 
 FPS = 50.0
@@ -140,7 +140,8 @@ def _leaning_squats():
   motion, meta = shared.load_mocap()
   x = motion[TAKE].astype(np.float64)
   truth = [(a, c) for a, _, c in S.pelvis_repetitions(x, meta[TAKE]["rep_frames"])]
-  return S.inject_fault(x, truth, "trunk_forward", 20.0)  # every other repetition leans
+  # every repetition leans 8 degrees more: 37-41 degrees, about the squat's limit (37.5)
+  return S.inject_fault(x, truth, "trunk_forward", 8.0)
 
 
 def test_a_verdict_within_the_lifters_error_of_the_limit_is_said_borderline(tmp_path):
@@ -172,6 +173,53 @@ def test_a_verdict_within_the_lifters_error_of_the_limit_is_said_borderline(tmp_
     "trunk_lean"
   ]
   doc["figure_margins"] = {"trunk_lean_max": "wide"}
+  (tmp_path / "X3D.json").write_text(json.dumps(doc))
+  with pytest.raises(UserError, match="X3D.json: 'figure_margins' must map figure names to numbers"):
+    analyze_file(tmp_path / "X3D.json", "squat", None)
+
+
+def test_the_view_is_read_from_the_hips_line_against_the_camera():
+  x = _leaning_squats()
+  _, lateral, front = kinematics.body_axes(x)
+  assert camera_view(x, np.median(lateral, axis=0))[0] == "side"
+  assert camera_view(x, -np.median(front, axis=0))[0] == "facing"  # from the front
+  assert camera_view(x, np.array([0.0, 0.0, -1.0]))[0] == "facing"  # from above
+  half = np.median(lateral, axis=0) + np.median(front, axis=0)
+  view, angle = camera_view(x, half)
+  assert view == "oblique" and 35.0 < angle < 55.0
+
+
+def test_the_margin_is_the_one_measured_for_the_view_the_3d_is_seen_from(tmp_path):
+  # Seen from the front the trunk's forward tilt lies along the camera's depth, so a lifter errs
+  # on it more there than from the side: the front's margin leaves the verdict borderline, the
+  # side's keeps the finding.
+  x = _leaning_squats()
+  lean_rule = next(r for r in rules.load_rules()["squat"].rules if r.id == "trunk_lean")
+  leans = np.array([f["trunk_lean_max"] for f in analyze_motion(x, "squat", fps=FPS).figures])
+  wide = float(np.max(np.abs(leans - lean_rule.fail_value))) + 5.0
+  margins = {"any": {"trunk_lean_max": 0.5}, "facing": {"trunk_lean_max": wide}}
+  _, lateral, front = kinematics.body_axes(x)
+  from_front = analyze_motion(
+    x, "squat", fps=FPS, camera_axis=-np.median(front, axis=0), figure_margins=margins
+  )
+  assert dict(from_front.not_judged)["trunk_lean"].startswith("borderline:")
+  assert "trunk_lean" not in [f.rule for f in from_front.assessment.findings]
+  from_side = analyze_motion(
+    x, "squat", fps=FPS, camera_axis=np.median(lateral, axis=0), figure_margins=margins
+  )
+  assert "trunk_lean" in [f.rule for f in from_side.assessment.findings]
+  assert "trunk_lean" not in dict(from_side.not_judged)
+  # Without a camera the 'any' table is used; by-view margins travel in X3D.json and are checked.
+  assert margins_for_view(margins, None) == {"trunk_lean_max": 0.5}
+  assert margins_for_view(margins, "facing") == {"trunk_lean_max": wide}
+  assert margins_for_view({"trunk_lean_max": 2.0}, "facing") == {"trunk_lean_max": 2.0}
+  doc = {"fps": FPS, "joints_3d": x.tolist(), "figure_margins": margins}
+  doc["camera_axis"] = (-np.median(front, axis=0)).tolist()
+  (tmp_path / "X3D.json").write_text(json.dumps(doc))
+  assert [d["rule"] for d in analyze_file(tmp_path / "X3D.json", "squat", None)["not_judged"]] == [
+    "trunk_lean"
+  ]
+  doc["figure_margins"] = {"behind": {"trunk_lean_max": 1.0}}
   (tmp_path / "X3D.json").write_text(json.dumps(doc))
   with pytest.raises(UserError, match="X3D.json: 'figure_margins' must map figure names to numbers"):
     analyze_file(tmp_path / "X3D.json", "squat", None)

@@ -79,7 +79,8 @@ def test_views_are_seeded_and_differ_between_views(takes):
   assert not np.allclose(seen[0][..., :2], seen[1][..., :2])
 
 
-def test_figure_errors_are_measured_on_the_training_performers():
+def test_figure_errors_are_measured_on_the_training_performers(monkeypatch):
+  monkeypatch.setattr(agreement, "MIN_VIEW_REPS", 1)  # a few takes: every view's table kept
   train = agreement.exercise_takes(split="train")
   assert train and all(agreement.mocap.split_of(meta) == "train" for _, meta in train.values())
   some = {k: train[k] for k in sorted(train)[::12]}  # a few takes of several performers
@@ -93,6 +94,10 @@ def test_figure_errors_are_measured_on_the_training_performers():
   worse = agreement.figure_errors(lift=noisy, takes=some)
   assert exact["views"] == worse["views"] == len(some) and exact["performers"] == "training"
   assert {"trunk_lean_max", "hip_depth_max", "knee_valgus_bottom"} <= exact["median_abs"].keys()
+  # by the view the 3D was seen from, each view's repetitions adding up to the overall count
+  assert set(worse["by_view"]) <= {"side", "oblique", "facing"} and worse["by_view"]
+  for figure, n in worse["reps"].items():
+    assert sum(t["reps"].get(figure, 0) for t in worse["by_view"].values()) == n
   # The exact motion errs only by the estimated vertical: within a few degrees, a few hundredths.
   assert exact["median_abs"]["trunk_lean_max"] < 3.0 and exact["median_abs"]["hip_depth_max"] < 0.05
   for figure in ("trunk_lean_max", "knee_valgus_bottom", "knee_asymmetry"):

@@ -97,3 +97,9 @@ def test_a_lifters_figure_margins_come_from_its_model_json():
   assert I.figure_margins({"kind": "lifter"}) is None  # older or converted models: none
   meta = {"figure_errors": {"median_abs": {"trunk_lean_max": 2.0, "hip_depth_max": 0.065}, "reps": {}}}
   assert I.figure_margins(meta) == {"trunk_lean_max": 2.0, "hip_depth_max": 0.065}
+  # measured by view: the overall table under 'any', each view's own beside it
+  meta["figure_errors"]["by_view"] = {"facing": {"median_abs": {"trunk_lean_max": 9.0}, "reps": {}}}
+  assert I.figure_margins(meta) == {
+    "any": {"trunk_lean_max": 2.0, "hip_depth_max": 0.065},
+    "facing": {"trunk_lean_max": 9.0},
+  }
