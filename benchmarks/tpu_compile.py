@@ -35,8 +35,15 @@ BEGIN, END = "<!-- results:tpu-compile:begin -->", "<!-- results:tpu-compile:end
 
 MODELS = {"full": "PerfectRep full (dim 512, mlp 2)", "lite": "MotionBERT-Lite (dim 256, mlp 4)"}
 # name -> (topology, chips): Cloud's names count chips for v5e/v6e and TensorCores for v5p (2 a chip)
-SLICES = {"v5e-16": "v5e:4x4", "v5e-256": "v5e:16x16", "v5p-128": "v5p:4x4x4", "v6e-16": "v6e:4x4"}
-CHIPS_IN = {"v5e-16": 16, "v5e-256": 256, "v5p-128": 64, "v6e-16": 16}
+# and a node of 8 NVIDIA H100s (through JAX's CUDA plugin, the gpu-compile extra, in its own environment)
+SLICES = {
+  "v5e-16": "v5e:4x4",
+  "v5e-256": "v5e:16x16",
+  "v5p-128": "v5p:4x4x4",
+  "v6e-16": "v6e:4x4",
+  "h100x8": "h100:8",
+}
+CHIPS_IN = {"v5e-16": 16, "v5e-256": 256, "v5p-128": 64, "v6e-16": 16, "h100x8": 8}
 PER_CHIP = 8  # clips per chip for the mesh rows and the scaling line
 MAX_PER_CHIP = 1024  # the largest-batch search stops here
 
@@ -137,6 +144,9 @@ def _mib(coll) -> str:
   return f"{total / 2**20:.0f}"
 
 
+XLA_BYTES = "XLA's bytes accessed"
+
+
 def _bounds(r: dict) -> str:
   """Which term of the roofline sets the estimated step (aot.estimate_step_s)."""
   _, peak, hbm_bw, ici_bw = next(v for kind, v in aot.CHIPS.items() if aot.CHIP_NAMES[kind] == r["chip"])
@@ -149,9 +159,11 @@ def _bounds(r: dict) -> str:
     else r["estimated_step_s"] - coll
   )  # older reports: the roofline's other term
   bound = "HBM bytes" if memory > compute else "FLOPs"
+  gpu = r["chip"] in aot.GPUS
   return (
-    f"FLOPs at peak {compute * 1e3:.1f} ms, XLA's bytes accessed at HBM bandwidth "
-    f"{memory * 1e3:.1f} ms, collectives over ICI {coll * 1e3:.2f} ms: bound by {bound}; "
+    f"FLOPs at peak {compute * 1e3:.1f} ms, "
+    f"{'the program' + chr(39) + 's HBM traffic' if gpu else XLA_BYTES} at HBM bandwidth "
+    f"{memory * 1e3:.1f} ms, collectives over {'NVLink' if gpu else 'ICI'} {coll * 1e3:.2f} ms: bound by {bound}; "
     f"at the FLOP bound alone {r['batch_size'] / (compute + coll):.0f} clips/s"
   )
 
@@ -250,6 +262,14 @@ def render(cache: dict, models: list[str]) -> str:
       "the explicit einsum attention the CPU host picks (a TPU run takes "
       "`jax.nn.dot_product_attention`): " + "; ".join(einsum) + "."
     )
+  if any(r.get("chip") in aot.GPUS for r in cache.values()):
+    lines.append(
+      "- h100x8: compiled without a GPU through JAX's CUDA plugin (`gpu-compile` extra) from the "
+      "H100's datasheet figures, with cuBLAS matmuls (XLA's Triton GEMMs need a GPU to tile on); "
+      "the GPU compiler gives no cost analysis, so the estimate's FLOPs are the unpartitioned "
+      "step's (XLA's HLO cost analysis on the CPU) and its bytes the compiled program's HBM "
+      "traffic (`hlo_traffic`); NVLink at 450 GB/s each way."
+    )
   cpus = sorted({r.get("cpu", "?") for r in cache.values()})
   loads = [r.get("loadavg_1min", 0) for r in cache.values()]
   lines.append(
@@ -271,8 +291,9 @@ def main(argv=None) -> None:
     "--slices",
     nargs="+",
     choices=list(SLICES),
-    default=list(SLICES),
-    help="compile for these slices only (runs for others can go on at once)",
+    default=[name for name in SLICES if not aot.is_gpu_topology(SLICES[name]) or aot.cuda_plugin_installed()],
+    help="compile for these slices only (runs for others can go on at once; h100x8 by default where "
+    "JAX's CUDA plugin is installed)",
   )
   parser.add_argument(
     "--max-minutes", type=float, default=None, help="start no compile after this long (each done one is kept)"
@@ -286,6 +307,8 @@ def main(argv=None) -> None:
   if not args.readme_only:
     deadline = time.time() + 60 * args.max_minutes if args.max_minutes else float("inf")
     log = lambda line: print(line, flush=True)  # noqa: E731
+    if any(aot.is_gpu_topology(SLICES[name]) for name in args.slices):
+      aot.prepare_gpu_compiler()  # before JAX starts its backends
     devices = {name: aot.topology_devices(SLICES[name]) for name in args.slices}
     assert all(len(devices[name]) == CHIPS_IN[name] for name in args.slices), "chips of a slice"
     for job in jobs(args.models, args.slices):

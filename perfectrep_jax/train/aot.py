@@ -49,6 +49,26 @@ CHIPS = {
   "TPU v6 lite": (32 * GiB, 918e12, 1640e9, 3584e9 / 8),
 }
 CHIP_NAMES = {"TPU v5 lite": "v5e", "TPU v5": "v5p", "TPU v6 lite": "v6e"}
+# NVIDIA GPUs, compiled without one through the CUDA plugin (the gpu-compile extra) from a
+# description of the device (XLA's GpuTargetConfigProto: what XLA would ask a real one). H100 SXM
+# from NVIDIA's datasheet: 80 GB HBM3 at 3.35 TB/s, 989 TFLOP/s dense bf16, 132 SMs at 1.98 GHz,
+# 50 MB L2, 228 KB shared memory per SM; NVLink 4 at 900 GB/s both ways (450 GB/s each way).
+GPUS = {
+  "h100": {
+    "name": "NVIDIA H100 80GB HBM3",
+    "compute_capability": (9, 0),
+    "cores": 132,
+    "memory": 84_942_979_072,
+    "memory_bandwidth": 3_352_320_000_000,
+    "l2_cache": 52_428_800,
+    "clock_ghz": 1.98,
+    "shared_memory_per_core": 233_472,
+    "shared_memory_per_block_optin": 232_448,
+  },
+}
+GPUS_PER_NODE = 8
+CHIPS["NVIDIA H100 80GB HBM3"] = (84_942_979_072, 989e12, 3.35e12, 450e9)
+CHIP_NAMES["NVIDIA H100 80GB HBM3"] = "h100"
 # the TPU compiler's refusal: "RESOURCE_EXHAUSTED: Ran out of memory on HBM, the total memory
 # required for HLO temporaries (139.11G) exceeds available HBM (15.75G)."
 _OOM = re.compile(r"Ran out of memory[^(]*\(([0-9.]+)([KMGT]?)\)[^(]*\(([0-9.]+)([KMGT]?)\)")
@@ -80,14 +100,105 @@ FIELDS = (
 
 
 # ---------------------------------------------------------------------------- topology
+def is_gpu_topology(name: str) -> bool:
+  """``h100:8``-style names: a GPU of :data:`GPUS` and how many of them."""
+  return name.split(":")[0].lower() in GPUS
+
+
+def gpu_target_config(gpu: str) -> str:
+  """The text of XLA's ``GpuTargetConfigProto`` for a GPU of :data:`GPUS`."""
+  g = GPUS[gpu]
+  major, minor = g["compute_capability"]
+  info = {
+    "threads_per_block_limit": 1024,
+    "threads_per_warp": 32,
+    "shared_memory_per_block": 49152,
+    "shared_memory_per_core": g["shared_memory_per_core"],
+    "threads_per_core_limit": 2048,
+    "core_count": g["cores"],
+    "fpus_per_core": 128,
+    "block_dim_limit_x": 2**31 - 1,
+    "block_dim_limit_y": 65535,
+    "block_dim_limit_z": 65535,
+    "memory_bandwidth": g["memory_bandwidth"],
+    "l2_cache_size": g["l2_cache"],
+    "clock_rate_ghz": g["clock_ghz"],
+    "device_memory_size": g["memory"],
+    "shared_memory_per_block_optin": g["shared_memory_per_block_optin"],
+    "registers_per_core_limit": 65536,
+    "registers_per_block_limit": 65536,
+  }
+  fields = "\n".join(f"  {k}: {v}" for k, v in info.items())
+  return (
+    f"gpu_device_info {{\n{fields}\n  cuda_compute_capability {{ major: {major} minor: {minor} }}\n}}\n"
+    f'platform_name: "CUDA"\ndnn_version_info {{ major: 9 minor: 8 }}\ndevice_description_str: "{g["name"]}"\n'
+  )
+
+
+def prepare_gpu_compiler() -> None:
+  """What a deviceless GPU compile needs before JAX starts its backends: the CUDA plugin skips
+  its check of the (absent) GPU's driver, and XLA uses cuBLAS rather than Triton for matmuls
+  (measured with jax 0.10.2: Triton's GEMM tiler, with no GPU to autotune on, fails on the
+  spatial attention's (153, 16) projection with "Couldn't find output tile sizes")."""
+  os.environ.setdefault("JAX_SKIP_CUDA_CONSTRAINTS_CHECK", "1")
+  flags_now = os.environ.get("XLA_FLAGS", "")
+  if "xla_gpu_enable_triton_gemm" not in flags_now:
+    os.environ["XLA_FLAGS"] = f"{flags_now} --xla_gpu_enable_triton_gemm=false".strip()
+
+
+def cuda_plugin_installed() -> bool:
+  """Whether JAX's CUDA plugin (12 or 13) is installed in this environment."""
+  import importlib.util
+
+  try:
+    return any(importlib.util.find_spec(f"jax_plugins.xla_cuda{v}") for v in (12, 13))
+  except ModuleNotFoundError:  # no jax_plugins package at all
+    return False
+
+
+def _gpu_devices(name: str) -> list:
+  """The devices of ``h100:N`` (N GPUs, :data:`GPUS_PER_NODE` to a node) through the CUDA plugin."""
+  gpu, _, count = name.partition(":")
+  gpu = gpu.lower()
+  if not count.isdigit() or int(count) < 1 or (int(count) > GPUS_PER_NODE and int(count) % GPUS_PER_NODE):
+    raise UserError(
+      f"--topology {name}: give the GPU and how many, up to {GPUS_PER_NODE} or whole nodes of "
+      f"{GPUS_PER_NODE} (e.g. {gpu}:8, {gpu}:32)"
+    )
+  if not cuda_plugin_installed():
+    raise UserError(
+      f"--topology {name} needs JAX's CUDA plugin for the GPU compiler (no GPU needed): "
+      "pip install -e '.[gpu-compile]' in an environment of its own (benchmarks/README.md, 'TPU slices, compiled without one')"
+    )
+  n = int(count)
+  nodes, per_node = max(1, n // GPUS_PER_NODE), min(n, GPUS_PER_NODE)
+  from jax.experimental import topologies
+
+  try:
+    topology = topologies.get_topology_desc(
+      gpu, "cuda", target_config=gpu_target_config(gpu), topology=f"1x{nodes}x{per_node}"
+    )
+  except Exception as e:  # noqa: BLE001  NotImplementedError when the plugin did not register
+    first = " ".join(str(e).split())[:200]
+    raise UserError(
+      f"--topology {name}: the CUDA plugin could not describe the GPUs ({first}); without a GPU it "
+      "registers only when JAX_SKIP_CUDA_CONSTRAINTS_CHECK=1 is set before JAX starts (compile sets it)"
+    ) from None
+  return list(topology.devices)
+
+
 def topology_devices(name: str) -> list:
-  """The devices of the TPU slice ``name`` (e.g. ``v5e:4x4``, ``v5p:4x4x4``), from libtpu.
+  """The devices of the TPU slice ``name`` (e.g. ``v5e:4x4``, ``v5p:4x4x4``), from libtpu, or of
+  ``h100:N`` (N NVIDIA H100s) from JAX's CUDA plugin.
 
   Raises:
-    UserError: libtpu is not installed, the name is not a slice, or its chip is not one of CHIPS.
+    UserError: libtpu (the CUDA plugin) is not installed, the name is not a slice, or its chip is
+      not one of CHIPS.
   """
   import importlib.util
 
+  if is_gpu_topology(name):
+    return _gpu_devices(name)
   if importlib.util.find_spec("libtpu") is None:
     raise UserError(
       "compile needs libtpu for the TPU compiler: pip install -e '.[tpu]' "
@@ -152,18 +263,24 @@ def _for_compile(config):
   return config
 
 
-def compile_train_step(config, devices, topology: str = "") -> dict[str, Any]:
-  """AOT-compiles ``train``'s step for ``devices`` (a slice's, see ``topology_devices``) and
-  returns the report (FIELDS) with the compiled program under ``"compiled"``."""
-  config = _for_compile(config)
-  start = time.perf_counter()
-  parts = trainer.build(config, devices=devices)
+def unpartitioned_flops(config) -> float:
+  """The FLOPs of one train step of ``config`` at its global batch: the step built for this
+  process's first CPU device and lowered (not compiled), counted by XLA's HLO cost analysis."""
+  config = config.copy_and_resolve_references()
+  config.mesh.update({"data": 1, "fsdp": 1, "tensor": 1})
+  cpu = jax.local_devices(backend="cpu")[:1]
+  parts = trainer.build(config, devices=cpu)
   step = trainer.make_train_step(config, parts)
+  return float(step.train_step.lower(*_abstract_args(config, parts, step)).cost_analysis()["flops"])
+
+
+def _abstract_args(config, parts, step) -> tuple:
+  """The train step's arguments as shapes, dtypes and shardings: no data, no weights."""
 
   def abstract(tree, shardings):
     return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), tree, shardings)
 
-  args = (
+  return (
     abstract(trainer._pure(parts.abs_params), parts.param_sh),
     abstract(trainer._pure(parts.abs_stats), parts.stats_sh),
     abstract(step.opt_shape, step.opt_sh),
@@ -173,6 +290,16 @@ def compile_train_step(config, devices, topology: str = "") -> dict[str, Any]:
     },
     jax.ShapeDtypeStruct((), jnp.int32, sharding=step.repl),
   )
+
+
+def compile_train_step(config, devices, topology: str = "") -> dict[str, Any]:
+  """AOT-compiles ``train``'s step for ``devices`` (a slice's, see ``topology_devices``) and
+  returns the report (FIELDS) with the compiled program under ``"compiled"``."""
+  config = _for_compile(config)
+  start = time.perf_counter()
+  parts = trainer.build(config, devices=devices)
+  step = trainer.make_train_step(config, parts)
+  args = _abstract_args(config, parts, step)
   n = len(devices)
   kind = devices[0].device_kind
   hbm, peak, hbm_bw, ici_bw = CHIPS[kind]
@@ -222,10 +349,19 @@ def compile_train_step(config, devices, topology: str = "") -> dict[str, Any]:
   )
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  flops = float(cost.get("flops", 0.0)) * n  # the partitioned program is one device's
   text = compiled.as_text()
   coll, traffic = hlo_traffic.collectives(text), hlo_traffic.traffic(text)
+  if cost:
+    flops = float(cost.get("flops", 0.0)) * n  # the partitioned program is one device's
+  else:
+    # XLA's GPU compiler gives no cost analysis: the step's FLOPs are counted on its unpartitioned
+    # program (the same step lowered for one CPU device, not compiled), its HBM bytes are the
+    # compiled program's own traffic (``hlo_traffic``: operands and results outside fusions).
+    flops = unpartitioned_flops(config)
+    cost = {"flops": flops / n, "bytes accessed": float(traffic["total"])}
   step_s, model = estimate_step_s(cost, coll, peak, hbm_bw, ici_bw)
+  if kind in CHIP_NAMES and CHIP_NAMES[kind] in GPUS:
+    model = "gpu"
   if report["scan_layers"]:
     # XLA's cost analysis and the HLO text hold a scanned loop's body once, not once per depth
     # (measured: the smoke config at depth 4 counts 3.1x fewer FLOPs scanned), so none of the
@@ -310,6 +446,7 @@ _MODELS = {
   "scan": "",
   "kernel": "",
   "roofline": "roofline of XLA's FLOP and byte counts + collectives over ICI",
+  "gpu": "roofline of the unpartitioned step's FLOPs, the program's HBM traffic + collectives over NVLink",
 }
 
 
@@ -403,7 +540,9 @@ false).
 
 arguments:
   --config FILE.py[:VARIANT]  task config (its mesh, batch_size, compute_dtype, remat are compiled)
-  --topology NAME             TPU slice, e.g. v5e:2x2, v5e:4x4, v5e:16x16, v5p:4x4x4, v6e:4x4
+  --topology NAME             TPU slice, e.g. v5e:2x2, v5e:4x4, v5e:16x16, v5p:4x4x4, v6e:4x4;
+                              or NVIDIA GPUs, h100:8 (a node), h100:32 (nodes of 8), through
+                              JAX's CUDA plugin (pip install -e '.[gpu-compile]'; no GPU needed)
   --config.KEY=VALUE          override a config field, e.g. --config.compute_dtype=bfloat16
   --json OUT                  write the report (or, with --search-mesh, every mesh's) as JSON
   --search-mesh               compile every (data, fsdp, tensor) mesh of the slice (tensor dividing
@@ -438,6 +577,8 @@ def run(argv: list[str]) -> None:
     raise UserError("--topology is required, e.g. --topology v5e:2x2")
   if out.value and Path(out.value).is_dir():
     raise UserError(f"--json {out.value}: is a directory")
+  if is_gpu_topology(topology.value):
+    prepare_gpu_compiler()  # before JAX starts its backends
   devices = topology_devices(topology.value)
   check_config(config)
   if search.value:

@@ -15,7 +15,8 @@ moves once.
 
 Each instruction is filed twice, by what it is and by where it comes from:
 
-- kind: ``matmul`` (a fusion around a dot or convolution), ``layout`` (a copy, transpose,
+- kind: ``matmul`` (a fusion around a dot or convolution, or a library call for one, as
+  cuBLAS's on a GPU), ``layout`` (a copy, transpose,
   reshape, concatenate, slice or pad: data moved, nothing computed), ``cast`` (a dtype
   conversion alone), ``collective`` and ``elementwise`` (the rest: activations, norms,
   reductions, optimizer updates);
@@ -159,6 +160,8 @@ def _kind(opcode: str, fused_ops: set[str], primitive: str) -> str:
     return "collective"
   if opcode in ("dot", "convolution") or fused_ops & {"dot", "convolution"}:
     return "matmul"
+  if opcode == "custom-call" and primitive in ("dot_general", "conv_general_dilated"):
+    return "matmul"  # a library's matmul (cuBLAS on a GPU) called from the program
   if opcode in _MOVES or (opcode == "fusion" and fused_ops <= {*_MOVES, "bitcast", "parameter", "broadcast"}):
     return "layout"
   if opcode == "convert" or (opcode == "fusion" and primitive == "convert_element_type"):
