@@ -52,6 +52,10 @@ COMMAND_WORDS = (
 SKIP = [
   (r"^pip install", "installs packages (the extras it names are checked against pyproject.toml)"),
   (r"^python -m pytest", "runs the test suite"),
+  (
+    r"^python -m venv ",
+    "makes an environment and installs into it (its extra is checked against pyproject.toml)",
+  ),
   (r"^(sbatch|gcloud) ", "needs a SLURM cluster or a TPU pod (tests/launch runs SLURM on localhost)"),
   (r"launch/local\.sh", "trains on every local device (tests/launch/test_launchers.py runs it)"),
   (r"^for s in .*h36m|h36m_detectors:data_dir=/data", "needs Human3.6M"),

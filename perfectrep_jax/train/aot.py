@@ -40,19 +40,9 @@ from perfectrep_jax.train.config_load import HELP_FLAGS, parse_config_flags
 from perfectrep_jax.wild.detect import _quiet_native_stderr  # the one fd-2 silencer
 
 GiB = 2**30
-# device_kind -> (HBM bytes, dense bf16 FLOP/s, HBM bytes/s, ICI bytes/s) per chip, from Google
-# Cloud's TPU pages: v5e 16 GiB, 197 TFLOP/s, 819 GB/s, 1600 Gbit/s; v5p 95 GiB, 459 TFLOP/s,
-# 2765 GB/s, 4800 Gbit/s; v6e 32 GiB, 918 TFLOP/s, 1640 GB/s, 3584 Gbit/s.
-CHIPS = {
-  "TPU v5 lite": (16 * GiB, 197e12, 819e9, 1600e9 / 8),
-  "TPU v5": (95 * GiB, 459e12, 2765e9, 4800e9 / 8),
-  "TPU v6 lite": (32 * GiB, 918e12, 1640e9, 3584e9 / 8),
-}
-CHIP_NAMES = {"TPU v5 lite": "v5e", "TPU v5": "v5p", "TPU v6 lite": "v6e"}
 # NVIDIA GPUs, compiled without one through the CUDA plugin (the gpu-compile extra) from a
-# description of the device (XLA's GpuTargetConfigProto: what XLA would ask a real one). H100 SXM
-# from NVIDIA's datasheet: 80 GB HBM3 at 3.35 TB/s, 989 TFLOP/s dense bf16, 132 SMs at 1.98 GHz,
-# 50 MB L2, 228 KB shared memory per SM; NVLink 4 at 900 GB/s both ways (450 GB/s each way).
+# description of the device (XLA's GpuTargetConfigProto: what XLA would ask a real one), from the
+# datasheet: 132 SMs at 1.98 GHz, 50 MB L2, 228 KB shared memory per SM.
 GPUS = {
   "h100": {
     "name": "NVIDIA H100 80GB HBM3",
@@ -67,8 +57,18 @@ GPUS = {
   },
 }
 GPUS_PER_NODE = 8
-CHIPS["NVIDIA H100 80GB HBM3"] = (84_942_979_072, 989e12, 3.35e12, 450e9)
-CHIP_NAMES["NVIDIA H100 80GB HBM3"] = "h100"
+# device_kind -> (HBM bytes, dense bf16 FLOP/s, HBM bytes/s, link bytes/s each way) per chip. TPUs
+# from Google Cloud's TPU pages: v5e 16 GiB, 197 TFLOP/s, 819 GB/s, 1600 Gbit/s ICI; v5p 95 GiB,
+# 459 TFLOP/s, 2765 GB/s, 4800 Gbit/s; v6e 32 GiB, 918 TFLOP/s, 1640 GB/s, 3584 Gbit/s. The H100 SXM
+# from NVIDIA's datasheet: 80 GB HBM3 at 3.35 TB/s, 989 TFLOP/s dense bf16, NVLink 4 at 900 GB/s
+# both ways.
+CHIPS = {
+  "TPU v5 lite": (16 * GiB, 197e12, 819e9, 1600e9 / 8),
+  "TPU v5": (95 * GiB, 459e12, 2765e9, 4800e9 / 8),
+  "TPU v6 lite": (32 * GiB, 918e12, 1640e9, 3584e9 / 8),
+  "NVIDIA H100 80GB HBM3": (GPUS["h100"]["memory"], 989e12, GPUS["h100"]["memory_bandwidth"], 450e9),
+}
+CHIP_NAMES = {"TPU v5 lite": "v5e", "TPU v5": "v5p", "TPU v6 lite": "v6e", "NVIDIA H100 80GB HBM3": "h100"}
 # the TPU compiler's refusal: "RESOURCE_EXHAUSTED: Ran out of memory on HBM, the total memory
 # required for HLO temporaries (139.11G) exceeds available HBM (15.75G)."
 _OOM = re.compile(r"Ran out of memory[^(]*\(([0-9.]+)([KMGT]?)\)[^(]*\(([0-9.]+)([KMGT]?)\)")

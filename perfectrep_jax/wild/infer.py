@@ -87,7 +87,9 @@ def figure_margins(model_meta: dict) -> dict | None:
   if not isinstance(by_view, dict) or not by_view:
     return overall
   return {ANY_VIEW: overall} | {
-    str(view): {str(k): float(v) for k, v in table["median_abs"].items()} for view, table in by_view.items()
+    str(view): {str(k): float(v) for k, v in table["median_abs"].items()}
+    for view, table in by_view.items()
+    if isinstance(table, dict) and isinstance(table.get("median_abs"), dict)
   }
 
 
