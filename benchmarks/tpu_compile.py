@@ -144,9 +144,6 @@ def _mib(coll) -> str:
   return f"{total / 2**20:.0f}"
 
 
-XLA_BYTES = "XLA's bytes accessed"
-
-
 def _bounds(r: dict) -> str:
   """Which term of the roofline sets the estimated step (aot.estimate_step_s)."""
   _, peak, hbm_bw, ici_bw = next(v for kind, v in aot.CHIPS.items() if aot.CHIP_NAMES[kind] == r["chip"])
@@ -160,10 +157,11 @@ def _bounds(r: dict) -> str:
   )  # older reports: the roofline's other term
   bound = "HBM bytes" if memory > compute else "FLOPs"
   gpu = r["chip"] in aot.GPUS
+  counted = "the program's HBM traffic" if gpu else "XLA's bytes accessed"
+  link = "NVLink" if gpu else "ICI"
   return (
-    f"FLOPs at peak {compute * 1e3:.1f} ms, "
-    f"{'the program' + chr(39) + 's HBM traffic' if gpu else XLA_BYTES} at HBM bandwidth "
-    f"{memory * 1e3:.1f} ms, collectives over {'NVLink' if gpu else 'ICI'} {coll * 1e3:.2f} ms: bound by {bound}; "
+    f"FLOPs at peak {compute * 1e3:.1f} ms, {counted} at HBM bandwidth {memory * 1e3:.1f} ms, "
+    f"collectives over {link} {coll * 1e3:.2f} ms: bound by {bound}; "
     f"at the FLOP bound alone {r['batch_size'] / (compute + coll):.0f} clips/s"
   )
 

@@ -178,7 +178,7 @@ def _gpu_devices(name: str) -> list:
     topology = topologies.get_topology_desc(
       gpu, "cuda", target_config=gpu_target_config(gpu), topology=f"1x{nodes}x{per_node}"
     )
-  except Exception as e:  # noqa: BLE001  NotImplementedError when the plugin did not register
+  except Exception as e:  # noqa: BLE001  jax raises when the CUDA plugin did not register
     first = " ".join(str(e).split())[:200]
     raise UserError(
       f"--topology {name}: the CUDA plugin could not describe the GPUs ({first}); without a GPU it "
