@@ -103,6 +103,7 @@ def uncertainty_line(calibration: dict) -> str:
 
 def margins_line(errors: dict) -> str:
   """The lifter's figure errors, and what the report does with them."""
+  from perfectrep_jax.form.analyze import DEPTH_VIEW_DEG, VIEWS
   from perfectrep_jax.form.rules import format_figure
 
   said = ", ".join(f"`{k}` {format_figure(v, k)}" for k, v in errors["median_abs"].items())
@@ -114,20 +115,19 @@ def margins_line(errors: dict) -> str:
   by_view = errors.get("by_view") or {}
   if not by_view:
     return line
-  views = ["side", "oblique", "facing"]
   figures = sorted({k for t in by_view.values() for k in t["median_abs"]})
   rows = [
     [f"`{k}`"]
     + [
       format_figure(by_view[v]["median_abs"][k], k) if k in by_view.get(v, {}).get("median_abs", {}) else "-"
-      for v in views
+      for v in VIEWS
     ]
     for k in figures
   ]
   return (
     line + " By the view the lifted 3D is seen from (the hips' line against the camera's axis: side within "
-    "30 degrees, facing beyond 60), where each view's own margin is used:\n\n"
-    + "\n".join(table(["figure", "side", "oblique", "facing"], rows))
+    f"{DEPTH_VIEW_DEG:.0f} degrees, facing beyond {90 - DEPTH_VIEW_DEG:.0f}), where each view's own margin "
+    "is used:\n\n" + "\n".join(table(["figure", *VIEWS], rows))
   )
 
 
