@@ -226,7 +226,7 @@ def render(cache: dict, models: list[str]) -> str:
       lines.append(f"| {model} | {name} | {cells[0]} | {cells[1]} |")
   lines.append("")
   for k, r in sorted(cache.items()):
-    if r.get("estimated_step_s") and int(k.split("|")[3]) == PER_CHIP:
+    if r.get("estimated_step_s") and int(k.split("|")[3]) == PER_CHIP and k.split("|")[4] == "off":
       lines.append(f"- {k.split('|')[0]} {k.split('|')[1]} {_fmt_mesh(r['mesh'])}: {_bounds(r)}.")
   for model in models:
     small, big = (cache.get(key(model, s, (_n(s), 1, 1), PER_CHIP, "")) for s in ("v5e-16", "v5e-256"))
