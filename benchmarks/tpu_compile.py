@@ -78,11 +78,25 @@ def load_cache() -> dict:
   return json.loads(CACHE.read_text()) if CACHE.exists() else {}
 
 
+TRAFFIC_CELLS_KEPT = 10
+
+
+def _compact(report: dict) -> dict:
+  """``report`` with only the largest traffic cells (the totals by kind and part stay whole), so
+  the tracked cache stays small as rows are added."""
+  traffic = report.get("traffic")
+  if not traffic or len(traffic.get("cells", ())) <= TRAFFIC_CELLS_KEPT:
+    return report
+  return dict(report, traffic=dict(traffic, cells=traffic["cells"][:TRAFFIC_CELLS_KEPT]))
+
+
 def save_cache(cache: dict) -> None:
-  """Writes ``cache`` merged into what is on disk (runs over other slices may be writing too)."""
-  merged = dict(load_cache(), **cache)
+  """Writes ``cache`` merged into what is on disk (runs over other slices may be writing too),
+  one row per line."""
+  merged = {k: _compact(v) for k, v in dict(load_cache(), **cache).items()}
   cache.update(merged)
-  atomic_write_bytes(CACHE, (json.dumps(merged, indent=1, sort_keys=True) + "\n").encode())
+  rows = (f"{json.dumps(k)}: {json.dumps(v, sort_keys=True, separators=(',', ':'))}" for k, v in sorted(merged.items()))
+  atomic_write_bytes(CACHE, ("{\n" + ",\n".join(rows) + "\n}\n").encode())
 
 
 def jobs(models: list[str], slices: list[str]) -> list[tuple]:

@@ -1,0 +1,49 @@
+"""benchmarks/tpu_compile.py: the tracked cache of compiled rows stays small and loses no figure."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("jax")
+TPU_COMPILE_PY = Path(__file__).resolve().parents[2] / "benchmarks" / "tpu_compile.py"
+
+
+def _load(tmp_path, monkeypatch):
+  spec = importlib.util.spec_from_file_location("perfectrep_benchmarks_tpu_compile", TPU_COMPILE_PY)
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  monkeypatch.setattr(mod, "CACHE", tmp_path / "tpu_compile.json")
+  return mod
+
+
+def _row(n_cells):
+  cells = [{"part": f"p{i}", "kind": "matmul", "bytes": 1000 - i} for i in range(n_cells)]
+  return {
+    "topology": "v5e:4x4",
+    "per_device_memory_bytes": 123,
+    "traffic": {"total": sum(c["bytes"] for c in cells), "by_kind": {"matmul": 1}, "cells": cells},
+  }
+
+
+def test_rows_are_merged_one_per_line_keeping_only_the_largest_traffic_cells(tmp_path, monkeypatch):
+  mod = _load(tmp_path, monkeypatch)
+  mod.save_cache({"a|x": _row(3)})
+  mod.save_cache({"b|y": _row(40)})  # a second run's rows merge with the first's
+  text = mod.CACHE.read_text()
+  assert len(text.splitlines()) == 4  # "{", two rows, "}"
+  cache = json.loads(text)
+  assert set(cache) == {"a|x", "b|y"}
+  assert cache["a|x"] == _row(3)
+  kept = cache["b|y"]["traffic"]
+  assert [c["bytes"] for c in kept["cells"]] == [1000 - i for i in range(mod.TRAFFIC_CELLS_KEPT)]
+  assert kept["total"] == _row(40)["traffic"]["total"] and cache["b|y"]["per_device_memory_bytes"] == 123
+
+
+def test_the_tracked_cache_is_in_the_compact_form():
+  text = TPU_COMPILE_PY.with_suffix(".json").read_text()
+  rows = json.loads(text)
+  assert len(text.splitlines()) == len(rows) + 2
