@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 from perfectrep_jax.fileio import print_block
+from perfectrep_jax.train.config_load import config_from_file
 
 ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- lifter-figures:begin -->", "<!-- lifter-figures:end -->"
@@ -40,10 +40,9 @@ def mlp_figures(run: Path) -> dict:
   detector-like 2D), with ``step`` and the schedule's ``total_steps``."""
   from perfectrep_jax.train.publish import held_out_figures
 
-  spec = importlib.util.spec_from_file_location("_lifter_config", ROOT / "configs" / "lifter.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config("one_cycle")  # the default's model and data, one cosine
+  config = config_from_file(
+    ROOT / "configs" / "lifter.py", "one_cycle"
+  )  # the default's model and data, one cosine
   config.model.name = "mlp"
   steps = [int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit()]
   if not steps:

@@ -16,7 +16,6 @@ Every time and MFU here is an ESTIMATE from XLA's cost analysis, not a measureme
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
@@ -26,6 +25,7 @@ from pathlib import Path
 from perfectrep_jax.fileio import atomic_write_bytes, print_block
 from perfectrep_jax.hostmem import cpu_model
 from perfectrep_jax.train import aot
+from perfectrep_jax.train.config_load import config_from_file
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -49,10 +49,7 @@ MAX_PER_CHIP = 1024  # the largest-batch search stops here
 
 
 def config_for(model: str, n: int, per_chip: int, mesh: tuple[int, int, int], remat: str = ""):
-  spec = importlib.util.spec_from_file_location("_pretrain_config", ROOT / "configs" / "pretrain.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  c = module.get_config(model)
+  c = config_from_file(ROOT / "configs" / "pretrain.py", model)
   c.compute_dtype = "bfloat16"
   c.batch_size = per_chip * n
   c.remat = remat
@@ -95,7 +92,10 @@ def save_cache(cache: dict) -> None:
   one row per line."""
   merged = {k: _compact(v) for k, v in dict(load_cache(), **cache).items()}
   cache.update(merged)
-  rows = (f"{json.dumps(k)}: {json.dumps(v, sort_keys=True, separators=(',', ':'))}" for k, v in sorted(merged.items()))
+  rows = (
+    f"{json.dumps(k)}: {json.dumps(v, sort_keys=True, separators=(',', ':'))}"
+    for k, v in sorted(merged.items())
+  )
   atomic_write_bytes(CACHE, ("{\n" + ",\n".join(rows) + "\n}\n").encode())
 
 

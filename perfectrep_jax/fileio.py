@@ -1,9 +1,10 @@
-"""Writing files and directories so that a failure never leaves a half-written one behind, and
-reading JSON with errors that name the file."""
+"""Writing files and directories so that a failure never leaves a half-written one behind,
+reading JSON with errors that name the file, and importing a Python file by its path."""
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import json
 import math
@@ -12,6 +13,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -170,3 +172,18 @@ def replace_between(path: str | Path, begin: str, end: str, inner: str) -> Path:
   head, rest = doc.split(begin, 1)
   _, tail = rest.split(end, 1)
   return atomic_write_bytes(path, f"{head}{begin}\n{inner.strip(chr(10))}\n{end}{tail}".encode())
+
+
+def import_python_file(path: str | Path, module_name: str) -> ModuleType:
+  """The Python file at ``path`` imported as a module named ``module_name`` (a config, sweep or
+  benchmark script that is not on ``sys.path``); whatever the file raises propagates.
+
+  Raises:
+    ValueError: ``path`` cannot be imported as Python (no ``.py`` loader for it).
+  """
+  spec = importlib.util.spec_from_file_location(module_name, path)
+  if spec is None or spec.loader is None:
+    raise ValueError(f"{path}: not a Python file")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module

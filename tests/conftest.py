@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 
 import pytest
 
 from perfectrep_jax.data import shared
+from perfectrep_jax.fileio import import_python_file
 from perfectrep_jax.models.dstformer import DSTformerConfig
 
 # A small random DSTformer lifter for tests of what runs a model, not of what it predicts.
@@ -49,7 +49,5 @@ def tiny_model_dir(tmp_path_factory):
 def example_keypoints(tmp_path_factory) -> Path:
   """``examples/squat_vitpose.json`` as ``examples/make_example_keypoints.py`` writes it on demand
   (from the mocap of the data folder), in a temporary folder."""
-  spec = importlib.util.spec_from_file_location("make_example_keypoints", EXAMPLE_SCRIPT)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module = import_python_file(EXAMPLE_SCRIPT, "make_example_keypoints")
   return module.write_example(tmp_path_factory.mktemp("example") / "squat_vitpose.json")

@@ -179,6 +179,7 @@ def test_the_readmes_have_commands():
 
 def _check_perfectrep_command(argv: list[str]) -> None:
   from perfectrep_jax import cli
+  from perfectrep_jax.train.config_load import config_from_file
 
   parser = cli.build_parser()
   sub = argv[0]
@@ -190,10 +191,7 @@ def _check_perfectrep_command(argv: list[str]) -> None:
     assert spec, f"{sub} without --config"
     file, _, variant = spec.partition(":")
     assert (REPO / file).is_file(), f"{file}: no such config"
-    mod_spec = importlib.util.spec_from_file_location("readme_config", REPO / file)
-    mod = importlib.util.module_from_spec(mod_spec)
-    mod_spec.loader.exec_module(mod)
-    mod.get_config(*([variant] if variant else []))
+    config_from_file(REPO / file, variant or None)
     return
   try:
     parser.parse_args(argv)
@@ -368,11 +366,9 @@ def test_the_python_snippets_run(tmp_path):
   """tfds-builders/README.md's custom Human3.6M config, on tiny files in the layout it reads."""
   import numpy as np
 
-  spec = importlib.util.spec_from_file_location(
-    "readme_builders", REPO / "tests" / "data" / "test_builders.py"
-  )
-  builders = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(builders)
+  from perfectrep_jax.fileio import import_python_file
+
+  builders = import_python_file(REPO / "tests" / "data" / "test_builders.py", "readme_builders")
   h36m_world = builders.h36m_world
 
   raw = tmp_path / "raw" / "h36m"

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib.util
 import itertools
 import json
 import math
@@ -39,6 +38,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from perfectrep_jax.errors import UserError
+from perfectrep_jax.fileio import import_python_file
 from perfectrep_jax.train.config_load import parse_config_flags
 
 Grid = list[dict[str, Any]]
@@ -259,12 +259,10 @@ def load_sweep(spec: str) -> LoadedSweep:
   """Imports ``PATH[:arg]`` (or ``NAME[:arg]`` from ``configs/sweeps/``) and expands its runs."""
   name, arg = _split_spec(spec)
   path = find_sweep_file(name)
-  module_spec = importlib.util.spec_from_file_location(f"_perfectrep_sweep_{path.stem}", path)
-  if module_spec is None or path.suffix != ".py":
+  if path.suffix != ".py":
     raise UserError(f"{path}: not a sweep file (a Python file defining get_sweep(arg=None))")
-  module = importlib.util.module_from_spec(module_spec)
   try:
-    module_spec.loader.exec_module(module)
+    module = import_python_file(path, f"_perfectrep_sweep_{path.stem}")
   except Exception as e:  # a user's Python file: any error is theirs
     raise UserError(f"{path}: cannot import the sweep file: {type(e).__name__}: {e}") from None
   get = getattr(module, "get_sweep", None)

@@ -16,6 +16,7 @@ import traceback
 from pathlib import Path
 
 from perfectrep_jax.errors import UserError
+from perfectrep_jax.fileio import import_python_file
 from perfectrep_jax.train.config_base import base_config
 
 HELP_FLAGS = ("-h", "--help", "--helpfull", "--helpshort", "-?")
@@ -166,15 +167,17 @@ def variants(path: Path) -> list[tuple[str, str]]:
   return [(name, text) for name, text in out]
 
 
+def config_from_file(path: str | Path, variant: str | None = None):
+  """``get_config(variant)`` of the config file at ``path`` (``get_config()`` without a variant),
+  as ``--config PATH[:VARIANT]`` builds it before any ``--config.key=value``."""
+  module = import_python_file(path, f"_perfectrep_config_{Path(path).stem}")
+  return module.get_config(*([variant] if variant else []))
+
+
 def _data_of(path: Path, variant: str) -> str:
   """``data.source`` of a config variant ('?' when the file cannot say)."""
-  import importlib.util
-
   try:
-    spec = importlib.util.spec_from_file_location(f"_perfectrep_help_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return str(module.get_config(variant).data.source or "?")
+    return str(config_from_file(path, variant).data.source or "?")
   except Exception:  # noqa: BLE001  help must print whatever a config file does
     return "?"
 

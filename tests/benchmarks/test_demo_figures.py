@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
 from perfectrep_jax.fileio import print_block
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "demo_figures.py"
-
-
-def _load():
-  spec = importlib.util.spec_from_file_location("perfectrep_benchmarks_demo_figures", SCRIPT)
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod
 
 
 def _evaluation(run_dir: Path, step: int, per_action: dict[str, tuple[float, float]]):
@@ -33,8 +23,8 @@ def _evaluation(run_dir: Path, step: int, per_action: dict[str, tuple[float, flo
   )
 
 
-def test_the_block_holds_per_action_means_of_each_run_and_says_when_and_where(tmp_path):
-  demo = _load()
+def test_the_block_holds_per_action_means_of_each_run_and_says_when_and_where(tmp_path, benchmark_script):
+  demo = benchmark_script("demo_figures")
   w = tmp_path / "runs"
   _evaluation(w / "dstformer", 0, {"squat": (500.0, 400.0), "lunge": (540.0, 420.0)})
   _evaluation(w / "dstformer", 500, {"squat": (170.0, 110.0), "lunge": (190.0, 120.0)})
@@ -62,8 +52,8 @@ def test_the_block_holds_per_action_means_of_each_run_and_says_when_and_where(tm
   assert readme.read_text() == f"# x\n\nbefore\n{text}\nafter\n"
 
 
-def test_a_run_without_evaluations_is_named(tmp_path):
-  demo = _load()
+def test_a_run_without_evaluations_is_named(tmp_path, benchmark_script):
+  demo = benchmark_script("demo_figures")
   (tmp_path / "dstformer").mkdir()
   with pytest.raises(SystemExit, match="dstformer: no evaluations"):
     demo.evaluation(tmp_path / "dstformer")

@@ -2,19 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 
 import pytest
-
-LATENCY_PY = Path(__file__).resolve().parents[2] / "benchmarks" / "latency.py"
-
-
-def _load():
-  spec = importlib.util.spec_from_file_location("perfectrep_benchmarks_latency", LATENCY_PY)
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod
 
 
 def _row(size, window, call_ms):
@@ -29,8 +18,8 @@ def _row(size, window, call_ms):
   }
 
 
-def test_whole_clip_table_has_a_row_for_every_size_at_its_own_clip_length():
-  lat = _load()
+def test_whole_clip_table_has_a_row_for_every_size_at_its_own_clip_length(benchmark_script):
+  lat = benchmark_script("latency")
   rows = [_row("demo", 27, 27.0), _row("lite", 243, 1944.0), _row("lite", 27, 200.0)]
   text = lat.tables(
     rows, {27: 2.0, 243: 3.0}, "test machine", "python benchmarks/latency.py --sizes demo,lite"
@@ -48,8 +37,8 @@ def test_whole_clip_table_has_a_row_for_every_size_at_its_own_clip_length():
   "argv,message",
   [(["--sizes", "huge"], "unknown huge"), (["--sizes", "demo", "--windows", "243"], "nothing to time")],
 )
-def test_sizes_and_windows_that_time_nothing_are_refused(argv, message, capsys):
-  lat = _load()
+def test_sizes_and_windows_that_time_nothing_are_refused(argv, message, capsys, benchmark_script):
+  lat = benchmark_script("latency")
   with pytest.raises(SystemExit) as e:
     lat.main(argv)
   assert e.value.code == 2 and message in capsys.readouterr().err

@@ -2,19 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 
 from perfectrep_jax.fileio import print_block
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "lifter_figures.py"
-
-
-def _load():
-  spec = importlib.util.spec_from_file_location("perfectrep_benchmarks_lifter_figures", SCRIPT)
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod
 
 
 def _figures(mpjpe):
@@ -38,8 +27,8 @@ def _summary(views):
   }
 
 
-def test_block_reports_errors_baseline_feedback_and_provenance(tmp_path):
-  mod = _load()
+def test_block_reports_errors_baseline_feedback_and_provenance(tmp_path, benchmark_script):
+  mod = benchmark_script("lifter_figures")
   meta = {
     "held_out": {"clean_2d": _figures(50.0), "detector_2d": _figures(70.0)},
     "feedback": {"clean_2d": _summary(56), "detector_2d": _summary(56), "views_per_take": 8},
@@ -73,8 +62,8 @@ def test_block_reports_errors_baseline_feedback_and_provenance(tmp_path):
   assert readme.read_text() == f"a\n{text}\nb\n"
 
 
-def test_block_says_the_stages_and_what_the_uncertainty_is_worth():
-  mod = _load()
+def test_block_says_the_stages_and_what_the_uncertainty_is_worth(benchmark_script):
+  mod = benchmark_script("lifter_figures")
   first = {"step": 4500, "commit": "b" * 40}
   meta = {
     "held_out": {"clean_2d": _figures(50.0), "detector_2d": _figures(70.0)},
@@ -109,8 +98,8 @@ def test_block_says_the_stages_and_what_the_uncertainty_is_worth():
   ) in mod.block(meta, None, "d", "c")
 
 
-def test_the_margins_are_said_by_view_when_measured_so():
-  mod = _load()
+def test_the_margins_are_said_by_view_when_measured_so(benchmark_script):
+  mod = benchmark_script("lifter_figures")
   errors = {"median_abs": {"trunk_lean_max": 2.0}, "views": 96}
   assert "By the view" not in mod.margins_line(errors)  # measured over every view only
   errors["by_view"] = {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -11,15 +10,8 @@ import pytest
 RUN_PY = Path(__file__).resolve().parents[2] / "benchmarks" / "run.py"
 
 
-def _load_run():
-  spec = importlib.util.spec_from_file_location("perfectrep_benchmarks_run", RUN_PY)
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod
-
-
-def test_tiny_run_prints_and_returns_the_figures(tmp_path, capsys):
-  run = _load_run()
+def test_tiny_run_prints_and_returns_the_figures(tmp_path, capsys, benchmark_script):
+  run = benchmark_script("run")
   out = tmp_path / "bench.json"
   argv = ["--size", "tiny", "--iters", "1", "--warmup", "0", "--no-pipeline", "--json", str(out)]
   try:
@@ -61,8 +53,8 @@ def test_tiny_run_prints_and_returns_the_figures(tmp_path, capsys):
   assert "GEMM rate" in printed
 
 
-def test_readme_table_is_replaced_between_markers(tmp_path, monkeypatch):
-  run = _load_run()
+def test_readme_table_is_replaced_between_markers(tmp_path, monkeypatch, benchmark_script):
+  run = benchmark_script("run")
   readme = tmp_path / "README.md"
   readme.write_text(f"# B\n\nintro\n\n{run.BEGIN}\nold table\n{run.END}\n\nafter\n")
   monkeypatch.setattr(run, "README", readme)
@@ -85,8 +77,8 @@ def test_readme_table_is_replaced_between_markers(tmp_path, monkeypatch):
   assert "**1.50x**" in text and text.count(run.BEGIN) == 1
 
 
-def test_a_run_of_one_size_keeps_the_other_sizes_rows(tmp_path, monkeypatch):
-  run = _load_run()
+def test_a_run_of_one_size_keeps_the_other_sizes_rows(tmp_path, monkeypatch, benchmark_script):
+  run = benchmark_script("run")
   readme = tmp_path / "README.md"
   full_row = "| full (dim 512, mlp 2) | 243 | 1 / 2 | 0.110 | 0.113 | **0.98x** | 0.450 | 0.368 | **1.22x** |"
   readme.write_text(

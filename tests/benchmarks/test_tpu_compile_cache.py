@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("jax")
-TPU_COMPILE_PY = Path(__file__).resolve().parents[2] / "benchmarks" / "tpu_compile.py"
-
-
-def _load(tmp_path, monkeypatch):
-  spec = importlib.util.spec_from_file_location("perfectrep_benchmarks_tpu_compile", TPU_COMPILE_PY)
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  monkeypatch.setattr(mod, "CACHE", tmp_path / "tpu_compile.json")
-  return mod
+CACHE = Path(__file__).resolve().parents[2] / "benchmarks" / "tpu_compile.json"
 
 
 def _row(n_cells):
@@ -29,8 +20,11 @@ def _row(n_cells):
   }
 
 
-def test_rows_are_merged_one_per_line_keeping_only_the_largest_traffic_cells(tmp_path, monkeypatch):
-  mod = _load(tmp_path, monkeypatch)
+def test_rows_are_merged_one_per_line_keeping_only_the_largest_traffic_cells(
+  tmp_path, monkeypatch, benchmark_script
+):
+  mod = benchmark_script("tpu_compile")
+  monkeypatch.setattr(mod, "CACHE", tmp_path / "tpu_compile.json")
   mod.save_cache({"a|x": _row(3)})
   mod.save_cache({"b|y": _row(40)})  # a second run's rows merge with the first's
   text = mod.CACHE.read_text()
@@ -44,6 +38,6 @@ def test_rows_are_merged_one_per_line_keeping_only_the_largest_traffic_cells(tmp
 
 
 def test_the_tracked_cache_is_in_the_compact_form():
-  text = TPU_COMPILE_PY.with_suffix(".json").read_text()
+  text = CACHE.read_text()
   rows = json.loads(text)
   assert len(text.splitlines()) == len(rows) + 2

@@ -10,18 +10,15 @@ from pathlib import Path
 
 import pytest
 
+from perfectrep_jax.train.config_load import config_from_file
+
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs"
 
 
 def load_config(name: str, variant: str):
   """``configs/<name>.py:get_config(variant)`` as ml_collections would load it."""
-  import importlib.util
-
-  spec = importlib.util.spec_from_file_location(f"_cfg_{name}", CONFIGS / f"{name}.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(variant)
+  return config_from_file(CONFIGS / f"{name}.py", variant)
 
 
 def run_cli(
