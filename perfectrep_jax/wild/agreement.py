@@ -7,9 +7,13 @@ crop normalisation, windows, flip, smoothing) and analysed as ``infer`` analyses
 confidences, the camera's axis, the lifter's own uncertainty). The same take's recorded 3D, analysed with the true vertical, is
 the reference. Per take and view:
 
+- ``not_judged``: rules the lifted motion's report said it could not judge, ``borderline`` those
+  of them too close to their limit for the lifter's typical error;
 - ``false``: findings (rule ids) of the lifted motion that the true 3D does not have;
 - ``missed``: findings of the true 3D the lifted motion neither has nor says it cannot judge;
-- ``score_diff``: lifted score minus true score (0-100 points);
+- ``score_diff``: lifted score minus true score (0-100 points); ``judged_score_diff`` the same
+  with the true 3D's penalties of the rules the lifted report did not judge given back (a rule
+  it says it cannot judge costs no points there, see :func:`perfectrep_jax.form.rules.assess`);
 - ``reps``: repetitions counted from the lifted motion and from the true 3D;
 - ``p_mpjpe_mm``: the lifted 3D against the true 3D in the camera's frame, per frame after a
   similarity alignment (Procrustes), millimetres.
@@ -93,11 +97,18 @@ def compare(truth: Analysis, lifted: Analysis) -> dict:
     "true_findings": sorted(true_f),
     "lifted_findings": sorted(lifted_f),
     "not_judged": sorted(said_not_judged),
+    "borderline": sorted(rule for rule, why in lifted.not_judged if why.startswith("borderline")),
     "false": sorted(lifted_f - true_f),
     "missed": sorted(true_f - lifted_f - said_not_judged),
     "true_score": round(truth.assessment.score, 1),
     "lifted_score": round(lifted.assessment.score, 1),
     "score_diff": round(lifted.assessment.score - truth.assessment.score, 1),
+    "judged_score_diff": round(
+      lifted.assessment.score
+      - truth.assessment.score
+      - sum(truth.assessment.penalties.get(rule, 0.0) for rule in said_not_judged),
+      1,
+    ),
     "true_reps": len(truth.segmentation.reps),
     "lifted_reps": len(lifted.segmentation.reps),
     "rules": len(lifted.assessment.penalties),

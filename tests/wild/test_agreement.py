@@ -38,7 +38,9 @@ def _exact(keypoints, seen):
 def test_the_true_motion_seen_from_the_camera_agrees(takes):
   # Seen from a camera the true motion loses only its vertical, which the analysis estimates
   # (a degree or two off): its figures' errors, measured on the training performers as publish
-  # measures a lifter's, are the margins within which a verdict is borderline.
+  # measures a lifter's, are the margins within which a verdict is borderline. What a view cannot
+  # see (the trunk's lean from the front, the knees' inward travel from the side) stays unjudged
+  # even for the true motion, so its score is compared on the rules it judged.
   train = agreement.exercise_takes(split="train")
   margins = agreement.figure_errors(lift=_exact, takes={k: train[k] for k in sorted(train)[::4]})
   report = agreement.feedback_agreement(
@@ -50,9 +52,10 @@ def test_the_true_motion_seen_from_the_camera_agrees(takes):
     assert row["p_mpjpe_mm"] < 1e-6
     assert row["false"] == [], row  # no finding the true 3D does not have
     assert row["lifted_reps"] == row["true_reps"], row
-    assert abs(row["score_diff"]) <= 10.0, row  # the vertical is estimated, not given
-  assert summary["reps_exact"] == summary["views"] == summary["score_within_10"]
-  assert summary["rules_judged"] >= 0.9  # borderline is the exception, not the escape
+    assert abs(row["judged_score_diff"]) <= 10.0, row  # the vertical is estimated, not given
+  assert summary["reps_exact"] == summary["views"]
+  borderline = sum(len(r["borderline"]) for r in rows) / sum(r["rules"] for r in rows)
+  assert borderline <= 0.1  # borderline is the exception, not the escape
 
 
 def test_a_lifter_without_depth_is_caught(takes):
