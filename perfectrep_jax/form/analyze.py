@@ -144,9 +144,9 @@ DEPTH_VIEW_DEG = 30.0
 # from the side, the trunk's forward tilt from the front or back).
 VIEWS = ("side", "oblique", "facing")
 # Figures a view cannot judge, the motion they measure lying along the camera's depth there:
-# figure -> (view, what moves). From the front the held-out performers' lifted trunk lean erred
-# 4.2 degrees in the median and 12.5 at the 90th percentile (1.2 and 2.7 from the side), enough to
-# turn a squat's trunk verdict either way.
+# figure -> (view, what moves). From the front or back the default lifter's (twelfth cycle) trunk
+# lean erred 4.2 degrees in the median on the held-out performers' squats and 12.5 at the 90th
+# percentile (3.1 and 4.8 from the side), enough to turn a squat's trunk verdict either way.
 DEPTH_BOUND_FIGURES = {
   "knee_valgus_bottom": ("side", "the knees' inward travel"),
   "trunk_lean_max": ("facing", "the trunk's forward lean"),
