@@ -312,6 +312,7 @@ def analyze_motion(
   uncertainty: np.ndarray | None = None,
   max_uncertainty: float | None = MAX_UNCERTAINTY,
   figure_margins: dict | None = None,
+  camera_up: np.ndarray | None = None,
 ) -> Analysis:
   """Analyses a motion without writing files.
 
@@ -330,7 +331,8 @@ def analyze_motion(
     confidence: optional (T, 17) per-joint trust in [0, 1] (a detector's or lifter's); a rule
       whose joints it hides is said as not judged (:func:`judge_limits`).
     camera_axis: optional (3,) viewing direction of the camera in the input's frame (``(0, 0,
-      1)`` for a lifter's camera frame); a side view leaves knee valgus not judged.
+      1)`` for a lifter's camera frame); a side view leaves knee valgus not judged, a facing
+      view the trunk's forward lean.
     uncertainty: optional (T, 17) doubt of a lifted 3D per joint, as a share of the body's
       height (``infer``'s flip-augmentation spread); rules on doubtful joints are not judged.
     max_uncertainty: the doubt beyond which a joint is not trusted (the lifter's own, from its
@@ -338,6 +340,9 @@ def analyze_motion(
     figure_margins: figure -> the lifter's typical error of it (its model.json), one table or
       one per view (:func:`margins_for_view`, the view from ``camera_axis``); a rule whose
       repetitions all sit within it of the limit is said to be borderline, not judged.
+    camera_up: optional (3,) up direction of the camera's picture in the input's frame (``(0,
+      -1, 0)`` for a lifter's camera frame); with ``camera_axis``, an estimated vertical is taken
+      into the camera's upright plane when the camera looks level (:func:`kinematics.level_up`).
   Raises:
     UserError: for a bad motion (see :func:`validate_joints`) or a bad ``up``.
   """
@@ -361,6 +366,13 @@ def analyze_motion(
   if up_vec is None:
     up_vec = kinematics.estimate_up(x, ex.posture)
     up_source = f"estimated ({ex.posture})"
+    if camera_axis is not None and camera_up is not None:
+      try:
+        up_vec, levelled = kinematics.level_up(up_vec, camera_axis, camera_up)
+      except ValueError as e:
+        raise UserError(f"{name}: {e}") from e
+      if levelled:
+        up_source = f"estimated ({ex.posture}, camera level)"
   signals = kinematics.signals(x, up_vec)
   if ex.signal == reps.HOLD:
     seg = reps.segment_hold(x, fps, up_vec)
@@ -453,20 +465,25 @@ def analyze_file(
 ) -> dict:
   """``perfectrep-jax analyze X3D.npy --exercise squat --out DIR``: :func:`load_joints` then
   :func:`analyze`. ``fps`` defaults to the file's own (``X3D.json``), else 30. A JSON that
-  carries ``confidence`` ((T, 17) per-joint trust), ``camera_axis`` (the camera's viewing
-  direction in the joints' frame) or ``uncertainty`` (the lifter's, with its
-  ``uncertainty_threshold``, as ``infer`` writes them) passes them on (:func:`judge_limits`), and
-  so does ``figure_margins`` (the lifter's typical error per figure, by view or not)."""
+  carries ``confidence`` ((T, 17) per-joint trust), ``camera_axis`` and ``camera_up`` (the
+  camera's viewing direction and its picture's up in the joints' frame) or ``uncertainty`` (the
+  lifter's, with its ``uncertainty_threshold``), as ``infer`` writes them, passes them on
+  (:func:`analyze_motion`), and so does ``figure_margins`` (the lifter's typical error per
+  figure, by view or not)."""
   joints, file_fps = load_joints(path)
   extras = {}
   if Path(path).suffix.lower() == ".json":
     doc = load_json(path, "3D joints JSON")
-    for key in ("confidence", "camera_axis", "uncertainty"):
+    for key in ("confidence", "camera_axis", "camera_up", "uncertainty"):
       if doc.get(key) is not None:
         try:
           extras[key] = np.asarray(doc[key], np.float64)
         except (TypeError, ValueError) as e:
           raise UserError(f"{path}: '{key}' is not an array of numbers ({e})") from e
+    for key in ("camera_axis", "camera_up"):
+      v = extras.get(key)
+      if v is not None and (v.shape != (3,) or not np.all(np.isfinite(v)) or not np.any(v)):
+        raise UserError(f"{path}: '{key}' must be three finite numbers, not all zero (a direction)")
     if "uncertainty_threshold" in doc:
       threshold = doc["uncertainty_threshold"]
       if threshold is not None and not (isinstance(threshold, (int, float)) and threshold > 0):
@@ -508,6 +525,7 @@ def analyze(
   uncertainty: np.ndarray | None = None,
   max_uncertainty: float | None = MAX_UNCERTAINTY,
   figure_margins: dict | None = None,
+  camera_up: np.ndarray | None = None,
 ) -> dict:
   """Analyses a motion and, given ``out_dir``, writes ``report.json`` and ``report.html`` there.
 
@@ -524,7 +542,7 @@ def analyze(
     rules_path: a rules file replacing the bundled ``rules.json``.
     name: the input's name for messages and the report (e.g. its path).
     html: also write ``report.html`` with its plots.
-    confidence, camera_axis, uncertainty, max_uncertainty, figure_margins: see
+    confidence, camera_axis, uncertainty, max_uncertainty, figure_margins, camera_up: see
       :func:`analyze_motion`.
     keypoints_2d, read_frame: the 2D keypoints (T, 17, 2|3 pixels) of a video input and a reader
       of its frames: each finding's worst repetition is shown on its video frame with the
@@ -548,6 +566,7 @@ def analyze(
     uncertainty=uncertainty,
     max_uncertainty=max_uncertainty,
     figure_margins=figure_margins,
+    camera_up=camera_up,
   )
   doc = report.to_json(result, source=name)
   if out_dir is not None:

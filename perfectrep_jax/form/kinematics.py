@@ -23,6 +23,9 @@ _EPS = 1e-9
 # 151 takes, 10th-90th percentile 1.4-6.9 degrees; refitted by ``python -m
 # perfectrep_jax.form.fit_rules``), so ``estimate_up`` tilts that line back by it.
 STANDING_LEAN_DEG = 3.8
+# A camera rolled less than this from level (its x axis horizontal) is taken to be level by
+# ``level_up``: people film exercise with the phone upright, on a tripod or in hand.
+LEVEL_ROLL_DEG = 10.0
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -129,6 +132,32 @@ def estimate_up(
   top = straight >= np.quantile(straight, 0.8)
   up = _mean_direction(arm[top])
   return up if posture == "supine" else -up
+
+
+def level_up(
+  up: np.ndarray, camera_axis: np.ndarray, camera_up: np.ndarray, max_roll_deg: float = LEVEL_ROLL_DEG
+) -> tuple[np.ndarray, bool]:
+  """An estimated vertical ``up`` (3,) turned into the camera's upright plane when the camera
+  looks level: ``(up, levelled)``.
+
+  A camera held level (its x axis horizontal: a phone upright on a tripod or in hand) has the
+  world's vertical in the plane of its viewing direction ``camera_axis`` and its picture's up
+  ``camera_up`` (both (3,) in ``up``'s frame, e.g. ``(0, 0, 1)`` and ``(0, -1, 0)`` for a lifter's
+  camera frame). What the skeleton's estimate leans out of that plane is then its own error,
+  and in a side view exactly the error of the trunk's forward lean, so it is removed. An estimate
+  leaning more than ``max_roll_deg`` out of the plane is kept as it is (a camera rolled on
+  purpose, or a body the estimate misreads): the plane is not trusted there.
+  """
+  up = _unit(np.asarray(up, np.float64))
+  axis = _unit(np.asarray(camera_axis, np.float64))
+  across = np.cross(axis, np.asarray(camera_up, np.float64))
+  if np.linalg.norm(across) < 1e-6:
+    raise ValueError("camera_up must not be along camera_axis")
+  across = _unit(across)
+  sideways = float(up @ across)
+  if np.degrees(np.arcsin(min(abs(sideways), 1.0))) > max_roll_deg:
+    return up, False
+  return _unit(up - sideways * across), True
 
 
 def heights(joints: np.ndarray, up: np.ndarray) -> np.ndarray:

@@ -37,13 +37,12 @@ from perfectrep_jax.form.analysis import Analysis
 from perfectrep_jax.form.analyze import MAX_UNCERTAINTY, VIEWS, analyze_motion, camera_view
 from perfectrep_jax.metrics import p_mpjpe_per_pose, procrustes_align
 from perfectrep_jax.wild.keypoints import fill_missing
-from perfectrep_jax.wild.lift import LiftFn, lift_keypoints, uncertainty
+from perfectrep_jax.wild.lift import CAMERA_AXIS, CAMERA_UP, LiftFn, lift_keypoints, uncertainty
 
 AGREEMENT_SEED = 20_011  # cameras of the agreement check: apart from training and evaluation
 FIGURE_ERROR_SEED = 20_013  # cameras that measure the lifter's figure errors (training performers)
 # Filmed as people film exercise: upright (the gravity the true 3D is judged with), any azimuth.
 AGREEMENT_FILM = mocap.FilmConfig(tilt_prob=0.0)
-CAMERA_AXIS = np.array([0.0, 0.0, 1.0])  # the camera's viewing axis in its own frame (the lifted 3D's)
 MIN_VIEW_REPS = 20  # repetitions a figure's error needs in one view to get its own margin there
 # (keypoints (T, 17, 3), the view) -> 3D (T, 17, 3), or (3D, uncertainty (T, 17) or None)
 LiftMotion = Callable[[np.ndarray, dict], np.ndarray | tuple[np.ndarray, np.ndarray | None]]
@@ -148,6 +147,7 @@ def take_agreement(
     fps=mocap.FPS,
     confidence=keypoints[..., 2],
     camera_axis=CAMERA_AXIS,
+    camera_up=CAMERA_UP,
     uncertainty=doubt,
     max_uncertainty=max_uncertainty,
     figure_margins=figure_margins,
@@ -262,7 +262,7 @@ def figure_errors(lift_fn: LiftFn | None = None, maxlen: int | None = None, **fi
     exercise = exercise_of(meta, table)
     truth = analyze_motion(world, exercise, fps=mocap.FPS, up="z")
     lifted_3d = film_and_lift(world, lift, rng, film)[2]
-    lifted = analyze_motion(lifted_3d, exercise, fps=mocap.FPS)
+    lifted = analyze_motion(lifted_3d, exercise, fps=mocap.FPS, camera_axis=CAMERA_AXIS, camera_up=CAMERA_UP)
     if len(lifted.figures) != len(truth.figures):
       continue
     view, _ = camera_view(lifted_3d, CAMERA_AXIS)

@@ -221,7 +221,8 @@ def infer(
     if report:
       if len(joints) >= max(3, int(np.ceil(fps))):
         # The detector's confidences say where a joint was hidden, and the lifter's camera
-        # frame looks along z: the report says what such an input cannot support; a video
+        # frame looks along z with the picture's up along -y: the report says what such an
+        # input cannot support and takes a level camera's vertical; a video
         # shows each finding on the frame of its worst repetition.
         reader = None
         source = video if video is not None else frames_video
@@ -235,7 +236,8 @@ def infer(
           classify=classify,
           name=str(kf.path),
           confidence=kp[..., 2],
-          camera_axis=np.array([0.0, 0.0, 1.0]),
+          camera_axis=lift.CAMERA_AXIS,
+          camera_up=lift.CAMERA_UP,
           keypoints_2d=kp,
           read_frame=reader,
           uncertainty=lift.uncertainty(meta),

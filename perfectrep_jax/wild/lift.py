@@ -37,6 +37,12 @@ LiftFn = Callable[[np.ndarray], np.ndarray]
 # Standing height over the head-top-to-ankle distance (the ankle joint is about 6% of the height
 # above the floor): mean over the 37 bundled mocap takes (sd 0.017), floor 80 mm below the ankles.
 HEIGHT_OVER_HEAD_TO_ANKLE = 1.064
+# Every frame the lifted 3D is written in has the camera's axes (x right, y down, z away from the
+# camera): the camera looks along +z and its picture's up is -y. ``X3D.json`` carries both, so a
+# form analysis knows the view (``camera_axis``) and can take a level camera's vertical
+# (``camera_up``; see :func:`perfectrep_jax.form.analyze.analyze_motion`).
+CAMERA_AXIS = (0.0, 0.0, 1.0)
+CAMERA_UP = (0.0, -1.0, 0.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -293,8 +299,8 @@ def lift_keypoints(
     smooth_s: Savitzky-Golay window in seconds, ``None`` or 0 for none.
     units: "normalized", "pixel" or "metric" (needs ``body_height_mm``).
   Returns:
-    ``(joints, meta)``: (T, 17, 3) float32 and a JSON-ready description (units, frame, options;
-    with ``flip``, ``uncertainty``: (T, 17) nested lists, how far the direct and the mirrored
+    ``(joints, meta)``: (T, 17, 3) float32 and a JSON-ready description (units, frame, the
+    camera's axis and up (:data:`CAMERA_AXIS`, :data:`CAMERA_UP`), options; with ``flip``, ``uncertainty``: (T, 17) nested lists, how far the direct and the mirrored
     pass disagree on each joint, as a share of the body's height).
   Raises:
     UserError: NaN input, unknown units, metric without a height.
@@ -334,6 +340,8 @@ def lift_keypoints(
     "smoothing_s": float(smooth_s or 0.0),
     "maxlen": int(maxlen),
     "body_height_mm": body_height_mm,
+    "camera_axis": list(CAMERA_AXIS),
+    "camera_up": list(CAMERA_UP),
   }
   if spread is not None and height > 0:
     meta["uncertainty"] = np.round(spread / height, 4).tolist()

@@ -124,6 +124,30 @@ def test_confidence_and_camera_axis_read_from_the_json(tmp_path):
     analyze_file(tmp_path / "bad.json", "squat", None)
 
 
+def test_a_level_cameras_up_travels_in_the_json_and_is_checked(tmp_path):
+  # infer's X3D.json says where its camera looked and which way its picture's up is: analyze of
+  # that file takes the level camera's vertical as infer's report did; a bad direction is refused.
+  motion, _ = shared.load_mocap()
+  a = np.radians(30.0)  # seen from 30 degrees above, the camera held level
+  down = np.array([[1.0, 0.0, 0.0], [0.0, -np.sin(a), -np.cos(a)], [0.0, np.cos(a), -np.sin(a)]])
+  x = motion[TAKE].astype(np.float64) @ down.T
+  doc = {"fps": FPS, "joints_3d": x.tolist(), "camera_axis": [0.0, 0.0, 1.0], "camera_up": [0.0, -1.0, 0.0]}
+  (tmp_path / "X3D.json").write_text(json.dumps(doc))
+  out = analyze_file(tmp_path / "X3D.json", "squat", None)
+  assert out["up_source"] == "estimated (standing, camera level)"
+  assert abs(out["up"][0]) < 1e-12 and abs(np.dot(out["up"], down @ [0.0, 0.0, 1.0]) - 1.0) < 1e-3
+  assert analyze_file(tmp_path / "X3D.json", "squat", None, up="-y")["up_source"] == "given"
+  for bad in ([0.0, 0.0], [0.0, 0.0, 0.0], "up"):
+    doc["camera_up"] = bad
+    (tmp_path / "bad.json").write_text(json.dumps(doc))
+    with pytest.raises(UserError, match="bad.json: 'camera_up'"):
+      analyze_file(tmp_path / "bad.json", "squat", None)
+  doc["camera_up"] = [0.0, 0.0, -1.0]  # along the viewing axis: no plane
+  (tmp_path / "bad.json").write_text(json.dumps(doc))
+  with pytest.raises(UserError, match="bad.json: camera_up must not be along camera_axis"):
+    analyze_file(tmp_path / "bad.json", "squat", None)
+
+
 def test_the_lifters_own_threshold_decides_and_travels_in_the_json(tmp_path):
   x = _faulty_knees()
   doubt = np.full(x.shape[:2], 0.02)

@@ -32,6 +32,7 @@ def test_infer_on_the_example_writes_3d_and_report(tmp_path, example_keypoints):
   meta = json.loads((tmp_path / "X3D.json").read_text())
   assert meta["units"] == "normalised" and meta["person"] == "0" and meta["flip_augmentation"]
   assert meta["uncertainty_threshold"] == I.MAX_UNCERTAINTY  # a lifter without its own threshold
+  assert meta["camera_axis"] == [0.0, 0.0, 1.0] and meta["camera_up"] == [0.0, -1.0, 0.0]
   report = json.loads((tmp_path / "report.json").read_text())
   assert report["num_reps"] == 10 and {"reps", "score", "feedback"} <= set(report)
   assert (tmp_path / "report.html").exists()
