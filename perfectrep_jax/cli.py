@@ -185,7 +185,7 @@ def _classifier(path: str | None):
 
 def cmd_infer(args) -> None:
   from perfectrep_jax.models.model_dir import load_model, make_apply_fn
-  from perfectrep_jax.wild.infer import figure_margins, infer, uncertainty_threshold
+  from perfectrep_jax.wild.infer import figure_margins, infer, trained_fps, uncertainty_threshold
 
   if args.keypoints is None and args.video is None:
     raise UserError("infer needs --keypoints, or --video to detect them")
@@ -229,6 +229,7 @@ def cmd_infer(args) -> None:
     overlay=args.overlay,
     max_uncertainty=uncertainty_threshold(meta),
     figure_margins=figure_margins(meta),
+    model_fps=trained_fps(meta),
   )
   for note in result["file"].get("notes", []):
     print(f"note: {note}", file=sys.stderr)

@@ -201,6 +201,7 @@ def publish(
       "source": "mocap",
       "takes": "every take of ../shared/data/mocap (UI-PRMD, HDM05, CMU)",
       "held_out_subjects": list(mocap.TEST_SUBJECTS),
+      "fps": mocap.FPS,  # the clock infer lifts footage on (wild.lift.resample_frames)
       "licences": "UI-PRMD PDDL 1.0; CMU mocap (mocap.cs.cmu.edu, NSF EIA-0196217); "
       "HDM05 CC BY-SA 3.0 (see README.md)",
     },

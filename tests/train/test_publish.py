@@ -85,6 +85,9 @@ def test_without_checkpoint_infer_uses_the_default_lifter(published, tmp_path, m
   assert code == 0, capsys.readouterr()
   assert "the default one" in capsys.readouterr().out
   assert np.load(tmp_path / "o" / "X3D.npy").shape == (30, 17, 3)
+  # 25 fps footage is lifted on the 50 fps clock the lifter was trained at (publish records it)
+  x3d = json.loads((tmp_path / "o" / "X3D.json").read_text())
+  assert (x3d["fps"], x3d["lifted_at_fps"]) == (25.0, 50.0)
 
 
 def test_explicit_checkpoint_wins_and_a_missing_default_is_one_line(published, tmp_path, monkeypatch):

@@ -168,3 +168,43 @@ def test_lift_keypoints_errors_and_outputs(tmp_path):
   np.testing.assert_array_equal(np.load(npy), y)
   doc = json.loads(js.read_text())
   assert doc["shape"] == [60, 17, 3] and doc["joints"][0] == "pelvis" and doc["units"] == "pixels"
+
+
+def test_frames_resample_onto_another_clock_and_back():
+  ramp = np.arange(31, dtype=np.float64)[:, None] * [1.0, -2.0]  # 31 frames at 30 fps: 1 s
+  up = L.resample_frames(ramp, 30.0, 50.0)
+  assert up.shape == (51, 2)  # the last frame lands on the last input frame's time
+  np.testing.assert_allclose(up[:, 0], np.arange(51) * 30.0 / 50.0, atol=1e-12)
+  np.testing.assert_allclose(L.resample_frames(up, 50.0, 30.0, len(ramp)), ramp, atol=1e-12)
+  assert L.resample_frames(ramp[:1], 30.0, 50.0).shape == (1, 2)
+
+
+def _speed(x):
+  """A stand-in model that answers, as every joint's height, how far the pelvis moves sideways
+  from one frame to the next."""
+  y = _flat(x)
+  step = np.abs(np.diff(x[:, :, J["pelvis"], 0], axis=1, append=x[:, -1:, J["pelvis"], 0]))
+  y[..., 1] = step[..., None]
+  return y
+
+
+def test_footage_at_another_rate_is_lifted_on_the_lifters_clock():
+  kp50 = _squat_pixels(600)
+  kp50[..., 0] += np.linspace(0.0, 300.0, len(kp50))[:, None]  # walking sideways while squatting
+  kp15 = L.resample_frames(kp50, 50.0, 15.0)
+  lift = dict(smooth_s=None, flip=False)
+  direct, meta = L.lift_keypoints(kp15, _speed, 27, fps=15.0, **lift)
+  assert meta["lifted_at_fps"] == 15.0
+  on_clock, meta = L.lift_keypoints(kp15, _speed, 27, fps=15.0, model_fps=50.0, **lift)
+  assert meta["fps"] == 15.0 and meta["lifted_at_fps"] == 50.0 and on_clock.shape == kp15.shape
+  # the model saw the motion on its own clock: each frame moves 15/50 of the way it does at 15 fps
+  ratio = np.median(on_clock[2:-2, :, 1]) / np.median(direct[2:-2, :, 1])
+  assert ratio == pytest.approx(15.0 / 50.0, rel=0.05)
+  # ... and the 3D comes back on the footage's frames, not shifted by one
+  err = np.abs(on_clock[..., 0] - direct[..., 0]).mean()
+  shifted = np.abs(direct[1:, :, 0] - direct[:-1, :, 0]).mean()
+  assert err < 0.1 * shifted
+  # a rate within 2% of the lifter's is lifted as it is
+  near, meta = L.lift_keypoints(kp15, _speed, 27, fps=15.0, model_fps=15.2, **lift)
+  assert meta["lifted_at_fps"] == 15.0
+  np.testing.assert_array_equal(near, direct)
