@@ -367,6 +367,35 @@ def turning_points(signal: np.ndarray, prominence: float, distance: int) -> np.n
   return peaks[(peaks > 0) & (peaks < len(signal) - 1)]
 
 
+# Two maxima of the progress belong to one repetition when the body does not go back most of the
+# way to rest between them: the valley stays above this share of the rise from rest to the lower
+# one. A sit-to-stand seen from the front by a lifter that never straightens the knees rises
+# twice per repetition (the forward lean, then the seat), with a valley half-way (0.45-0.6 of
+# the rise); between repetitions the progress falls to within a tenth of rest.
+MERGE_VALLEY = 0.35
+
+
+def merge_unrested(signal: np.ndarray, peaks: np.ndarray, level: float = MERGE_VALLEY) -> np.ndarray:
+  """Turning points ``peaks`` of ``signal`` (T,) with those the body does not rest between merged:
+  of two neighbours whose valley stays above ``level`` of the rise from rest (the signal's 5th
+  percentile) to the lower of them, the higher is kept, repeatedly."""
+  peaks = [int(p) for p in peaks]
+  if len(peaks) < 2:
+    return np.asarray(peaks, np.int64)
+  rest = float(np.quantile(signal, 0.05))
+  merged = True
+  while merged and len(peaks) > 1:
+    merged = False
+    for i in range(len(peaks) - 1):
+      a, b = peaks[i], peaks[i + 1]
+      valley = float(np.min(signal[a : b + 1]))
+      if valley - rest > level * (min(signal[a], signal[b]) - rest):
+        del peaks[i + 1 if signal[a] >= signal[b] else i]
+        merged = True
+        break
+  return np.asarray(peaks, np.int64)
+
+
 def _boundaries(
   signal: np.ndarray,
   peaks: np.ndarray,
@@ -842,7 +871,7 @@ def _segment_window(
   rest, key, period = cycle
   signal = progress(poses, rest, key)
   smoothed = _smooth(signal, max(1, int(round(0.1 * fps))))
-  peaks = turning_points(smoothed, min_prominence, max(1, int(0.4 * period)))
+  peaks = merge_unrested(smoothed, turning_points(smoothed, min_prominence, max(1, int(0.4 * period))))
   if len(peaks) == 0:
     return Segmentation((), float(period), signal)
   reps = _boundaries(smoothed, peaks, rest_level, hold_level)
