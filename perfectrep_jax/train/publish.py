@@ -6,10 +6,10 @@
 Evaluates the run's best (or ``--step``) checkpoint on the held-out split twice, from clean 2D and
 from detector-like 2D (``data.film_eval_noise`` 0 and 1 for the ``mocap`` source), checks that the
 feedback from lifted 2D agrees with the feedback of the true 3D on the held-out exercise takes
-(``wild.agreement``), and writes the model with a ``model.json`` that records the resolved config,
-the data, the commit, the step and these figures (overall and per action), plus a README with the
-data's licences. The default output
-is the package's default lifter (``perfectrep_jax/weights/lifter``), replaced only when complete.
+(``wild.agreement``), and writes the model with a ``model.json`` that records the config the run
+trained with (its ``config.json``), the data, the commit, the step and these figures (overall and
+per action), plus a README with the data's licences. The default output is the package's default
+lifter (``perfectrep_jax/weights/lifter``), replaced only when complete.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import ml_collections
 import numpy as np
 
 from perfectrep_jax.data import mocap
@@ -146,6 +147,16 @@ def feedback_figures(
   )
 
 
+def run_config(config, workdir: str | Path):
+  """The config the run trained with (its ``config.json``), else ``config``: what ``model.json``
+  records as ``trained.config``, whatever variant and overrides ``publish`` itself was given (those
+  only choose how the weights are evaluated)."""
+  path = Path(workdir) / "config.json"
+  if not path.is_file():
+    return config
+  return ml_collections.ConfigDict(load_json(path, "the run's config.json"))
+
+
 def initialised_from(config) -> dict[str, Any]:
   """``{"initialised_from": ...}``: the ``trained`` record and held-out figures of the model the run
   started from (``init.checkpoint``), so weights trained in stages carry every stage; ``{}`` for a
@@ -189,13 +200,14 @@ def publish(
   trained_step = (
     step if step is not None else (json.loads(best.read_text()).get("step") if best.is_file() else None)
   )
+  trained = run_config(config, workdir)
   record = {
     "trained": {
-      "config": json.loads(config.to_json_best_effort()),
+      "config": json.loads(trained.to_json_best_effort()),
       "commit": git_commit(),
       "step": trained_step,
       "run": str(Path(workdir).name),
-      **initialised_from(config),
+      **initialised_from(trained),
     },
     "data": {
       "source": "mocap",

@@ -116,3 +116,21 @@ def test_weights_trained_in_stages_carry_every_stage(published, tmp_path):
   }
   config.init.checkpoint = ""
   assert publish.initialised_from(config) == {}
+
+
+def test_model_json_records_the_config_the_run_trained_with(tmp_path):
+  # Publishing with another variant or without the run's overrides must not rewrite its story.
+  run = tmp_path / "run"
+  run.mkdir()
+  given = ml_collections.ConfigDict({"seed": 0, "total_steps": 81_000, "init": {"checkpoint": ""}})
+  assert publish.run_config(given, run) is given  # a run directory without config.json
+  trained = {"seed": 15, "total_steps": 6_000, "init": {"checkpoint": str(tmp_path / "parent")}}
+  (run / "config.json").write_text(json.dumps(trained))
+  recorded = publish.run_config(given, run)
+  assert recorded.to_dict() == trained
+  assert publish.initialised_from(recorded) == {
+    "initialised_from": {"checkpoint": trained["init"]["checkpoint"]}
+  }
+  (run / "config.json").write_text("{not json")
+  with pytest.raises(UserError, match="config.json"):
+    publish.run_config(given, run)
