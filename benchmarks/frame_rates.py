@@ -21,9 +21,8 @@ from perfectrep_jax.data import mocap, shared
 from perfectrep_jax.metrics import p_mpjpe_per_pose
 from perfectrep_jax.models.model_dir import load_model, make_apply_fn
 from perfectrep_jax.weights import checkpoint_or_default
-from perfectrep_jax.wild.infer import trained_fps
 from perfectrep_jax.wild.keypoints import fill_missing
-from perfectrep_jax.wild.lift import lift_keypoints, resample_frames
+from perfectrep_jax.wild.lift import lift_keypoints, resample_frames, trained_fps
 
 SEED = 777  # cameras of this check: apart from training, evaluation and the agreement check
 MIN_SECONDS = 2.0

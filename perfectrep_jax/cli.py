@@ -185,7 +185,8 @@ def _classifier(path: str | None):
 
 def cmd_infer(args) -> None:
   from perfectrep_jax.models.model_dir import load_model, make_apply_fn
-  from perfectrep_jax.wild.infer import figure_margins, infer, trained_fps, uncertainty_threshold
+  from perfectrep_jax.wild.infer import figure_margins, infer, uncertainty_threshold
+  from perfectrep_jax.wild.lift import trained_fps
 
   if args.keypoints is None and args.video is None:
     raise UserError("infer needs --keypoints, or --video to detect them")

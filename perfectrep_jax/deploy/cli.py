@@ -111,9 +111,8 @@ def cmd_stream(args) -> None:
   if fps <= 0:
     raise UserError(f"--fps must be positive, got {fps}")
   normalization = args.normalization or ("image" if size else "crop")
-  lift_fn, window, source = stream_io.make_lift_fn(
-    checkpoint_or_default(args.checkpoint), args.window, args.flip
-  )
+  checkpoint = checkpoint_or_default(args.checkpoint)
+  lift_fn, window, source = stream_io.make_lift_fn(checkpoint, args.window, args.flip)
   max_gap = args.max_gap if args.max_gap is not None else int(round(fps))
   lifter = StreamingLifter(
     lift_fn,
@@ -125,6 +124,8 @@ def cmd_stream(args) -> None:
     units=args.units,
     flip=args.flip,
     max_gap=max_gap,
+    fps=fps,
+    model_fps=stream_io.lifter_fps(checkpoint),  # lifted on the clock it was trained at
   )
   write = _writer(sys.stdout)
   warn = lambda text: print(f"perfectrep-jax stream: {text}", file=sys.stderr, flush=True)  # noqa: E731

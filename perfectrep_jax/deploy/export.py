@@ -221,7 +221,10 @@ def write_tflite(model, out_dir: Path, frames: int, batch: int | None) -> dict[s
 
 # ---------------------------------------------------------------------------- the whole export
 def manifest_for(model, meta: dict, fmt: str, frames: int, batch: int | None, source: str) -> dict:
-  """The manifest of an artifact: shapes, model config, input normalisation, output frame."""
+  """The manifest of an artifact: shapes, model config (and the frame rate it was trained at),
+  input normalisation, output frame."""
+  from perfectrep_jax.wild.lift import trained_fps  # lazy: scipy, not needed to parse the CLI
+
   cfg = model.config
   b = "batch" if batch is None else int(batch)
   return {
@@ -244,7 +247,12 @@ def manifest_for(model, meta: dict, fmt: str, frames: int, batch: int | None, so
     "frames": frames,
     "maxlen": cfg.maxlen,
     "batch": b,
-    "model": {"kind": meta["kind"], "config": dataclasses.asdict(cfg), "source": source},
+    "model": {
+      "kind": meta["kind"],
+      "config": dataclasses.asdict(cfg),
+      "source": source,
+      "fps": trained_fps(meta),  # the clock it was trained at (None: not recorded), for stream
+    },
     "joints": list(H36M_JOINTS),
     "coco_joints": list(COCO_JOINTS),
     "coco_to_h36m": [list(g) for g in COCO_TO_H36M],

@@ -25,6 +25,13 @@ keypoints, where offline uses the box of the whole recording). The depth of each
 shifted to agree with the frames already written over their overlap (a lifter's depth is relative
 to its window's first frame), with 0 at the pelvis of the person's first frame, as offline.
 
+Frame rate: a lifter trained at one frame rate (``model_fps``, its model.json's ``data.fps``) is
+given, for a stream at another (``fps``), a window of ``window`` samples on its own clock: the
+keypoints that arrived are interpolated (linearly in time) at the window's sample times, which end
+at the newest frame, and the window's 3D is interpolated back at the frames' times, as offline
+lifting does (:func:`perfectrep_jax.wild.lift.lift_keypoints`); the window then spans the time it
+spans in training whatever the camera's rate.
+
 People leaving the view: a frame without the person (too few confident joints) is filled and lifted
 like a missing frame while the gap lasts at most ``max_gap`` frames (its output says
 ``detected: false``); after that the person is gone: the pending frames are written, the buffer
@@ -79,6 +86,9 @@ class StreamingLifter:
     flip: flip test-time augmentation (a batch of 2 per call).
     max_gap: frames without the person after which they count as gone.
     min_joints: confident joints (confidence > 0) needed to count the person as seen.
+    fps, model_fps: the stream's frame rate and the one the lifter was trained at; when both are
+      given and differ (:func:`perfectrep_jax.wild.lift.on_another_clock`) the model sees the
+      stream on its own clock (a window of ``window`` samples at ``model_fps``).
   Raises:
     UserError: inconsistent options.
   """
@@ -96,6 +106,8 @@ class StreamingLifter:
     flip: bool = False,
     max_gap: int = 30,
     min_joints: int = 4,
+    fps: float | None = None,
+    model_fps: float | None = None,
   ):
     if window < 2:
       raise UserError(f"window must be at least 2 frames, got {window}")
@@ -116,12 +128,22 @@ class StreamingLifter:
         "normalized units need image normalisation (--image-size): with crop "
         "normalisation every window has its own frame; use pixel units"
       )
+    # frames per model sample: 1, or the stream's rate over the lifter's (its own clock)
+    on_clock = lift.on_another_clock(fps, model_fps)
+    self.frames_per_sample = fps / model_fps if on_clock else 1.0
+    self.lifted_at_fps = float(model_fps) if on_clock else fps  # the clock the model sees
+    span = (window - 1) * self.frames_per_sample  # the window's span, in the stream's frames
+    if self.frames_per_sample != 1.0 and lookahead + hop > span:
+      raise UserError(
+        f"a {window}-sample window at the lifter's {model_fps:g} fps spans {span:.1f} frames of a "
+        f"{fps:g} fps stream; lookahead + hop ({lookahead} + {hop}) must fit in it"
+      )
     self.lift_fn, self.window, self.hop, self.lookahead = lift_fn, window, hop, lookahead
     self.normalization, self.image_size, self.units, self.flip = normalization, image_size, units, flip
     self.max_gap, self.min_joints = max_gap, min_joints
     self.model_calls = 0
     self._active = False
-    self._raw: collections.deque = collections.deque(maxlen=window + max_gap + 1)
+    self._raw: collections.deque = collections.deque(maxlen=int(np.ceil(span)) + 1 + max_gap + 1)
     self._pending: list[tuple[int, bool]] = []
     self._written_z: collections.OrderedDict[int, float] = collections.OrderedDict()
     self._first_frame = None
@@ -197,21 +219,26 @@ class StreamingLifter:
     self._pending.append((frame, seen))
 
   # ---------------------------------------------------------------- lifting
-  def window_input(self) -> tuple[np.ndarray, list[int], lift.Normalization]:
+  def window_input(self) -> tuple[np.ndarray, np.ndarray, lift.Normalization]:
     """The model's input for the window ending at the newest frame.
 
     Returns:
-      ``(x, frames, norm)``: (window, 17, 3) float32 normalised input, the frame number of each
-      row (the padding rows repeat the first frame's number), and the normalisation used.
+      ``(x, at, norm)``: (window, 17, 3) float32 normalised input, where each row is in the
+      stream's frames (a frame number, or between two on another clock; the padding rows at a
+      stream's start repeat the first frame), and the normalisation used.
     """
-    frames = [f for f, _ in self._raw]
-    coco = np.stack([c for _, c in self._raw])
-    h36m = coco_to_h36m(fill_missing(coco))[-self.window :]
-    frames = frames[-self.window :]
-    pad = self.window - len(frames)
-    if pad:
+    frames = np.array([f for f, _ in self._raw], np.float64)
+    h36m = coco_to_h36m(fill_missing(np.stack([c for _, c in self._raw])))
+    if self.frames_per_sample == 1.0:
+      h36m, at = h36m[-self.window :], frames[-self.window :]
+      pad = self.window - len(at)
       h36m = np.concatenate([np.repeat(h36m[:1], pad, axis=0), h36m], axis=0)
-      frames = [frames[0]] * pad + frames
+      at = np.concatenate([np.repeat(at[:1], pad), at])
+    else:
+      at = frames[-1] - self.frames_per_sample * np.arange(self.window - 1, -1, -1)
+      at = np.maximum(at, frames[0])
+      h36m = lift.frames_at(h36m, frames, at)
+      h36m[..., 2] = np.where(h36m[..., 2] > 0, h36m[..., 2], 0.0)
     if self.normalization == "crop" and np.count_nonzero(h36m[..., 2] > 0) < 4:
       # Out of view for the whole window (a gap longer than the window, shorter than
       # max_gap): the filled frames hold the last pose seen, so its box sizes the crop.
@@ -221,11 +248,20 @@ class StreamingLifter:
       x[..., 2] = h36m[..., 2]
     else:
       x, norm = lift.normalize(h36m, self.normalization, self.image_size)
-    return x, frames, norm
+    return x, at, norm
+
+  def _per_frame(self, y: np.ndarray, at: np.ndarray) -> dict[int, np.ndarray]:
+    """The window's 3D ``y`` (window, 17, 3), rows at stream frames ``at``, for every frame it
+    covers: frame number -> (17, 3)."""
+    if self.frames_per_sample == 1.0:
+      return {int(f): y[i] for i, f in enumerate(at)}  # a padded first frame: its last (real) row
+    first = int(np.flatnonzero(at == at[0])[-1])  # rows padded at a stream's start: the last one
+    frames = [f for f, _ in self._raw if at[0] <= f <= at[-1]]
+    return dict(zip(frames, lift.frames_at(y[first:], at[first:], np.asarray(frames, np.float64))))
 
   def _lift_and_write(self, count: int) -> list[StreamFrame]:
     """Lifts the window ending at the newest frame and writes the first ``count`` pending frames."""
-    x, frames, norm = self.window_input()
+    x, at, norm = self.window_input()
     batch = np.stack([x, flip_pose(x)]) if self.flip else x[None]
     y = np.asarray(self.lift_fn(np.ascontiguousarray(batch, np.float32)), np.float64)
     self.model_calls += 1
@@ -234,28 +270,28 @@ class StreamingLifter:
     y = 0.5 * (y[0] + flip_pose(y[1])) if self.flip else y[0]
     if self.units == "pixel":
       y = norm.to_pixels(y)
-    row = {f: i for i, f in enumerate(frames)}  # a padded first frame: its last (real) row
-    y[..., 2] += self._depth_shift(y, row)
+    per_frame = self._per_frame(y, at)
+    shift = self._depth_shift(per_frame)
     out = []
     for frame, seen in self._pending[:count]:
-      joints = y[row[frame]].copy()
+      joints = per_frame[frame].copy()
+      joints[:, 2] += shift
       self._written_z[frame] = float(joints[PELVIS, 2])
       out.append(StreamFrame(frame, joints, seen))
     del self._pending[:count]
-    while len(self._written_z) > self.window:
+    while len(self._written_z) > len(self._raw):
       self._written_z.popitem(last=False)
     return out
 
-  def _depth_shift(self, y: np.ndarray, row: dict[int, int]) -> float:
+  def _depth_shift(self, per_frame: dict[int, np.ndarray]) -> float:
     """What to add to the window's depth so that it agrees with the frames already written (mean
-    pelvis depth over the overlap, at least one frame as ``lookahead + hop < window``), or,
-    before any, puts the person's first pelvis at depth 0.
+    pelvis depth over the overlap, at least one frame as ``lookahead + hop`` fits in the window),
+    or, before any, puts the person's first pelvis at depth 0.
 
     Args:
-      y: (window, 17, 3) the window's output.
-      row: frame number -> its row in ``y``.
+      per_frame: frame number -> its (17, 3) joints in this window.
     """
-    done = [self._written_z[f] - y[i, PELVIS, 2] for f, i in row.items() if f in self._written_z]
+    done = [self._written_z[f] - y[PELVIS, 2] for f, y in per_frame.items() if f in self._written_z]
     if done:
       return float(np.mean(done))
-    return -float(y[row[self._first_frame], PELVIS, 2])
+    return -float(per_frame[self._first_frame][PELVIS, 2])

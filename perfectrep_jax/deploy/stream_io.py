@@ -252,6 +252,7 @@ def start_event(lifter: StreamingLifter, fps: float, source: str) -> dict:
     "delay_frames": lifter.delay_frames,
     "delay_s": round(lifter.delay_frames / fps, 4),
     "fps": fps,
+    "lifted_at_fps": lifter.lifted_at_fps or fps,
     "flip": lifter.flip,
     "normalization": lifter.normalization,
     "units": lifter.units,
@@ -298,6 +299,23 @@ def make_lift_fn(path: str | Path, window: int | None, flip: bool):
     fn, desc = (lambda x: np.asarray(apply(x))), f"{path} (jax)"
   fn(np.zeros((batch, window, 17, 3), np.float32))  # compile now, not on the first frame
   return fn, window, desc
+
+
+def lifter_fps(path: str | Path) -> float | None:
+  """The frame rate the lifter at ``path`` was trained at: a model directory's ``model.json``
+  (``data.fps``) or an exported artifact's manifest (``model.fps``); ``None`` when not recorded."""
+  from perfectrep_jax.wild.lift import frame_rate_or_none, trained_fps  # lazy: scipy
+
+  path = Path(path)
+  if (path / runtime.MANIFEST).is_file():
+    try:
+      model = runtime.read_manifest(path).get("model")
+    except runtime.ArtifactError as e:
+      raise UserError(str(e)) from None
+    return frame_rate_or_none(model.get("fps") if isinstance(model, dict) else None)
+  from perfectrep_jax.models import model_dir  # lazy: as make_lift_fn
+
+  return trained_fps(model_dir.read_meta(path))
 
 
 # ---------------------------------------------------------------------------- video (MediaPipe)

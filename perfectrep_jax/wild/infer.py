@@ -73,17 +73,6 @@ def uncertainty_threshold(model_meta: dict) -> float | None:
   return None if threshold is None else float(threshold)
 
 
-def trained_fps(model_meta: dict) -> float | None:
-  """The frame rate a lifter was trained at (``model.json["data"]["fps"]``, written by
-  ``publish``), or ``None`` when its model.json does not say (a converted upstream checkpoint):
-  footage is then lifted at its own rate."""
-  data = model_meta.get("data")
-  fps = data.get("fps") if isinstance(data, dict) else None
-  if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not np.isfinite(fps) or fps <= 0:
-    return None
-  return float(fps)
-
-
 def figure_margins(model_meta: dict) -> dict | None:
   """The lifter's typical error per form figure (``model.json["figure_errors"]``, written by
   ``publish``): over every view (figure -> error), or by view when measured so
@@ -169,7 +158,7 @@ def infer(
     figure_margins: the lifter's typical error per form figure, by view (:func:`figure_margins`):
       rules whose repetitions all sit that close to the limit (at the view the 3D is seen from)
       are said to be borderline; written to ``X3D.json`` too.
-    model_fps: the frame rate the lifter was trained at (:func:`trained_fps`): footage at
+    model_fps: the frame rate the lifter was trained at (:func:`perfectrep_jax.wild.lift.trained_fps`): footage at
       another rate is lifted on that clock and its 3D returned on the footage's frames
       (:func:`perfectrep_jax.wild.lift.lift_keypoints`).
   Returns:

@@ -223,6 +223,20 @@ def lift_sequence(
 RATE_TOLERANCE = 0.02  # frame rates within 2% of the lifter's are lifted as they are
 
 
+def frames_at(x: np.ndarray, t_in: np.ndarray, t_out: np.ndarray) -> np.ndarray:
+  """Frames ``x`` (T, ...) taken at increasing times ``t_in`` (T,), linearly interpolated at the
+  times ``t_out`` (N,); a time before the first frame or after the last takes that frame.
+
+  Returns:
+    (N, ...) float64.
+  """
+  x = np.asarray(x, np.float64)
+  t_in = np.asarray(t_in, np.float64)
+  if len(x) < 2:
+    return np.repeat(x[:1], len(t_out), axis=0)
+  return make_interp_spline(t_in, x, k=1, axis=0)(np.clip(t_out, t_in[0], t_in[-1]))
+
+
 def resample_frames(x: np.ndarray, fps: float, to_fps: float, num_frames: int | None = None) -> np.ndarray:
   """Frames at ``fps`` resampled onto a clock of ``to_fps``, linearly in time.
 
@@ -233,14 +247,31 @@ def resample_frames(x: np.ndarray, fps: float, to_fps: float, num_frames: int | 
   Returns:
     (num_frames, ...) float64.
   """
-  x = np.asarray(x, np.float64)
   t_in = np.arange(len(x)) / float(fps)
   if num_frames is None:
     num_frames = int(np.ceil(t_in[-1] * to_fps - 1e-9)) + 1 if len(x) else 0
-  t_out = np.minimum(np.arange(num_frames) / float(to_fps), t_in[-1] if len(x) else 0.0)
-  if len(x) < 2:
-    return np.repeat(x[:1], num_frames, axis=0)
-  return make_interp_spline(t_in, x, k=1, axis=0)(t_out)
+  return frames_at(x, t_in, np.arange(num_frames) / float(to_fps))
+
+
+def trained_fps(model_meta: dict) -> float | None:
+  """The frame rate a lifter was trained at (``model.json["data"]["fps"]``, written by
+  ``publish``), or ``None`` when its model.json does not say (a converted upstream checkpoint):
+  footage is then lifted at its own rate."""
+  data = model_meta.get("data")
+  return frame_rate_or_none(data.get("fps") if isinstance(data, dict) else None)
+
+
+def frame_rate_or_none(fps) -> float | None:
+  """``fps`` as a float when it is a positive finite number, else ``None``."""
+  if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not np.isfinite(fps) or fps <= 0:
+    return None
+  return float(fps)
+
+
+def on_another_clock(fps: float | None, model_fps: float | None) -> bool:
+  """Whether footage at ``fps`` is lifted on the lifter's clock, ``model_fps`` (not within
+  :data:`RATE_TOLERANCE` of it; ``None`` for either: as it is)."""
+  return bool(fps and model_fps and abs(fps / model_fps - 1.0) > RATE_TOLERANCE)
 
 
 def smooth(y: np.ndarray, fps: float, window_s: float = 0.2, polyorder: int = 2) -> np.ndarray:
@@ -328,7 +359,7 @@ def lift_keypoints(
     overlap, batch_size: see :func:`lift_sequence`.
     smooth_s: Savitzky-Golay window in seconds, ``None`` or 0 for none.
     units: "normalized", "pixel" or "metric" (needs ``body_height_mm``).
-    model_fps: the frame rate the lifter was trained at (:func:`perfectrep_jax.wild.infer.trained_fps`);
+    model_fps: the frame rate the lifter was trained at (:func:`trained_fps`);
       footage at another rate (beyond :data:`RATE_TOLERANCE`) is lifted on that clock
       (:func:`resample_frames`) and the 3D returned on the footage's frames. ``None``: as given.
   Returns:
@@ -351,7 +382,7 @@ def lift_keypoints(
     raise UserError("metric output needs the person's body height (--body-height MM)")
   x, norm = normalize(kp, normalization, image_size)
   lift_fps = fps
-  if model_fps and abs(fps / model_fps - 1.0) > RATE_TOLERANCE:
+  if on_another_clock(fps, model_fps):
     lift_fps = float(model_fps)
     x = resample_frames(x, fps, lift_fps).astype(np.float32)
   y, spread = lift_sequence(

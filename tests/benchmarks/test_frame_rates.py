@@ -7,7 +7,7 @@ import pytest
 from perfectrep_jax.data import mocap
 from perfectrep_jax.models.model_dir import load_model, make_apply_fn
 from perfectrep_jax.weights import DEFAULT_LIFTER
-from perfectrep_jax.wild.infer import trained_fps
+from perfectrep_jax.wild.lift import trained_fps
 
 
 def test_low_frame_rate_footage_is_lifted_better_on_the_lifters_clock(benchmark_script, capsys):

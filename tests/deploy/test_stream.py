@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -88,6 +89,46 @@ def test_stream_equals_offline_lifting_for_a_per_frame_model(lookahead, hop):
   np.testing.assert_allclose(streamed, offline, atol=1e-3)  # pixels; float32 round-off
   # One call per hop once the look-ahead has arrived, and one for what is left at the end.
   assert (len(coco) - lookahead) // hop <= lifter.model_calls <= (len(coco) - lookahead) // hop + 1
+
+
+def _sideways_speed(x):
+  """A stand-in lifter that answers, as every joint's y, how far the pelvis moves sideways from one
+  row of its window to the next (its clock), and as x, z what a per-frame model would."""
+  y = per_frame_model(x)
+  pelvis = x[:, :, J["pelvis"], 0]
+  y[..., 1] = np.abs(np.diff(pelvis, axis=1, append=pelvis[:, -1:]))[..., None]
+  return y
+
+
+def test_a_stream_at_another_rate_is_lifted_on_the_lifters_clock():
+  coco, _ = filmed_take(SQUAT)
+  coco = coco[:400].copy()
+  coco[..., 0] += np.linspace(0.0, 200.0, len(coco))[:, None]  # squatting while walking sideways
+  coco15 = lift.resample_frames(coco, MOCAP_FPS, 15.0)
+  options = dict(normalization="image", image_size=IMAGE_SIZE, units="normalized")
+
+  def stream(model, fps=None, model_fps=None, **timing):
+    lifter = StreamingLifter(model, 27, fps=fps, model_fps=model_fps, **options, **timing)
+    out = _stream(lifter, coco15)
+    assert [r.frame for r, _ in out] == list(range(len(coco15)))
+    return lifter, np.stack([r.joints for r, _ in out])
+
+  plain, as_filmed = stream(_sideways_speed, lookahead=6)
+  clock, on_clock = stream(_sideways_speed, 15.0, MOCAP_FPS, lookahead=6)
+  assert (plain.lifted_at_fps, clock.lifted_at_fps) == (None, MOCAP_FPS)
+  # the model saw the stream on its own clock: each row moves 15/50 of what a 15 fps frame does
+  inside = slice(30, -10)
+  ratio = np.median(on_clock[inside, :, 1]) / np.median(as_filmed[inside, :, 1])
+  assert ratio == pytest.approx(15.0 / MOCAP_FPS, rel=0.05)
+  # causal, a call per frame: the newest frame is the window's last sample, lifted as it is
+  _, exact = stream(per_frame_model, lookahead=0)
+  _, sampled = stream(per_frame_model, 15.0, MOCAP_FPS, lookahead=0)
+  np.testing.assert_allclose(sampled[..., :2], exact[..., :2], atol=1e-5)
+  rel = lambda y: y[..., 2] - y[:, J["pelvis"] : J["pelvis"] + 1, 2]  # noqa: E731
+  np.testing.assert_allclose(rel(sampled), rel(exact), atol=1e-5)
+  # a window must hold the frames it writes and one already written
+  with pytest.raises(UserError, match="must fit in it"):
+    StreamingLifter(per_frame_model, 5, lookahead=1, fps=15.0, model_fps=MOCAP_FPS, **options)
 
 
 def test_real_dstformer_windows_once_the_window_is_full(parity_model_dir):
@@ -307,9 +348,16 @@ def test_cli_stream_missing_checkpoint(tmp_path, monkeypatch, capsys):
 
 def test_stream_runs_an_exported_artifact(tiny_model_dir, tmp_path):
   from perfectrep_jax.deploy import export
-  from perfectrep_jax.deploy.stream_io import make_lift_fn
+  from perfectrep_jax.deploy.stream_io import lifter_fps, make_lift_fn
 
-  export.export_model(tiny_model_dir, tmp_path / "hlo", "stablehlo", frames=9, platforms=("cpu",))
+  assert lifter_fps(tiny_model_dir) is None  # a model.json that does not say: lifted as it comes
+  trained = tmp_path / "trained"
+  shutil.copytree(tiny_model_dir, trained)
+  meta = json.loads((trained / "model.json").read_text())
+  (trained / "model.json").write_text(json.dumps({**meta, "data": {"fps": 50}}))
+  assert lifter_fps(trained) == 50.0
+  export.export_model(trained, tmp_path / "hlo", "stablehlo", frames=9, platforms=("cpu",))
+  assert lifter_fps(tmp_path / "hlo") == 50.0  # the artifact's manifest carries the clock
   fn, window, desc = make_lift_fn(tmp_path / "hlo", None, flip=True)
   assert window == 9 and "stablehlo" in desc
   with pytest.raises(UserError, match="exported for 9-frame windows"):

@@ -104,10 +104,3 @@ def test_a_lifters_figure_margins_come_from_its_model_json():
     "any": {"trunk_lean_max": 2.0, "hip_depth_max": 0.065},
     "facing": {"trunk_lean_max": 9.0},
   }
-
-
-def test_a_lifters_training_frame_rate_comes_from_its_model_json():
-  assert I.trained_fps({"kind": "lifter"}) is None  # converted upstream checkpoints: footage as it is
-  assert I.trained_fps({"data": {"fps": 50}}) == 50.0
-  for bad in (0, -5, float("nan"), "50", True):
-    assert I.trained_fps({"data": {"fps": bad}}) is None

@@ -208,3 +208,12 @@ def test_footage_at_another_rate_is_lifted_on_the_lifters_clock():
   near, meta = L.lift_keypoints(kp15, _speed, 27, fps=15.0, model_fps=15.2, **lift)
   assert meta["lifted_at_fps"] == 15.0
   np.testing.assert_array_equal(near, direct)
+
+
+def test_a_lifters_training_frame_rate_comes_from_its_model_json():
+  assert L.trained_fps({"kind": "lifter"}) is None  # converted upstream checkpoints: footage as it is
+  assert L.trained_fps({"data": {"fps": 50}}) == 50.0
+  for bad in (0, -5, float("nan"), "50", True):
+    assert L.trained_fps({"data": {"fps": bad}}) is None
+  assert L.on_another_clock(15.0, 50.0) and not L.on_another_clock(49.5, 50.0)
+  assert not L.on_another_clock(15.0, None) and not L.on_another_clock(None, 50.0)
