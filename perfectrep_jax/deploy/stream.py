@@ -129,11 +129,11 @@ class StreamingLifter:
         "normalisation every window has its own frame; use pixel units"
       )
     # frames per model sample: 1, or the stream's rate over the lifter's (its own clock)
-    on_clock = lift.on_another_clock(fps, model_fps)
-    self.frames_per_sample = fps / model_fps if on_clock else 1.0
-    self.lifted_at_fps = float(model_fps) if on_clock else fps  # the clock the model sees
+    self.on_clock = lift.on_another_clock(fps, model_fps)
+    self.frames_per_sample = fps / model_fps if self.on_clock else 1.0
+    self.lifted_at_fps = float(model_fps) if self.on_clock else fps  # the clock the model sees
     span = (window - 1) * self.frames_per_sample  # the window's span, in the stream's frames
-    if self.frames_per_sample != 1.0 and lookahead + hop > span:
+    if self.on_clock and lookahead + hop > span:
       raise UserError(
         f"a {window}-sample window at the lifter's {model_fps:g} fps spans {span:.1f} frames of a "
         f"{fps:g} fps stream; lookahead + hop ({lookahead} + {hop}) must fit in it"
@@ -229,7 +229,7 @@ class StreamingLifter:
     """
     frames = np.array([f for f, _ in self._raw], np.float64)
     h36m = coco_to_h36m(fill_missing(np.stack([c for _, c in self._raw])))
-    if self.frames_per_sample == 1.0:
+    if not self.on_clock:
       h36m, at = h36m[-self.window :], frames[-self.window :]
       pad = self.window - len(at)
       h36m = np.concatenate([np.repeat(h36m[:1], pad, axis=0), h36m], axis=0)
@@ -237,8 +237,7 @@ class StreamingLifter:
     else:
       at = frames[-1] - self.frames_per_sample * np.arange(self.window - 1, -1, -1)
       at = np.maximum(at, frames[0])
-      h36m = lift.frames_at(h36m, frames, at)
-      h36m[..., 2] = np.where(h36m[..., 2] > 0, h36m[..., 2], 0.0)
+      h36m = lift.frames_at(h36m, frames, at)  # confidences too, as offline lifting does
     if self.normalization == "crop" and np.count_nonzero(h36m[..., 2] > 0) < 4:
       # Out of view for the whole window (a gap longer than the window, shorter than
       # max_gap): the filled frames hold the last pose seen, so its box sizes the crop.
@@ -253,7 +252,7 @@ class StreamingLifter:
   def _per_frame(self, y: np.ndarray, at: np.ndarray) -> dict[int, np.ndarray]:
     """The window's 3D ``y`` (window, 17, 3), rows at stream frames ``at``, for every frame it
     covers: frame number -> (17, 3)."""
-    if self.frames_per_sample == 1.0:
+    if not self.on_clock:
       return {int(f): y[i] for i, f in enumerate(at)}  # a padded first frame: its last (real) row
     first = int(np.flatnonzero(at == at[0])[-1])  # rows padded at a stream's start: the last one
     frames = [f for f, _ in self._raw if at[0] <= f <= at[-1]]

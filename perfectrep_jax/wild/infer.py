@@ -158,9 +158,9 @@ def infer(
     figure_margins: the lifter's typical error per form figure, by view (:func:`figure_margins`):
       rules whose repetitions all sit that close to the limit (at the view the 3D is seen from)
       are said to be borderline; written to ``X3D.json`` too.
-    model_fps: the frame rate the lifter was trained at (:func:`perfectrep_jax.wild.lift.trained_fps`): footage at
-      another rate is lifted on that clock and its 3D returned on the footage's frames
-      (:func:`perfectrep_jax.wild.lift.lift_keypoints`).
+    model_fps: the frame rate the lifter was trained at (:func:`perfectrep_jax.wild.lift.trained_fps`):
+      footage at another rate is lifted on that clock and its 3D returned on the footage's
+      frames (:func:`perfectrep_jax.wild.lift.lift_keypoints`).
   Returns:
     ``{"people": {id: {"frames": T, "files": {...}, "score": ..., "num_reps": ...}}, "file": {...}}``.
   Raises:
