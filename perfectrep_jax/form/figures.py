@@ -52,7 +52,10 @@ FIGURES: dict[str, tuple[str, str]] = {
   "hold_s": ("time held at the turning point", "s"),
   "concentric_s": ("time from the turning point back to the end (lifting phase)", "s"),
   "duration_s": ("duration of the repetition", "s"),
-  "rom_ratio": ("range of motion of the main joint relative to the set's typical repetition", "ratio"),
+  "rom_ratio": (
+    "range of motion relative to the set's typical repetition (median over the joints that move most)",
+    "ratio",
+  ),
 }
 
 
@@ -133,11 +136,29 @@ def main_angle(ranges: list[dict[str, dict[str, float]]]) -> str | None:
   return max(ANGLE_NAMES, key=lambda a: float(np.median([r[a]["rom"] for r in ranges])))
 
 
+# An angle moves with the set's main one when its typical range of motion is at least this share
+# of the main angle's: a squat's knees and hips, a hop's legs and swinging arms.
+MOVING_SHARE = 0.5
+
+
+def moving_angles(ranges: list[dict[str, dict[str, float]]]) -> dict[str, float]:
+  """The angles that carry the set's movement: angle -> its typical (median) range of motion, for
+  every angle whose typical range is at least :data:`MOVING_SHARE` of the largest's."""
+  if not ranges:
+    return {}
+  typical = {a: float(np.median([r[a]["rom"] for r in ranges])) for a in ANGLE_NAMES}
+  top = max(typical.values())
+  return {a: t for a, t in typical.items() if t >= MOVING_SHARE * top and t > 0.0}
+
+
 def add_set_figures(figures: list[dict], ranges: list[dict[str, dict[str, float]]]) -> str | None:
   """Adds ``rom_ratio`` to every repetition's figures, in place.
 
-  ``rom_ratio`` is the repetition's range of motion of the set's main angle over the median
-  across repetitions (1 typical, 0.5 a half repetition).
+  ``rom_ratio`` is how much of the set's typical range of motion the repetition covered (1
+  typical, 0.5 a half repetition): for every angle that carries the movement
+  (:func:`moving_angles`), the repetition's range over the set's median, and the median of those
+  ratios. A half squat halves every one of them; one angle that alone covers less (an arm swung
+  less in one hop, or one joint badly seen) does not make a repetition short.
 
   Returns:
     the main angle's name (None without repetitions).
@@ -145,7 +166,7 @@ def add_set_figures(figures: list[dict], ranges: list[dict[str, dict[str, float]
   angle = main_angle(ranges)
   if angle is None:
     return None
-  typical = float(np.median([r[angle]["rom"] for r in ranges])) or 1.0
+  moving = moving_angles(ranges) or {angle: 1.0}
   for fig, rng in zip(figures, ranges):
-    fig["rom_ratio"] = rng[angle]["rom"] / typical
+    fig["rom_ratio"] = float(np.median([rng[a]["rom"] / typical for a, typical in moving.items()]))
   return angle

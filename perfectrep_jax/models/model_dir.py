@@ -183,6 +183,12 @@ def save_model_dir(out_dir: str | Path, model: nnx.Module, **extra_meta: Any) ->
   return out_dir
 
 
+def is_model_dir(path: str | Path) -> bool:
+  """Whether ``path`` is a model directory (``model.json`` beside ``params/``), not a run."""
+  path = Path(path)
+  return (path / MODEL_JSON).is_file() and (path / PARAMS_DIR).is_dir()
+
+
 def read_meta(path: str | Path) -> dict[str, Any]:
   """Reads and checks ``model.json`` of a model or run directory."""
   path = Path(path)

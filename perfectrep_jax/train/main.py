@@ -99,8 +99,9 @@ def run(command: str, argv: list[str]) -> None:
         f"{f['score_within_10']}, repetitions exact in {f['reps_exact']}",
         flush=True,
       )
+    what = "feedback measured again for" if "feedback_measured" in summary else "published"
     print(
-      f"published step {summary['trained']['step']} of {workdir} -> {summary['out']} "
+      f"{what} step {summary['trained']['step']} of {workdir} -> {summary['out']} "
       f"({summary['weight_bytes'] / 2**20:.1f} MiB)",
       flush=True,
     )

@@ -10,6 +10,10 @@ feedback from lifted 2D agrees with the feedback of the true 3D on the held-out 
 trained with (its ``config.json``), the data, the commit, the step and these figures (overall and
 per action), plus a README with the data's licences. The default output is the package's default
 lifter (``perfectrep_jax/weights/lifter``), replaced only when complete.
+
+Given a published lifter as ``--workdir`` (a model directory, not a run), it measures that lifter's
+feedback figures again with this checkout's form rules and rewrites it in place (or into ``--out``):
+what to run when the rules change under shipped weights.
 """
 
 from __future__ import annotations
@@ -172,6 +176,34 @@ def initialised_from(config) -> dict[str, Any]:
   return {"initialised_from": {"checkpoint": start, **parent}}
 
 
+def remeasure_feedback(path: str | Path, out: str | Path | None = None) -> dict[str, Any]:
+  """A published lifter's feedback figures measured again with this checkout's form rules.
+
+  The rules (``form/rules.json``, the figures, the counting) move on while a lifter's weights stay;
+  ``model.json`` must then say what a user now gets from them. Its ``uncertainty``,
+  ``figure_errors`` and ``feedback`` are measured anew as :func:`publish` measures them; the
+  weights, their story (``trained``, ``data``) and the pose figures (``held_out``, independent of
+  the rules) are kept, and ``feedback_measured`` records the commit. Written to ``out`` (default:
+  in place) through a staging copy: a failure leaves the model directory as it was.
+
+  Raises:
+    UserError: not a published lifter.
+  """
+  path = Path(path)
+  model, meta = model_dir.load_model(path)
+  if meta["kind"] != "lifter" or "trained" not in meta:
+    raise UserError(f"{path}: not a published lifter (model.json has no 'trained' record)")
+  uncertainty, errors, feedback = feedback_figures(model, meta["config"]["maxlen"])
+  record = {k: v for k, v in meta.items() if k not in ("format", "kind", "config")}
+  record |= {
+    "uncertainty": uncertainty,
+    "figure_errors": errors,
+    "feedback": feedback,
+    "feedback_measured": {"commit": git_commit()},
+  }
+  return _write(model, record, Path(out) if out is not None else path)
+
+
 def publish(
   config, workdir: str | Path, out: str | Path | None = None, step: int | None = None
 ) -> dict[str, Any]:
@@ -180,6 +212,8 @@ def publish(
   Raises:
     UserError: not a lifter run, weights over ``MAX_WEIGHT_BYTES``, or ``out`` not writable.
   """
+  if model_dir.is_model_dir(workdir):  # a published lifter, not a run: the rules moved on
+    return remeasure_feedback(workdir, out)
   if config.data.source != "mocap":
     raise UserError(
       f"publish evaluates on the held-out mocap views; {config.data.source!r} runs "
@@ -223,7 +257,12 @@ def publish(
     "feedback": feedback,
     "weight_bytes": int(size),
   }
-  out = Path(out) if out is not None else DEFAULT_LIFTER
+  return _write(model, record, Path(out) if out is not None else DEFAULT_LIFTER)
+
+
+def _write(model, record: dict[str, Any], out: Path) -> dict[str, Any]:
+  """The model directory ``out`` (weights, ``model.json`` with ``record``, the licences) written
+  whole in a staging folder beside it, then moved into place."""
   staging = Path(tempfile.mkdtemp(prefix=".publish-", dir=out.parent if out.parent.is_dir() else None))
   try:
     written = model_dir.save_model_dir(staging / "model", model, **record)

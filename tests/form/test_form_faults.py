@@ -13,6 +13,7 @@ from perfectrep_jax.data import shared
 from perfectrep_jax.form import rules as R
 from perfectrep_jax.form import synth as S
 from perfectrep_jax.form.analyze import analyze_motion
+from perfectrep_jax.skeleton import JOINT_INDEX as J
 
 FPS = 50.0
 TAKE = "uiprmd_m01_s01"
@@ -96,3 +97,32 @@ def test_unknown_fault_is_refused():
   x, truth = _take()
   with pytest.raises(ValueError, match="unknown fault"):
     S.inject_fault(x, truth[:1], "wobble", 1.0)
+
+
+def test_a_repetition_cut_short_is_inconsistent_but_one_arm_held_still_is_not():
+  # A real squat whose fifth repetition stops 40% short of the bottom: cut short, it alone.
+  x, truth = _take()
+  assert not any("inconsistent" in i for i in analyze_motion(x, "squat", fps=FPS).assessment.rep_issues)
+  for size, flagged in ((0.2, []), (0.4, [4])):
+    a = analyze_motion(S.inject_fault(x, truth[4:5], "cut_bottom", size), "squat", fps=FPS)
+    idx = _by_truth(a, truth)
+    assert [i for i in range(len(truth)) if "inconsistent" in a.assessment.rep_issues[idx[i]]] == flagged
+  # Real hops with the arms swinging (the elbow is the angle that moves most). In the second hop
+  # the left arm is held straight: that elbow's range is gone, the jump is whole, and it is no
+  # shorter a repetition (the range is the median over the joints that carry the movement).
+  motion, _ = shared.load_mocap()
+  hops = motion["hdm05_tr_hopBothLegs1hops_034-036"].astype(np.float64)
+  base = analyze_motion(hops, "generic", fps=FPS, up="z")
+  assert base.main_angle == "elbow_left" and not base.assessment.findings
+  second = base.segmentation.reps[1]
+  assert len(base.segmentation.reps) == 3 and not second.partial
+  s, e, w = (J["left_shoulder"], J["left_elbow"], J["left_wrist"])
+  t = slice(second.start, second.end + 1)
+  forearm = np.linalg.norm(hops[t, w] - hops[t, e], axis=-1, keepdims=True)
+  upper = hops[t, e] - hops[t, s]
+  held = hops.copy()
+  held[t, w] = hops[t, e] + forearm * upper / np.linalg.norm(upper, axis=-1, keepdims=True)
+  a = analyze_motion(held, "generic", fps=FPS, up="z")
+  assert len(a.segmentation.reps) == 3 and a.angle_ranges[1]["elbow_left"]["rom"] < 5.0
+  assert a.main_angle == "elbow_left"  # still the largest over the set: on it alone the ratio is 0
+  assert a.figures[1]["rom_ratio"] > 0.85 and not a.assessment.findings

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import jax
 import ml_collections
 import numpy as np
 import pytest
@@ -134,3 +135,31 @@ def test_model_json_records_the_config_the_run_trained_with(tmp_path):
   (run / "config.json").write_text("{not json")
   with pytest.raises(UserError, match="config.json"):
     publish.run_config(given, run)
+
+
+def test_a_published_lifter_has_its_feedback_measured_again_in_place(published, tmp_path):
+  # The form rules change under shipped weights: `publish --workdir <model directory>` measures the
+  # feedback again and keeps the weights, their story and the pose figures.
+  out, _ = published
+  copy = tmp_path / "lifter"
+  shutil.copytree(out, copy)
+  first = json.loads((out / "model.json").read_text())
+  stale = dict(first, feedback={**first["feedback"], "clean_2d": {"views": -1}})  # older rules
+  (copy / "model.json").write_text(json.dumps(stale))
+  args = ["--config", f"{CONFIGS / 'lifter.py'}:smoke", "--workdir", str(copy)]
+  proc = run_cli(["publish", *args], env={"PERFECTREP_JAX_NO_REEXEC": "1"})
+  assert "feedback measured again for step 4" in proc.stdout
+  again = json.loads((copy / "model.json").read_text())
+  assert again["feedback"] == first["feedback"]  # the same seeded views, the same rules
+  for key in ("trained", "data", "held_out", "config", "weight_bytes", "uncertainty"):
+    assert again[key] == first[key], key
+  assert len(again["feedback_measured"]["commit"].split("-")[0]) == 40
+  kept, ours = (model_dir.weights_of(model_dir.load_model(d)[0]) for d in (out, copy))
+  assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(kept), jax.tree.leaves(ours)))
+  assert not [p for p in tmp_path.iterdir() if p.name.startswith(".publish-")]  # no staging left
+  # A model directory that is not a published lifter is refused in one line.
+  bare = tmp_path / "bare"
+  shutil.copytree(out, bare)
+  (bare / "model.json").write_text(json.dumps({k: v for k, v in first.items() if k != "trained"}))
+  with pytest.raises(UserError, match="not a published lifter"):
+    publish.remeasure_feedback(bare)
