@@ -8,7 +8,8 @@ Reads the held-out figures and the feedback agreement that ``perfectrep-jax publ
 model's ``model.json`` (clean and detector-like 2D, the held-out performers at unseen views, per
 exercise), and, given ``--mlp-run`` (a run of ``configs/lifter.py:one_cycle`` with
 ``--config.model.name=mlp``: the per-frame baseline on the same data), evaluates that baseline the
-same two ways. With ``--write-readme`` the table replaces the block between
+same two ways and keeps its figures in ``benchmarks/lifter_mlp.json``; without it, the figures kept
+there are reported (the baseline does not change when the lifter does). With ``--write-readme`` the table replaces the block between
 ``<!-- lifter-figures:begin -->`` and ``<!-- lifter-figures:end -->`` in README.md.
 """
 
@@ -20,11 +21,12 @@ import json
 import sys
 from pathlib import Path
 
-from perfectrep_jax.fileio import print_block
+from perfectrep_jax.fileio import atomic_write_bytes, load_json, print_block
 from perfectrep_jax.train.config_load import config_from_file
 
 ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- lifter-figures:begin -->", "<!-- lifter-figures:end -->"
+MLP_FIGURES = ROOT / "benchmarks" / "lifter_mlp.json"  # the baseline's last evaluation
 # Published anchors (Human3.6M, MPJPE): what lifting reaches with far more data and compute.
 ANCHORS = (
   "MotionBERT: 16.9 mm from ground-truth 2D, 37.5-39.2 mm from a detector's 2D; "
@@ -50,6 +52,16 @@ def mlp_figures(run: Path) -> dict:
   figures = held_out_figures(config, run, max(steps))
   total = json.loads((run / "config.json").read_text())["total_steps"]  # as that run was trained
   return {**figures, "step": max(steps), "total_steps": total}
+
+
+def baseline(run: Path | None, kept: Path) -> dict | None:
+  """The MLP baseline's figures: evaluated from ``run`` and kept in ``kept``, else those kept
+  there by an earlier evaluation, else None."""
+  if run is not None:
+    figures = mlp_figures(run)
+    atomic_write_bytes(kept, (json.dumps(figures, indent=1) + "\n").encode())
+    return figures
+  return load_json(kept, "the MLP baseline's figures") if kept.is_file() else None
 
 
 def table(header: list[str], rows: list[list]) -> list[str]:
@@ -225,7 +237,7 @@ def main(argv=None) -> int:
   if not meta_path.is_file():
     raise SystemExit(f"{meta_path}: no published lifter (perfectrep-jax publish writes it)")
   meta = json.loads(meta_path.read_text())
-  mlp = mlp_figures(Path(args.mlp_run)) if args.mlp_run else None
+  mlp = baseline(Path(args.mlp_run) if args.mlp_run else None, MLP_FIGURES)
   command = "python benchmarks/lifter_figures.py" + (" --mlp-run RUN" if args.mlp_run else "")
   text = block(meta, mlp, datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"), command)
   print_block(text, BEGIN, END, ROOT / "README.md" if args.write_readme else None)

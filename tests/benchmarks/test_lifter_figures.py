@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
 
+from perfectrep_jax.errors import UserError
 from perfectrep_jax.fileio import print_block
 
 
@@ -112,3 +114,18 @@ def test_the_margins_are_said_by_view_when_measured_so(benchmark_script):
     "| `trunk_lean_max` | 2° | - | 3° |" in lines
     and "| `hip_depth_max` | - | - | 0.09 thigh lengths |" in lines
   )
+
+
+def test_the_baseline_is_kept_once_evaluated(tmp_path, benchmark_script, monkeypatch):
+  # The MLP baseline is evaluated from its run once; later tables (a new lifter stage, a machine
+  # without that run) report the kept figures rather than dropping the comparison.
+  mod = benchmark_script("lifter_figures")
+  kept = tmp_path / "lifter_mlp.json"
+  assert mod.baseline(None, kept) is None
+  measured = {"clean_2d": _figures(300.0), "detector_2d": _figures(310.0), "step": 4500, "total_steps": 4500}
+  monkeypatch.setattr(mod, "mlp_figures", lambda run: measured)
+  assert mod.baseline(tmp_path / "run", kept) == measured
+  assert mod.baseline(None, kept) == measured
+  kept.write_text("{not json")
+  with pytest.raises(UserError, match="lifter_mlp.json"):
+    mod.baseline(None, kept)
