@@ -181,10 +181,10 @@ def remeasure_feedback(path: str | Path, out: str | Path | None = None) -> dict[
 
   The rules (``form/rules.json``, the figures, the counting) move on while a lifter's weights stay;
   ``model.json`` must then say what a user now gets from them. Its ``uncertainty``,
-  ``figure_errors`` and ``feedback`` are measured anew as :func:`publish` measures them; the
-  weights, their story (``trained``, ``data``) and the pose figures (``held_out``, independent of
-  the rules) are kept, and ``feedback_measured`` records the commit. Written to ``out`` (default:
-  in place) through a staging copy: a failure leaves the model directory as it was.
+  ``figure_errors`` and ``feedback`` are measured anew as :func:`publish` measures them, and
+  ``feedback_measured`` records the commit; the rest of it (the weights' story, the pose figures,
+  which do not depend on the rules) is kept. In place, only ``model.json`` is replaced (atomically:
+  the weights' files stay byte for byte); ``out`` gets a whole model directory as :func:`publish` writes it.
 
   Raises:
     UserError: not a published lifter.
@@ -194,14 +194,18 @@ def remeasure_feedback(path: str | Path, out: str | Path | None = None) -> dict[
   if meta["kind"] != "lifter" or "trained" not in meta:
     raise UserError(f"{path}: not a published lifter (model.json has no 'trained' record)")
   uncertainty, errors, feedback = feedback_figures(model, meta["config"]["maxlen"])
-  record = {k: v for k, v in meta.items() if k not in ("format", "kind", "config")}
-  record |= {
+  meta |= {
     "uncertainty": uncertainty,
     "figure_errors": errors,
     "feedback": feedback,
     "feedback_measured": {"commit": git_commit()},
   }
-  return _write(model, record, Path(out) if out is not None else path)
+  text = (json.dumps(meta, indent=2) + "\n").encode()
+  out = Path(out) if out is not None else path
+  if out.resolve() == path.resolve():
+    atomic_write_bytes(path / model_dir.MODEL_JSON, text)
+    return {"out": str(out), **meta}
+  return _write(model, {k: v for k, v in meta.items() if k not in ("format", "kind", "config")}, out)
 
 
 def publish(
