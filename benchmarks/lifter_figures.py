@@ -6,8 +6,8 @@
 
 Reads the held-out figures and the feedback agreement that ``perfectrep-jax publish`` recorded in the
 model's ``model.json`` (clean and detector-like 2D, the held-out performers at unseen views, per
-exercise), and, given ``--mlp-run`` (a run of ``configs/lifter.py:one_cycle`` with
-``--config.model.name=mlp``: the per-frame baseline on the same data), evaluates that baseline the
+exercise), and, given ``--mlp-run`` (a run of ``configs/lifter.py:mlp``: the per-frame baseline
+on the same data), evaluates that baseline the
 same two ways and keeps its figures in ``benchmarks/lifter_mlp.json``; without it, the figures kept
 there are reported (the baseline does not change when the lifter does). With ``--write-readme`` the table replaces the block between
 ``<!-- lifter-figures:begin -->`` and ``<!-- lifter-figures:end -->`` in README.md.
@@ -39,19 +39,23 @@ EXERCISES = ("deep squat", "squat", "sit to stand", "two-footed forward hops")
 
 def mlp_figures(run: Path) -> dict:
   """The MLP baseline run's latest checkpoint evaluated as publish evaluates the lifter (clean and
-  detector-like 2D), with ``step`` and the schedule's ``total_steps``."""
+  detector-like 2D), with ``step``, the schedule's ``total_steps`` and the weight of the velocity
+  loss it trained with (``lambda_3d_velocity``)."""
   from perfectrep_jax.train.publish import held_out_figures
 
-  config = config_from_file(
-    ROOT / "configs" / "lifter.py", "one_cycle"
-  )  # the default's model and data, one cosine
-  config.model.name = "mlp"
+  config = config_from_file(ROOT / "configs" / "lifter.py", "mlp")  # the default's data, one cosine
   steps = [int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit()]
   if not steps:
     raise SystemExit(f"{run}: no checkpoints")
   figures = held_out_figures(config, run, max(steps))
-  total = json.loads((run / "config.json").read_text())["total_steps"]  # as that run was trained
-  return {**figures, "step": max(steps), "total_steps": total}
+  trained = load_json(run / "config.json", "the baseline run's config.json")  # as that run was trained
+  velocity = float(trained.get("loss", {}).get("lambda_3d_velocity", 0.0))
+  return {
+    **figures,
+    "step": max(steps),
+    "total_steps": trained["total_steps"],
+    "lambda_3d_velocity": velocity,
+  }
 
 
 def baseline(run: Path | None, kept: Path) -> dict | None:
@@ -142,6 +146,15 @@ def margins_line(errors: dict) -> str:
   )
 
 
+def losses(mlp: dict) -> str:
+  """What the baseline's loss left out, as a clause: ``""`` when it is not recorded."""
+  if "lambda_3d_velocity" not in mlp:
+    return ""
+  if mlp["lambda_3d_velocity"] == 0:
+    return "; position losses only: one frame at a time cannot follow the velocity term"
+  return f"; velocity loss weight {mlp['lambda_3d_velocity']:g}"
+
+
 def _mm(x) -> str:
   return "-" if x is None else f"{x:.1f} mm"
 
@@ -182,7 +195,8 @@ def block(meta: dict, mlp: dict | None, when: str, command: str) -> str:
     )
     lines += [
       "",
-      f"The per-frame MLP baseline trained on the same data and 2D (batches of {cfg['batch_size']} clips), "
+      f"The per-frame MLP baseline (`configs/lifter.py:mlp`) trained on the same data and 2D (batches "
+      f"of {cfg['batch_size']} clips{losses(mlp)}), "
       f"evaluated {at}: {_mm(mlp['clean_2d']['mpjpe'])} / {_mm(mlp['detector_2d']['mpjpe'])} MPJPE "
       f"(clean / detector-like 2D); the DSTformer is {100 * ratio:.0f}% below it from clean 2D (target: "
       "at least 30%).",

@@ -42,7 +42,10 @@ def test_block_reports_errors_baseline_feedback_and_provenance(tmp_path, benchma
     "weight_bytes": 3 * 2**20,
   }
   mlp = {"clean_2d": _figures(100.0), "detector_2d": _figures(120.0), "step": 3000, "total_steps": 4500}
+  assert "position losses only" not in mod.block(meta, mlp, "2026-12-01", "x")  # not recorded: not said
+  mlp["lambda_3d_velocity"] = 0.0
   text = mod.block(meta, mlp, "2026-12-01", "python benchmarks/lifter_figures.py")
+  assert "(batches of 16 clips; position losses only: one frame at a time cannot" in text
   assert text.startswith(mod.BEGIN) and text.endswith(mod.END)
   assert "| clean 2D | 50.0 mm | 35.0 mm | 25.0 mm | 80.0% | <= 60 / 40 mm |" in text
   assert (
