@@ -43,6 +43,7 @@ def test_the_block_holds_per_action_means_of_each_run_and_says_when_and_where(tm
   assert "| 270.0 mm | 183.0 mm |" in text and "| DSTformer | 155.0 mm | 102.0 mm |" in text
   assert "same 1000-step budget" in text
   assert "43% below the MLP" in text and "at step 500 of the same schedule, it stood at 180.0 mm" in text
+  assert demo.compared(154.5, 102.7).startswith("The MLP ends 34% below the DSTformer (P1)")
   assert (
     "Measured 2026-12-01 on Some CPU, 2 cores (training wall time: dstformer 7.0 min, mlp 4.0 min)" in text
   )
