@@ -7,9 +7,9 @@
 Reads the held-out figures and the feedback agreement that ``perfectrep-jax publish`` recorded in the
 model's ``model.json`` (clean and detector-like 2D, the held-out performers at unseen views, per
 exercise), and, given ``--mlp-run`` (a run of ``configs/lifter.py:mlp``: the per-frame baseline
-on the same data), evaluates that baseline the
-same two ways and keeps its figures in ``benchmarks/lifter_mlp.json``; without it, the figures kept
-there are reported (the baseline does not change when the lifter does). With ``--write-readme`` the table replaces the block between
+on the same data), evaluates that baseline the same two ways and keeps its figures in
+``benchmarks/lifter_mlp.json``; without it, the figures kept there are reported (the baseline does
+not change when the lifter does). With ``--write-readme`` the table replaces the block between
 ``<!-- lifter-figures:begin -->`` and ``<!-- lifter-figures:end -->`` in README.md.
 """
 
