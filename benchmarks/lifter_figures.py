@@ -121,22 +121,25 @@ def margins_line(errors: dict) -> str:
   from perfectrep_jax.form.analyze import DEPTH_VIEW_DEG, VIEWS
   from perfectrep_jax.form.rules import format_figure
 
-  said = ", ".join(f"`{k}` {format_figure(v, k)}" for k, v in errors["median_abs"].items())
-  line = (
-    f"The lifter's median error per form figure, measured on the training performers' exercise takes "
-    f"({errors['views']} views of their own, detector-like 2D): {said}. A rule whose repetitions all "
-    "sit within that of its limit is reported as borderline, not judged (`rules judged` above)."
+  key = "margin" if "margin" in errors else "median_abs"  # lifters published before margins: medians
+  which = (
+    f"The error that {errors.get('margin_quantile', 0.8):.0%} of the lifter's repetitions stay within"
+    if key == "margin"
+    else "The lifter's median error"
   )
-  by_view = errors.get("by_view") or {}
+  said = ", ".join(f"`{k}` {format_figure(v, k)}" for k, v in errors[key].items())
+  line = (
+    f"{which}, per form figure, measured on the training performers' exercise takes "
+    f"({errors['views']} views of their own, detector-like 2D): {said}. A rule "
+    "whose repetitions all sit within that of its limit is reported as borderline, not judged "
+    "(`rules judged` above)."
+  )
+  by_view = {v: t.get(key, {}) for v, t in (errors.get("by_view") or {}).items()}
   if not by_view:
     return line
-  figures = sorted({k for t in by_view.values() for k in t["median_abs"]})
+  figures = sorted({k for t in by_view.values() for k in t})
   rows = [
-    [f"`{k}`"]
-    + [
-      format_figure(by_view[v]["median_abs"][k], k) if k in by_view.get(v, {}).get("median_abs", {}) else "-"
-      for v in VIEWS
-    ]
+    [f"`{k}`"] + [format_figure(by_view[v][k], k) if k in by_view.get(v, {}) else "-" for v in VIEWS]
     for k in figures
   ]
   return (

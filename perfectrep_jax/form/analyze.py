@@ -169,7 +169,7 @@ def camera_view(joints: np.ndarray, camera_axis: np.ndarray) -> tuple[str, float
 
 
 def margins_for_view(figure_margins: dict | None, view: str | None) -> dict[str, float]:
-  """The figure -> typical error to judge with: ``figure_margins`` as one table for every view
+  """The figure -> error margin to judge with: ``figure_margins`` as one table for every view
   (figure -> number), or by view (:data:`VIEWS` and :data:`ANY_VIEW` -> such a table; a figure
   the view's table lacks, or an unknown view, takes the 'any' table's)."""
   if not figure_margins:
@@ -224,7 +224,7 @@ def judge_limits(
     repetition, as for a hidden one: a pose the lifter does not know is said, not judged
     (``max_uncertainty=None``: the lifter's uncertainty does not tell its errors; not used);
   - a rule none of whose repetitions is clearly past its limit (:attr:`rules.Rule.fail_value`)
-    but some within ``figure_margins[figure]`` of it (the lifted 3D's typical error for that
+    but some within ``figure_margins[figure]`` of it (the lifted 3D's error margin for that
     figure, measured for the lifter, at this view when measured by view: :func:`camera_view`,
     :func:`margins_for_view`, :func:`perfectrep_jax.wild.agreement.figure_errors`): a borderline
     verdict the 3D cannot settle is said, not given.
@@ -287,7 +287,7 @@ def judge_limits(
       out[rule.id] = (
         f"borderline: {len(near)} of {len(values)} repetitions came within "
         f"{rules.format_figure(margin, rule.figure)} of its limit "
-        f"({rules.format_figure(rule.fail_value, rule.figure)}), inside this 3D's typical error, "
+        f"({rules.format_figure(rule.fail_value, rule.figure)}), inside this 3D's error margin, "
         "and none was clearly past it"
       )
   if "spine_flexion_max" in names:
@@ -337,7 +337,7 @@ def analyze_motion(
       height (``infer``'s flip-augmentation spread); rules on doubtful joints are not judged.
     max_uncertainty: the doubt beyond which a joint is not trusted (the lifter's own, from its
       model.json; ``None``: the uncertainty is not used).
-    figure_margins: figure -> the lifter's typical error of it (its model.json), one table or
+    figure_margins: figure -> the lifter's error margin of it (its model.json), one table or
       one per view (:func:`margins_for_view`, the view from ``camera_axis``); a rule whose
       repetitions all sit within it of the limit is said to be borderline, not judged.
     camera_up: optional (3,) up direction of the camera's picture in the input's frame (``(0,
@@ -468,7 +468,7 @@ def analyze_file(
   carries ``confidence`` ((T, 17) per-joint trust), ``camera_axis`` and ``camera_up`` (the
   camera's viewing direction and its picture's up in the joints' frame) or ``uncertainty`` (the
   lifter's, with its ``uncertainty_threshold``), as ``infer`` writes them, passes them on
-  (:func:`analyze_motion`), and so does ``figure_margins`` (the lifter's typical error per
+  (:func:`analyze_motion`), and so does ``figure_margins`` (the lifter's error margin per
   figure, by view or not)."""
   joints, file_fps = load_joints(path)
   extras = {}

@@ -74,23 +74,27 @@ def uncertainty_threshold(model_meta: dict) -> float | None:
 
 
 def figure_margins(model_meta: dict) -> dict | None:
-  """The lifter's typical error per form figure (``model.json["figure_errors"]``, written by
-  ``publish``): over every view (figure -> error), or by view when measured so
-  (``{"any": {figure: error}, "side": {...}, ...}``, :func:`perfectrep_jax.form.analyze.margins_for_view`).
-  A rule whose repetitions all sit that close to its limit is said to be borderline rather
-  than judged; ``None`` for a lifter without them."""
+  """The lifter's error margin per form figure (``model.json["figure_errors"]``, written by
+  ``publish``: ``margin``, the absolute error most repetitions stay within; ``median_abs`` for a
+  lifter published before margins were measured): over every view (figure -> error), or by view
+  when measured so (``{"any": {figure: error}, "side": {...}, ...}``,
+  :func:`perfectrep_jax.form.analyze.margins_for_view`). A rule whose repetitions all sit that
+  close to its limit is said to be borderline rather than judged; ``None`` for a lifter without
+  them."""
+
+  def margins(table) -> dict[str, float] | None:
+    if not isinstance(table, dict):
+      return None
+    values = table.get("margin", table.get("median_abs"))
+    return {str(k): float(v) for k, v in values.items()} if isinstance(values, dict) else None
+
   errors = model_meta.get("figure_errors")
-  if not isinstance(errors, dict) or not isinstance(errors.get("median_abs"), dict):
+  overall = margins(errors)
+  if overall is None:
     return None
-  overall = {str(k): float(v) for k, v in errors["median_abs"].items()}
-  by_view = errors.get("by_view")
-  if not isinstance(by_view, dict) or not by_view:
-    return overall
-  return {ANY_VIEW: overall} | {
-    str(view): {str(k): float(v) for k, v in table["median_abs"].items()}
-    for view, table in by_view.items()
-    if isinstance(table, dict) and isinstance(table.get("median_abs"), dict)
-  }
+  by_view = {str(view): margins(table) for view, table in (errors.get("by_view") or {}).items()}
+  by_view = {view: m for view, m in by_view.items() if m is not None}
+  return {ANY_VIEW: overall} | by_view if by_view else overall
 
 
 def infer(
@@ -155,7 +159,7 @@ def infer(
     max_uncertainty: the lifter's uncertainty beyond which the analysis does not judge a joint
       (the model's own: :func:`uncertainty_threshold`); written
       to ``X3D.json`` as ``uncertainty_threshold`` so ``analyze X3D.json`` judges alike.
-    figure_margins: the lifter's typical error per form figure, by view (:func:`figure_margins`):
+    figure_margins: the lifter's error margin per form figure, by view (:func:`figure_margins`):
       rules whose repetitions all sit that close to the limit (at the view the 3D is seen from)
       are said to be borderline; written to ``X3D.json`` too.
     model_fps: the frame rate the lifter was trained at (:func:`perfectrep_jax.wild.lift.trained_fps`):

@@ -117,6 +117,15 @@ def test_the_margins_are_said_by_view_when_measured_so(benchmark_script):
     "| `trunk_lean_max` | 2° | - | 3° |" in lines
     and "| `hip_depth_max` | - | - | 0.09 thigh lengths |" in lines
   )
+  # published with margins: the table gives those, and says what they are
+  errors.update(margin={"trunk_lean_max": 4.2}, margin_quantile=0.8)
+  errors["by_view"]["side"]["margin"] = {"trunk_lean_max": 3.4}
+  text = mod.margins_line(errors)
+  assert (
+    text.startswith("The error that 80% of the lifter's repetitions stay within")
+    and "`trunk_lean_max` 4°" in text
+  )
+  assert "| `trunk_lean_max` | 3° | - | - |" in text.splitlines()
 
 
 def test_the_baseline_is_kept_once_evaluated(tmp_path, benchmark_script, monkeypatch):

@@ -43,9 +43,7 @@ def test_the_true_motion_seen_from_the_camera_agrees(takes):
   # even for the true motion, so its score is compared on the rules it judged.
   train = agreement.exercise_takes(split="train")
   margins = agreement.figure_errors(lift=_exact, takes={k: train[k] for k in sorted(train)[::4]})
-  report = agreement.feedback_agreement(
-    lift=_exact, takes=takes, views=1, figure_margins=margins["median_abs"]
-  )
+  report = agreement.feedback_agreement(lift=_exact, takes=takes, views=1, figure_margins=margins["margin"])
   rows, summary = report["takes"], report["summary"]
   assert summary["views"] == len(takes)
   for row in rows:
@@ -105,6 +103,11 @@ def test_figure_errors_are_measured_on_the_training_performers(monkeypatch):
   assert exact["median_abs"]["trunk_lean_max"] < 3.0 and exact["median_abs"]["hip_depth_max"] < 0.05
   for figure in ("trunk_lean_max", "knee_valgus_bottom", "knee_asymmetry"):
     assert worse["median_abs"][figure] > 2 * exact["median_abs"][figure], figure
+  # the margin a verdict is borderline within: the error most repetitions (not half) stay within
+  assert worse["margin_quantile"] == agreement.MARGIN_QUANTILE > 0.5
+  for figure, margin in worse["margin"].items():
+    assert margin >= worse["median_abs"][figure], figure
+  assert worse["margin"]["trunk_lean_max"] > worse["median_abs"]["trunk_lean_max"]
 
 
 def test_the_shipped_lifter_keeps_what_its_model_json_says(takes):

@@ -104,3 +104,10 @@ def test_a_lifters_figure_margins_come_from_its_model_json():
     "any": {"trunk_lean_max": 2.0, "hip_depth_max": 0.065},
     "facing": {"trunk_lean_max": 9.0},
   }
+  # published with margins (the error most repetitions stay within): those, not the medians
+  meta["figure_errors"]["margin"] = {"trunk_lean_max": 4.2, "hip_depth_max": 0.11}
+  meta["figure_errors"]["by_view"]["facing"]["margin"] = {"trunk_lean_max": 12.0}
+  assert I.figure_margins(meta) == {
+    "any": {"trunk_lean_max": 4.2, "hip_depth_max": 0.11},
+    "facing": {"trunk_lean_max": 12.0},
+  }
