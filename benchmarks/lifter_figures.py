@@ -212,11 +212,11 @@ def block(meta: dict, mlp: dict | None, when: str, command: str) -> str:
       f"{feedback.get('views_per_take', 2)} unseen views; `perfectrep_jax/wild/agreement.py`):",
       "",
       *table(
-        ["2D input", "views", "same findings", "with a false finding", "scores within 10", "reps exact"]
-        + ["mean score gap", "rules judged"],
+        ["2D input", "views", "same findings", "with a false finding", "scores within 10"]
+        + ["... on the judged rules", "reps exact", "mean score gap", "rules judged"],
         [
           [label, s["views"], s["same_findings"], s["with_false_findings"], s["score_within_10"]]
-          + [s["reps_exact"], f"{s['mean_score_diff']:.1f}"]
+          + [s.get("judged_score_within_10", "-"), s["reps_exact"], f"{s['mean_score_diff']:.1f}"]
           + [f"{100 * s['rules_judged']:.0f}%" if "rules_judged" in s else "-"]
           for name, label in INPUTS.items()
           for s in [feedback[name]]

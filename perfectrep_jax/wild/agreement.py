@@ -227,6 +227,9 @@ def summarize(rows: list[dict]) -> dict:
     "with_missed_findings": sum(bool(r["missed"]) for r in rows),
     "false_findings": sum(len(r["false"]) for r in rows),
     "score_within_10": int(np.sum(diffs <= 10.0)),
+    # the same on the rules the lifted report judged: a rule it says it cannot judge costs no
+    # points there, so a true finding it leaves unjudged parts the two scores by its penalty
+    "judged_score_within_10": sum(abs(r["judged_score_diff"]) <= 10.0 for r in rows),
     "max_score_diff": round(float(diffs.max()), 1),
     "mean_score_diff": round(float(diffs.mean()), 1),
     "reps_exact": sum(r["lifted_reps"] == r["true_reps"] for r in rows),

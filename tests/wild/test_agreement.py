@@ -180,3 +180,22 @@ def test_a_threshold_that_singles_out_a_handful_of_joints_is_not_trusted(takes):
   assert by_threshold[0.04]["ratio"] >= agreement.ERROR_RATIO
   assert 0 < by_threshold[0.04]["share"] < agreement.MIN_SHARE
   assert report["threshold"] is None and report["min_share"] == agreement.MIN_SHARE
+
+
+def test_the_summary_counts_scores_also_on_the_rules_the_lifted_report_judged():
+  # A true finding the lifted report leaves unjudged costs it no points: its score is 15.7 above
+  # the truth's, but level with it on the rules it judged; a false finding parts both.
+  row = dict(
+    false=[], missed=[], lifted_reps=4, true_reps=4, not_judged=["trunk_lean"], rules=5, p_mpjpe_mm=40.0
+  )
+  unjudged = {**row, "score_diff": 15.7, "judged_score_diff": 0.0}
+  wrong = {
+    **row,
+    "false": ["inconsistent"],
+    "not_judged": [],
+    "score_diff": -27.8,
+    "judged_score_diff": -27.8,
+  }
+  summary = agreement.summarize([unjudged, wrong, {**unjudged, "score_diff": 3.0, "judged_score_diff": 3.0}])
+  assert summary["score_within_10"] == 1 and summary["judged_score_within_10"] == 2
+  assert summary["same_findings"] == 2 and summary["with_false_findings"] == 1
