@@ -6,7 +6,7 @@ the DSTformer run's evaluation at step 0 (``eval_at_start``, same initialisation
     python benchmarks/demo_figures.py [--workdir runs/demo-figures] [--write-readme]
 
 Runs ``perfectrep-jax train --config configs/pretrain.py:demo`` twice (the DSTformer, then
-:data:`MLP_FLAGS`; about 11 and 4 minutes on 2 CPU cores); a run an earlier call finished is not
+:data:`MLP_FLAGS`; about 6 and 4 minutes on 2 CPU cores); a run an earlier call finished is not
 trained again (its wall time is kept in ``WORKDIR/timings.json``). Figures are the per-action means of P1
 (MPJPE) and P2 (P-MPJPE) on the held-out subjects, from ``WORKDIR/<run>/eval/step_<N>/metrics.json``.
 With ``--write-readme`` the table and its lines (date, machine, command) replace the block between
