@@ -41,3 +41,17 @@ def test_the_tracked_cache_is_in_the_compact_form():
   text = CACHE.read_text()
   rows = json.loads(text)
   assert len(text.splitlines()) == len(rows) + 2
+
+
+def test_a_run_for_some_models_rewrites_the_block_with_every_models_rows(
+  tmp_path, monkeypatch, benchmark_script
+):
+  # A run compiling one model's rows (--models lite) once rewrote the README block with those
+  # rows alone, dropping every full-config row from the table.
+  mod = benchmark_script("tpu_compile")
+  readme = tmp_path / "README.md"
+  readme.write_text(f"a\n{mod.BEGIN}\n{mod.END}\nb\n")
+  monkeypatch.setattr(mod, "README", readme)
+  mod.main(["--readme-only", "--models", "lite"])
+  text = readme.read_text()
+  assert "| lite | v5e-16 |" in text and "| full | v5e-16 |" in text
