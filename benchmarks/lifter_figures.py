@@ -213,10 +213,12 @@ def block(meta: dict, mlp: dict | None, when: str, command: str) -> str:
       "",
       *table(
         ["2D input", "views", "same findings", "with a false finding", "scores within 10"]
-        + ["... on the judged rules", "reps exact", "mean score gap", "rules judged"],
+        + ["... on the judged rules", "... of the score's range", "reps exact", "mean score gap"]
+        + ["rules judged"],
         [
           [label, s["views"], s["same_findings"], s["with_false_findings"], s["score_within_10"]]
-          + [s.get("judged_score_within_10", "-"), s["reps_exact"], f"{s['mean_score_diff']:.1f}"]
+          + [s.get("judged_score_within_10", "-"), s.get("score_range_within_10", "-")]
+          + [s["reps_exact"], f"{s['mean_score_diff']:.1f}"]
           + [f"{100 * s['rules_judged']:.0f}%" if "rules_judged" in s else "-"]
           for name, label in INPUTS.items()
           for s in [feedback[name]]

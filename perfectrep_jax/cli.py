@@ -148,9 +148,10 @@ def cmd_analyze(args) -> None:
     ex += f" (recognised, {report['exercise_confidence']:.0%} sure)"
   partial = f" (+{report['num_partial']} partial)" if report.get("num_partial") else ""
   held = f", held {report['hold_s']:.1f} s" if report.get("hold_s") is not None else ""
+  low = round(report.get("score_low", report["score"]))
+  score = f"{low}-{report['score']:.0f}" if low < round(report["score"]) else f"{report['score']:.0f}"
   print(
-    f"{report['num_reps']} repetitions{partial} of {ex}{held}, "
-    f"score {report['score']:.0f}/100; report: {Path(args.out) / 'report.html'}"
+    f"{report['num_reps']} repetitions{partial} of {ex}{held}, score {score}/100; report: {Path(args.out) / 'report.html'}"
   )
   for line in report["feedback"]:
     print(f"  - {line}")

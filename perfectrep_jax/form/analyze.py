@@ -207,7 +207,7 @@ def judge_limits(
   uncertainty: np.ndarray | None = None,
   max_uncertainty: float | None = MAX_UNCERTAINTY,
   figure_margins: dict | None = None,
-) -> dict[str, str]:
+) -> tuple[dict[str, str], dict[str, tuple[float, ...]]]:
   """What the input cannot support, so the report says so instead of a confident finding.
 
   - a joint a rule needs hidden (``confidence`` below :data:`MIN_CONFIDENCE`) for more than half
@@ -230,9 +230,12 @@ def judge_limits(
     verdict the 3D cannot settle is said, not given.
 
   Returns:
-    rule id -> why it was not judged.
+    rule id -> why it was not judged; and for the borderline ones, rule id -> per repetition the
+    largest severity within the margin (the figure worsened by it; 1 where the figure is
+    missing), which bounds the score (:func:`perfectrep_jax.form.rules.assess`).
   """
   out: dict[str, str] = {}
+  worst_severities: dict[str, tuple[float, ...]] = {}
   names = {r.figure: r.id for r in exercise.rules}
   doubts = []  # (frames x joints that cannot be trusted, why)
   if confidence is not None:
@@ -290,12 +293,16 @@ def judge_limits(
         f"({rules.format_figure(rule.fail_value, rule.figure)}), inside this 3D's error margin, "
         "and none was clearly past it"
       )
+      worse = -margin if rule.better == "higher" else margin
+      worst_severities[rule.id] = tuple(
+        1.0 if f.get(rule.figure) is None else rule.severity(f[rule.figure] + worse) for f in figures
+      )
   if "spine_flexion_max" in names:
     if float(np.max(np.abs(kinematics.spine_flexion(joints)))) < 0.5:
       out[names["spine_flexion_max"]] = (
         "this 3D places the spine joint on the pelvis-thorax line in every frame, so it holds no back shape"
       )
-  return out
+  return out, worst_severities
 
 
 def analyze_motion(
@@ -387,10 +394,10 @@ def analyze_motion(
       raise UserError(
         f"{name}: {what} has shape {np.shape(values)}, expected {x.shape[:2]} (one value per frame and joint)"
       )
-  limits = judge_limits(
+  limits, worst = judge_limits(
     x, seg, rep_figs, ex, confidence, camera_axis, uncertainty, max_uncertainty, figure_margins
   )
-  assessment = rules.assess(rep_figs, ex, limits)
+  assessment = rules.assess(rep_figs, ex, limits, worst)
   return Analysis(
     ex_name,
     source,

@@ -62,9 +62,18 @@ def to_json(result: Analysis, source: str = "input") -> dict:
     vals = [f[name] for f in result.figures if f.get(name) is not None]
     if vals:
       summary[name] = {"mean": float(np.mean(vals)), "min": float(np.min(vals)), "max": float(np.max(vals))}
+  low = a.score if a.score_low is None else a.score_low
   feedback = (
     [f.message for f in a.findings]
     + [f"Could not judge {rule.replace('_', ' ')}: {why}." for rule, why in result.not_judged]
+    + (
+      [
+        f"The score, {a.score:.0f}, counts only the rules judged: the ones not judged could "
+        f"bring it as low as {low:.0f}."
+      ]
+      if round(low) < round(a.score)
+      else []
+    )
     + list(a.praise)
   )
   doc = {
@@ -84,6 +93,8 @@ def to_json(result: Analysis, source: str = "input") -> dict:
       "lengths": "relative to the body (thigh or leg lengths, or ratios), so any input unit works",
     },
     "score": a.score,
+    # the score if every rule not judged cost what it could at worst (``score`` when all were)
+    "score_low": low,
     # Whole repetitions; one the recording cuts (it starts or ends inside it) is listed in
     # ``reps`` with ``partial`` and counted in ``num_partial`` only.
     "num_reps": result.segmentation.count,
@@ -173,6 +184,8 @@ def render_html(doc: dict, images: dict[str, bytes]) -> str:
   """The self-contained HTML page for a report dict and its PNG plots (title -> PNG bytes)."""
   e = html.escape
   score = doc["score"]
+  low = doc.get("score_low", score)
+  span = f"<div>as low as {low:.0f} with the rules not judged</div>" if round(low) < round(score) else ""
   cls = "good" if score >= 80 else "ok" if score >= 60 else "poor"
   feedback = "".join(f"<li>{e(m)}</li>" for m in doc["feedback"]) or "<li>No feedback.</li>"
   head = "".join(f'<th title="{e(FIGURES[n][0])}">{e(h)}</th>' for n, h in _TABLE_FIGURES.items())
@@ -202,7 +215,7 @@ def render_html(doc: dict, images: dict[str, bytes]) -> str:
 <h1>PerfectRep form report</h1>
 <div class="sub">{e(str(doc["source"]))} &middot; {doc["num_frames"]} frames at {doc["fps"]:g} fps ({doc["duration_s"]:.1f} s)
 &middot; exercise: <b>{e(ex)}</b> ({e(doc["exercise_source"])}{f", confidence {doc['exercise_confidence']:.0%}" if doc.get("exercise_confidence") is not None else ""}) &middot; vertical {e(doc["up_source"])}</div>
-<div class="cards"><div><div class="score {cls}">{score:.0f}<span style="font-size:.4em">/100</span></div>form score</div>
+<div class="cards"><div><div class="score {cls}">{score:.0f}<span style="font-size:.4em">/100</span></div>form score{span}</div>
 <div><div class="score">{doc["num_reps"]}</div>repetitions{f" (+{doc['num_partial']} partial)" if doc["num_partial"] else ""}</div></div>
 <h2>Feedback</h2><ul class="fb">{feedback}</ul>
 <h2>Repetitions</h2>

@@ -179,10 +179,15 @@ class Assessment:
   praise: tuple[str, ...]  # rules every repetition passed
   penalties: dict[str, float]  # rule id -> mean points lost
   rep_severities: tuple[dict[str, float], ...] = ()  # per repetition, rule id -> severity 0-1
+  # the score if every rule not judged cost what it could at worst (== score when all were judged)
+  score_low: float | None = None
 
 
 def assess(
-  figures: list[dict[str, float | None]], exercise: ExerciseRules, not_judged: dict[str, str] | None = None
+  figures: list[dict[str, float | None]],
+  exercise: ExerciseRules,
+  not_judged: dict[str, str] | None = None,
+  worst_severities: dict[str, tuple[float, ...]] | None = None,
 ) -> Assessment:
   """Applies an exercise's rules to the repetitions' figures.
 
@@ -195,6 +200,10 @@ def assess(
     exercise: the rules.
     not_judged: rule id -> why the input cannot support it: such a rule is skipped (no
       finding, no praise, no points).
+    worst_severities: rule id (of ``not_judged``) -> per repetition, the largest severity the
+      input leaves possible (a borderline figure worsened by its error margin); a rule not
+      judged and not given here could be anything up to 1. They make ``score_low``: the score
+      is a range, ``score_low`` to ``score``, when rules were not judged.
   Returns:
     the :class:`Assessment`; with no repetitions the score is 0 and one finding says so.
   """
@@ -211,6 +220,7 @@ def assess(
       ),
       (),
       {},
+      score_low=0.0,
     )
   sev = np.array([[rule.severity(f.get(rule.figure)) for rule in exercise.rules] for f in figures]).reshape(
     n, -1
@@ -218,8 +228,10 @@ def assess(
   weights = np.array([rule.weight for rule in exercise.rules])
   findings, praise, issues = [], [], [[] for _ in range(n)]
   not_judged = not_judged or {}
+  worst = sev.copy()
   for k, rule in enumerate(exercise.rules):
     if rule.id in not_judged:
+      worst[:, k] = (worst_severities or {}).get(rule.id, 1.0)
       sev[:, k] = 0.0
       continue
     failing = [i for i in range(n) if sev[i, k] > FAIL_LEVEL]
@@ -255,4 +267,5 @@ def assess(
     tuple(praise),
     penalties,
     severities,
+    float(np.mean(100.0 - worst @ weights)) if len(weights) else 100.0,
   )

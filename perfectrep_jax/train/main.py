@@ -96,7 +96,8 @@ def run(command: str, argv: list[str]) -> None:
       print(
         f"feedback, {name}: same findings in {f['same_findings']} of {f['views']} held-out exercise "
         f"views, false findings in {f['with_false_findings']}, scores within 10 points in "
-        f"{f['score_within_10']} ({f['judged_score_within_10']} on the rules judged), repetitions exact "
+        f"{f['score_within_10']} ({f['judged_score_within_10']} on the rules judged, "
+        f"{f['score_range_within_10']} within 10 of the report's range), repetitions exact "
         f"in {f['reps_exact']}",
         flush=True,
       )

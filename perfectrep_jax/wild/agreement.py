@@ -14,6 +14,8 @@ the reference. Per take and view:
 - ``score_diff``: lifted score minus true score (0-100 points); ``judged_score_diff`` the same
   with the true 3D's penalties of the rules the lifted report did not judge given back (a rule
   it says it cannot judge costs no points there, see :func:`perfectrep_jax.form.rules.assess`);
+  ``score_range_off`` how far the true score lies outside the lifted report's range (its
+  ``score_low``, every unjudged rule at its worst, to its ``score``; 0 inside);
 - ``reps``: repetitions counted from the lifted motion and from the true 3D;
 - ``p_mpjpe_mm``: the lifted 3D against the true 3D in the camera's frame, per frame after a
   similarity alignment (Procrustes), millimetres.
@@ -112,6 +114,18 @@ def compare(truth: Analysis, lifted: Analysis) -> dict:
       lifted.assessment.score
       - truth.assessment.score
       - sum(truth.assessment.penalties.get(rule, 0.0) for rule in said_not_judged),
+      1,
+    ),
+    # the lifted report's score is a range, score_low to score, when it left rules unjudged:
+    # how far the true score lies outside it (0 inside)
+    "lifted_score_low": round(lifted.assessment.score_low, 1),
+    "score_range": round(lifted.assessment.score - lifted.assessment.score_low, 1),
+    "score_range_off": round(
+      max(
+        lifted.assessment.score_low - truth.assessment.score,
+        truth.assessment.score - lifted.assessment.score,
+        0.0,
+      ),
       1,
     ),
     "true_reps": len(truth.segmentation.reps),
@@ -230,6 +244,10 @@ def summarize(rows: list[dict]) -> dict:
     # the same on the rules the lifted report judged: a rule it says it cannot judge costs no
     # points there, so a true finding it leaves unjudged parts the two scores by its penalty
     "judged_score_within_10": sum(abs(r["judged_score_diff"]) <= 10.0 for r in rows),
+    # the true score within 10 of the lifted report's range (score_low to score) and the
+    # range's mean width: an unjudged rule widens the range instead of scoring it as passed
+    "score_range_within_10": int(sum(r.get("score_range_off", np.inf) <= 10.0 for r in rows)),
+    "mean_score_range": round(float(np.mean([r.get("score_range", 0.0) for r in rows])), 1),
     "max_score_diff": round(float(diffs.max()), 1),
     "mean_score_diff": round(float(diffs.mean()), 1),
     "reps_exact": sum(r["lifted_reps"] == r["true_reps"] for r in rows),

@@ -254,7 +254,14 @@ def infer(
           figure_margins=figure_margins,
         )
         files.update({"report_json": str(where / "report.json"), "report_html": str(where / "report.html")})
-        entry.update({"score": doc["score"], "num_reps": doc["num_reps"], "exercise": doc["exercise"]})
+        entry.update(
+          {
+            "score": doc["score"],
+            "score_low": doc["score_low"],
+            "num_reps": doc["num_reps"],
+            "exercise": doc["exercise"],
+          }
+        )
         if overlay and source is not None:
           files["overlay"] = str(write_overlay(source, kp, doc, where / "overlay.mp4", kf.frame_ids.tolist()))
       else:

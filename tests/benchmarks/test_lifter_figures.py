@@ -53,9 +53,11 @@ def test_block_reports_errors_baseline_feedback_and_provenance(tmp_path, benchma
     and "jump" not in text.split("Per exercise")[1].split("\n\n")[1]
   )
   assert "the DSTformer is 50% below it" in text and "at step 3000 of its 4500-step schedule" in text
-  assert "| detector-like 2D | 56 | 54 | 1 | 55 | - | 56 | 3.2 |" in text  # judged scores not recorded: -
-  meta["feedback"]["detector_2d"]["judged_score_within_10"] = 56
-  assert "| detector-like 2D | 56 | 54 | 1 | 55 | 56 | 56 | 3.2 |" in mod.block(meta, mlp, "2026-12-01", "x")
+  assert "| detector-like 2D | 56 | 54 | 1 | 55 | - | - | 56 | 3.2 |" in text  # not recorded: -
+  meta["feedback"]["detector_2d"].update(judged_score_within_10=56, score_range_within_10=55)
+  assert "| detector-like 2D | 56 | 54 | 1 | 55 | 56 | 55 | 56 | 3.2 |" in mod.block(
+    meta, mlp, "2026-12-01", "x"
+  )
   assert "filmed whole from 8 unseen views" in text
   assert (
     "Written 2026-12-01 by" in text

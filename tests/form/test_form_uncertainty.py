@@ -261,3 +261,46 @@ def test_the_margin_is_the_one_measured_for_the_view_the_3d_is_seen_from(tmp_pat
   (tmp_path / "X3D.json").write_text(json.dumps(doc))
   with pytest.raises(UserError, match="X3D.json: 'figure_margins' must map figure names to numbers"):
     analyze_file(tmp_path / "X3D.json", "squat", None)
+
+
+def test_a_rule_not_judged_makes_the_score_a_range_that_holds_the_truths(tmp_path):
+  # Seen from the front, the lean that costs the true 3D points is not judged: the score counts
+  # only the rules judged, and ``score_low`` (that rule at its worst) says how far it could fall.
+  motion, meta = shared.load_mocap()
+  x = motion[TAKE].astype(np.float64)
+  truth = [(a, c) for a, _, c in S.pelvis_repetitions(x, meta[TAKE]["rep_frames"])]
+  leaning = S.inject_fault(x, truth, "trunk_forward", 40.0)
+  _, lateral, front = kinematics.body_axes(leaning)
+  seen = analyze_motion(leaning, "squat", fps=FPS)  # every rule judged
+  assert seen.assessment.score_low == seen.assessment.score
+  facing = analyze_motion(leaning, "squat", fps=FPS, camera_axis=np.median(front, axis=0))
+  lean_weight = next(r.weight for r in rules.load_rules()["squat"].rules if r.id == "trunk_lean")
+  a = facing.assessment
+  assert a.score - a.score_low == pytest.approx(lean_weight)  # nothing bounds an unseen figure
+  assert a.score_low <= seen.assessment.score <= a.score
+  assert a.score > seen.assessment.score + 10  # the point score alone is off by more than 10
+  # A borderline rule is bounded by its margin: the range is narrower than the rule's weight and
+  # still holds the truth's score.
+  x = _leaning_squats()
+  plain = analyze_motion(x, "squat", fps=FPS)
+  lean_rule = next(r for r in rules.load_rules()["squat"].rules if r.id == "trunk_lean")
+  leans = np.array([f["trunk_lean_max"] for f in plain.figures])
+  wide = {"trunk_lean_max": float(np.max(np.abs(leans - lean_rule.fail_value))) + 0.5}
+  unsure = analyze_motion(x, "squat", fps=FPS, figure_margins=wide)
+  b = unsure.assessment
+  assert b.score_low <= plain.assessment.score <= b.score
+  assert 0 < b.score - b.score_low < lean_rule.weight
+  worst = [lean_rule.severity(v + wide["trunk_lean_max"]) for v in leans]
+  assert b.score - b.score_low == pytest.approx(lean_rule.weight * np.mean(worst))
+  # The report gives the range in its JSON, its feedback and on the command line's summary.
+  doc = {"fps": FPS, "joints_3d": leaning.tolist(), "camera_axis": np.median(front, axis=0).tolist()}
+  (tmp_path / "X3D.json").write_text(json.dumps(doc))
+  report = analyze_file(tmp_path / "X3D.json", "squat", tmp_path / "out")
+  assert report["score_low"] == pytest.approx(a.score_low, abs=1e-3)
+  assert any(f"as low as {a.score_low:.0f}" in line for line in report["feedback"])
+  assert "as low as" in (tmp_path / "out" / "report.html").read_text()
+  del doc["camera_axis"]  # every rule judged: one score, no range
+  (tmp_path / "X3D.json").write_text(json.dumps(doc))
+  judged = analyze_file(tmp_path / "X3D.json", "squat", None)
+  assert judged["score_low"] == judged["score"]
+  assert not any("as low as" in line for line in judged["feedback"])

@@ -196,6 +196,10 @@ def test_the_summary_counts_scores_also_on_the_rules_the_lifted_report_judged():
     "score_diff": -27.8,
     "judged_score_diff": -27.8,
   }
+  # The unjudged lean makes the lifted report's score a range (84.3 to 100) that holds the truth's.
+  unjudged.update(score_range=20.0, score_range_off=0.0)
+  wrong.update(score_range=0.0, score_range_off=27.8)
   summary = agreement.summarize([unjudged, wrong, {**unjudged, "score_diff": 3.0, "judged_score_diff": 3.0}])
   assert summary["score_within_10"] == 1 and summary["judged_score_within_10"] == 2
+  assert summary["score_range_within_10"] == 2 and summary["mean_score_range"] == pytest.approx(13.3)
   assert summary["same_findings"] == 2 and summary["with_false_findings"] == 1
