@@ -106,13 +106,26 @@ def progress_png(result: Analysis) -> bytes:
 
 
 def scores_png(result: Analysis) -> bytes:
-  """Bar chart of every repetition's score (0-100), failing rules written on the bars."""
-  scores = result.assessment.rep_scores
+  """Bar chart of every repetition's score (0-100), failing rules written on the bars; where
+  rules were not judged, the part of the bar they could take away is hatched."""
+  scores = np.asarray(result.assessment.rep_scores, np.float64)
+  low = np.asarray(result.assessment.rep_scores_low or scores, np.float64)
   fig = Figure(figsize=(10, 2.8))
   ax = fig.subplots()
   x = np.arange(1, len(scores) + 1)
   colours = ["#2a9d8f" if s >= 80 else "#e9c46a" if s >= 60 else "#e76f51" for s in scores]
-  ax.bar(x, scores, color=colours)
+  ax.bar(x, low, color=colours)
+  if np.any(scores - low > 0.5):
+    ax.bar(
+      x,
+      scores - low,
+      bottom=low,
+      color=colours,
+      alpha=0.35,
+      hatch="//",
+      label="could be lost to rules not judged",
+    )
+    ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), fontsize=7, frameon=False)
   for xi, issues in zip(x, result.assessment.rep_issues):
     if issues:
       ax.text(xi, 2, "\n".join(issues), ha="center", va="bottom", fontsize=6, rotation=90)

@@ -51,6 +51,7 @@ def to_json(result: Analysis, source: str = "input") -> dict:
         "end_s": rep.end / fps,
         "partial": rep.partial,
         "score": a.rep_scores[i],
+        "score_low": a.rep_scores_low[i] if a.rep_scores_low else a.rep_scores[i],
         "issues": list(a.rep_issues[i]),
         "severities": a.rep_severities[i] if a.rep_severities else {},
         "figures": fig,

@@ -181,6 +181,7 @@ class Assessment:
   rep_severities: tuple[dict[str, float], ...] = ()  # per repetition, rule id -> severity 0-1
   # the score if every rule not judged cost what it could at worst (== score when all were judged)
   score_low: float | None = None
+  rep_scores_low: tuple[float, ...] = ()  # the same per repetition
 
 
 def assess(
@@ -256,6 +257,7 @@ def assess(
     elif not np.any(sev[:, k] > 0) and all(f.get(rule.figure) is not None for f in figures):
       praise.append(rule.praise)
   rep_scores = 100.0 - sev @ weights if len(weights) else np.full(n, 100.0)
+  rep_low = 100.0 - worst @ weights if len(weights) else np.full(n, 100.0)
   findings.sort(key=lambda t: -t[0])
   penalties = {rule.id: float(sev[:, k].mean() * rule.weight) for k, rule in enumerate(exercise.rules)}
   severities = tuple({rule.id: float(sev[i, k]) for k, rule in enumerate(exercise.rules)} for i in range(n))
@@ -267,5 +269,6 @@ def assess(
     tuple(praise),
     penalties,
     severities,
-    float(np.mean(100.0 - worst @ weights)) if len(weights) else 100.0,
+    float(np.mean(rep_low)),
+    tuple(float(s) for s in rep_low),
   )

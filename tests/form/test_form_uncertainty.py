@@ -299,6 +299,10 @@ def test_a_rule_not_judged_makes_the_score_a_range_that_holds_the_truths(tmp_pat
   assert report["score_low"] == pytest.approx(a.score_low, abs=1e-3)
   assert any(f"as low as {a.score_low:.0f}" in line for line in report["feedback"])
   assert "as low as" in (tmp_path / "out" / "report.html").read_text()
+  per_rep = [(r["score_low"], r["score"]) for r in report["reps"]]
+  assert all(lo < hi for lo, hi in per_rep) and np.mean([lo for lo, _ in per_rep]) == pytest.approx(
+    report["score_low"], abs=1e-3
+  )
   del doc["camera_axis"]  # every rule judged: one score, no range
   (tmp_path / "X3D.json").write_text(json.dumps(doc))
   judged = analyze_file(tmp_path / "X3D.json", "squat", None)
