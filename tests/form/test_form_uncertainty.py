@@ -263,7 +263,7 @@ def test_the_margin_is_the_one_measured_for_the_view_the_3d_is_seen_from(tmp_pat
     analyze_file(tmp_path / "X3D.json", "squat", None)
 
 
-def test_a_rule_not_judged_makes_the_score_a_range_that_holds_the_truths(tmp_path):
+def test_a_rule_not_judged_makes_the_score_a_range_that_holds_the_truths(tmp_path, capsys):
   # Seen from the front, the lean that costs the true 3D points is not judged: the score counts
   # only the rules judged, and ``score_low`` (that rule at its worst) says how far it could fall.
   motion, meta = shared.load_mocap()
@@ -303,6 +303,10 @@ def test_a_rule_not_judged_makes_the_score_a_range_that_holds_the_truths(tmp_pat
   assert all(lo < hi for lo, hi in per_rep) and np.mean([lo for lo, _ in per_rep]) == pytest.approx(
     report["score_low"], abs=1e-3
   )
+  from perfectrep_jax import cli
+
+  cli.main(["analyze", str(tmp_path / "X3D.json"), "--exercise", "squat", "--out", str(tmp_path / "cli")])
+  assert f"score {a.score_low:.0f}-{a.score:.0f}/100" in capsys.readouterr().out.splitlines()[0]
   del doc["camera_axis"]  # every rule judged: one score, no range
   (tmp_path / "X3D.json").write_text(json.dumps(doc))
   judged = analyze_file(tmp_path / "X3D.json", "squat", None)
