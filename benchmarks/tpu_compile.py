@@ -213,7 +213,8 @@ def render(cache: dict, models: list[str]) -> str:
   lines += [
     "",
     "Largest batch per chip that fits (data-parallel mesh, powers of two from "
-    f"{PER_CHIP}, up to {MAX_PER_CHIP}):",
+    f"{PER_CHIP}, up to {MAX_PER_CHIP}), and the batch of those compiled with the highest "
+    "estimated clips/s:",
     "",
     "| model | slice | remat off | remat full |",
     "|---|---|---|---|",
@@ -222,10 +223,20 @@ def render(cache: dict, models: list[str]) -> str:
     for name in SLICES:
       cells = []
       for remat in ("", "full"):
-        sizes = sorted(
-          (int(k.split("|")[3]), v["fits"])
+        runs = sorted(
+          (int(k.split("|")[3]), v)
           for k, v in cache.items()
           if k.startswith(f"{model}|{name}|{_n(name)}x1x1|") and k.endswith(f"|{remat or 'off'}")
+        )
+        sizes = [(b, v["fits"]) for b, v in runs]
+        fastest = max(
+          (
+            (v["estimated_clips_per_s"], b, v)
+            for b, v in runs
+            if v["fits"] and v.get("estimated_clips_per_s")
+          ),
+          default=None,
+          key=lambda t: t[0],
         )
         fit = [b for b, ok in sizes if ok]
         refused = [b for b, ok in sizes if not ok]
@@ -237,6 +248,9 @@ def render(cache: dict, models: list[str]) -> str:
           cells.append(f"< {min(refused)}")
         else:
           cells.append("not compiled yet" if not fit else f">= {max(fit)} (search not finished)")
+        if fastest is not None and len(fit) > 1:
+          _, clips, mfu = aot.estimate_cells(fastest[2], missing="-", clips_format=",.0f")
+          cells[-1] += f"; fastest at {fastest[1]}: {clips} clips/s, {mfu}"
       lines.append(f"| {model} | {name} | {cells[0]} | {cells[1]} |")
   lines.append("")
   for k, r in sorted(cache.items()):

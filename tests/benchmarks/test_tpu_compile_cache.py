@@ -55,3 +55,35 @@ def test_a_run_for_some_models_rewrites_the_block_with_every_models_rows(
   mod.main(["--readme-only", "--models", "lite"])
   text = readme.read_text()
   assert "| lite | v5e-16 |" in text and "| full | v5e-16 |" in text
+
+
+def test_the_largest_batch_table_names_the_fastest_batch_compiled(benchmark_script):
+  # A bigger batch per chip can be faster per clip (16 here) or slower (32): the table says which.
+  mod = benchmark_script("tpu_compile")
+
+  def run(batch, clips, fits=True):
+    return {
+      "fits": fits,
+      "estimated_step_s": batch * 256 / clips if fits else None,
+      "estimated_clips_per_s": clips if fits else None,
+      "estimated_mfu": clips / 50_000 if fits else None,
+      "mesh": {"data": 256, "fsdp": 1, "tensor": 1},
+      "per_device_memory_bytes": 2**30,
+      "collectives": {},
+      "collective_bytes": "tuple-sum",
+      "compile_s": 1.0,
+      "chip": "v5e",
+      "devices": 256,
+      "batch_size": batch * 256,
+      "flops_per_step": 1e15,
+      "bytes_accessed_per_device": 1e11,
+    }
+
+  cache = {
+    "full|v5e-256|256x1x1|8|off": run(8, 7104.0),
+    "full|v5e-256|256x1x1|16|off": run(16, 7722.0),
+    "full|v5e-256|256x1x1|32|off": run(32, 0.0, fits=False),
+  }
+  text = mod.render(cache, ["full"])
+  row = next(line for line in text.splitlines() if line.startswith("| full | v5e-256 | 16 (32 does not fit)"))
+  assert "fastest at 16: 7,722 clips/s, 15.4%" in row

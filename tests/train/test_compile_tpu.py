@@ -39,13 +39,17 @@ def test_candidate_meshes_divide_the_slice_the_batch_and_the_heads():
   assert all(m["tensor"] == 2 for m in aot.candidate_meshes(config, 4))
 
 
-def test_roofline_when_xla_gives_no_time():
+def test_the_estimate_is_the_roofline_whether_or_not_xla_gives_a_time():
   coll = {"all-reduce": {"count": 1, "bytes": 100}, "all-gather": {"count": 1, "bytes": 50}}
   step, model = aot.estimate_step_s(
     {"flops": 1e12, "bytes accessed": 1e9, "optimal_seconds": -1}, coll, peak=1e14, hbm_bw=1e12, ici_bw=1e3
   )
   assert model == "roofline" and step == pytest.approx(0.01 + 250 / 1e3)
-  assert aot.estimate_step_s({"optimal_seconds": 0.5}, coll, 1, 1, 1) == (0.5, "xla")
+  # XLA's own time, where it gives one, can be faster than the FLOPs at peak allow: not used
+  step, model = aot.estimate_step_s(
+    {"flops": 1e12, "bytes accessed": 1e9, "optimal_seconds": 0.001}, coll, peak=1e14, hbm_bw=1e12, ici_bw=1e3
+  )
+  assert model == "roofline" and step == pytest.approx(0.01 + 250 / 1e3)
 
 
 @needs_libtpu
