@@ -241,8 +241,8 @@ def estimate_step_s(
   accessed at HBM bandwidth, plus the collectives' bytes over the chip's ICI bandwidth
   (all-reduce twice: reduce-scatter then all-gather), none overlapped. The same model for every
   program, so rows compare: XLA's own estimate (``optimal_seconds``, kept in the report as
-  ``xla_optimal_seconds``) answers -1 for most train steps, and where it does answer (larger
-  batches on v5p) it can be faster than the step's own FLOPs at peak allow (measured: MotionBERT-
+  ``xla_optimal_seconds``) answers -1 for most train steps, and where it does answer (some larger
+  batches on v5p and v6e) it can be faster than the step's own FLOPs at peak allow (measured: MotionBERT-
   Lite at 128 clips per v5p chip, 0.10 s, an MFU of 135%).
   """
   flops, accessed = float(cost.get("flops", 0.0)), float(cost.get("bytes accessed", 0.0))
@@ -442,7 +442,6 @@ def _collectives_line(coll: dict | None, scanned: bool = False) -> str:
 
 
 _MODELS = {
-  "xla": "XLA's cost model",
   "none": "",
   "scan": "",
   "kernel": "",
