@@ -141,6 +141,7 @@ def cmd_prepare(args) -> None:
 
 def cmd_analyze(args) -> None:
   from perfectrep_jax.form.analyze import analyze_file
+  from perfectrep_jax.form.report import score_range
 
   report = analyze_file(args.input, args.exercise, args.out, fps=args.fps, up=args.up, rules_path=args.rules)
   ex = report.get("exercise", "the exercise")
@@ -148,8 +149,7 @@ def cmd_analyze(args) -> None:
     ex += f" (recognised, {report['exercise_confidence']:.0%} sure)"
   partial = f" (+{report['num_partial']} partial)" if report.get("num_partial") else ""
   held = f", held {report['hold_s']:.1f} s" if report.get("hold_s") is not None else ""
-  low = round(report.get("score_low", report["score"]))
-  score = f"{low}-{report['score']:.0f}" if low < round(report["score"]) else f"{report['score']:.0f}"
+  score = score_range(report["score"], report.get("score_low")) or f"{report['score']:.0f}"
   print(
     f"{report['num_reps']} repetitions{partial} of {ex}{held}, score {score}/100; report: {Path(args.out) / 'report.html'}"
   )

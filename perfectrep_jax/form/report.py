@@ -25,6 +25,14 @@ from perfectrep_jax.skeleton import BONES, JOINT_INDEX
 REPORT_VERSION = 1
 
 
+def score_range(score: float, low: float | None) -> str | None:
+  """``"77-97"`` when rules not judged could lower the score by a whole point (``low`` rounds
+  below it), else ``None``: the one rule the feedback, the page and ``analyze``'s line share."""
+  if low is None or round(low) >= round(score):
+    return None
+  return f"{low:.0f}-{score:.0f}"
+
+
 def to_json(result: Analysis, source: str = "input") -> dict:
   """The report as a JSON-ready dict.
 
@@ -72,7 +80,7 @@ def to_json(result: Analysis, source: str = "input") -> dict:
         f"The score, {a.score:.0f}, counts only the rules judged: the ones not judged could "
         f"bring it as low as {low:.0f}."
       ]
-      if round(low) < round(a.score)
+      if score_range(a.score, low)
       else []
     )
     + list(a.praise)
@@ -186,7 +194,7 @@ def render_html(doc: dict, images: dict[str, bytes]) -> str:
   e = html.escape
   score = doc["score"]
   low = doc.get("score_low", score)
-  span = f"<div>as low as {low:.0f} with the rules not judged</div>" if round(low) < round(score) else ""
+  span = f"<div>as low as {low:.0f} with the rules not judged</div>" if score_range(score, low) else ""
   cls = "good" if score >= 80 else "ok" if score >= 60 else "poor"
   feedback = "".join(f"<li>{e(m)}</li>" for m in doc["feedback"]) or "<li>No feedback.</li>"
   head = "".join(f'<th title="{e(FIGURES[n][0])}">{e(h)}</th>' for n, h in _TABLE_FIGURES.items())
