@@ -75,16 +75,21 @@ def load_cache() -> dict:
   return json.loads(CACHE.read_text()) if CACHE.exists() else {}
 
 
-TRAFFIC_CELLS_KEPT = 10
+TRAFFIC_CELLS_KEPT = 5
 
 
 def _compact(report: dict) -> dict:
-  """``report`` with only the largest traffic cells (the totals by kind and part stay whole), so
-  the tracked cache stays small as rows are added."""
+  """``report`` as the tracked cache keeps it, small as rows are added: a mesh row (``PER_CHIP``
+  clips per chip, no remat) keeps its traffic by part and its largest cells; a row of the
+  largest-batch search keeps the traffic's total and split by kind (what its estimate and the
+  table read), not where each byte goes, which the mesh row of its slice already tells."""
   traffic = report.get("traffic")
-  if not traffic or len(traffic.get("cells", ())) <= TRAFFIC_CELLS_KEPT:
+  if not traffic:
     return report
-  return dict(report, traffic=dict(traffic, cells=traffic["cells"][:TRAFFIC_CELLS_KEPT]))
+  per_chip = report.get("batch_size", 0) // max(report.get("devices", 1), 1)
+  if per_chip == PER_CHIP and not report.get("remat"):
+    return dict(report, traffic=dict(traffic, cells=traffic.get("cells", [])[:TRAFFIC_CELLS_KEPT]))
+  return dict(report, traffic={k: v for k, v in traffic.items() if k not in ("cells", "by_part")})
 
 
 def save_cache(cache: dict) -> None:

@@ -11,12 +11,21 @@ pytest.importorskip("jax")
 CACHE = Path(__file__).resolve().parents[2] / "benchmarks" / "tpu_compile.json"
 
 
-def _row(n_cells):
+def _row(n_cells, per_chip=8, remat=""):
   cells = [{"part": f"p{i}", "kind": "matmul", "bytes": 1000 - i} for i in range(n_cells)]
+  total = sum(c["bytes"] for c in cells)
   return {
     "topology": "v5e:4x4",
+    "devices": 16,
+    "batch_size": 16 * per_chip,
+    "remat": remat,
     "per_device_memory_bytes": 123,
-    "traffic": {"total": sum(c["bytes"] for c in cells), "by_kind": {"matmul": 1}, "cells": cells},
+    "traffic": {
+      "total": total,
+      "by_kind": {"matmul": total},
+      "by_part": {c["part"]: c["bytes"] for c in cells},
+      "cells": cells,
+    },
   }
 
 
@@ -35,6 +44,19 @@ def test_rows_are_merged_one_per_line_keeping_only_the_largest_traffic_cells(
   kept = cache["b|y"]["traffic"]
   assert [c["bytes"] for c in kept["cells"]] == [1000 - i for i in range(mod.TRAFFIC_CELLS_KEPT)]
   assert kept["total"] == _row(40)["traffic"]["total"] and cache["b|y"]["per_device_memory_bytes"] == 123
+  assert kept["by_part"] == _row(40)["traffic"]["by_part"]
+
+
+def test_rows_of_the_batch_search_keep_the_traffic_totals_only(tmp_path, monkeypatch, benchmark_script):
+  # The tracked cache outgrew the 200 kB bound on data files (CI failed) once every slice's
+  # largest-batch search kept where each byte went; those rows' figures read only the totals.
+  mod = benchmark_script("tpu_compile")
+  monkeypatch.setattr(mod, "CACHE", tmp_path / "tpu_compile.json")
+  mod.save_cache({"big": _row(40, per_chip=64), "remat": _row(40, remat="full")})
+  cache = json.loads(mod.CACHE.read_text())
+  for k in ("big", "remat"):
+    assert cache[k]["traffic"] == {"total": 1000 * 40 - 780, "by_kind": {"matmul": 1000 * 40 - 780}}
+    assert cache[k]["per_device_memory_bytes"] == 123
 
 
 def test_the_tracked_cache_is_in_the_compact_form():
