@@ -9,6 +9,8 @@ bfloat16 on v5e-16, v5e-256, v5p-128 and v6e-16 (``perfectrep_jax/train/aot.py``
 mesh"), and the largest power-of-two batch per chip that fits with and without remat. Each compile
 is kept in ``benchmarks/tpu_compile.json`` as soon as it is done, so a rerun (or one cut short by
 ``--max-minutes``) goes on where the last stopped; the README block says which rows are missing.
+A row compiled from an older revision of its platform's train step (``STEP_REVISIONS``) is marked
+as such in the README and compiled again by the next run, in the same order as the missing ones.
 
 Every time and MFU here is an ESTIMATE from XLA's cost analysis, not a measurement.
 """
@@ -46,6 +48,15 @@ SLICES = {
 CHIPS_IN = {"v5e-16": 16, "v5e-256": 256, "v5p-128": 64, "v6e-16": 16, "h100x8": 8}
 PER_CHIP = 8  # clips per chip for the mesh rows and the scaling line
 MAX_PER_CHIP = 1024  # the largest-batch search stops here
+# Changes to the model or the step that change the compiled program, per platform; a cached row
+# records the revision it was compiled from (none: 1). Raise it with such a change, and say what
+# changed.
+STEP_REVISIONS = {"tpu": 2, "gpu": 1}
+REVISIONS = {
+  1: "up to 3 Dec 2026",
+  2: "TPU from 4 Dec 2026: qkv_layout 'heads', attention's q, k and v projected straight into "
+  "the axis order it works in (no reshape of the (..., 3C) projection into heads, no transposes)",
+}
 
 
 def config_for(model: str, n: int, per_chip: int, mesh: tuple[int, int, int], remat: str = ""):
@@ -121,9 +132,18 @@ def _n(slice_name: str) -> int:
   return CHIPS_IN[slice_name]
 
 
+def revision(row: dict) -> int:
+  """The revision of the train step ``row`` was compiled from."""
+  return row.get("step_revision", 1)
+
+
+def current_revision(row: dict) -> int:
+  return STEP_REVISIONS["gpu" if row.get("chip") in aot.GPUS else "tpu"]
+
+
 def compile_one(devices, job, cache: dict, log) -> dict:
   k = key(*job)
-  if k in cache:
+  if k in cache and revision(cache[k]) == current_revision(cache[k]):
     return cache[k]
   model, slice_name, mesh, per_chip, remat = job
   report = aot.compile_train_step(
@@ -132,6 +152,7 @@ def compile_one(devices, job, cache: dict, log) -> dict:
   report.pop("compiled", None)
   report["cpu"] = cpu_model()
   report["loadavg_1min"] = os.getloadavg()[0]
+  report["step_revision"] = current_revision(report)
   cache[k] = report
   save_cache(cache)
   log(
@@ -185,6 +206,14 @@ def _bounds(r: dict) -> str:
   )
 
 
+STALE_MARK = "†"
+
+
+def _stale(*rows: dict) -> str:
+  """The mark of a figure made from a row of an older revision of the train step."""
+  return f" {STALE_MARK}" if any(revision(r) < current_revision(r) for r in rows) else ""
+
+
 def render(cache: dict, models: list[str]) -> str:
   lines = [
     "| model | slice | mesh (data x fsdp x tensor) | batch/chip | memory/chip | fits | "
@@ -207,6 +236,7 @@ def render(cache: dict, models: list[str]) -> str:
         best[(model, name)] = min(fitting, key=lambda r: r["estimated_step_s"])
       for what, r in rows:
         tag = " (best)" if best.get((model, name)) is r and len(fitting) > 1 else ""
+        tag += _stale(r)
         _, clips, mfu = aot.estimate_cells(r, missing="-", clips_format=".0f")
         lines.append(
           f"| {model} | {name} | {_fmt_mesh(r['mesh'])} {what}{tag} | {PER_CHIP} | "
@@ -256,11 +286,12 @@ def render(cache: dict, models: list[str]) -> str:
         if fastest is not None and len(fit) > 1:
           _, clips, mfu = aot.estimate_cells(fastest[2], missing="-", clips_format=",.0f")
           cells[-1] += f"; fastest at {fastest[1]}: {clips} clips/s, {mfu}"
+        cells[-1] += _stale(*(v for _, v in runs))
       lines.append(f"| {model} | {name} | {cells[0]} | {cells[1]} |")
   lines.append("")
   for k, r in sorted(cache.items()):
     if r.get("estimated_step_s") and int(k.split("|")[3]) == PER_CHIP and k.split("|")[4] == "off":
-      lines.append(f"- {k.split('|')[0]} {k.split('|')[1]} {_fmt_mesh(r['mesh'])}: {_bounds(r)}.")
+      lines.append(f"- {k.split('|')[0]} {k.split('|')[1]} {_fmt_mesh(r['mesh'])}{_stale(r)}: {_bounds(r)}.")
   for model in models:
     small, big = (cache.get(key(model, s, (_n(s), 1, 1), PER_CHIP, "")) for s in ("v5e-16", "v5e-256"))
     if small and big and small["estimated_clips_per_s"] and big["estimated_clips_per_s"]:
@@ -269,7 +300,7 @@ def render(cache: dict, models: list[str]) -> str:
         f"- Weak scaling, {model}, data-parallel, {PER_CHIP} clips/chip: v5e-16 "
         f"{small['estimated_clips_per_s']:.0f} -> v5e-256 "
         f"{big['estimated_clips_per_s']:.0f} clips/s, {100 * eff:.0f}% of linear "
-        "(from the estimates)."
+        f"(from the estimates){_stale(small, big)}."
       )
     else:
       lines.append(
@@ -292,6 +323,15 @@ def render(cache: dict, models: list[str]) -> str:
       "- Compiled before `compile` resolved `attention_impl=auto` as on a TPU, so with "
       "the explicit einsum attention the CPU host picks (a TPU run takes "
       "`jax.nn.dot_product_attention`): " + "; ".join(einsum) + "."
+    )
+  stale = [r for r in cache.values() if revision(r) < current_revision(r)]
+  if stale:
+    now = sorted({current_revision(r) for r in stale})
+    lines.append(
+      f"- {STALE_MARK} compiled from an older revision of the train step "
+      f"({'; '.join(f'{n}: {REVISIONS[n]}' for n in sorted({revision(r) for r in stale}))}; "
+      f"now {'; '.join(f'{n}: {REVISIONS[n]}' for n in now)}): {len(stale)} of {len(cache)} rows, "
+      "compiled again, in the table's order, by the next run of the command."
     )
   if any(r.get("chip") in aot.GPUS for r in cache.values()):
     lines.append(

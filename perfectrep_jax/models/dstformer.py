@@ -12,11 +12,15 @@ a table of renames and transposes. Every parameter carries logical axis names (`
 ``heads``, ``qkv``, ``rep``) that ``perfectrep_jax.train.sharding`` maps onto a device mesh.
 
 Performance (``benchmarks/README.md`` has the figures): linear layers run on (tokens, channels)
-matrices so that XLA's weight-gradient dots need no activation transposes; attention reads q, k
-and v straight out of the (B, T, J, 3, H, D) projection with einsums whose batch axes are the
-heads and the other sequence axis, so the spatial and temporal arrangements need no swapaxes of
-their own; softmax normalisation is applied to the (L, D) output instead of the (L, L) weights
-(``attention_impl='einsum'``, the default on CPU). ``attention_impl='dot_product_attention'``
+matrices so that XLA's weight-gradient dots need no activation transposes; attention works on
+q, k and v in the axis order that suits it (``QKV_ORDERS``: the heads and the other sequence axis
+as batch axes), and ``qkv_layout`` says how they get there: ``'tokens'`` (CPU, GPU) projects the
+(tokens, C) matrix and rearranges the (..., 3, H, D) result, which XLA fuses into the attention's
+own reads; ``'heads'`` (TPU) projects straight into the attention's order with einsums against the
+kernels seen as (C, 3, H, D) and (H, D, C), since on a TPU each reshape into heads (D = 64 fills
+half of a 128-lane tile) and each transpose is a copy through HBM. Softmax normalisation is applied
+to the (L, D) output instead of the (L, L) weights (``attention_impl='einsum'``, the default on
+CPU). ``attention_impl='dot_product_attention'``
 (the default on GPU and TPU) calls ``jax.nn.dot_product_attention``, which picks cuDNN's fused
 kernel on GPU when the dtype and shapes allow; ``'pallas'`` (TPU) runs temporal attention through
 Pallas's flash kernel, the (T, T) weights kept on chip. ``remat`` rematerialises each half-block in the
@@ -64,6 +68,7 @@ from perfectrep_jax.models.kernels import (
 Array = jax.Array
 
 ATTENTION_IMPLS = ("auto", "einsum", "dot_product_attention", "pallas")
+QKV_LAYOUTS = ("auto", "tokens", "heads")  # "auto": "heads" on a TPU, "tokens" elsewhere
 REMAT_POLICIES = {
   None: None,
   "full": None,  # save nothing inside a half-block
@@ -161,23 +166,53 @@ class MLP(nnx.Module):
     return self.drop(apply_dense(self.fc2, self.drop(x)))
 
 
+# Axis order (einsum letters: b clips, t frames, j joints, h heads, d head channels) in which
+# each form of attention reads q, k and v and writes its output: the batch axes, then (L, D) for
+# the explicit softmax (``softmax_attention``) and Pallas's kernel, (L, H, D) for
+# ``jax.nn.dot_product_attention``.
+QKV_ORDERS = {
+  ("spatial", "explicit"): "bthjd",
+  ("temporal", "explicit"): "bjhtd",
+  ("spatial", "fused"): "btjhd",
+  ("temporal", "fused"): "bjthd",
+  ("temporal", "pallas"): "bjhtd",
+}
+
+
 class Attention(nnx.Module):
   """Multi-head self-attention over the joints (``mode='spatial'``) or frames (``'temporal'``).
 
   ``qkv`` is one (C -> 3C) projection whose output splits as (3, heads, head_dim), as upstream.
-  Input and output are (B, T, J, C). ``impl``: ``'einsum'`` (explicit softmax, fastest on CPU),
-  ``'dot_product_attention'`` (``jax.nn.dot_product_attention``: cuDNN on GPU where it applies),
-  ``'pallas'`` (TPU only: temporal attention through Pallas's flash kernel,
+  Input and output are (B, T, J, C); q, k and v are used in the axis order the attention works
+  in (:data:`QKV_ORDERS`). ``layout``: ``'tokens'`` projects the (tokens, C) matrix and
+  rearranges the result (one GEMM each way; on CPU and GPU XLA fuses the rearranging into its
+  readers); ``'heads'`` projects straight into that order, and back from it, with einsums against
+  the kernels seen as (C, 3, H, D) and (H, D, C), with no reshape into heads and no transpose
+  (on a TPU each is a copy through HBM: the full config's step on v5e moves 27% fewer bytes,
+  ``benchmarks/README.md``); ``'auto'``: ``'heads'`` on a TPU, else ``'tokens'``.
+  ``impl``: ``'einsum'`` (explicit softmax, fastest on CPU), ``'dot_product_attention'`` (``jax.nn.dot_product_attention``: cuDNN on GPU where it
+  applies), ``'pallas'`` (TPU only: temporal attention through Pallas's flash kernel,
   ``kernels.tpu_flash_attention``; spatial attention as the previous), or ``'auto'`` (the first
-  on CPU, the second elsewhere). With attention dropout active the
-  explicit form runs whatever ``impl`` says.
+  on CPU, the second elsewhere). With attention dropout active the explicit form runs whatever
+  ``impl`` says.
   """
 
-  def __init__(self, cfg: DSTformerConfig, mode: str, *, dtype=None, impl: str = "auto", rngs: nnx.Rngs):
+  def __init__(
+    self,
+    cfg: DSTformerConfig,
+    mode: str,
+    *,
+    dtype=None,
+    impl: str = "auto",
+    layout: str = "auto",
+    rngs: nnx.Rngs,
+  ):
     check_choice("attention mode", mode, ("spatial", "temporal"))
     check_choice("attention impl", impl, ATTENTION_IMPLS)
+    check_choice("qkv layout", layout, QKV_LAYOUTS)
     self.mode = mode
     self.impl = impl
+    self.layout = layout
     self.num_heads = cfg.num_heads
     self.scale = cfg.qk_scale or cfg.head_dim**-0.5
     c = cfg.dim_feat
@@ -186,63 +221,78 @@ class Attention(nnx.Module):
     self.attn_drop = nnx.Dropout(cfg.attn_drop_rate, rngs=rngs)
     self.proj_drop = nnx.Dropout(cfg.drop_rate, rngs=rngs)
 
+  def _dropout_active(self) -> bool:
+    return self.attn_drop.rate > 0 and not self.attn_drop.deterministic
+
+  def _form(self) -> str:
+    """'explicit', 'fused' or 'pallas': how this call attends."""
+    if self._dropout_active():
+      return "explicit"
+    impl = self.impl
+    if impl == "auto":
+      impl = "einsum" if jax.default_backend() == "cpu" else "dot_product_attention"
+    if impl == "pallas" and self.mode == "spatial":  # 17 keys would fill 17 of 128 lanes
+      impl = "dot_product_attention"
+    return {"einsum": "explicit", "dot_product_attention": "fused", "pallas": "pallas"}[impl]
+
   def __call__(self, x: Array) -> Array:
     # named scopes: a compiled program's traffic is told by them (``train.hlo_traffic``)
     with jax.named_scope(f"{self.mode}_attention"):
-      b, t, j, c = x.shape
-      h = self.num_heads
+      form = self._form()
+      order = QKV_ORDERS[(self.mode, form)]
+      layout = self.layout
+      if layout == "auto":
+        layout = "heads" if jax.default_backend() == "tpu" else "tokens"
       with jax.named_scope("qkv"):
-        qkv = apply_dense(self.qkv, x).reshape(b, t, j, 3, h, c // h)
-        # split whose transpose is one concatenate (slices would transpose to three pads and adds)
-        q, k, v = (a[..., 0, :, :] for a in jnp.split(qkv, 3, axis=3))  # each (B, T, J, H, D)
-      use_dropout = self.attn_drop.rate > 0 and not self.attn_drop.deterministic
-      impl = self.impl
-      if impl == "auto":
-        impl = "einsum" if jax.default_backend() == "cpu" else "dot_product_attention"
-      if impl == "pallas" and self.mode == "spatial":  # 17 keys would fill 17 of 128 lanes
-        impl = "dot_product_attention"
+        q_scale = self.scale if form == "explicit" else 1.0
+        q, k, v = self._project_qkv(x, order, layout, q_scale)
       with jax.named_scope("scores"):
-        if use_dropout:
-          out = self._attend_explicit(q, k, v, dropout=True)
-        elif impl == "pallas":
-          perm = (0, 2, 3, 1, 4)  # (B, J, H, T, D): a sequence per joint
-          q, k, v = (jnp.transpose(a, perm).reshape((b * j, h, t, c // h)) for a in (q, k, v))
-          out = tpu_flash_attention(q, k, v, self.scale).reshape(b, j, h, t, c // h)
-          out = jnp.transpose(out, (0, 3, 1, 2, 4))
-        elif impl == "einsum":
-          out = self._attend_explicit(q, k, v, dropout=False)
-        else:
-          out = self._attend_fused(q, k, v)
+        if self._dropout_active():
+          logits = jnp.einsum("...ld,...md->...lm", q, k, preferred_element_type=jnp.float32)
+          probs = self.attn_drop(jax.nn.softmax(logits, axis=-1).astype(v.dtype))
+          out = jnp.einsum("...lm,...md->...ld", probs, v)
+        elif form == "explicit":
+          out = softmax_attention(q, k, v)
+        elif form == "pallas":  # (B, J, H, T, D): a sequence per joint
+          out = tpu_flash_attention(*(a.reshape((-1,) + a.shape[2:]) for a in (q, k, v)), self.scale)
+          out = out.reshape(q.shape)
+        else:  # (B*, L, H, D): a sequence per frame (spatial) or joint (temporal)
+          flat = (a.reshape((-1,) + a.shape[2:]) for a in (q, k, v))
+          out = jax.nn.dot_product_attention(*flat, scale=self.scale).reshape(q.shape)
       with jax.named_scope("proj"):
-        out = apply_dense(self.proj, out.reshape(b, t, j, c))
-        return self.proj_drop(out)
+        return self.proj_drop(self._project_out(out, order, layout))
 
-  def _attend_explicit(self, q: Array, k: Array, v: Array, *, dropout: bool) -> Array:
-    """softmax(q k^T * scale) v on (B, T, J, H, D) arrays, over J (spatial) or T (temporal).
+  def _project_qkv(self, x: Array, order: str, layout: str, q_scale: float) -> tuple[Array, Array, Array]:
+    """q, k, v, each in ``order`` (see :data:`QKV_ORDERS`), from x (B, T, J, C) by way of
+    ``layout`` ('tokens' or 'heads'); q carries ``q_scale``."""
+    layer, (c, h) = self.qkv, (x.shape[-1], self.num_heads)
+    if layout == "tokens":
+      qkv = apply_dense(layer, x).reshape(x.shape[:-1] + (3, h, c // h))
+      # split whose transpose is one concatenate (slices would transpose to three pads and adds)
+      q, k, v = (a[..., 0, :, :] for a in jnp.split(qkv, 3, axis=3))  # each (B, T, J, H, D)
+      q = q * jnp.asarray(q_scale, q.dtype) if q_scale != 1.0 else q
+      return tuple(jnp.einsum(f"btjhd->{order}", a) for a in (q, k, v))
+    bias = layer.bias[...] if layer.bias is not None else None
+    x, kernel, bias = layer.promote_dtype((x, layer.kernel[...], bias), dtype=layer.dtype)
+    per_part = jnp.asarray([q_scale, 1.0, 1.0], kernel.dtype)[:, None, None]  # (3, 1, 1)
+    kernel = kernel.reshape(c, 3, h, c // h) * per_part
+    qkv = jnp.einsum(f"btjc,cshd->s{order}", x, kernel, precision=layer.precision)
+    if bias is not None:  # (3, H, D) onto (3, order); H comes before D in every order
+      shape = (3,) + tuple({"h": h, "d": c // h}.get(a, 1) for a in order)
+      qkv = qkv + (bias.reshape(3, h, c // h) * per_part).reshape(shape)
+    q, k, v = (a[0] for a in jnp.split(qkv, 3, axis=0))
+    return q, k, v
 
-    q, k and v go to (B, T, H, J, D) or (B, J, H, T, D) in one copy each (XLA fuses the split,
-    the scale and the transpose), ``softmax_attention`` runs there, and the output comes back.
-    """
-    perm = (0, 1, 3, 2, 4) if self.mode == "spatial" else (0, 2, 3, 1, 4)
-    inv = tuple(perm.index(i) for i in range(5))
-    q = q * jnp.asarray(self.scale, q.dtype)
-    q, k, v = (jnp.transpose(a, perm) for a in (q, k, v))
-    if not dropout:
-      return jnp.transpose(softmax_attention(q, k, v), inv)
-    logits = jnp.einsum("...ld,...md->...lm", q, k, preferred_element_type=jnp.float32)
-    probs = self.attn_drop(jax.nn.softmax(logits, axis=-1).astype(v.dtype))
-    return jnp.transpose(jnp.einsum("...lm,...md->...ld", probs, v), inv)
-
-  def _attend_fused(self, q: Array, k: Array, v: Array) -> Array:
-    """``jax.nn.dot_product_attention`` on (sequences, L, H, D) arrays."""
-    if self.mode == "temporal":  # sequences run over frames: (B, J, T, H, D)
-      q, k, v = (jnp.swapaxes(a, 1, 2) for a in (q, k, v))
-    lead = q.shape[:2]
-    q, k, v = (a.reshape((-1,) + a.shape[2:]) for a in (q, k, v))  # (B*, L, H, D)
-    out = jax.nn.dot_product_attention(q, k, v, scale=self.scale).reshape(lead + q.shape[1:])
-    if self.mode == "temporal":
-      out = jnp.swapaxes(out, 1, 2)
-    return out
+  def _project_out(self, out: Array, order: str, layout: str) -> Array:
+    """(B, T, J, C) from the heads' output in ``order``, by way of ``layout``."""
+    layer, h = self.proj, self.num_heads
+    if layout == "tokens":
+      out = jnp.einsum(f"{order}->btjhd", out)
+      return apply_dense(layer, out.reshape(out.shape[:3] + (-1,)))
+    out, kernel, bias = layer.promote_dtype((out, layer.kernel[...], layer.bias[...]), dtype=layer.dtype)
+    c = kernel.shape[-1]
+    y = jnp.einsum(f"{order},hdc->btjc", out, kernel.reshape(h, c // h, c), precision=layer.precision)
+    return y + bias
 
 
 class Block(nnx.Module):
@@ -260,6 +310,7 @@ class Block(nnx.Module):
     *,
     dtype=None,
     attention_impl: str = "auto",
+    qkv_layout: str = "auto",
     remat: str | None = None,
     rngs: nnx.Rngs,
   ):
@@ -271,8 +322,9 @@ class Block(nnx.Module):
     hidden = int(c * cfg.mlp_ratio)
     self.norm1_s = layer_norm(c, dtype=dtype, rngs=rngs)
     self.norm1_t = layer_norm(c, dtype=dtype, rngs=rngs)
-    self.attn_s = Attention(cfg, "spatial", dtype=dtype, impl=attention_impl, rngs=rngs)
-    self.attn_t = Attention(cfg, "temporal", dtype=dtype, impl=attention_impl, rngs=rngs)
+    attn = dict(dtype=dtype, impl=attention_impl, layout=qkv_layout, rngs=rngs)
+    self.attn_s = Attention(cfg, "spatial", **attn)
+    self.attn_t = Attention(cfg, "temporal", **attn)
     self.norm2_s = layer_norm(c, dtype=dtype, rngs=rngs)
     self.norm2_t = layer_norm(c, dtype=dtype, rngs=rngs)
     self.mlp_s = MLP(c, hidden, cfg.drop_rate, dtype=dtype, rngs=rngs)
@@ -318,7 +370,8 @@ class DSTformer(nnx.Module):
   are computed in float32.
 
   Execution options, none of which changes the parameters: ``attention_impl`` (``'auto'``,
-  ``'einsum'``, ``'dot_product_attention'``; see ``Attention``) and ``remat`` (``None``, or a
+  ``'einsum'``, ``'dot_product_attention'``, ``'pallas'``; see ``Attention``), ``qkv_layout``
+  (``'auto'``, ``'tokens'``, ``'heads'``; see ``Attention``), ``remat`` (``None``, or a
   rematerialisation policy per half-block: ``'full'`` saves nothing, ``'dots'`` saves the
   outputs of the linear layers, ``'dots_all'`` those of every product including attention's) and
   ``scan_layers`` (one ``jax.lax.scan`` over the depths instead of a Python loop; it needs every
@@ -331,6 +384,7 @@ class DSTformer(nnx.Module):
     *,
     dtype=None,
     attention_impl: str = "auto",
+    qkv_layout: str = "auto",
     remat: str | None = None,
     scan_layers: bool = False,
     rngs: nnx.Rngs,
@@ -353,7 +407,7 @@ class DSTformer(nnx.Module):
     )
     self.pos_drop = nnx.Dropout(cfg.drop_rate, rngs=rngs)
     rates = [cfg.drop_path_rate * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]
-    opts = dict(dtype=dtype, attention_impl=attention_impl, remat=remat)
+    opts = dict(dtype=dtype, attention_impl=attention_impl, qkv_layout=qkv_layout, remat=remat)
     self.blocks_st = nnx.List([Block(cfg, "st", rates[i], **opts, rngs=rngs) for i in range(cfg.depth)])
     self.blocks_ts = nnx.List([Block(cfg, "ts", rates[i], **opts, rngs=rngs) for i in range(cfg.depth)])
     if cfg.att_fuse:

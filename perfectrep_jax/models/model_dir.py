@@ -117,8 +117,8 @@ def build_model(
 ) -> nnx.Module:
   """Makes a freshly initialised lifter or action model from its config.
 
-  ``options`` are the DSTformer's execution options (``attention_impl``, ``remat``,
-  ``scan_layers``): they change
+  ``options`` are the DSTformer's execution options (``attention_impl``, ``qkv_layout``,
+  ``remat``, ``scan_layers``): they change
   how it runs, never its parameters.
   """
   rngs = nnx.Rngs(params=seed, dropout=seed + 1)

@@ -253,13 +253,17 @@ def estimate_step_s(
 
 
 # ---------------------------------------------------------------------------- compile
-def _for_compile(config):
-  """A copy of ``config`` for compiling its train step: evaluation is not compiled, so its
-  batch size follows the training batch (``build`` checks both against the mesh)."""
+def _for_compile(config, platform: str):
+  """A copy of ``config`` for compiling its train step for ``platform``'s devices ('tpu' or
+  'gpu'): evaluation is not compiled, so its batch size follows the training batch (``build``
+  checks both against the mesh), and the model's "auto" options are resolved as they would be on
+  that platform (the model decides them from the tracing host's backend, here the CPU)."""
   config = config.copy_and_resolve_references()
   config.eval.batch_size = config.batch_size
-  if config.get("attention_impl", "auto") == "auto":  # what "auto" picks on a TPU: the model
-    config.attention_impl = "dot_product_attention"  # decides from the tracing host's backend
+  if config.get("attention_impl", "auto") == "auto":
+    config.attention_impl = "dot_product_attention"
+  if config.get("qkv_layout", "auto") == "auto":
+    config.qkv_layout = "heads" if platform == "tpu" else "tokens"
   return config
 
 
@@ -295,7 +299,7 @@ def _abstract_args(config, parts, step) -> tuple:
 def compile_train_step(config, devices, topology: str = "") -> dict[str, Any]:
   """AOT-compiles ``train``'s step for ``devices`` (a slice's, see ``topology_devices``) and
   returns the report (FIELDS) with the compiled program under ``"compiled"``."""
-  config = _for_compile(config)
+  config = _for_compile(config, devices[0].platform)
   start = time.perf_counter()
   parts = trainer.build(config, devices=devices)
   step = trainer.make_train_step(config, parts)
@@ -313,6 +317,7 @@ def compile_train_step(config, devices, topology: str = "") -> dict[str, Any]:
     "compute_dtype": config.get("compute_dtype", "float32"),
     "remat": config.get("remat") or "",
     "attention_impl": config.attention_impl,
+    "qkv_layout": config.qkv_layout,
     "scan_layers": bool(config.get("scan_layers", False)),
   }
   try:

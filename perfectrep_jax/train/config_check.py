@@ -11,7 +11,7 @@ from perfectrep_jax.data.pipeline import PipelineConfig
 from perfectrep_jax.errors import UserError
 from perfectrep_jax.losses import LossWeights
 from perfectrep_jax.models import model_dir
-from perfectrep_jax.models.dstformer import ATTENTION_IMPLS, REMAT_POLICIES
+from perfectrep_jax.models.dstformer import ATTENTION_IMPLS, QKV_LAYOUTS, REMAT_POLICIES
 from perfectrep_jax.train.optim import SCHEDULES
 from perfectrep_jax.train.sharding import mesh_shape
 
@@ -99,6 +99,8 @@ def check_config(config) -> None:
     problems.append(f"remat: one of {[p for p in REMAT_POLICIES if p] + ['']}, not {config.remat!r}")
   if config.get("attention_impl", "auto") not in ATTENTION_IMPLS:
     problems.append(f"attention_impl: {', '.join(ATTENTION_IMPLS)} (TPU only), not {config.attention_impl!r}")
+  if config.get("qkv_layout", "auto") not in QKV_LAYOUTS:
+    problems.append(f"qkv_layout: {', '.join(QKV_LAYOUTS)}, not {config.qkv_layout!r}")
   if config.get("scan_layers", False) not in (True, False):
     problems.append(f"scan_layers: True or False, not {config.scan_layers!r}")
   elif config.get("scan_layers"):

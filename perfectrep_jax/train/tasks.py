@@ -60,10 +60,12 @@ class Task:
 
   def model_options(self) -> dict[str, Any]:
     """``model_dir.build_model``'s execution options (how the model runs, never its weights):
-    the DSTformer's ``remat``, ``attention_impl`` and ``scan_layers`` from the config."""
+    the DSTformer's ``remat``, ``attention_impl``, ``qkv_layout`` and ``scan_layers`` from the
+    config."""
     return dict(
       remat=self.cfg.get("remat") or None,
       attention_impl=self.cfg.get("attention_impl", "auto"),
+      qkv_layout=self.cfg.get("qkv_layout", "auto"),
       scan_layers=bool(self.cfg.get("scan_layers", False)),
     )
 

@@ -79,27 +79,31 @@ def test_a_run_for_some_models_rewrites_the_block_with_every_models_rows(
   assert "| lite | v5e-16 |" in text and "| full | v5e-16 |" in text
 
 
+def _run(batch, clips, fits=True, **fields):
+  return {
+    "fits": fits,
+    "estimated_step_s": batch * 256 / clips if fits else None,
+    "estimated_clips_per_s": clips if fits else None,
+    "estimated_mfu": clips / 50_000 if fits else None,
+    "mesh": {"data": 256, "fsdp": 1, "tensor": 1},
+    "per_device_memory_bytes": 2**30,
+    "collectives": {},
+    "collective_bytes": "tuple-sum",
+    "compile_s": 1.0,
+    "chip": "v5e",
+    "devices": 256,
+    "batch_size": batch * 256,
+    "flops_per_step": 1e15,
+    "bytes_accessed_per_device": 1e11,
+    "attention_impl": "dot_product_attention",
+    **fields,
+  }
+
+
 def test_the_largest_batch_table_names_the_fastest_batch_compiled(benchmark_script):
   # A bigger batch per chip can be faster per clip (16 here) or slower (32): the table says which.
   mod = benchmark_script("tpu_compile")
-
-  def run(batch, clips, fits=True):
-    return {
-      "fits": fits,
-      "estimated_step_s": batch * 256 / clips if fits else None,
-      "estimated_clips_per_s": clips if fits else None,
-      "estimated_mfu": clips / 50_000 if fits else None,
-      "mesh": {"data": 256, "fsdp": 1, "tensor": 1},
-      "per_device_memory_bytes": 2**30,
-      "collectives": {},
-      "collective_bytes": "tuple-sum",
-      "compile_s": 1.0,
-      "chip": "v5e",
-      "devices": 256,
-      "batch_size": batch * 256,
-      "flops_per_step": 1e15,
-      "bytes_accessed_per_device": 1e11,
-    }
+  run = _run
 
   cache = {
     "full|v5e-256|256x1x1|8|off": run(8, 7104.0),
@@ -109,3 +113,36 @@ def test_the_largest_batch_table_names_the_fastest_batch_compiled(benchmark_scri
   text = mod.render(cache, ["full"])
   row = next(line for line in text.splitlines() if line.startswith("| full | v5e-256 | 16 (32 does not fit)"))
   assert "fastest at 16: 7,722 clips/s, 15.4%" in row
+
+
+def test_a_row_of_an_older_train_step_is_marked_and_compiled_again(benchmark_script, monkeypatch, tmp_path):
+  # A change to the model changes every compiled program: rows compiled before it stay in the
+  # table, marked, until a run compiles them again; a row of the current step is not compiled twice.
+  mod = benchmark_script("tpu_compile")
+  monkeypatch.setattr(mod, "CACHE", tmp_path / "tpu_compile.json")
+  old, new = "full|v5e-256|256x1x1|8|off", "full|v5e-256|256x1x1|16|off"
+  cache = {old: _run(8, 7104.0), new: _run(16, 7722.0, step_revision=mod.STEP_REVISIONS["tpu"])}
+  text = mod.render(cache, ["full"])
+  assert f"256x1x1 data-parallel {mod.STALE_MARK} |" in text
+  assert "1 of 2 rows, compiled again" in text
+  row = next(line for line in text.splitlines() if line.startswith("| full | v5e-256 | >= 16"))
+  assert row.endswith(f"{mod.STALE_MARK} | not compiled yet |")  # made from the old row too
+
+  compiled = []
+
+  def compile_train_step(config, devices, topology):
+    compiled.append(config.batch_size)
+    return _run(config.batch_size // 256, 8000.0)
+
+  monkeypatch.setattr(mod.aot, "compile_train_step", compile_train_step)
+  monkeypatch.setattr(mod, "cpu_model", lambda: "test CPU")
+  for job in (("full", "v5e-256", (256, 1, 1), 8, ""), ("full", "v5e-256", (256, 1, 1), 16, "")):
+    mod.compile_one([], job, cache, log=lambda _: None)
+  assert compiled == [8 * 256]
+  assert (
+    cache[old]["step_revision"] == mod.STEP_REVISIONS["tpu"] and cache[old]["estimated_clips_per_s"] == 8000.0
+  )
+  assert mod.STALE_MARK not in mod.render(cache, ["full"])
+  # a GPU row's step did not change: not marked
+  gpu = {"full|h100x8|8x1x1|8|off": _run(8, 1449.0, chip="h100", devices=8, batch_size=64)}
+  assert mod.STALE_MARK not in mod.render(gpu, ["full"])

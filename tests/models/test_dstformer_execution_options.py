@@ -2,7 +2,8 @@
 
 The model's attention core, LayerNorm and bias+GELU have explicit VJPs (for speed on CPU); these
 tests hold them to autodiff of the plain formulas and to PyTorch's gradients on the same weights,
-and check that ``attention_impl``, ``remat`` and ``scan_layers`` change nothing but the execution.
+and check that ``attention_impl``, ``qkv_layout``, ``remat`` and ``scan_layers`` change nothing but
+the execution.
 """
 
 from __future__ import annotations
@@ -107,11 +108,23 @@ def test_gradients_match_pytorch_on_the_same_weights():
   assert checked == len(t_grads)
 
 
-@pytest.mark.parametrize("impl", ["einsum", "dot_product_attention"])
-def test_attention_impls_agree(impl):
+@pytest.mark.parametrize(
+  "impl, layout, qkv_bias",
+  [
+    ("einsum", "tokens", True),
+    ("dot_product_attention", "tokens", True),
+    ("einsum", "heads", True),
+    ("dot_product_attention", "heads", True),
+    ("einsum", "heads", False),
+  ],
+)
+def test_attention_impls_and_qkv_layouts_agree(impl, layout, qkv_bias):
+  # "heads" (the TPU's) projects q, k, v with einsums against the kernel seen as (C, 3, H, D),
+  # the scale folded into q's third: the same function, to float32 round-off.
+  cfg = dataclasses.replace(SMALL, qkv_bias=qkv_bias)
   x, y = _x(), _x(seed=5)
-  ref = DSTformer(SMALL, attention_impl="einsum", rngs=nnx.Rngs(0))
-  other = DSTformer(SMALL, attention_impl=impl, rngs=nnx.Rngs(0))
+  ref = DSTformer(cfg, attention_impl="einsum", qkv_layout="tokens", rngs=nnx.Rngs(0))
+  other = DSTformer(cfg, attention_impl=impl, qkv_layout=layout, rngs=nnx.Rngs(0))
   np.testing.assert_allclose(other(x), ref(x), atol=1e-5)
   (l1, g1), (l2, g2) = _grads(ref, x, y), _grads(other, x, y)
   np.testing.assert_allclose(l1, l2, rtol=1e-6)
@@ -134,13 +147,14 @@ def test_remat_changes_nothing_but_memory(remat):
 
 def test_attention_dropout_path_trains_and_is_identity_in_eval():
   cfg = dataclasses.replace(SMALL, attn_drop_rate=0.5)
-  m = DSTformer(cfg, rngs=nnx.Rngs(params=0, dropout=1))
   plain = DSTformer(SMALL, rngs=nnx.Rngs(params=0, dropout=1))
   x = _x()
-  m.eval()
-  np.testing.assert_allclose(m(x), plain(x), atol=1e-5)
-  m.train()
-  assert not np.allclose(m(x), plain(x), atol=1e-3)
+  for layout in ("tokens", "heads"):
+    m = DSTformer(cfg, qkv_layout=layout, rngs=nnx.Rngs(params=0, dropout=1))
+    m.eval()
+    np.testing.assert_allclose(m(x), plain(x), atol=1e-5)
+    m.train()
+    assert not np.allclose(m(x), plain(x), atol=1e-3)
 
 
 def test_bad_options_are_rejected():
@@ -148,6 +162,8 @@ def test_bad_options_are_rejected():
     DSTformer(SMALL, attention_impl="flash", rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match="remat"):
     DSTformer(SMALL, remat="some", rngs=nnx.Rngs(0))
+  with pytest.raises(ValueError, match="qkv layout"):
+    DSTformer(SMALL, qkv_layout="columns", rngs=nnx.Rngs(0))
 
 
 def _model(cfg=SMALL, seed=0, **kw):

@@ -61,8 +61,9 @@ def test_the_model_with_pallas_attention_matches_einsum(monkeypatch):
   monkeypatch.setattr(dstformer, "tpu_flash_attention", reference)
   x = jax.random.normal(jax.random.key(0), (2, 12, 17, 3))
   ref = DSTformer(cfg, attention_impl="einsum", rngs=nnx.Rngs(0))
-  pallas = DSTformer(cfg, attention_impl="pallas", rngs=nnx.Rngs(0))
-  np.testing.assert_allclose(pallas(x), ref(x), atol=1e-5)
+  for layout in ("tokens", "heads"):  # on a TPU, "auto" takes "heads"
+    pallas = DSTformer(cfg, attention_impl="pallas", qkv_layout=layout, rngs=nnx.Rngs(0))
+    np.testing.assert_allclose(pallas(x), ref(x), atol=1e-5, err_msg=layout)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("libtpu") is None, reason="libtpu is not installed")
