@@ -232,8 +232,9 @@ def render(cache: dict, models: list[str]) -> str:
           continue
         rows.append((what, r))
       fitting = [r for _, r in rows if r["fits"] and r["estimated_step_s"]]
-      if fitting:
-        best[(model, name)] = min(fitting, key=lambda r: r["estimated_step_s"])
+      current = [r for r in fitting if not _stale(r)] or fitting  # the best of one step's rows
+      if current:
+        best[(model, name)] = min(current, key=lambda r: r["estimated_step_s"])
       for what, r in rows:
         tag = " (best)" if best.get((model, name)) is r and len(fitting) > 1 else ""
         tag += _stale(r)

@@ -143,6 +143,14 @@ def test_a_row_of_an_older_train_step_is_marked_and_compiled_again(benchmark_scr
     cache[old]["step_revision"] == mod.STEP_REVISIONS["tpu"] and cache[old]["estimated_clips_per_s"] == 8000.0
   )
   assert mod.STALE_MARK not in mod.render(cache, ["full"])
+  # the best mesh is named among the rows of the current step, not against an older, faster-looking one
+  fsdp = "full|v5e-256|1x256x1|8|off"
+  mixed = {
+    old: _run(8, 7000.0, step_revision=mod.STEP_REVISIONS["tpu"]),
+    fsdp: _run(8, 9000.0, mesh={"data": 1, "fsdp": 256, "tensor": 1}),
+  }
+  text = mod.render(mixed, ["full"])
+  assert "256x1x1 data-parallel (best) |" in text and f"1x256x1 fsdp {mod.STALE_MARK} |" in text
   # a GPU row's step did not change: not marked
   gpu = {"full|h100x8|8x1x1|8|off": _run(8, 1449.0, chip="h100", devices=8, batch_size=64)}
   assert mod.STALE_MARK not in mod.render(gpu, ["full"])
