@@ -190,11 +190,11 @@ class Attention(nnx.Module):
   the kernels seen as (C, 3, H, D) and (H, D, C), with no reshape into heads and no transpose
   (on a TPU each is a copy through HBM: the full config's step on v5e moves 27% fewer bytes,
   ``benchmarks/README.md``); ``'auto'``: ``'heads'`` on a TPU, else ``'tokens'``.
-  ``impl``: ``'einsum'`` (explicit softmax, fastest on CPU), ``'dot_product_attention'`` (``jax.nn.dot_product_attention``: cuDNN on GPU where it
-  applies), ``'pallas'`` (TPU only: temporal attention through Pallas's flash kernel,
-  ``kernels.tpu_flash_attention``; spatial attention as the previous), or ``'auto'`` (the first
-  on CPU, the second elsewhere). With attention dropout active the explicit form runs whatever
-  ``impl`` says.
+  ``impl``: ``'einsum'`` (explicit softmax, fastest on CPU), ``'dot_product_attention'``
+  (``jax.nn.dot_product_attention``: cuDNN on GPU where it applies), ``'pallas'`` (TPU only:
+  temporal attention through Pallas's flash kernel, ``kernels.tpu_flash_attention``; spatial
+  attention as the previous), or ``'auto'`` (the first on CPU, the second elsewhere). With
+  attention dropout active the explicit form runs whatever ``impl`` says.
   """
 
   def __init__(
