@@ -103,12 +103,10 @@ def _run(batch, clips, fits=True, **fields):
 def test_the_largest_batch_table_names_the_fastest_batch_compiled(benchmark_script):
   # A bigger batch per chip can be faster per clip (16 here) or slower (32): the table says which.
   mod = benchmark_script("tpu_compile")
-  run = _run
-
   cache = {
-    "full|v5e-256|256x1x1|8|off": run(8, 7104.0),
-    "full|v5e-256|256x1x1|16|off": run(16, 7722.0),
-    "full|v5e-256|256x1x1|32|off": run(32, 0.0, fits=False),
+    "full|v5e-256|256x1x1|8|off": _run(8, 7104.0),
+    "full|v5e-256|256x1x1|16|off": _run(16, 7722.0),
+    "full|v5e-256|256x1x1|32|off": _run(32, 0.0, fits=False),
   }
   text = mod.render(cache, ["full"])
   row = next(line for line in text.splitlines() if line.startswith("| full | v5e-256 | 16 (32 does not fit)"))
