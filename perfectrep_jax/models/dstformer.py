@@ -20,10 +20,12 @@ own reads; ``'heads'`` (TPU) projects straight into the attention's order with e
 kernels seen as (C, 3, H, D) and (H, D, C), since on a TPU each reshape into heads (D = 64 fills
 half of a 128-lane tile) and each transpose is a copy through HBM. Softmax normalisation is applied
 to the (L, D) output instead of the (L, L) weights (``attention_impl='einsum'``, the default on
-CPU). ``attention_impl='dot_product_attention'``
-(the default on GPU and TPU) calls ``jax.nn.dot_product_attention``, which picks cuDNN's fused
-kernel on GPU when the dtype and shapes allow; ``'pallas'`` (TPU) runs temporal attention through
-Pallas's flash kernel, the (T, T) weights kept on chip. ``remat`` rematerialises each half-block in the
+CPU). ``attention_impl='dot_product_attention'`` calls ``jax.nn.dot_product_attention``, which
+picks cuDNN's fused kernel on GPU when the dtype and shapes allow; ``'lanes'`` (the default on GPU
+and TPU) runs temporal attention so and spatial attention through ``kernels.lanes_attention``,
+which keeps a clip's frames on the last axis, since 17 joints would fill 17 of a TPU tile's 128
+lanes; ``'pallas'`` (TPU) runs temporal attention through Pallas's flash kernel, the (T, T)
+weights kept on chip. ``remat`` rematerialises each half-block in the
 backward pass. ``scan_layers`` runs the depths as one ``jax.lax.scan`` over their stacked
 parameters, so XLA sees one depth instead of ``depth`` copies (the parameters keep their
 per-depth names; for ``lite`` on a TPU v5e it saved neither compile time nor memory, see
@@ -60,6 +62,7 @@ from perfectrep_jax.models.kernels import (
   dense,
   gelu,
   layer_norm,
+  lanes_attention,
   softmax_attention,
   tpu_flash_attention,
   trunc_normal_init,
@@ -67,7 +70,7 @@ from perfectrep_jax.models.kernels import (
 
 Array = jax.Array
 
-ATTENTION_IMPLS = ("auto", "einsum", "dot_product_attention", "pallas")
+ATTENTION_IMPLS = ("auto", "einsum", "dot_product_attention", "lanes", "pallas")
 QKV_LAYOUTS = ("auto", "tokens", "heads")  # "auto": "heads" on a TPU, "tokens" elsewhere
 REMAT_POLICIES = {
   None: None,
@@ -169,13 +172,15 @@ class MLP(nnx.Module):
 # Axis order (einsum letters: b clips, t frames, j joints, h heads, d head channels) in which
 # each form of attention reads q, k and v and writes its output: the batch axes, then (L, D) for
 # the explicit softmax (``softmax_attention``) and Pallas's kernel, (L, H, D) for
-# ``jax.nn.dot_product_attention``.
+# ``jax.nn.dot_product_attention``, the batch axes but the frames, then (L, D, T) for
+# ``lanes_attention``.
 QKV_ORDERS = {
   ("spatial", "explicit"): "bthjd",
   ("temporal", "explicit"): "bjhtd",
   ("spatial", "fused"): "btjhd",
   ("temporal", "fused"): "bjthd",
   ("temporal", "pallas"): "bjhtd",
+  ("spatial", "lanes"): "bhjdt",
 }
 
 
@@ -191,10 +196,13 @@ class Attention(nnx.Module):
   (on a TPU each is a copy through HBM: the full config's step on v5e moves 27% fewer bytes,
   ``benchmarks/README.md``); ``'auto'``: ``'heads'`` on a TPU, else ``'tokens'``.
   ``impl``: ``'einsum'`` (explicit softmax, fastest on CPU), ``'dot_product_attention'``
-  (``jax.nn.dot_product_attention``: cuDNN on GPU where it applies), ``'pallas'`` (TPU only:
-  temporal attention through Pallas's flash kernel, ``kernels.tpu_flash_attention``; spatial
-  attention as the previous), or ``'auto'`` (the first on CPU, the second elsewhere). With
-  attention dropout active the explicit form runs whatever ``impl`` says.
+  (``jax.nn.dot_product_attention``: cuDNN on GPU where it applies), ``'lanes'`` (spatial
+  attention through ``kernels.lanes_attention``, the frames on the last axis instead of 17-wide
+  tiles of joints: the full config's train step moves 17% fewer bytes on a v5e, 7% on an H100,
+  ``benchmarks/README.md``; temporal attention as the previous), ``'pallas'`` (TPU only: temporal attention through Pallas's flash
+  kernel, ``kernels.tpu_flash_attention``; spatial attention as the previous), or ``'auto'``
+  (``'einsum'`` on CPU, ``'lanes'`` on GPU and TPU). With attention dropout active the explicit
+  form runs whatever ``impl`` says.
   """
 
   def __init__(
@@ -225,15 +233,17 @@ class Attention(nnx.Module):
     return self.attn_drop.rate > 0 and not self.attn_drop.deterministic
 
   def _form(self) -> str:
-    """'explicit', 'fused' or 'pallas': how this call attends."""
+    """'explicit', 'fused', 'lanes' or 'pallas': how this call attends."""
     if self._dropout_active():
       return "explicit"
     impl = self.impl
     if impl == "auto":
-      impl = "einsum" if jax.default_backend() == "cpu" else "dot_product_attention"
-    if impl == "pallas" and self.mode == "spatial":  # 17 keys would fill 17 of 128 lanes
-      impl = "dot_product_attention"
-    return {"einsum": "explicit", "dot_product_attention": "fused", "pallas": "pallas"}[impl]
+      impl = "einsum" if jax.default_backend() == "cpu" else "lanes"
+    if impl == "lanes":  # spatial attention through lanes_attention, temporal through jax.nn's
+      impl = "lanes" if self.mode == "spatial" else "dot_product_attention"
+    elif impl == "pallas" and self.mode == "spatial":  # 17 keys would fill 17 of 128 lanes
+      impl = "lanes"
+    return {"einsum": "explicit", "dot_product_attention": "fused", "lanes": "lanes", "pallas": "pallas"}[impl]
 
   def __call__(self, x: Array) -> Array:
     # named scopes: a compiled program's traffic is told by them (``train.hlo_traffic``)
@@ -253,6 +263,8 @@ class Attention(nnx.Module):
           out = jnp.einsum("...lm,...md->...ld", probs, v)
         elif form == "explicit":
           out = softmax_attention(q, k, v)
+        elif form == "lanes":  # (B, H, J, D, T): a sequence per frame, the frames last
+          out = lanes_attention(q, k, v, self.scale)
         elif form == "pallas":  # (B, J, H, T, D): a sequence per joint
           out = tpu_flash_attention(*(a.reshape((-1,) + a.shape[2:]) for a in (q, k, v)), self.scale)
           out = out.reshape(q.shape)

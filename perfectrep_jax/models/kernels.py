@@ -3,9 +3,10 @@
 Layers with upstream's initialisation and logical axis names (``dense``, ``layer_norm``) and how
 they are applied on (tokens, channels) matrices (``apply_dense``, ``apply_matrix``,
 ``apply_layer_norm``); kernels with hand-written backward passes that XLA runs faster than
-autodiff's (``layer_norm_fn``, ``bias_gelu``, ``softmax_attention``; ``benchmarks/README.md`` has
-the figures), and ``tpu_flash_attention``, Pallas's TPU kernel that keeps the attention weights on
-chip. Shapes: (..., C) activations over the last axis, (..., L, D) for attention.
+autodiff's (``layer_norm_fn``, ``bias_gelu``, ``softmax_attention``, ``lanes_attention``;
+``benchmarks/README.md`` has the figures), and ``tpu_flash_attention``, Pallas's TPU kernel that
+keeps the attention weights on chip. Shapes: (..., C) activations over the last axis, (..., L, D)
+for attention, (..., L, D, N) for ``lanes_attention``.
 """
 
 from __future__ import annotations
@@ -177,6 +178,46 @@ def _bias_gelu_bwd(res, dy):
 
 
 bias_gelu.defvjp(_bias_gelu_fwd, _bias_gelu_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def lanes_attention(q: Array, k: Array, v: Array, scale: float) -> Array:
+  """softmax(scale q k^T) v over the (L, D) axes of (..., L, D, N) arrays, N independent
+  sequences kept as the last axis: (..., L, D, N) out.
+
+  For short sequences on a TPU. With L = 17 joints on the last axis, as a matrix product needs
+  them, every (L, L) and (D, L) array fills 17 of a tile's 128 lanes; here N (a clip's frames)
+  fills the lanes and the products are elementwise multiplies and sums over L or D on the vector
+  unit, with float32 accumulation (the FLOPs are a few per cent of a block's). The backward is
+  written out so that it keeps q, k, v and the (L, L, N) weights, not float32 copies of q and k.
+  """
+  return _lanes_attention_fwd(q, k, v, scale)[0]
+
+
+def _product_sum(a: Array, b: Array, axis: int) -> Array:
+  """sum(a * b, axis) of broadcasting arrays, multiplied and summed in float32."""
+  return jnp.sum(a.astype(jnp.float32) * b.astype(jnp.float32), axis=axis)
+
+
+def _lanes_attention_fwd(q, k, v, scale):
+  # letters: l query, m key, d channel, n sequence; each product broadcasts to (..., l, m, d, n)
+  logits = _product_sum(q[..., :, None, :, :], k[..., None, :, :, :], -2) * scale  # (..., l, m, n)
+  w = jax.nn.softmax(logits, axis=-2)
+  out = _product_sum(w[..., None, :], v[..., None, :, :, :], -3)  # (..., l, d, n)
+  return out.astype(v.dtype), (q, k, v, w)
+
+
+def _lanes_attention_bwd(scale, res, dout):
+  q, k, v, w = res
+  dw = _product_sum(dout[..., :, None, :, :], v[..., None, :, :, :], -2)  # (..., l, m, n)
+  dlogits = w * (dw - jnp.sum(w * dw, axis=-2, keepdims=True)) * scale
+  dq = _product_sum(dlogits[..., None, :], k[..., None, :, :, :], -3)
+  dk = _product_sum(dlogits[..., :, :, None, :], q[..., :, None, :, :], -4)
+  dv = _product_sum(w[..., :, :, None, :], dout[..., :, None, :, :], -4)
+  return dq.astype(q.dtype), dk.astype(k.dtype), dv.astype(v.dtype)
+
+
+lanes_attention.defvjp(_lanes_attention_fwd, _lanes_attention_bwd)
 
 
 @jax.custom_vjp

@@ -261,7 +261,7 @@ def _for_compile(config, platform: str):
   config = config.copy_and_resolve_references()
   config.eval.batch_size = config.batch_size
   if config.get("attention_impl", "auto") == "auto":
-    config.attention_impl = "dot_product_attention"
+    config.attention_impl = "lanes"
   if config.get("qkv_layout", "auto") == "auto":
     config.qkv_layout = "heads" if platform == "tpu" else "tokens"
   return config

@@ -149,6 +149,9 @@ def test_a_row_of_an_older_train_step_is_marked_and_compiled_again(benchmark_scr
   }
   text = mod.render(mixed, ["full"])
   assert "256x1x1 data-parallel (best) |" in text and f"1x256x1 fsdp {mod.STALE_MARK} |" in text
-  # a GPU row's step did not change: not marked
-  gpu = {"full|h100x8|8x1x1|8|off": _run(8, 1449.0, chip="h100", devices=8, batch_size=64)}
-  assert mod.STALE_MARK not in mod.render(gpu, ["full"])
+  # a GPU row is judged by the GPU step's revision
+  gpu = dict(chip="h100", devices=8, batch_size=64)
+  current = {"full|h100x8|8x1x1|8|off": _run(8, 1449.0, step_revision=mod.STEP_REVISIONS["gpu"], **gpu)}
+  assert mod.STALE_MARK not in mod.render(current, ["full"])
+  older = {"full|h100x8|8x1x1|8|off": _run(8, 1449.0, step_revision=1, **gpu)}
+  assert mod.STALE_MARK in mod.render(older, ["full"])

@@ -64,7 +64,7 @@ def test_compile_smoke_for_h100x8(tmp_path):
   report = json.loads(out.read_text())
   assert report["chip"] == "h100" and report["devices"] == 8 and report["mesh"]["data"] == 8
   # "auto" options resolved as on a GPU: cuBLAS's (tokens, C) projection, not the TPU's heads
-  assert report["attention_impl"] == "dot_product_attention" and report["qkv_layout"] == "tokens"
+  assert report["attention_impl"] == "lanes" and report["qkv_layout"] == "tokens"
   assert report["fits"] and 0 < report["per_device_memory_bytes"] < report["device_memory_bytes"]
   # FLOPs of the unpartitioned step (the GPU compiler gives no cost analysis), the program's own
   # traffic, the gradient's all-reduce over the 8 GPUs, and a roofline estimate said to be one
