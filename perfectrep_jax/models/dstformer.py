@@ -182,6 +182,8 @@ QKV_ORDERS = {
   ("temporal", "pallas"): "bjhtd",
   ("spatial", "lanes"): "bhjdt",
 }
+# the form each attention_impl names (for 'lanes' and 'pallas', the spatial one: ``Attention._form``)
+FORM_OF_IMPL = {"einsum": "explicit", "dot_product_attention": "fused", "lanes": "lanes", "pallas": "pallas"}
 
 
 class Attention(nnx.Module):
@@ -243,7 +245,7 @@ class Attention(nnx.Module):
       impl = "lanes" if self.mode == "spatial" else "dot_product_attention"
     elif impl == "pallas" and self.mode == "spatial":  # 17 keys would fill 17 of 128 lanes
       impl = "lanes"
-    return {"einsum": "explicit", "dot_product_attention": "fused", "lanes": "lanes", "pallas": "pallas"}[impl]
+    return FORM_OF_IMPL[impl]
 
   def __call__(self, x: Array) -> Array:
     # named scopes: a compiled program's traffic is told by them (``train.hlo_traffic``)
@@ -382,8 +384,8 @@ class DSTformer(nnx.Module):
   are computed in float32.
 
   Execution options, none of which changes the parameters: ``attention_impl`` (``'auto'``,
-  ``'einsum'``, ``'dot_product_attention'``, ``'pallas'``; see ``Attention``), ``qkv_layout``
-  (``'auto'``, ``'tokens'``, ``'heads'``; see ``Attention``), ``remat`` (``None``, or a
+  ``'einsum'``, ``'dot_product_attention'``, ``'lanes'``, ``'pallas'``; see ``Attention``),
+  ``qkv_layout`` (``'auto'``, ``'tokens'``, ``'heads'``; see ``Attention``), ``remat`` (``None``, or a
   rematerialisation policy per half-block: ``'full'`` saves nothing, ``'dots'`` saves the
   outputs of the linear layers, ``'dots_all'`` those of every product including attention's) and
   ``scan_layers`` (one ``jax.lax.scan`` over the depths instead of a Python loop; it needs every
