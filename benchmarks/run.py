@@ -123,7 +123,7 @@ def parse_args(argv=None, *, prog: str | None = None, description: str | None = 
     help="JAX compute dtype (parameters stay float32; PyTorch runs float32)",
   )
   p.add_argument(
-    "--attention-impl", default="auto", choices=["auto", "einsum", "dot_product_attention", "lanes"]
+    "--attention-impl", default="auto", choices=["auto", "einsum", "dot_product_attention", "lanes", "tpu"]
   )
   p.add_argument("--remat", default=None, choices=["full", "dots", "dots_all"])
   p.add_argument("--no-torch", action="store_true", help="JAX figures only")

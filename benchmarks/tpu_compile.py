@@ -51,13 +51,15 @@ MAX_PER_CHIP = 1024  # the largest-batch search stops here
 # Changes to the model or the step that change the compiled program, per platform; a cached row
 # records the revision it was compiled from (none: 1). Raise it with such a change, and say what
 # changed.
-STEP_REVISIONS = {"tpu": 3, "gpu": 3}
+STEP_REVISIONS = {"tpu": 4, "gpu": 3}
 REVISIONS = {
   1: "up to 3 Dec 2026",
   2: "TPU from 4 Dec 2026: qkv_layout 'heads', attention's q, k and v projected straight into "
   "the axis order it works in (no reshape of the (..., 3C) projection into heads, no transposes)",
   3: "GPU and TPU from 4 Dec 2026 (later): attention_impl 'lanes', spatial attention with a "
   "clip's frames on the last axis instead of 17-wide tiles of joints",
+  4: "TPU from 4 Dec 2026 (last): attention_impl 'tpu', temporal attention through "
+  "compact_attention too (its (T, T) weights kept once, in bfloat16)",
 }
 
 

@@ -21,11 +21,13 @@ kernels seen as (C, 3, H, D) and (H, D, C), since on a TPU each reshape into hea
 half of a 128-lane tile) and each transpose is a copy through HBM. Softmax normalisation is applied
 to the (L, D) output instead of the (L, L) weights (``attention_impl='einsum'``, the default on
 CPU). ``attention_impl='dot_product_attention'`` calls ``jax.nn.dot_product_attention``, which
-picks cuDNN's fused kernel on GPU when the dtype and shapes allow; ``'lanes'`` (the default on GPU
-and TPU) runs temporal attention so and spatial attention through ``kernels.lanes_attention``,
-which keeps a clip's frames on the last axis, since 17 joints would fill 17 of a TPU tile's 128
-lanes; ``'pallas'`` (TPU) runs temporal attention through Pallas's flash kernel, the (T, T)
-weights kept on chip. ``remat`` rematerialises each half-block in the
+picks cuDNN's fused kernel on GPU when the dtype and shapes allow; ``'lanes'`` (the default on
+GPU) runs temporal attention so and spatial attention through ``kernels.lanes_attention``, which
+keeps a clip's frames on the last axis, since 17 joints would fill 17 of a TPU tile's 128 lanes;
+``'tpu'`` (the default on TPU) runs spatial attention so and temporal attention through
+``kernels.compact_attention``, which keeps the (T, T) weights once, in bfloat16;
+``'pallas'`` (TPU) runs temporal attention through Pallas's flash kernel instead, the (T, T)
+weights kept on chip (:data:`IMPL_FORMS`). ``remat`` rematerialises each half-block in the
 backward pass. ``scan_layers`` runs the depths as one ``jax.lax.scan`` over their stacked
 parameters, so XLA sees one depth instead of ``depth`` copies (the parameters keep their
 per-depth names; for ``lite`` on a TPU v5e it saved neither compile time nor memory, see
@@ -58,6 +60,7 @@ from perfectrep_jax.models.kernels import (
   apply_layer_norm,
   apply_matrix,
   bias_gelu,
+  compact_attention,
   constant_init,
   dense,
   gelu,
@@ -70,7 +73,7 @@ from perfectrep_jax.models.kernels import (
 
 Array = jax.Array
 
-ATTENTION_IMPLS = ("auto", "einsum", "dot_product_attention", "lanes", "pallas")
+ATTENTION_IMPLS = ("auto", "einsum", "dot_product_attention", "lanes", "tpu", "pallas")
 QKV_LAYOUTS = ("auto", "tokens", "heads")  # "auto": "heads" on a TPU, "tokens" elsewhere
 REMAT_POLICIES = {
   None: None,
@@ -173,7 +176,7 @@ class MLP(nnx.Module):
 # each form of attention reads q, k and v and writes its output: the batch axes, then (L, D) for
 # the explicit softmax (``softmax_attention``) and Pallas's kernel, (L, H, D) for
 # ``jax.nn.dot_product_attention``, the batch axes but the frames, then (L, D, T) for
-# ``lanes_attention``.
+# ``lanes_attention``; (L, D) for ``compact_attention``.
 QKV_ORDERS = {
   ("spatial", "explicit"): "bthjd",
   ("temporal", "explicit"): "bjhtd",
@@ -181,9 +184,17 @@ QKV_ORDERS = {
   ("temporal", "fused"): "bjthd",
   ("temporal", "pallas"): "bjhtd",
   ("spatial", "lanes"): "bhjdt",
+  ("temporal", "compact"): "bjhtd",
 }
-# the form each attention_impl names (for 'lanes' and 'pallas', the spatial one: ``Attention._form``)
-FORM_OF_IMPL = {"einsum": "explicit", "dot_product_attention": "fused", "lanes": "lanes", "pallas": "pallas"}
+# (spatial form, temporal form) of each attention_impl
+IMPL_FORMS = {
+  "einsum": ("explicit", "explicit"),
+  "dot_product_attention": ("fused", "fused"),
+  "lanes": ("lanes", "fused"),
+  "tpu": ("lanes", "compact"),
+  "pallas": ("lanes", "pallas"),
+}
+AUTO_IMPLS = {"cpu": "einsum", "gpu": "lanes", "tpu": "tpu"}  # what "auto" is on each platform
 
 
 class Attention(nnx.Module):
@@ -197,14 +208,17 @@ class Attention(nnx.Module):
   the kernels seen as (C, 3, H, D) and (H, D, C), with no reshape into heads and no transpose
   (on a TPU each is a copy through HBM: the full config's step on v5e moves 27% fewer bytes,
   ``benchmarks/README.md``); ``'auto'``: ``'heads'`` on a TPU, else ``'tokens'``.
-  ``impl``: ``'einsum'`` (explicit softmax, fastest on CPU), ``'dot_product_attention'``
+  ``impl`` (the forms of spatial and temporal attention it names: :data:`IMPL_FORMS`):
+  ``'einsum'`` (explicit softmax, fastest on CPU), ``'dot_product_attention'``
   (``jax.nn.dot_product_attention``: cuDNN on GPU where it applies), ``'lanes'`` (spatial
   attention through ``kernels.lanes_attention``, the frames on the last axis instead of 17-wide
   tiles of joints: the full config's train step moves 17% fewer bytes on a v5e, 7% on an H100,
-  ``benchmarks/README.md``; temporal attention as the previous), ``'pallas'`` (TPU only: temporal attention through Pallas's flash
-  kernel, ``kernels.tpu_flash_attention``; spatial attention as the previous), or ``'auto'``
-  (``'einsum'`` on CPU, ``'lanes'`` on GPU and TPU). With attention dropout active the explicit
-  form runs whatever ``impl`` says.
+  ``benchmarks/README.md``; temporal attention as the previous), ``'tpu'`` (spatial attention as
+  the previous, temporal through ``kernels.compact_attention``: 10% fewer bytes again on a v5e,
+  none on an H100), ``'pallas'`` (TPU only: temporal attention through Pallas's flash kernel,
+  ``kernels.tpu_flash_attention``; spatial as the previous), or ``'auto'`` (:data:`AUTO_IMPLS`:
+  ``'einsum'`` on CPU, ``'lanes'`` on GPU, ``'tpu'`` on TPU). With attention dropout active the
+  explicit form runs whatever ``impl`` says.
   """
 
   def __init__(
@@ -235,17 +249,11 @@ class Attention(nnx.Module):
     return self.attn_drop.rate > 0 and not self.attn_drop.deterministic
 
   def _form(self) -> str:
-    """'explicit', 'fused', 'lanes' or 'pallas': how this call attends."""
+    """How this call attends: a form of :data:`IMPL_FORMS`."""
     if self._dropout_active():
       return "explicit"
-    impl = self.impl
-    if impl == "auto":
-      impl = "einsum" if jax.default_backend() == "cpu" else "lanes"
-    if impl == "lanes":  # spatial attention through lanes_attention, temporal through jax.nn's
-      impl = "lanes" if self.mode == "spatial" else "dot_product_attention"
-    elif impl == "pallas" and self.mode == "spatial":  # 17 keys would fill 17 of 128 lanes
-      impl = "lanes"
-    return FORM_OF_IMPL[impl]
+    impl = AUTO_IMPLS.get(jax.default_backend(), "lanes") if self.impl == "auto" else self.impl
+    return IMPL_FORMS[impl][self.mode == "temporal"]
 
   def __call__(self, x: Array) -> Array:
     # named scopes: a compiled program's traffic is told by them (``train.hlo_traffic``)
@@ -267,6 +275,8 @@ class Attention(nnx.Module):
           out = softmax_attention(q, k, v)
         elif form == "lanes":  # (B, H, J, D, T): a sequence per frame, the frames last
           out = lanes_attention(q, k, v, self.scale)
+        elif form == "compact":  # (B, J, H, T, D): a sequence per joint
+          out = compact_attention(q, k, v, self.scale)
         elif form == "pallas":  # (B, J, H, T, D): a sequence per joint
           out = tpu_flash_attention(*(a.reshape((-1,) + a.shape[2:]) for a in (q, k, v)), self.scale)
           out = out.reshape(q.shape)
@@ -384,7 +394,7 @@ class DSTformer(nnx.Module):
   are computed in float32.
 
   Execution options, none of which changes the parameters: ``attention_impl`` (``'auto'``,
-  ``'einsum'``, ``'dot_product_attention'``, ``'lanes'``, ``'pallas'``; see ``Attention``),
+  ``'einsum'``, ``'dot_product_attention'``, ``'lanes'``, ``'tpu'``, ``'pallas'``; see ``Attention``),
   ``qkv_layout`` (``'auto'``, ``'tokens'``, ``'heads'``; see ``Attention``), ``remat`` (``None``, or a
   rematerialisation policy per half-block: ``'full'`` saves nothing, ``'dots'`` saves the
   outputs of the linear layers, ``'dots_all'`` those of every product including attention's) and

@@ -80,7 +80,7 @@ def base_config(task: str) -> ml_collections.ConfigDict:
   c.data_global_order = False  # True: every process reads each global batch, keeps its slice
   c.compute_dtype = "float32"  # "bfloat16" on accelerators
   c.remat = ""  # "", "full" or "dots": rematerialise each half-block
-  # "auto": "einsum" (CPU) or "lanes" (GPU, TPU); "dot_product_attention" (cuDNN on GPU), "pallas" (TPU)
+  # "auto": "einsum" (CPU), "lanes" (GPU), "tpu" (TPU); or "dot_product_attention" (cuDNN), "pallas" (TPU)
   c.attention_impl = "auto"
   c.qkv_layout = "auto"  # "tokens" (CPU, GPU) or "heads" (TPU): how attention's q, k, v are projected
   c.scan_layers = False  # True: one lax.scan over the depths (no dropout; measured no gain on v5e)

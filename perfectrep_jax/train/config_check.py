@@ -98,7 +98,7 @@ def check_config(config) -> None:
   if (config.get("remat") or None) not in REMAT_POLICIES:
     problems.append(f"remat: one of {[p for p in REMAT_POLICIES if p] + ['']}, not {config.remat!r}")
   if config.get("attention_impl", "auto") not in ATTENTION_IMPLS:
-    problems.append(f"attention_impl: {', '.join(ATTENTION_IMPLS)} (TPU only), not {config.attention_impl!r}")
+    problems.append(f"attention_impl: one of {', '.join(ATTENTION_IMPLS)}, not {config.attention_impl!r}")
   if config.get("qkv_layout", "auto") not in QKV_LAYOUTS:
     problems.append(f"qkv_layout: {', '.join(QKV_LAYOUTS)}, not {config.qkv_layout!r}")
   if config.get("scan_layers", False) not in (True, False):

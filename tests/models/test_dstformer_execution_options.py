@@ -76,6 +76,27 @@ def test_custom_vjps_match_autodiff_of_the_formulas():
 
 
 @pytest.mark.parametrize("dtype, atol", [(jnp.float32, 1e-5), (jnp.bfloat16, 2e-2)])
+def test_compact_attention_is_attention(dtype, atol):
+  # the (L, L) weights kept unnormalised in the inputs' dtype, the logits' gradient from them:
+  # float32 round-off in float32; in bfloat16 only the inputs' and the weights' rounding is left
+  rng = np.random.default_rng(2)
+  q, k, v, w = (jnp.asarray(rng.standard_normal((2, 3, 31, 8)), dtype) for _ in range(4))
+
+  def attn_ref(q, k, v):
+    f = lambda a: a.astype(jnp.float32)  # noqa: E731
+    return jax.nn.softmax(f(q) @ jnp.swapaxes(f(k), -1, -2) * 0.3, axis=-1) @ f(v)
+
+  out = kernels.compact_attention(q, k, v, 0.3)
+  assert out.dtype == dtype and out.shape == q.shape
+  np.testing.assert_allclose(np.float32(out), attn_ref(q, k, v), atol=atol)
+  g_ref = jax.grad(lambda *a: jnp.sum(attn_ref(*a) * w), argnums=(0, 1, 2))(q, k, v)
+  g_new = jax.grad(lambda *a: jnp.sum(kernels.compact_attention(*a, 0.3) * w), argnums=(0, 1, 2))(q, k, v)
+  for a, b in zip(g_ref, g_new):
+    assert b.dtype == dtype
+    np.testing.assert_allclose(np.float32(b), np.float32(a), atol=atol * 2)
+
+
+@pytest.mark.parametrize("dtype, atol", [(jnp.float32, 1e-5), (jnp.bfloat16, 2e-2)])
 def test_lanes_attention_is_attention_with_the_sequences_last(dtype, atol):
   # (..., L, D, N): N sequences of L tokens along the last axis, as a TPU's lanes hold a
   # clip's frames; held to the plain formula and its autodiff on (..., N, L, D) arrays.
@@ -142,12 +163,15 @@ def test_gradients_match_pytorch_on_the_same_weights():
     ("lanes", "tokens", True),
     ("lanes", "heads", True),
     ("lanes", "heads", False),
+    ("tpu", "heads", True),
+    ("tpu", "tokens", False),
   ],
 )
 def test_attention_impls_and_qkv_layouts_agree(impl, layout, qkv_bias):
   # "heads" (the TPU's) projects q, k, v with einsums against the kernel seen as (C, 3, H, D),
   # the scale folded into q's third; "lanes" (GPU's and TPU's) attends over the joints with the
-  # frames last, its backward written out: the same function, to float32 round-off.
+  # frames last, "tpu" also over the frames with the weights kept once, each with its backward
+  # written out: the same function, to float32 round-off.
   cfg = dataclasses.replace(SMALL, qkv_bias=qkv_bias)
   x, y = _x(), _x(seed=5)
   ref = DSTformer(cfg, attention_impl="einsum", qkv_layout="tokens", rngs=nnx.Rngs(0))

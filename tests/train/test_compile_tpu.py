@@ -63,7 +63,7 @@ def test_compile_smoke_for_v5e_2x2(tmp_path, capsys):
   assert report["mesh"] == {"data": 4, "fsdp": 1, "tensor": 1} and report["batch_size"] == 8
   assert report["device_memory_bytes"] == 16 * 2**30 and report["fits"]
   # attention "auto" compiled as a TPU runs it, not as this CPU host would pick
-  assert report["attention_impl"] == "lanes" and report["qkv_layout"] == "heads"
+  assert report["attention_impl"] == "tpu" and report["qkv_layout"] == "heads"
   assert 0 < report["argument_bytes_per_device"] <= report["per_device_memory_bytes"] < 2**30
   assert report["flops_per_step"] > 0 and report["estimated_step_s"] > 0
   assert 0 < report["estimated_mfu"] < 1
