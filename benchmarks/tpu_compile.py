@@ -56,9 +56,9 @@ REVISIONS = {
   1: "up to 3 Dec 2026",
   2: "TPU from 4 Dec 2026: qkv_layout 'heads', attention's q, k and v projected straight into "
   "the axis order it works in (no reshape of the (..., 3C) projection into heads, no transposes)",
-  3: "GPU and TPU from 4 Dec 2026 (later): attention_impl 'lanes', spatial attention with a "
+  3: "GPU and TPU, 4 Dec 2026: attention_impl 'lanes', spatial attention with a "
   "clip's frames on the last axis instead of 17-wide tiles of joints",
-  4: "TPU from 4 Dec 2026 (last): attention_impl 'tpu', temporal attention through "
+  4: "TPU, 4 Dec 2026: attention_impl 'tpu', temporal attention through "
   "compact_attention too (its (T, T) weights kept once, in bfloat16)",
 }
 

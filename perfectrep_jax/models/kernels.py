@@ -3,9 +3,9 @@
 Layers with upstream's initialisation and logical axis names (``dense``, ``layer_norm``) and how
 they are applied on (tokens, channels) matrices (``apply_dense``, ``apply_matrix``,
 ``apply_layer_norm``); kernels with hand-written backward passes that XLA runs faster than
-autodiff's (``layer_norm_fn``, ``bias_gelu``, ``softmax_attention``, ``lanes_attention``, ``compact_attention``;
-``benchmarks/README.md`` has the figures), and ``tpu_flash_attention``, Pallas's TPU kernel that
-keeps the attention weights on chip. Shapes: (..., C) activations over the last axis, (..., L, D)
+autodiff's (``layer_norm_fn``, ``bias_gelu``, ``softmax_attention``, ``lanes_attention``,
+``compact_attention``; ``benchmarks/README.md`` has the figures), and ``tpu_flash_attention``,
+Pallas's TPU kernel that keeps the attention weights on chip. Shapes: (..., C) activations over the last axis, (..., L, D)
 for attention, (..., L, D, N) for ``lanes_attention``.
 """
 
@@ -188,7 +188,7 @@ def lanes_attention(q: Array, k: Array, v: Array, scale: float) -> Array:
   For short sequences on a TPU. With L = 17 joints on the last axis, as a matrix product needs
   them, every (L, L) and (D, L) array fills 17 of a tile's 128 lanes; here N (a clip's frames)
   fills the lanes and the products are elementwise multiplies and sums over L or D on the vector
-  unit, with float32 accumulation (the FLOPs are a few per cent of a block's). The backward is
+  unit, with float32 accumulation (0.3% of a block's FLOPs in the full config). The backward is
   written out so that it keeps q, k, v and the (L, L, N) weights, not float32 copies of q and k.
   """
   return _lanes_attention_fwd(q, k, v, scale)[0]
@@ -228,7 +228,7 @@ def compact_attention(q: Array, k: Array, v: Array, scale: float) -> Array:
   normalisation is applied to the (L, D) output), and the backward computes the logits' gradient
   from them in the epilogue of the product that needs it, so no float32 (L, L) array is kept or
   read again: ``jax.nn.dot_product_attention``'s XLA path rewrites its float32 weights and keeps
-  them for the backward. On a v5e the full config's temporal attention moves 37% fewer bytes
+  them for the backward. On a v5e the full config's temporal attention moves 38% fewer bytes
   (``benchmarks/README.md``); on an H100 XLA's own path is level or better, so it is the TPU's.
   """
   return _compact_attention_fwd(q, k, v, scale)[0]
