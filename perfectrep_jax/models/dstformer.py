@@ -67,6 +67,7 @@ from perfectrep_jax.models.kernels import (
   layer_norm,
   lanes_attention,
   softmax_attention,
+  split_as_step,
   tpu_flash_attention,
   trunc_normal_init,
 )
@@ -265,7 +266,7 @@ class Attention(nnx.Module):
         layout = "heads" if jax.default_backend() == "tpu" else "tokens"
       with jax.named_scope("qkv"):
         q_scale = self.scale if form == "explicit" else 1.0
-        q, k, v = self._project_qkv(x, order, layout, q_scale)
+        q, k, v = (split_as_step(a, order) for a in self._project_qkv(x, order, layout, q_scale))
       with jax.named_scope("scores"):
         if self._dropout_active():
           logits = jnp.einsum("...ld,...md->...lm", q, k, preferred_element_type=jnp.float32)
@@ -284,7 +285,7 @@ class Attention(nnx.Module):
           flat = (a.reshape((-1,) + a.shape[2:]) for a in (q, k, v))
           out = jax.nn.dot_product_attention(*flat, scale=self.scale).reshape(q.shape)
       with jax.named_scope("proj"):
-        return self.proj_drop(self._project_out(out, order, layout))
+        return self.proj_drop(split_as_step(self._project_out(out, order, layout), "btjc"))
 
   def _project_qkv(self, x: Array, order: str, layout: str, q_scale: float) -> tuple[Array, Array, Array]:
     """q, k, v, each in ``order`` (see :data:`QKV_ORDERS`), from x (B, T, J, C) by way of

@@ -347,10 +347,35 @@ def tpu_flash_attention(q: Array, k: Array, v: Array, scale: float, kernel=None)
     seg = jnp.broadcast_to((jnp.arange(padded) < length).astype(jnp.int32), (q.shape[0], padded))
     return kernel(q, k, v, segment_ids=fa.SegmentIds(q=seg, kv=seg))[:, :, :length]
 
+  spec = mesh_spec("bh..")  # the sequences' axis is batch-major: (clips x joints)
+  if spec is None:
+    return per_device(q, k, v)
+  mesh = jax.sharding.get_abstract_mesh()
+  return jax.shard_map(per_device, mesh=mesh, in_specs=(spec,) * 3, out_specs=spec, check_vma=False)(q, k, v)
+
+
+def mesh_spec(axes: str) -> jax.sharding.PartitionSpec | None:
+  """How the train step splits an activation whose axes are named by ``axes`` (one letter each):
+  ``b`` (clips) over the mesh's batch axes that are split (``data``, ``fsdp``), ``h`` (heads)
+  over ``tensor`` if it is split, the rest whole; None outside a mesh (``jax.sharding``'s
+  abstract mesh, which the train step sets)."""
   mesh = jax.sharding.get_abstract_mesh()
   if mesh.empty:
-    return per_device(q, k, v)
+    return None
   batch = tuple(a for a in ("data", "fsdp") if mesh.shape.get(a, 1) > 1) or None
   heads = "tensor" if mesh.shape.get("tensor", 1) > 1 else None
-  spec = jax.sharding.PartitionSpec(batch, heads, None, None)
-  return jax.shard_map(per_device, mesh=mesh, in_specs=(spec,) * 3, out_specs=spec, check_vma=False)(q, k, v)
+  return jax.sharding.PartitionSpec(*({"b": batch, "h": heads}.get(a) for a in axes))
+
+
+def split_as_step(x: Array, axes: str) -> Array:
+  """``x`` constrained to :func:`mesh_spec` of ``axes`` inside a mesh, as it is outside one.
+
+  Attention's q, k and v go through it: left to itself, XLA's sharding propagation split the
+  (B, H, J, D, T) arrays of ``lanes_attention`` over another axis under ``fsdp`` and gathered
+  activations (300 GB a step on v5e-16, ``benchmarks/README.md``)."""
+  spec = mesh_spec(axes)
+  if spec is None:
+    return x
+  return jax.lax.with_sharding_constraint(
+    x, jax.sharding.NamedSharding(jax.sharding.get_abstract_mesh(), spec)
+  )

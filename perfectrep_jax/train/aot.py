@@ -586,7 +586,7 @@ def run(argv: list[str]) -> None:
   if is_gpu_topology(topology.value):
     prepare_gpu_compiler()  # before JAX starts its backends
   devices = topology_devices(topology.value)
-  check_config(config)
+  check_config(config, len(devices))  # the mesh is the topology's, not this host's
   if search.value:
     if not candidate_meshes(config, len(devices)):
       raise UserError(

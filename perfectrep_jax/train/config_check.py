@@ -28,8 +28,9 @@ def describe_data(config) -> str:
   return f"data: {source}" + (f" from {where}" if where else "")
 
 
-def check_config(config) -> None:
-  """Raises ``UserError`` listing every problem of ``config`` (unknown fields, bad values)."""
+def check_config(config, num_devices: int | None = None) -> None:
+  """Raises ``UserError`` listing every problem of ``config`` (unknown fields, bad values); its
+  mesh is checked against ``num_devices`` (default: this process's, ``jax.device_count()``)."""
   problems: list[str] = []
 
   def attempt(what, fn):
@@ -94,7 +95,7 @@ def check_config(config) -> None:
     problems += _cycle_problems(config.optim, config.total_steps)
   if config.compute_dtype not in ("float32", "bfloat16", "float16"):
     problems.append(f"compute_dtype: float32, bfloat16 or float16, not {config.compute_dtype!r}")
-  attempt("mesh", lambda: mesh_shape(dict(config.mesh), jax.device_count()))
+  attempt("mesh", lambda: mesh_shape(dict(config.mesh), num_devices or jax.device_count()))
   if (config.get("remat") or None) not in REMAT_POLICIES:
     problems.append(f"remat: one of {[p for p in REMAT_POLICIES if p] + ['']}, not {config.remat!r}")
   if config.get("attention_impl", "auto") not in ATTENTION_IMPLS:
