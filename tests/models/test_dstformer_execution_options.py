@@ -75,6 +75,19 @@ def test_custom_vjps_match_autodiff_of_the_formulas():
     np.testing.assert_allclose(c, a, atol=1e-5)
 
 
+def _hold_to_formula(kernel, formula, args, w, atol, grad_atol):
+  """``kernel`` against ``formula`` (float32): output dtype, shape and values, and the gradients
+  of sum(out * w) in the inputs' dtype."""
+  out = kernel(*args)
+  assert out.dtype == args[0].dtype and out.shape == args[0].shape
+  np.testing.assert_allclose(np.float32(out), formula(*args), atol=atol)
+  g_ref = jax.grad(lambda *a: jnp.sum(formula(*a) * w), argnums=(0, 1, 2))(*args)
+  g_new = jax.grad(lambda *a: jnp.sum(kernel(*a) * w), argnums=(0, 1, 2))(*args)
+  for a, b, x in zip(g_ref, g_new, args):
+    assert b.dtype == x.dtype
+    np.testing.assert_allclose(np.float32(b), np.float32(a), atol=grad_atol)
+
+
 @pytest.mark.parametrize("dtype, atol", [(jnp.float32, 1e-5), (jnp.bfloat16, 2e-2)])
 def test_compact_attention_is_attention(dtype, atol):
   # the (L, L) weights kept unnormalised in the inputs' dtype, the logits' gradient from them:
@@ -86,14 +99,7 @@ def test_compact_attention_is_attention(dtype, atol):
     f = lambda a: a.astype(jnp.float32)  # noqa: E731
     return jax.nn.softmax(f(q) @ jnp.swapaxes(f(k), -1, -2) * 0.3, axis=-1) @ f(v)
 
-  out = kernels.compact_attention(q, k, v, 0.3)
-  assert out.dtype == dtype and out.shape == q.shape
-  np.testing.assert_allclose(np.float32(out), attn_ref(q, k, v), atol=atol)
-  g_ref = jax.grad(lambda *a: jnp.sum(attn_ref(*a) * w), argnums=(0, 1, 2))(q, k, v)
-  g_new = jax.grad(lambda *a: jnp.sum(kernels.compact_attention(*a, 0.3) * w), argnums=(0, 1, 2))(q, k, v)
-  for a, b in zip(g_ref, g_new):
-    assert b.dtype == dtype
-    np.testing.assert_allclose(np.float32(b), np.float32(a), atol=atol * 2)
+  _hold_to_formula(lambda *a: kernels.compact_attention(*a, 0.3), attn_ref, (q, k, v), w, atol, atol * 2)
 
 
 @pytest.mark.parametrize("dtype, atol", [(jnp.float32, 1e-5), (jnp.bfloat16, 2e-2)])
@@ -109,14 +115,7 @@ def test_lanes_attention_is_attention_with_the_sequences_last(dtype, atol):
     logits = first(q) @ jnp.swapaxes(first(k), -1, -2) * 0.3
     return jnp.moveaxis(jax.nn.softmax(logits, axis=-1) @ first(v), -3, -1)
 
-  out = kernels.lanes_attention(q, k, v, 0.3)
-  assert out.dtype == dtype and out.shape == q.shape
-  np.testing.assert_allclose(np.float32(out), attn_ref(q, k, v), atol=atol)
-  g_ref = jax.grad(lambda *a: jnp.sum(attn_ref(*a) * w), argnums=(0, 1, 2))(q, k, v)
-  g_new = jax.grad(lambda *a: jnp.sum(kernels.lanes_attention(*a, 0.3) * w), argnums=(0, 1, 2))(q, k, v)
-  for a, b in zip(g_ref, g_new):
-    assert b.dtype == dtype
-    np.testing.assert_allclose(np.float32(b), np.float32(a), atol=atol)
+  _hold_to_formula(lambda *a: kernels.lanes_attention(*a, 0.3), attn_ref, (q, k, v), w, atol, atol)
 
 
 def test_gradients_match_pytorch_on_the_same_weights():
