@@ -75,7 +75,8 @@ from perfectrep_jax.models.kernels import (
 Array = jax.Array
 
 ATTENTION_IMPLS = ("auto", "einsum", "dot_product_attention", "lanes", "tpu", "pallas")
-QKV_LAYOUTS = ("auto", "tokens", "heads")  # "auto": "heads" on a TPU, "tokens" elsewhere
+QKV_LAYOUTS = ("auto", "tokens", "heads")
+AUTO_LAYOUTS = {"cpu": "tokens", "gpu": "tokens", "tpu": "heads"}  # what "auto" is on each platform
 REMAT_POLICIES = {
   None: None,
   "full": None,  # save nothing inside a half-block
@@ -263,7 +264,7 @@ class Attention(nnx.Module):
       order = QKV_ORDERS[(self.mode, form)]
       layout = self.layout
       if layout == "auto":
-        layout = "heads" if jax.default_backend() == "tpu" else "tokens"
+        layout = AUTO_LAYOUTS.get(jax.default_backend(), "tokens")
       with jax.named_scope("qkv"):
         q_scale = self.scale if form == "explicit" else 1.0
         q, k, v = (split_as_step(a, order) for a in self._project_qkv(x, order, layout, q_scale))

@@ -5,8 +5,8 @@ they are applied on (tokens, channels) matrices (``apply_dense``, ``apply_matrix
 ``apply_layer_norm``); kernels with hand-written backward passes that XLA runs faster than
 autodiff's (``layer_norm_fn``, ``bias_gelu``, ``softmax_attention``, ``lanes_attention``,
 ``compact_attention``; ``benchmarks/README.md`` has the figures), and ``tpu_flash_attention``,
-Pallas's TPU kernel that keeps the attention weights on chip. Shapes: (..., C) activations over the last axis, (..., L, D)
-for attention, (..., L, D, N) for ``lanes_attention``.
+Pallas's TPU kernel that keeps the attention weights on chip. Shapes: (..., C) activations over
+the last axis, (..., L, D) for attention, (..., L, D, N) for ``lanes_attention``.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ from ml_collections import config_flags
 
 from perfectrep_jax.errors import UserError
 from perfectrep_jax.fileio import atomic_write_bytes
-from perfectrep_jax.models.dstformer import AUTO_IMPLS
+from perfectrep_jax.models.dstformer import AUTO_IMPLS, AUTO_LAYOUTS
 from perfectrep_jax.train import hlo_traffic, trainer
 from perfectrep_jax.train.config_check import check_config
 from perfectrep_jax.train.config_load import HELP_FLAGS, parse_config_flags
@@ -264,7 +264,7 @@ def _for_compile(config, platform: str):
   if config.get("attention_impl", "auto") == "auto":
     config.attention_impl = AUTO_IMPLS[platform]
   if config.get("qkv_layout", "auto") == "auto":
-    config.qkv_layout = "heads" if platform == "tpu" else "tokens"
+    config.qkv_layout = AUTO_LAYOUTS[platform]
   return config
 
 
