@@ -51,7 +51,7 @@ MAX_PER_CHIP = 1024  # the largest-batch search stops here
 # Changes to the model or the step that change the compiled program, per platform; a cached row
 # records the revision it was compiled from (none: 1). Raise it with such a change, and say what
 # changed.
-STEP_REVISIONS = {"tpu": 4, "gpu": 3}
+STEP_REVISIONS = {"tpu": 5, "gpu": 3}
 REVISIONS = {
   1: "up to 3 Dec 2026",
   2: "TPU from 4 Dec 2026: qkv_layout 'heads', attention's q, k and v projected straight into "
@@ -60,6 +60,9 @@ REVISIONS = {
   "clip's frames on the last axis instead of 17-wide tiles of joints",
   4: "TPU, 4 Dec 2026: attention_impl 'tpu', temporal attention through "
   "compact_attention too (its (T, T) weights kept once, in bfloat16)",
+  5: "TPU, 4 Dec 2026: attention_impl 'pallas', temporal attention in a Pallas kernel that keeps "
+  "a clip's (T, T) weights on chip, and under qkv_layout 'heads' the norms and MLPs on the "
+  "(B, T, J, C) arrays as they are (no copy into a (tokens, C) matrix)",
 }
 
 

@@ -24,10 +24,10 @@ CPU). ``attention_impl='dot_product_attention'`` calls ``jax.nn.dot_product_atte
 picks cuDNN's fused kernel on GPU when the dtype and shapes allow; ``'lanes'`` (the default on
 GPU) runs temporal attention so and spatial attention through ``kernels.lanes_attention``, which
 keeps a clip's frames on the last axis, since 17 joints would fill 17 of a TPU tile's 128 lanes;
-``'tpu'`` (the default on TPU) runs spatial attention so and temporal attention through
+``'tpu'`` runs spatial attention so and temporal attention through
 ``kernels.compact_attention``, which keeps the (T, T) weights once, in bfloat16;
-``'pallas'`` (TPU) runs temporal attention through Pallas's flash kernel instead, the (T, T)
-weights kept on chip (:data:`IMPL_FORMS`). ``remat`` rematerialises each half-block in the
+``'pallas'`` (the default on TPU) runs temporal attention through a Pallas kernel instead
+(``kernels.pallas_attention``), a clip's (T, T) weights kept on chip (:data:`IMPL_FORMS`). ``remat`` rematerialises each half-block in the
 backward pass. ``scan_layers`` runs the depths as one ``jax.lax.scan`` over their stacked
 parameters, so XLA sees one depth instead of ``depth`` copies (the parameters keep their
 per-depth names; for ``lite`` on a TPU v5e it saved neither compile time nor memory, see
@@ -66,9 +66,10 @@ from perfectrep_jax.models.kernels import (
   gelu,
   layer_norm,
   lanes_attention,
+  PALLAS_MAX_LENGTH,
+  pallas_attention,
   softmax_attention,
   split_as_step,
-  tpu_flash_attention,
   trunc_normal_init,
 )
 
@@ -155,7 +156,8 @@ class DSTformerConfig(LifterConfig):
 
 
 class MLP(nnx.Module):
-  """fc1 -> exact GELU -> dropout -> fc2 -> dropout, on (..., C)."""
+  """fc1 -> exact GELU -> dropout -> fc2 -> dropout, on (..., C); ``flat``: each product on the
+  (tokens, C) matrix (``kernels.apply_dense``)."""
 
   def __init__(self, dim: int, hidden: int, drop: float, *, dtype=None, rngs: nnx.Rngs):
     self.fc1 = dense(dim, hidden, ("embed", "mlp"), dtype=dtype, rngs=rngs)
@@ -163,28 +165,27 @@ class MLP(nnx.Module):
     self.drop = nnx.Dropout(drop, rngs=rngs)
 
   @jax.named_scope("mlp")
-  def __call__(self, x: Array) -> Array:
+  def __call__(self, x: Array, flat: bool = True) -> Array:
     fc1 = self.fc1
     if fc1.bias is not None:
       x, kernel, bias = fc1.promote_dtype((x, fc1.kernel[...], fc1.bias[...]), dtype=fc1.dtype)
-      h = jnp.dot(x.reshape(-1, x.shape[-1]), kernel, precision=fc1.precision)
-      x = bias_gelu(h, bias).reshape(x.shape[:-1] + (kernel.shape[-1],))
+      x = bias_gelu(apply_matrix(x, kernel, flat, precision=fc1.precision), bias)
     else:
-      x = gelu(apply_dense(fc1, x))
-    return self.drop(apply_dense(self.fc2, self.drop(x)))
+      x = gelu(apply_dense(fc1, x, flat))
+    return self.drop(apply_dense(self.fc2, self.drop(x), flat))
 
 
 # Axis order (einsum letters: b clips, t frames, j joints, h heads, d head channels) in which
 # each form of attention reads q, k and v and writes its output: the batch axes, then (L, D) for
-# the explicit softmax (``softmax_attention``) and Pallas's kernel, (L, H, D) for
+# the explicit softmax (``softmax_attention``) and ``compact_attention``, (L, H, D) for
 # ``jax.nn.dot_product_attention``, the batch axes but the frames, then (L, D, T) for
-# ``lanes_attention``; (L, D) for ``compact_attention``.
+# ``lanes_attention``; (H, D, L) for the Pallas kernel (``pallas_attention``).
 QKV_ORDERS = {
   ("spatial", "explicit"): "bthjd",
   ("temporal", "explicit"): "bjhtd",
   ("spatial", "fused"): "btjhd",
   ("temporal", "fused"): "bjthd",
-  ("temporal", "pallas"): "bjhtd",
+  ("temporal", "pallas"): "bjhdt",
   ("spatial", "lanes"): "bhjdt",
   ("temporal", "compact"): "bjhtd",
 }
@@ -196,7 +197,19 @@ IMPL_FORMS = {
   "tpu": ("lanes", "compact"),
   "pallas": ("lanes", "pallas"),
 }
-AUTO_IMPLS = {"cpu": "einsum", "gpu": "lanes", "tpu": "tpu"}  # what "auto" is on each platform
+AUTO_IMPLS = {"cpu": "einsum", "gpu": "lanes", "tpu": "pallas"}  # what "auto" is on each platform
+
+
+def resolve_layout(layout: str) -> str:
+  """``layout`` (a ``qkv_layout``), or for ``'auto'`` what :data:`AUTO_LAYOUTS` gives this host's
+  platform."""
+  return AUTO_LAYOUTS.get(jax.default_backend(), "tokens") if layout == "auto" else layout
+
+
+def on_token_matrices(layout: str) -> bool:
+  """Whether, under ``layout``, the linear layers and norms work on (tokens, C) matrices
+  (``'tokens'``) or on the (B, T, J, C) arrays as they are (``'heads'``; ``kernels.apply_dense``)."""
+  return resolve_layout(layout) == "tokens"
 
 
 class Attention(nnx.Module):
@@ -209,7 +222,9 @@ class Attention(nnx.Module):
   readers); ``'heads'`` projects straight into that order, and back from it, with einsums against
   the kernels seen as (C, 3, H, D) and (H, D, C), with no reshape into heads and no transpose
   (on a TPU each is a copy through HBM: the full config's step on v5e moves 27% fewer bytes,
-  ``benchmarks/README.md``); ``'auto'``: ``'heads'`` on a TPU, else ``'tokens'``.
+  ``benchmarks/README.md``), and the blocks' norms and MLPs work on the (B, T, J, C) arrays as
+  they are (:func:`on_token_matrices`; another 27% less estimated time on a v5e); ``'auto'``:
+  ``'heads'`` on a TPU, else ``'tokens'``.
   ``impl`` (the forms of spatial and temporal attention it names: :data:`IMPL_FORMS`):
   ``'einsum'`` (explicit softmax, fastest on CPU), ``'dot_product_attention'``
   (``jax.nn.dot_product_attention``: cuDNN on GPU where it applies), ``'lanes'`` (spatial
@@ -217,10 +232,12 @@ class Attention(nnx.Module):
   tiles of joints: the full config's train step moves 17% fewer bytes on a v5e, 7% on an H100,
   ``benchmarks/README.md``; temporal attention as the previous), ``'tpu'`` (spatial attention as
   the previous, temporal through ``kernels.compact_attention``: 10% fewer bytes again on a v5e,
-  none on an H100), ``'pallas'`` (TPU only: temporal attention through Pallas's flash kernel,
-  ``kernels.tpu_flash_attention``; spatial as the previous), or ``'auto'`` (:data:`AUTO_IMPLS`:
-  ``'einsum'`` on CPU, ``'lanes'`` on GPU, ``'tpu'`` on TPU). With attention dropout active the
-  explicit form runs whatever ``impl`` says.
+  none on an H100), ``'pallas'`` (TPU: temporal attention through a Pallas kernel that keeps a
+  clip's (T, T) weights on chip, ``kernels.pallas_attention``: 14% less time again in XLA's
+  estimate on a v5e; clips longer than ``kernels.PALLAS_MAX_LENGTH`` frames take ``'tpu'``'s form;
+  spatial as the previous; off a TPU Pallas interprets it, slowly), or ``'auto'``
+  (:data:`AUTO_IMPLS`: ``'einsum'`` on CPU, ``'lanes'`` on GPU, ``'pallas'`` on TPU). With
+  attention dropout active the explicit form runs whatever ``impl`` says.
   """
 
   def __init__(
@@ -250,21 +267,22 @@ class Attention(nnx.Module):
   def _dropout_active(self) -> bool:
     return self.attn_drop.rate > 0 and not self.attn_drop.deterministic
 
-  def _form(self) -> str:
-    """How this call attends: a form of :data:`IMPL_FORMS`."""
+  def _form(self, frames: int) -> str:
+    """How this call attends, over clips of ``frames``: a form of :data:`IMPL_FORMS`."""
     if self._dropout_active():
       return "explicit"
     impl = AUTO_IMPLS.get(jax.default_backend(), "lanes") if self.impl == "auto" else self.impl
-    return IMPL_FORMS[impl][self.mode == "temporal"]
+    form = IMPL_FORMS[impl][self.mode == "temporal"]
+    if form == "pallas" and frames > PALLAS_MAX_LENGTH:  # longer than the kernel holds on chip
+      return IMPL_FORMS["tpu"][1]
+    return form
 
   def __call__(self, x: Array) -> Array:
     # named scopes: a compiled program's traffic is told by them (``train.hlo_traffic``)
     with jax.named_scope(f"{self.mode}_attention"):
-      form = self._form()
+      form = self._form(x.shape[1])
       order = QKV_ORDERS[(self.mode, form)]
-      layout = self.layout
-      if layout == "auto":
-        layout = AUTO_LAYOUTS.get(jax.default_backend(), "tokens")
+      layout = resolve_layout(self.layout)
       with jax.named_scope("qkv"):
         q_scale = self.scale if form == "explicit" else 1.0
         q, k, v = (split_as_step(a, order) for a in self._project_qkv(x, order, layout, q_scale))
@@ -279,9 +297,8 @@ class Attention(nnx.Module):
           out = lanes_attention(q, k, v, self.scale)
         elif form == "compact":  # (B, J, H, T, D): a sequence per joint
           out = compact_attention(q, k, v, self.scale)
-        elif form == "pallas":  # (B, J, H, T, D): a sequence per joint
-          out = tpu_flash_attention(*(a.reshape((-1,) + a.shape[2:]) for a in (q, k, v)), self.scale)
-          out = out.reshape(q.shape)
+        elif form == "pallas":  # (B, J, H, D, T): a sequence per joint, the frames last
+          out = pallas_attention(q, k, v, self.scale)
         else:  # (B*, L, H, D): a sequence per frame (spatial) or joint (temporal)
           flat = (a.reshape((-1,) + a.shape[2:]) for a in (q, k, v))
           out = jax.nn.dot_product_attention(*flat, scale=self.scale).reshape(q.shape)
@@ -344,6 +361,7 @@ class Block(nnx.Module):
     check_choice("remat", remat, tuple(REMAT_POLICIES))
     self.order = order
     self.remat = remat
+    self.layout = qkv_layout
     c = cfg.dim_feat
     hidden = int(c * cfg.mlp_ratio)
     self.norm1_s = layer_norm(c, dtype=dtype, rngs=rngs)
@@ -358,12 +376,14 @@ class Block(nnx.Module):
     self.drop_path = nnx.Dropout(drop_path, broadcast_dims=(2, 3), rngs=rngs)
 
   def _spatial(self, x: Array) -> Array:
-    x = x + self.drop_path(self.attn_s(apply_layer_norm(self.norm1_s, x)))
-    return x + self.drop_path(self.mlp_s(apply_layer_norm(self.norm2_s, x)))
+    flat = on_token_matrices(self.layout)
+    x = x + self.drop_path(self.attn_s(apply_layer_norm(self.norm1_s, x, flat)))
+    return x + self.drop_path(self.mlp_s(apply_layer_norm(self.norm2_s, x, flat), flat))
 
   def _temporal(self, x: Array) -> Array:
-    x = x + self.drop_path(self.attn_t(apply_layer_norm(self.norm1_t, x)))
-    return x + self.drop_path(self.mlp_t(apply_layer_norm(self.norm2_t, x)))
+    flat = on_token_matrices(self.layout)
+    x = x + self.drop_path(self.attn_t(apply_layer_norm(self.norm1_t, x, flat)))
+    return x + self.drop_path(self.mlp_t(apply_layer_norm(self.norm2_t, x, flat), flat))
 
   def _dropout_active(self) -> bool:
     return any(
@@ -417,6 +437,7 @@ class DSTformer(nnx.Module):
   ):
     self.config = cfg
     self.dtype = dtype
+    self.qkv_layout = qkv_layout
     self.scan_layers = bool(scan_layers)
     if self.scan_layers and cfg.drop_path_rate > 0:
       raise ValueError(
@@ -465,7 +486,7 @@ class DSTformer(nnx.Module):
       raise ValueError(
         f"expected input (B, T, {self.config.num_joints}, {self.config.dim_in}), got {x.shape}"
       )
-    x = apply_dense(self.joints_embed, x)
+    x = apply_dense(self.joints_embed, x, self._flat())
     x = x + self.pos_embed[:, None] + self.temp_embed[:, :t]
     return self.pos_drop(x.astype(self.dtype) if self.dtype else x)
 
@@ -478,7 +499,8 @@ class DSTformer(nnx.Module):
     c = x_st.shape[-1]
     kernel, bias = layer.kernel[...], layer.bias[...]
     x_st_, x_ts_, kernel, bias = layer.promote_dtype((x_st, x_ts, kernel, bias), dtype=layer.dtype)
-    logits = (apply_matrix(x_st_, kernel[:c]) + apply_matrix(x_ts_, kernel[c:])) + bias
+    flat = self._flat()
+    logits = (apply_matrix(x_st_, kernel[:c], flat) + apply_matrix(x_ts_, kernel[c:], flat)) + bias
     alpha = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(x_st.dtype)
     return x_st * alpha[..., 0:1] + x_ts * alpha[..., 1:2]
 
@@ -519,13 +541,16 @@ class DSTformer(nnx.Module):
     else:
       for i in range(self.config.depth):
         x = self._run_depth(self.depth_layers(i), x)
-    x = apply_layer_norm(self.norm, x)
+    x = apply_layer_norm(self.norm, x, self._flat())
     if self.pre_logits is not None:
-      x = jnp.tanh(apply_dense(self.pre_logits, x))
+      x = jnp.tanh(apply_dense(self.pre_logits, x, self._flat()))
     return x
 
   def __call__(self, x: Array, *, return_rep: bool = False) -> Array:
     rep = self.representation(x)
     if return_rep or self.head is None:
       return rep
-    return apply_dense(self.head, rep)
+    return apply_dense(self.head, rep, self._flat())
+
+  def _flat(self) -> bool:
+    return on_token_matrices(self.qkv_layout)

@@ -1,12 +1,13 @@
 """The layers the models are made of and their custom-gradient kernels.
 
 Layers with upstream's initialisation and logical axis names (``dense``, ``layer_norm``) and how
-they are applied on (tokens, channels) matrices (``apply_dense``, ``apply_matrix``,
-``apply_layer_norm``); kernels with hand-written backward passes that XLA runs faster than
+they are applied, on (tokens, channels) matrices or (``flat=False``) on the arrays as they are
+(``apply_dense``, ``apply_matrix``, ``apply_layer_norm``); kernels with hand-written backward passes that XLA runs faster than
 autodiff's (``layer_norm_fn``, ``bias_gelu``, ``softmax_attention``, ``lanes_attention``,
-``compact_attention``; ``benchmarks/README.md`` has the figures), and ``tpu_flash_attention``,
-Pallas's TPU kernel that keeps the attention weights on chip. Shapes: (..., C) activations over
-the last axis, (..., L, D) for attention, (..., L, D, N) for ``lanes_attention``.
+``compact_attention``; ``benchmarks/README.md`` has the figures), and ``pallas_attention``, a
+Pallas TPU kernel that keeps short sequences' attention weights on chip. Shapes: (..., C)
+activations over the last axis, (..., L, D) for attention, (..., L, D, N) for ``lanes_attention``,
+(B, J, H, D, L) for ``pallas_attention``.
 """
 
 from __future__ import annotations
@@ -68,26 +69,28 @@ def layer_norm(dim: int, *, dtype=None, rngs: nnx.Rngs) -> nnx.LayerNorm:
   )
 
 
-def apply_dense(layer: nnx.Linear, x: Array) -> Array:
-  """``layer(x)`` computed on the (tokens, features) matrix.
+def apply_dense(layer: nnx.Linear, x: Array, flat: bool = True) -> Array:
+  """``layer(x)``; with ``flat``, computed on the (tokens, features) matrix.
 
-  Same result as ``nnx.Linear.__call__``; flattening the leading axes first lets XLA take the
+  Same result as ``nnx.Linear.__call__``. Flattening the leading axes first lets XLA take the
   weight gradient as one (features, tokens) x (tokens, out) product of the arrays as they are,
-  where an N-d dot_general made it copy the (out, tokens) transpose of the output gradient.
+  where an N-d dot_general made it copy the (out, tokens) transpose of the output gradient (on
+  CPU). On a TPU the flattening is the copy, when x's layout is not row-major (after temporal
+  attention it is (clips, joints, frames)): there ``flat=False`` (``qkv_layout='heads'``).
   """
   kernel = layer.kernel[...]
   bias = layer.bias[...] if layer.bias is not None else None
   x, kernel, bias = layer.promote_dtype((x, kernel, bias), dtype=layer.dtype)
-  lead = x.shape[:-1]
-  y = jnp.dot(x.reshape(-1, x.shape[-1]), kernel, precision=layer.precision)
-  if bias is not None:
-    y = y + bias
-  return y.reshape(lead + (kernel.shape[-1],))
+  y = apply_matrix(x, kernel, flat, precision=layer.precision)
+  return y + bias if bias is not None else y
 
 
-def apply_matrix(x: Array, kernel: Array) -> Array:
-  """(..., K) @ (K, N) on the flattened (tokens, K) matrix."""
-  return jnp.dot(x.reshape(-1, x.shape[-1]), kernel).reshape(x.shape[:-1] + kernel.shape[-1:])
+def apply_matrix(x: Array, kernel: Array, flat: bool = True, precision=None) -> Array:
+  """(..., K) @ (K, N); with ``flat``, on the flattened (tokens, K) matrix."""
+  if not flat:
+    return jnp.dot(x, kernel, precision=precision)
+  y = jnp.dot(x.reshape(-1, x.shape[-1]), kernel, precision=precision)
+  return y.reshape(x.shape[:-1] + kernel.shape[-1:])
 
 
 def _ln_stats(x: Array, eps: float) -> tuple[Array, Array]:
@@ -96,49 +99,54 @@ def _ln_stats(x: Array, eps: float) -> tuple[Array, Array]:
   return mean, jax.lax.rsqrt(jnp.mean(xc * xc, axis=-1, keepdims=True) + eps)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def layer_norm_fn(x: Array, scale: Array, bias: Array, eps: float) -> Array:
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def layer_norm_fn(x: Array, scale: Array, bias: Array, eps: float, flat: bool = True) -> Array:
   """(x - mean) / sqrt(var + eps) * scale + bias over the last axis, float32 statistics.
 
   Two-pass variance as PyTorch's LayerNorm. The backward is written out (the usual
   ``rstd * (g - mean(g) - xhat * mean(g * xhat))`` with ``g = dy * scale``), recomputing xhat
   from the saved input and per-row statistics: autodiff of the forward saved broadcast copies of
-  the statistics and of ``scale`` and took more passes over the activations.
+  the statistics and of ``scale`` and took more passes over the activations. ``flat``: the
+  backward works on the (tokens, C) matrix (see ``apply_dense`` for when not to).
   """
   mean, rstd = _ln_stats(x, eps)
   return (x - mean) * rstd * scale + bias
 
 
-def _layer_norm_fwd(x, scale, bias, eps):
+def _layer_norm_fwd(x, scale, bias, eps, flat):
   mean, rstd = _ln_stats(x, eps)
   return (x - mean) * rstd * scale + bias, (x, mean, rstd, scale)
 
 
-def _layer_norm_bwd(eps, res, dy):
+def _layer_norm_bwd(eps, flat, res, dy):
   x, mean, rstd, scale = res
   shape, c = x.shape, x.shape[-1]
-  # on the (tokens, C) matrix: XLA:CPU's fused row reductions of the 4-d (B, T, J, C) arrays
-  # took twice as long (9.7 ms against 5.2 ms per LayerNorm backward at full size, one core)
-  x, dy = x.reshape(-1, c), dy.reshape(-1, c)
-  mean, rstd = mean.reshape(-1, 1), rstd.reshape(-1, 1)
+  if flat:
+    # on the (tokens, C) matrix: XLA:CPU's fused row reductions of the 4-d (B, T, J, C) arrays
+    # took twice as long (9.7 ms against 5.2 ms per LayerNorm backward at full size, one core)
+    x, dy = x.reshape(-1, c), dy.reshape(-1, c)
+    mean, rstd = mean.reshape(-1, 1), rstd.reshape(-1, 1)
   xhat = (x - mean) * rstd
   g = dy * scale
   dx = rstd * (g - jnp.mean(g, axis=-1, keepdims=True) - xhat * jnp.mean(g * xhat, axis=-1, keepdims=True))
-  return dx.reshape(shape), jnp.sum(dy * xhat, axis=0), jnp.sum(dy, axis=0)
+  rows = tuple(range(x.ndim - 1))
+  return dx.reshape(shape), jnp.sum(dy * xhat, axis=rows), jnp.sum(dy, axis=rows)
 
 
 layer_norm_fn.defvjp(_layer_norm_fwd, _layer_norm_bwd)
 
 
 @jax.named_scope("layer_norm")
-def apply_layer_norm(layer: nnx.LayerNorm, x: Array) -> Array:
-  """``layer(x)`` over the last axis: two-pass statistics in float32, as PyTorch's LayerNorm."""
+def apply_layer_norm(layer: nnx.LayerNorm, x: Array, flat: bool = True) -> Array:
+  """``layer(x)`` over the last axis: two-pass statistics in float32, as PyTorch's LayerNorm;
+  ``flat``: see ``layer_norm_fn``."""
   dtype = layer.dtype or x.dtype
   xf = x.astype(jnp.promote_types(x.dtype, jnp.float32))
   c = x.shape[-1]
   scale = layer.scale[...] if layer.scale is not None else jnp.ones((c,), xf.dtype)
   bias = layer.bias[...] if layer.bias is not None else jnp.zeros((c,), xf.dtype)
-  return layer_norm_fn(xf, scale.astype(xf.dtype), bias.astype(xf.dtype), float(layer.epsilon)).astype(dtype)
+  eps = float(layer.epsilon)
+  return layer_norm_fn(xf, scale.astype(xf.dtype), bias.astype(xf.dtype), eps, flat).astype(dtype)
 
 
 _SQRT_HALF = math.sqrt(0.5)
@@ -306,52 +314,132 @@ def _softmax_attention_bwd(res, dout):
 softmax_attention.defvjp(_softmax_attention_fwd, _softmax_attention_bwd)
 
 
-# --------------------------------------------------------------------------- TPU flash attention
+# --------------------------------------------------------------------------- TPU attention kernel
 
-FLASH_TILE = 128  # the TPU's lane width: the Pallas kernel tiles both sequence axes by it
-
-
-def _flash_block(length: int) -> int:
-  """The largest of 512, 256, 128 that divides ``length`` (a multiple of :data:`FLASH_TILE`)."""
-  return next(b for b in (512, 256, FLASH_TILE) if length % b == 0)
+_TN = (((0,), (0,)), ((), ()))  # a^T b
+_NT = (((1,), (1,)), ((), ()))  # a b^T
+PALLAS_MAX_LENGTH = 1024  # a sequence's (L, L) float32 weights, several at once, fit a TPU core's VMEM
 
 
-def tpu_flash_attention(q: Array, k: Array, v: Array, scale: float, kernel=None) -> Array:
-  """softmax(q k^T * scale) v over L of (N, H, L, D) arrays, with Pallas's TPU flash-attention
-  kernel (``jax.experimental.pallas.ops.tpu.flash_attention``): the (L, L) weights stay in the
-  chip's on-chip memory, forward and backward, instead of going through HBM.
+def _key_weights(q: Array, k: Array, scale: float) -> tuple[Array, Array]:
+  """Unnormalised attention weights, transposed: (keys, queries) float32 exp(s - max) from one
+  head's (D, L) q and k, and their sum over keys, (1, queries)."""
+  s = jax.lax.dot_general(k, q, _TN, preferred_element_type=jnp.float32) * scale
+  p = jnp.exp(s - s.max(axis=0, keepdims=True))
+  return p, p.sum(axis=0, keepdims=True)
 
-  L is padded to a multiple of :data:`FLASH_TILE` (243 frames -> 256); the padded positions are a
-  segment of their own, so no real position attends to them. XLA does not partition a Mosaic
-  kernel, so under a mesh (``jax.sharding.get_abstract_mesh()``, which the train and eval steps
-  set) it runs per device in a ``shard_map``: N over the mesh's ``data`` and ``fsdp`` axes, H over
-  ``tensor``. ``kernel``: ``(q, k, v, segment_ids) -> out`` in place of the Pallas one (tests run
-  the module's reference on CPU).
+
+def _attention_kernel(q_ref, k_ref, v_ref, o_ref, *, scale: float):
+  """One sequence's heads, blocks (1, 1, H, D, L): o^T = v^T P^T, one head at a time."""
+
+  def head(h, carry):
+    p, total = _key_weights(q_ref[0, 0, h], k_ref[0, 0, h], scale)
+    v = v_ref[0, 0, h]
+    o = jnp.dot(v, p.astype(v.dtype), preferred_element_type=jnp.float32) / total
+    o_ref[0, 0, h] = o.astype(o_ref.dtype)
+    return carry
+
+  jax.lax.fori_loop(0, q_ref.shape[2], head, 0)
+
+
+def _attention_grad_kernel(q_ref, k_ref, v_ref, do_ref, dq_ref, dk_ref, dv_ref, *, scale: float):
+  """The backward of :func:`_attention_kernel` from q, k, v and dO alone: the weights are
+  recomputed on chip, and softmax's row term (dO . o) is taken as sum(P * dP) from them."""
+
+  def head(h, carry):
+    q, k, v, do = q_ref[0, 0, h], k_ref[0, 0, h], v_ref[0, 0, h], do_ref[0, 0, h]
+    p, total = _key_weights(q, k, scale)
+    p = p / total  # P^T: (keys, queries)
+    dp = jax.lax.dot_general(v, do, _TN, preferred_element_type=jnp.float32)  # dP^T
+    ds = (p * (dp - jnp.sum(p * dp, axis=0, keepdims=True)) * scale).astype(q.dtype)
+    dv = jax.lax.dot_general(do, p.astype(do.dtype), _NT, preferred_element_type=jnp.float32)
+    dq_ref[0, 0, h] = jnp.dot(k, ds, preferred_element_type=jnp.float32).astype(dq_ref.dtype)
+    dk_ref[0, 0, h] = jax.lax.dot_general(q, ds, _NT, preferred_element_type=jnp.float32).astype(dk_ref.dtype)
+    dv_ref[0, 0, h] = dv.astype(dv_ref.dtype)
+    return carry
+
+  jax.lax.fori_loop(0, q_ref.shape[2], head, 0)
+
+
+def _tiled_bytes(shape: tuple[int, ...], dtype) -> int:
+  """An array's bytes in a TPU's HBM, its last axis padded to the 128-lane tile."""
+  return math.prod(shape[:-1]) * -(-shape[-1] // 128) * 128 * jnp.dtype(dtype).itemsize
+
+
+def _pallas_call(kernel, args: tuple[Array, ...], outputs: int, scale: float, matmuls: int):
+  """``kernel`` over (B, J, H, D, L) arrays, one (b, j) sequence's heads a grid step, with the
+  cost XLA is told: ``matmuls`` (L, L, D) products, one exp per weight, its HBM operands."""
+  from jax.experimental import pallas as pl
+  from jax.experimental.pallas import tpu as pltpu
+
+  b, j, h, d, length = args[0].shape
+  block = pl.BlockSpec((1, 1, h, d, length), lambda bi, ji: (bi, ji, 0, 0, 0))
+  out = jax.ShapeDtypeStruct(args[0].shape, args[0].dtype)
+  cost = pl.CostEstimate(
+    flops=2 * matmuls * b * j * h * length * length * d,
+    transcendentals=b * j * h * length * length,
+    bytes_accessed=(len(args) + outputs) * _tiled_bytes(args[0].shape, args[0].dtype),
+  )
+
+  def call(interpret: bool):
+    return pl.pallas_call(
+      functools.partial(kernel, scale=scale),
+      grid=(b, j),
+      in_specs=[block] * len(args),
+      out_specs=[block] * outputs,
+      out_shape=[out] * outputs,
+      compiler_params=pltpu.CompilerParams(dimension_semantics=("parallel", "parallel")),
+      cost_estimate=cost,
+      interpret=interpret,
+    )(*args)
+
+  # Mosaic on a TPU; elsewhere Pallas's interpreter, the same kernel as plain XLA (tests, CPU)
+  return jax.lax.platform_dependent(tpu=lambda: call(False), default=lambda: call(True))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _attention(q: Array, k: Array, v: Array, scale: float) -> Array:
+  return _pallas_call(_attention_kernel, (q, k, v), 1, scale, matmuls=2)[0]
+
+
+def _attention_fwd(q, k, v, scale):
+  return _attention(q, k, v, scale), (q, k, v)
+
+
+def _attention_bwd(scale, residuals, do):
+  return tuple(_pallas_call(_attention_grad_kernel, (*residuals, do), 3, scale, matmuls=5))
+
+
+_attention.defvjp(_attention_fwd, _attention_bwd)
+
+
+def pallas_attention(q: Array, k: Array, v: Array, scale: float) -> Array:
+  """softmax(q^T k * scale) over (B, J, H, D, L) arrays (a sequence of L per (b, j), its heads'
+  channels before its positions, which lie along the TPU's 128 lanes), written for short
+  sequences: one Pallas TPU kernel holds a whole sequence's (L, L) weights on chip, so forward
+  and backward read and write only q, k, v, the output and their gradients (the backward
+  recomputes the weights; no softmax statistics are stored). XLA is given its FLOPs and bytes
+  (``pl.CostEstimate``), so a compiled step's cost analysis counts it. Off a TPU it runs in
+  Pallas's interpreter (slow; for tests). L is at most :data:`PALLAS_MAX_LENGTH`.
+
+  XLA does not partition a Mosaic kernel, so under a mesh (``jax.sharding.get_abstract_mesh()``,
+  which the train and eval steps set) it runs per device in a ``shard_map``: B over the mesh's
+  ``data`` and ``fsdp`` axes, H over ``tensor``.
   """
-  from jax.experimental.pallas.ops.tpu import flash_attention as fa
+  if q.shape[-1] > PALLAS_MAX_LENGTH:
+    raise ValueError(
+      f"attention_impl='pallas' holds a sequence's weights on chip: {q.shape[-1]} positions, "
+      f"at most {PALLAS_MAX_LENGTH}; use attention_impl='tpu' for longer clips"
+    )
 
-  n, h, length, d = q.shape
-  padded = -(-length // FLASH_TILE) * FLASH_TILE
-  if kernel is None:
-    b = _flash_block(padded)
-    blocks = fa.BlockSizes(
-      block_q=b, block_k_major=b, block_k=b, block_b=1,
-      block_q_major_dkv=b, block_k_major_dkv=b, block_k_dkv=b, block_q_dkv=b,
-      block_k_major_dq=b, block_k_dq=b, block_q_dq=b,
-    )  # fmt: skip
-    kernel = functools.partial(fa.flash_attention, sm_scale=scale, block_sizes=blocks)
+  def kernel(q, k, v):
+    return _attention(q, k, v, scale)
 
-  def per_device(q, k, v):
-    pad = ((0, 0), (0, 0), (0, padded - length), (0, 0))
-    q, k, v = (jnp.pad(a, pad) for a in (q, k, v))
-    seg = jnp.broadcast_to((jnp.arange(padded) < length).astype(jnp.int32), (q.shape[0], padded))
-    return kernel(q, k, v, segment_ids=fa.SegmentIds(q=seg, kv=seg))[:, :, :length]
-
-  spec = mesh_spec("bh..")  # the sequences' axis is batch-major: (clips x joints)
+  spec = mesh_spec("bjhdt")
   if spec is None:
-    return per_device(q, k, v)
+    return kernel(q, k, v)
   mesh = jax.sharding.get_abstract_mesh()
-  return jax.shard_map(per_device, mesh=mesh, in_specs=(spec,) * 3, out_specs=spec, check_vma=False)(q, k, v)
+  return jax.shard_map(kernel, mesh=mesh, in_specs=(spec,) * 3, out_specs=spec, check_vma=False)(q, k, v)
 
 
 def mesh_spec(axes: str) -> jax.sharding.PartitionSpec | None:

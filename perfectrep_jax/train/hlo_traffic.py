@@ -18,8 +18,8 @@ Each instruction is filed twice, by what it is and by where it comes from:
 - kind: ``matmul`` (a fusion around a dot or convolution, or a library call for one, as
   cuBLAS's on a GPU), ``layout`` (a copy, transpose,
   reshape, concatenate, slice or pad: data moved, nothing computed), ``cast`` (a dtype
-  conversion alone), ``collective`` and ``elementwise`` (the rest: activations, norms,
-  reductions, optimizer updates);
+  conversion alone), ``collective``, ``kernel`` (a Pallas kernel: its operands and results) and
+  ``elementwise`` (the rest: activations, norms, reductions, optimizer updates);
 - part: the innermost ``jax.named_scope`` of the model that its ``op_name`` names
   (``PARTS``; the DSTformer opens them), with ``backward`` when it belongs to the gradient
   (a ``transpose(...)`` in its ``op_name``); ``other`` for the rest of the step.
@@ -38,7 +38,7 @@ from collections import defaultdict
 # The named scopes the DSTformer opens (innermost first wins): attention's three stages, the
 # MLP and the norms.
 PARTS = ("qkv", "scores", "proj", "mlp", "layer_norm")
-KINDS = ("matmul", "layout", "cast", "elementwise", "collective")
+KINDS = ("matmul", "layout", "cast", "elementwise", "collective", "kernel")
 COLLECTIVES = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all", "collective-permute")
 DTYPE_BYTES = {
   "pred": 1,
@@ -162,6 +162,8 @@ def _kind(opcode: str, fused_ops: set[str], primitive: str) -> str:
     return "matmul"
   if opcode == "custom-call" and primitive in ("dot_general", "conv_general_dilated"):
     return "matmul"  # a library's matmul (cuBLAS on a GPU) called from the program
+  if opcode == "custom-call" and primitive == "pallas_call":
+    return "kernel"
   if opcode in _MOVES or (opcode == "fusion" and fused_ops <= {*_MOVES, "bitcast", "parameter", "broadcast"}):
     return "layout"
   if opcode == "convert" or (opcode == "fusion" and primitive == "convert_element_type"):

@@ -196,7 +196,7 @@ def make_train_step(config, parts: TrainParts, steps_per_epoch: int = 1) -> Trai
 
     def loss_fn(params):
       # the mesh as context: a kernel XLA does not partition (attention_impl='pallas') runs per
-      # device in a shard_map over it (models.kernels.tpu_flash_attention)
+      # device in a shard_map over it (models.kernels.pallas_attention)
       with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
         model = nnx.merge(graphdef, params, stats, rest)
         nnx.reseed(model, dropout=k_dropout, policy=_dropout_policy)

@@ -164,13 +164,15 @@ def test_gradients_match_pytorch_on_the_same_weights():
     ("lanes", "heads", False),
     ("tpu", "heads", True),
     ("tpu", "tokens", False),
+    ("pallas", "heads", True),  # its kernel in Pallas's interpreter on this CPU
+    ("pallas", "tokens", False),
   ],
 )
 def test_attention_impls_and_qkv_layouts_agree(impl, layout, qkv_bias):
   # "heads" (the TPU's) projects q, k, v with einsums against the kernel seen as (C, 3, H, D),
   # the scale folded into q's third; "lanes" (GPU's and TPU's) attends over the joints with the
-  # frames last, "tpu" also over the frames with the weights kept once, each with its backward
-  # written out: the same function, to float32 round-off.
+  # frames last, "tpu" also over the frames with the weights kept once, "pallas" over the frames
+  # in one kernel, each with its backward written out: the same function, to float32 round-off.
   cfg = dataclasses.replace(SMALL, qkv_bias=qkv_bias)
   x, y = _x(), _x(seed=5)
   ref = DSTformer(cfg, attention_impl="einsum", qkv_layout="tokens", rngs=nnx.Rngs(0))

@@ -63,7 +63,7 @@ def test_compile_smoke_for_v5e_2x2(tmp_path, capsys):
   assert report["mesh"] == {"data": 4, "fsdp": 1, "tensor": 1} and report["batch_size"] == 8
   assert report["device_memory_bytes"] == 16 * 2**30 and report["fits"]
   # attention "auto" compiled as a TPU runs it, not as this CPU host would pick
-  assert report["attention_impl"] == "tpu" and report["qkv_layout"] == "heads"
+  assert report["attention_impl"] == "pallas" and report["qkv_layout"] == "heads"
   assert 0 < report["argument_bytes_per_device"] <= report["per_device_memory_bytes"] < 2**30
   assert report["flops_per_step"] > 0 and report["estimated_step_s"] > 0
   assert 0 < report["estimated_mfu"] < 1
@@ -87,7 +87,7 @@ def test_under_fsdp_each_attention_gathers_the_parameters_not_the_activations(tm
   # q, k, v are (B, H, J, D, T) or (B, J, H, T, D), once made XLA split them over another axis and
   # gather activations instead (44x the bytes here, 610x on v5e-16 at full size).
   gathered = {}
-  for impl in ("dot_product_attention", "lanes", "tpu"):
+  for impl in ("dot_product_attention", "lanes", "tpu", "pallas"):
     out = tmp_path / f"{impl}.json"
     mesh = ["--config.mesh.data=1", "--config.mesh.fsdp=4", f"--config.attention_impl={impl}"]
     assert cli.main(["compile", "--config", SMOKE, "--topology", "v5e:2x2", *mesh, "--json", str(out)]) == 0
@@ -97,6 +97,7 @@ def test_under_fsdp_each_attention_gathers_the_parameters_not_the_activations(tm
     gathered[impl] = report["collectives"]["all-gather"]["bytes"]
   assert 0 < gathered["lanes"] <= 1.1 * gathered["dot_product_attention"]
   assert 0 < gathered["tpu"] <= 1.1 * gathered["dot_product_attention"]
+  assert 0 < gathered["pallas"] <= 1.1 * gathered["dot_product_attention"]
 
 
 @needs_libtpu

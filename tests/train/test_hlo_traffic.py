@@ -90,7 +90,7 @@ def test_each_instruction_outside_fusions_counts_its_reads_and_writes_once():
     ("mlp (backward)", "matmul"): matmul,
     ("other", "layout"): layout + slice_,
     ("temporal qkv", "cast"): cast,
-    ("temporal scores", "elementwise"): kernel,
+    ("temporal scores", "kernel"): kernel,
   }
   assert report["total"] == scores + matmul + layout + slice_ + cast + kernel
   assert report["by_kind"]["collective"] == 0  # every kind is reported
