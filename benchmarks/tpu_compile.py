@@ -60,8 +60,8 @@ REVISIONS = {
   "clip's frames on the last axis instead of 17-wide tiles of joints",
   4: "TPU, 4 Dec 2026: attention_impl 'tpu', temporal attention through "
   "compact_attention too (its (T, T) weights kept once, in bfloat16)",
-  5: "TPU, 4 Dec 2026: attention_impl 'pallas', temporal attention in a Pallas kernel that keeps "
-  "a clip's (T, T) weights on chip, and under qkv_layout 'heads' the norms and MLPs on the "
+  5: "TPU, 4 Dec 2026: attention_impl 'pallas', spatial and temporal attention in Pallas kernels "
+  "that keep the weights on chip, and under qkv_layout 'heads' the norms and MLPs on the "
   "(B, T, J, C) arrays as they are (no copy into a (tokens, C) matrix)",
 }
 
@@ -112,8 +112,12 @@ def _compact(report: dict) -> dict:
 
 def save_cache(cache: dict) -> None:
   """Writes ``cache`` merged into what is on disk (runs over other slices may be writing too),
-  one row per line."""
-  merged = {k: _compact(v) for k, v in dict(load_cache(), **cache).items()}
+  one row per line: of two versions of a row, the one from the newer revision of the step (a
+  run holds every row as it found them at its start, so its stale copy of a row another run
+  has since compiled again must not win), else ``cache``'s."""
+  disk = load_cache()
+  newest = {k: v if k not in disk or revision(v) >= revision(disk[k]) else disk[k] for k, v in cache.items()}
+  merged = {k: _compact(v) for k, v in dict(disk, **newest).items()}
   cache.update(merged)
   rows = (
     f"{json.dumps(k)}: {json.dumps(v, sort_keys=True, separators=(',', ':'))}"

@@ -26,10 +26,11 @@ GPU) runs temporal attention so and spatial attention through ``kernels.lanes_at
 keeps a clip's frames on the last axis, since 17 joints would fill 17 of a TPU tile's 128 lanes;
 ``'tpu'`` runs spatial attention so and temporal attention through
 ``kernels.compact_attention``, which keeps the (T, T) weights once, in bfloat16;
-``'pallas'`` (the default on TPU) runs temporal attention through a Pallas kernel instead
-(``kernels.pallas_attention``), a clip's (T, T) weights kept on chip (:data:`IMPL_FORMS`). ``remat`` rematerialises each half-block in the
-backward pass. ``scan_layers`` runs the depths as one ``jax.lax.scan`` over their stacked
-parameters, so XLA sees one depth instead of ``depth`` copies (the parameters keep their
+``'pallas'`` (the default on TPU) runs both through Pallas kernels instead
+(``kernels.pallas_attention``, ``kernels.pallas_lanes_attention``), the weights kept on chip
+(:data:`IMPL_FORMS`). ``remat`` rematerialises each half-block in the backward pass.
+``scan_layers`` runs the depths as one ``jax.lax.scan`` over their stacked parameters, so XLA
+sees one depth instead of ``depth`` copies (the parameters keep their
 per-depth names; for ``lite`` on a TPU v5e it saved neither compile time nor memory, see
 ``benchmarks/README.md``). None of these options changes a parameter or, beyond float32
 round-off, an output.
@@ -68,6 +69,7 @@ from perfectrep_jax.models.kernels import (
   lanes_attention,
   PALLAS_MAX_LENGTH,
   pallas_attention,
+  pallas_lanes_attention,
   softmax_attention,
   split_as_step,
   trunc_normal_init,
@@ -187,6 +189,7 @@ QKV_ORDERS = {
   ("temporal", "fused"): "bjthd",
   ("temporal", "pallas"): "bjhdt",
   ("spatial", "lanes"): "bhjdt",
+  ("spatial", "pallas"): "bhjdt",
   ("temporal", "compact"): "bjhtd",
 }
 # (spatial form, temporal form) of each attention_impl
@@ -195,7 +198,7 @@ IMPL_FORMS = {
   "dot_product_attention": ("fused", "fused"),
   "lanes": ("lanes", "fused"),
   "tpu": ("lanes", "compact"),
-  "pallas": ("lanes", "pallas"),
+  "pallas": ("pallas", "pallas"),
 }
 AUTO_IMPLS = {"cpu": "einsum", "gpu": "lanes", "tpu": "pallas"}  # what "auto" is on each platform
 
@@ -232,12 +235,12 @@ class Attention(nnx.Module):
   tiles of joints: the full config's train step moves 17% fewer bytes on a v5e, 7% on an H100,
   ``benchmarks/README.md``; temporal attention as the previous), ``'tpu'`` (spatial attention as
   the previous, temporal through ``kernels.compact_attention``: 10% fewer bytes again on a v5e,
-  none on an H100), ``'pallas'`` (TPU: temporal attention through a Pallas kernel that keeps a
-  clip's (T, T) weights on chip, ``kernels.pallas_attention``: 14% less time again in XLA's
-  estimate on a v5e; clips longer than ``kernels.PALLAS_MAX_LENGTH`` frames take ``'tpu'``'s form;
-  spatial as the previous; off a TPU Pallas interprets it, slowly), or ``'auto'``
-  (:data:`AUTO_IMPLS`: ``'einsum'`` on CPU, ``'lanes'`` on GPU, ``'pallas'`` on TPU). With
-  attention dropout active the explicit form runs whatever ``impl`` says.
+  none on an H100), ``'pallas'`` (TPU: both through Pallas kernels that keep the weights and
+  their float32 work on chip, ``kernels.pallas_attention`` and ``kernels.pallas_lanes_attention``:
+  44% less time in XLA's estimate on a v5e with the norms of ``'heads'``; temporal clips longer
+  than ``kernels.PALLAS_MAX_LENGTH`` frames take ``'tpu'``'s form; off a TPU Pallas interprets
+  them, slowly), or ``'auto'`` (:data:`AUTO_IMPLS`: ``'einsum'`` on CPU, ``'lanes'`` on GPU,
+  ``'pallas'`` on TPU). With attention dropout active the explicit form runs whatever ``impl`` says.
   """
 
   def __init__(
@@ -273,8 +276,8 @@ class Attention(nnx.Module):
       return "explicit"
     impl = AUTO_IMPLS.get(jax.default_backend(), "lanes") if self.impl == "auto" else self.impl
     form = IMPL_FORMS[impl][self.mode == "temporal"]
-    if form == "pallas" and frames > PALLAS_MAX_LENGTH:  # longer than the kernel holds on chip
-      return IMPL_FORMS["tpu"][1]
+    if form == "pallas" and self.mode == "temporal" and frames > PALLAS_MAX_LENGTH:
+      return IMPL_FORMS["tpu"][1]  # longer than the kernel holds on chip
     return form
 
   def __call__(self, x: Array) -> Array:
@@ -297,6 +300,8 @@ class Attention(nnx.Module):
           out = lanes_attention(q, k, v, self.scale)
         elif form == "compact":  # (B, J, H, T, D): a sequence per joint
           out = compact_attention(q, k, v, self.scale)
+        elif form == "pallas" and self.mode == "spatial":  # (B, H, J, D, T), as "lanes"
+          out = pallas_lanes_attention(q, k, v, self.scale)
         elif form == "pallas":  # (B, J, H, D, T): a sequence per joint, the frames last
           out = pallas_attention(q, k, v, self.scale)
         else:  # (B*, L, H, D): a sequence per frame (spatial) or joint (temporal)

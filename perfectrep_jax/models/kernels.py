@@ -2,12 +2,13 @@
 
 Layers with upstream's initialisation and logical axis names (``dense``, ``layer_norm``) and how
 they are applied, on (tokens, channels) matrices or (``flat=False``) on the arrays as they are
-(``apply_dense``, ``apply_matrix``, ``apply_layer_norm``); kernels with hand-written backward passes that XLA runs faster than
-autodiff's (``layer_norm_fn``, ``bias_gelu``, ``softmax_attention``, ``lanes_attention``,
-``compact_attention``; ``benchmarks/README.md`` has the figures), and ``pallas_attention``, a
-Pallas TPU kernel that keeps short sequences' attention weights on chip. Shapes: (..., C)
-activations over the last axis, (..., L, D) for attention, (..., L, D, N) for ``lanes_attention``,
-(B, J, H, D, L) for ``pallas_attention``.
+(``apply_dense``, ``apply_matrix``, ``apply_layer_norm``); kernels with hand-written backward
+passes that XLA runs faster than autodiff's (``layer_norm_fn``, ``bias_gelu``, ``softmax_attention``, ``lanes_attention``,
+``compact_attention``; ``benchmarks/README.md`` has the figures), and two Pallas TPU kernels that
+keep attention's weights on chip, ``pallas_attention`` (over a clip's frames) and
+``pallas_lanes_attention`` (over its joints). Shapes: (..., C) activations over the last axis,
+(..., L, D) for attention, (..., L, D, N) for the lanes forms, (B, J, H, D, L) for
+``pallas_attention``.
 """
 
 from __future__ import annotations
@@ -366,29 +367,31 @@ def _tiled_bytes(shape: tuple[int, ...], dtype) -> int:
   return math.prod(shape[:-1]) * -(-shape[-1] // 128) * 128 * jnp.dtype(dtype).itemsize
 
 
-def _pallas_call(kernel, args: tuple[Array, ...], outputs: int, scale: float, matmuls: int):
-  """``kernel`` over (B, J, H, D, L) arrays, one (b, j) sequence's heads a grid step, with the
-  cost XLA is told: ``matmuls`` (L, L, D) products, one exp per weight, its HBM operands."""
+def _pallas_call(
+  kernel, args: tuple[Array, ...], outputs: int, block: tuple[int, ...], flops: int, exps: int
+):
+  """``kernel`` over same-shaped arrays, a ``block`` of each a grid step (the grid covers the
+  arrays; an edge block past their end is masked), with the cost XLA is told: ``flops``,
+  ``exps`` and the arrays' HBM bytes, each read or written once."""
   from jax.experimental import pallas as pl
   from jax.experimental.pallas import tpu as pltpu
 
-  b, j, h, d, length = args[0].shape
-  block = pl.BlockSpec((1, 1, h, d, length), lambda bi, ji: (bi, ji, 0, 0, 0))
-  out = jax.ShapeDtypeStruct(args[0].shape, args[0].dtype)
+  shape = args[0].shape
+  spec = pl.BlockSpec(block, lambda *index: index)
   cost = pl.CostEstimate(
-    flops=2 * matmuls * b * j * h * length * length * d,
-    transcendentals=b * j * h * length * length,
-    bytes_accessed=(len(args) + outputs) * _tiled_bytes(args[0].shape, args[0].dtype),
+    flops=flops,
+    transcendentals=exps,
+    bytes_accessed=(len(args) + outputs) * _tiled_bytes(shape, args[0].dtype),
   )
 
   def call(interpret: bool):
     return pl.pallas_call(
-      functools.partial(kernel, scale=scale),
-      grid=(b, j),
-      in_specs=[block] * len(args),
-      out_specs=[block] * outputs,
-      out_shape=[out] * outputs,
-      compiler_params=pltpu.CompilerParams(dimension_semantics=("parallel", "parallel")),
+      kernel,
+      grid=tuple(-(-n // b) for n, b in zip(shape, block)),
+      in_specs=[spec] * len(args),
+      out_specs=[spec] * outputs,
+      out_shape=[jax.ShapeDtypeStruct(shape, args[0].dtype)] * outputs,
+      compiler_params=pltpu.CompilerParams(dimension_semantics=("parallel",) * len(shape)),
       cost_estimate=cost,
       interpret=interpret,
     )(*args)
@@ -397,9 +400,19 @@ def _pallas_call(kernel, args: tuple[Array, ...], outputs: int, scale: float, ma
   return jax.lax.platform_dependent(tpu=lambda: call(False), default=lambda: call(True))
 
 
+def _sequence_call(kernel, args: tuple[Array, ...], outputs: int, scale: float, matmuls: int):
+  """A temporal kernel over (B, J, H, D, L) arrays, one (b, j) sequence's heads a grid step;
+  ``matmuls`` (L, L, D) products and one exp per weight."""
+  b, j, h, d, length = args[0].shape
+  block, products = (1, 1, h, d, length), b * j * h * length * length
+  return _pallas_call(
+    functools.partial(kernel, scale=scale), args, outputs, block, 2 * matmuls * products * d, products
+  )
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
 def _attention(q: Array, k: Array, v: Array, scale: float) -> Array:
-  return _pallas_call(_attention_kernel, (q, k, v), 1, scale, matmuls=2)[0]
+  return _sequence_call(_attention_kernel, (q, k, v), 1, scale, matmuls=2)[0]
 
 
 def _attention_fwd(q, k, v, scale):
@@ -407,7 +420,7 @@ def _attention_fwd(q, k, v, scale):
 
 
 def _attention_bwd(scale, residuals, do):
-  return tuple(_pallas_call(_attention_grad_kernel, (*residuals, do), 3, scale, matmuls=5))
+  return tuple(_sequence_call(_attention_grad_kernel, (*residuals, do), 3, scale, matmuls=5))
 
 
 _attention.defvjp(_attention_fwd, _attention_bwd)
@@ -432,14 +445,98 @@ def pallas_attention(q: Array, k: Array, v: Array, scale: float) -> Array:
       f"at most {PALLAS_MAX_LENGTH}; use attention_impl='tpu' for longer clips"
     )
 
-  def kernel(q, k, v):
-    return _attention(q, k, v, scale)
+  return _on_each_device(functools.partial(_attention, scale=scale), "bjhdt", q, k, v)
 
-  spec = mesh_spec("bjhdt")
+
+def _on_each_device(kernel, axes: str, *args: Array) -> Array:
+  """``kernel(*args)``, per device in a ``shard_map`` under a mesh (XLA does not partition a
+  Mosaic kernel), the arrays split as the step splits ``axes`` (:func:`mesh_spec`)."""
+  spec = mesh_spec(axes)
   if spec is None:
-    return kernel(q, k, v)
+    return kernel(*args)
   mesh = jax.sharding.get_abstract_mesh()
-  return jax.shard_map(kernel, mesh=mesh, in_specs=(spec,) * 3, out_specs=spec, check_vma=False)(q, k, v)
+  return jax.shard_map(kernel, mesh=mesh, in_specs=(spec,) * len(args), out_specs=spec, check_vma=False)(
+    *args
+  )
+
+
+LANES_BLOCK = 128  # frames a grid step of ``pallas_lanes_attention``: one tile's lanes
+
+
+def _joint_weights(q: Array, k: Array, scale: float) -> Array:
+  """One query joint's attention weights over the keys, (M, N) float32, from its (D, N) q and
+  the (M, D, N) keys: products and sums on the vector unit, N frames along the lanes."""
+  logits = jnp.sum(q.astype(jnp.float32)[None] * k, axis=1) * scale
+  w = jnp.exp(logits - logits.max(axis=0, keepdims=True))
+  return w / w.sum(axis=0, keepdims=True)
+
+
+def _lanes_kernel(q_ref, k_ref, v_ref, o_ref, *, scale: float):
+  """Blocks (1, 1, L, D, N): o[i] = sum_m w[i, m] v[m], one query joint i at a time."""
+  k, v = k_ref[0, 0].astype(jnp.float32), v_ref[0, 0].astype(jnp.float32)
+
+  def query(i, carry):
+    w = _joint_weights(q_ref[0, 0, i], k, scale)
+    o_ref[0, 0, i] = jnp.sum(w[:, None] * v, axis=0).astype(o_ref.dtype)
+    return carry
+
+  jax.lax.fori_loop(0, q_ref.shape[2], query, 0)
+
+
+def _lanes_grad_kernel(q_ref, k_ref, v_ref, do_ref, dq_ref, dk_ref, dv_ref, *, scale: float):
+  """The backward of :func:`_lanes_kernel`, one query joint at a time: dq row by row, dk and dv
+  summed over the queries in float32."""
+  k, v = k_ref[0, 0].astype(jnp.float32), v_ref[0, 0].astype(jnp.float32)
+
+  def query(i, sums):
+    dk, dv = sums
+    q, do = q_ref[0, 0, i].astype(jnp.float32), do_ref[0, 0, i].astype(jnp.float32)
+    w = _joint_weights(q, k, scale)  # (M, N)
+    dw = jnp.sum(do[None] * v, axis=1)
+    dlogits = w * (dw - jnp.sum(w * dw, axis=0, keepdims=True)) * scale
+    dq_ref[0, 0, i] = jnp.sum(dlogits[:, None] * k, axis=0).astype(dq_ref.dtype)
+    return dk + dlogits[:, None] * q[None], dv + w[:, None] * do[None]
+
+  zeros = jnp.zeros(k.shape, jnp.float32)
+  dk, dv = jax.lax.fori_loop(0, q_ref.shape[2], query, (zeros, zeros))
+  dk_ref[0, 0] = dk.astype(dk_ref.dtype)
+  dv_ref[0, 0] = dv.astype(dv_ref.dtype)
+
+
+def _lanes_call(kernel, args: tuple[Array, ...], outputs: int, scale: float, products: int):
+  """A spatial kernel over (B, H, L, D, N) arrays, a (b, h) pair's frames in blocks of
+  :data:`LANES_BLOCK` a grid step; ``products`` (L, L, D) multiply-adds per frame."""
+  b, h, length, d, n = args[0].shape
+  block = (1, 1, length, d, min(n, LANES_BLOCK))
+  weights = b * h * length * length * n
+  return _pallas_call(
+    functools.partial(kernel, scale=scale), args, outputs, block, 2 * products * weights * d, weights
+  )
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _lanes(q: Array, k: Array, v: Array, scale: float) -> Array:
+  return _lanes_call(_lanes_kernel, (q, k, v), 1, scale, products=2)[0]
+
+
+def _lanes_fwd(q, k, v, scale):
+  return _lanes(q, k, v, scale), (q, k, v)
+
+
+def _lanes_bwd(scale, residuals, do):
+  return tuple(_lanes_call(_lanes_grad_kernel, (*residuals, do), 3, scale, products=5))
+
+
+_lanes.defvjp(_lanes_fwd, _lanes_bwd)
+
+
+def pallas_lanes_attention(q: Array, k: Array, v: Array, scale: float) -> Array:
+  """:func:`lanes_attention` (softmax over L of (B, H, L, D, N) arrays, the N frames along the
+  lanes) as one Pallas TPU kernel: the weights and the float32 copies of q, k and v stay on chip,
+  so forward and backward read and write only q, k, v, the output and their gradients (the
+  backward recomputes the weights). Off a TPU it runs in Pallas's interpreter (slow; for tests).
+  Under a mesh it runs per device, as :func:`pallas_attention`."""
+  return _on_each_device(functools.partial(_lanes, scale=scale), "bhjdt", q, k, v)
 
 
 def mesh_spec(axes: str) -> jax.sharding.PartitionSpec | None:

@@ -47,6 +47,23 @@ def test_rows_are_merged_one_per_line_keeping_only_the_largest_traffic_cells(
   assert kept["by_part"] == _row(40)["traffic"]["by_part"]
 
 
+def test_a_runs_stale_copy_of_a_row_does_not_undo_another_runs_recompile(
+  tmp_path, monkeypatch, benchmark_script
+):
+  # Two runs over different slices at once: each holds every row as it found it at its start, so
+  # when the first saves, its copy of a row the second has compiled since is the older one.
+  mod = benchmark_script("tpu_compile")
+  monkeypatch.setattr(mod, "CACHE", tmp_path / "tpu_compile.json")
+  old, new = dict(_row(3), step_revision=4), dict(_row(3), step_revision=5, per_device_memory_bytes=77)
+  mod.save_cache({"tpu": old, "gpu": old})
+  first = mod.load_cache()  # the first run starts
+  mod.save_cache({"tpu": new})  # the second compiles the TPU row again
+  first["gpu"] = dict(new, per_device_memory_bytes=55)  # the first compiles its own row ...
+  mod.save_cache(first)  # ... and saves all it holds
+  cache = mod.load_cache()
+  assert cache["tpu"]["per_device_memory_bytes"] == 77 and cache["gpu"]["per_device_memory_bytes"] == 55
+
+
 def test_rows_of_the_batch_search_keep_the_traffic_totals_only(tmp_path, monkeypatch, benchmark_script):
   # The tracked cache outgrew the 200 kB bound on data files (CI failed) once every slice's
   # largest-batch search kept where each byte went; those rows' figures read only the totals.

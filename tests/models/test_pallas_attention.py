@@ -1,6 +1,7 @@
-"""``attention_impl='pallas'``: temporal attention through ``kernels.pallas_attention``.
+"""``attention_impl='pallas'``: temporal attention through ``kernels.pallas_attention``, spatial
+through ``kernels.pallas_lanes_attention``.
 
-On this CPU the kernel runs in Pallas's interpreter: the same kernel body, so it is held here to
+On this CPU each kernel runs in Pallas's interpreter: the same kernel body, so it is held here to
 the formula (outputs and gradients; in the model, to the einsum form with the other impls in
 ``test_dstformer_execution_options.py``) and compiled for a TPU slice with Mosaic where libtpu is
 installed, where XLA's cost analysis must count its work.
@@ -11,6 +12,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
+import math
 from pathlib import Path
 
 import jax
@@ -73,33 +75,59 @@ def test_clips_longer_than_the_kernel_holds_take_the_compact_form():
   assert attention._form(kernels.PALLAS_MAX_LENGTH + 1) == "compact"
 
 
+@pytest.mark.parametrize("dtype,atol", [(jnp.float32, 1e-5), (jnp.bfloat16, 3e-2)])
+def test_the_spatial_kernel_and_its_gradient_are_lanes_attention(dtype, atol):
+  # (B, H, L, D, N): 17 joints, 200 frames, so a full block of 128 frames and a masked edge one
+  shape = (2, 2, 17, 8, 200)
+  kq, kk, kv, kw = jax.random.split(jax.random.key(1), 4)
+  q, k, v = (jax.random.normal(key, shape).astype(dtype) for key in (kq, kk, kv))
+  w = jax.random.normal(kw, shape)
+  scale = 8**-0.5
+
+  def reference(q, k, v, scale):  # the XLA kernel, on float32 copies
+    return kernels.lanes_attention(*(a.astype(jnp.float32) for a in (q, k, v)), scale)
+
+  out = kernels.pallas_lanes_attention(q, k, v, scale)
+  assert out.dtype == dtype and out.shape == shape
+  np.testing.assert_allclose(out.astype(jnp.float32), reference(q, k, v, scale), atol=atol)
+
+  def loss(attend, *qkv):
+    return jnp.sum(attend(*qkv, scale).astype(jnp.float32) * w)
+
+  got = jax.grad(functools.partial(loss, kernels.pallas_lanes_attention), argnums=(0, 1, 2))(q, k, v)
+  want = jax.grad(functools.partial(loss, reference), argnums=(0, 1, 2))(q, k, v)
+  for name, a, b in zip("qkv", got, want):
+    np.testing.assert_allclose(a.astype(jnp.float32), b, atol=atol, err_msg=f"d{name}")
+
+
 @needs_libtpu
-def test_xla_counts_the_kernels_work_on_a_tpu():
-  """Compiled by Mosaic for a v5e (no chip needed): XLA's cost analysis takes the kernel's
-  estimate, FLOPs a little above XLA's own count for the same attention in einsums (the kernel's
-  backward recomputes the weights: 7 (L, L, D) products against 6), bytes far below (no (L, L)
-  array leaves the chip)."""
+@pytest.mark.parametrize(
+  "mode, shape, length",  # length: the axis attended over, frames or joints
+  [("temporal", (8, 17, 8, 64, 243), 243), ("spatial", (8, 8, 17, 64, 243), 17)],
+)
+def test_xla_counts_the_kernels_work_on_a_tpu(mode, shape, length):
+  """Compiled by Mosaic for a v5e (no chip needed), at the full config's size (8 clips a chip,
+  8 heads of 64, 243 frames, 17 joints): XLA's cost analysis takes each kernel's estimate, FLOPs a
+  little above XLA's own count for the same attention without a kernel (the kernels' backward
+  recomputes the weights: 7 (L, L, D) products against 6), bytes far below (no weights and no
+  float32 copies leave the chip)."""
   devices = aot.topology_devices("v5e:2x2")
-  shape = (2, 17, 8, 64, 243)  # two clips of the full config: 17 joints, 8 heads of 64, 243 frames
   arg = jax.ShapeDtypeStruct(shape, jnp.bfloat16, sharding=jax.sharding.SingleDeviceSharding(devices[0]))
   scale = 64**-0.5
-
-  def step(attend, q, k, v):
-    return jax.grad(lambda *a: jnp.sum(attend(*a, scale).astype(jnp.float32) ** 2), argnums=(0, 1, 2))(
-      q, k, v
-    )
+  kernel_fn, xla_fn = {
+    "temporal": (kernels.pallas_attention, lambda q, k, v, s: _formula(q, k, v, s).astype(q.dtype)),
+    "spatial": (kernels.pallas_lanes_attention, kernels.lanes_attention),
+  }[mode]
 
   def cost(attend):
-    compiled = jax.jit(functools.partial(step, attend)).lower(arg, arg, arg).compile()
+    step = jax.grad(lambda *a: jnp.sum(attend(*a, scale).astype(jnp.float32) ** 2), argnums=(0, 1, 2))
+    compiled = jax.jit(step).lower(arg, arg, arg).compile()
     cost = compiled.cost_analysis()
     return (cost[0] if isinstance(cost, (list, tuple)) else cost), compiled.as_text()
 
-  def einsums(q, k, v, scale):
-    return _formula(q, k, v, scale).astype(q.dtype)
-
-  (kernel, text), (xla, _) = cost(kernels.pallas_attention), cost(einsums)
+  (kernel, text), (xla, _) = cost(kernel_fn), cost(xla_fn)
   assert aot.PALLAS_CALL in text and aot.uncosted_kernels(text) == 0
-  products = 2 * 2 * 17 * 8 * 243 * 243 * 64  # FLOPs of one (L, L, D) product over the batch
+  products = 2 * math.prod(shape) * length  # FLOPs of one (L, L, D) product over the batch
   assert 7 * products <= kernel["flops"] <= 1.1 * xla["flops"] + products
   assert kernel["bytes accessed"] < 0.5 * xla["bytes accessed"]
 
