@@ -400,30 +400,37 @@ def _pallas_call(
   return jax.lax.platform_dependent(tpu=lambda: call(False), default=lambda: call(True))
 
 
-def _sequence_call(kernel, args: tuple[Array, ...], outputs: int, scale: float, matmuls: int):
-  """A temporal kernel over (B, J, H, D, L) arrays, one (b, j) sequence's heads a grid step;
-  ``matmuls`` (L, L, D) products and one exp per weight."""
-  b, j, h, d, length = args[0].shape
-  block, products = (1, 1, h, d, length), b * j * h * length * length
-  return _pallas_call(
-    functools.partial(kernel, scale=scale), args, outputs, block, 2 * matmuls * products * d, products
-  )
+def _kernel_attention(kernel, grad_kernel, blocks):
+  """Attention ``(q, k, v, scale) -> out`` through a Pallas kernel, with ``grad_kernel`` as its
+  VJP: 2 (L, L, D) products forward, 5 backward (the weights recomputed). ``blocks(shape) ->
+  (block, weights, d)``: a grid step's block, and the attention weights over the arrays."""
+
+  def call(body, args, outputs, scale, products):
+    block, weights, d = blocks(args[0].shape)
+    flops = 2 * products * weights * d
+    return _pallas_call(functools.partial(body, scale=scale), args, outputs, block, flops, weights)
+
+  @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+  def attend(q, k, v, scale):
+    return call(kernel, (q, k, v), 1, scale, products=2)[0]
+
+  def forward(q, k, v, scale):
+    return attend(q, k, v, scale), (q, k, v)
+
+  def backward(scale, residuals, do):
+    return tuple(call(grad_kernel, (*residuals, do), 3, scale, products=5))
+
+  attend.defvjp(forward, backward)
+  return attend
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def _attention(q: Array, k: Array, v: Array, scale: float) -> Array:
-  return _sequence_call(_attention_kernel, (q, k, v), 1, scale, matmuls=2)[0]
+def _sequence_blocks(shape: tuple[int, ...]) -> tuple[tuple[int, ...], int, int]:
+  """(B, J, H, D, L) arrays: one (b, j) sequence's heads a grid step."""
+  b, j, h, d, length = shape
+  return (1, 1, h, d, length), b * j * h * length * length, d
 
 
-def _attention_fwd(q, k, v, scale):
-  return _attention(q, k, v, scale), (q, k, v)
-
-
-def _attention_bwd(scale, residuals, do):
-  return tuple(_sequence_call(_attention_grad_kernel, (*residuals, do), 3, scale, matmuls=5))
-
-
-_attention.defvjp(_attention_fwd, _attention_bwd)
+_attention = _kernel_attention(_attention_kernel, _attention_grad_kernel, _sequence_blocks)
 
 
 def pallas_attention(q: Array, k: Array, v: Array, scale: float) -> Array:
@@ -503,31 +510,13 @@ def _lanes_grad_kernel(q_ref, k_ref, v_ref, do_ref, dq_ref, dk_ref, dv_ref, *, s
   dv_ref[0, 0] = dv.astype(dv_ref.dtype)
 
 
-def _lanes_call(kernel, args: tuple[Array, ...], outputs: int, scale: float, products: int):
-  """A spatial kernel over (B, H, L, D, N) arrays, a (b, h) pair's frames in blocks of
-  :data:`LANES_BLOCK` a grid step; ``products`` (L, L, D) multiply-adds per frame."""
-  b, h, length, d, n = args[0].shape
-  block = (1, 1, length, d, min(n, LANES_BLOCK))
-  weights = b * h * length * length * n
-  return _pallas_call(
-    functools.partial(kernel, scale=scale), args, outputs, block, 2 * products * weights * d, weights
-  )
+def _lanes_blocks(shape: tuple[int, ...]) -> tuple[tuple[int, ...], int, int]:
+  """(B, H, L, D, N) arrays: a (b, h) pair's frames, :data:`LANES_BLOCK` a grid step."""
+  b, h, length, d, n = shape
+  return (1, 1, length, d, min(n, LANES_BLOCK)), b * h * length * length * n, d
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def _lanes(q: Array, k: Array, v: Array, scale: float) -> Array:
-  return _lanes_call(_lanes_kernel, (q, k, v), 1, scale, products=2)[0]
-
-
-def _lanes_fwd(q, k, v, scale):
-  return _lanes(q, k, v, scale), (q, k, v)
-
-
-def _lanes_bwd(scale, residuals, do):
-  return tuple(_lanes_call(_lanes_grad_kernel, (*residuals, do), 3, scale, products=5))
-
-
-_lanes.defvjp(_lanes_fwd, _lanes_bwd)
+_lanes = _kernel_attention(_lanes_kernel, _lanes_grad_kernel, _lanes_blocks)
 
 
 def pallas_lanes_attention(q: Array, k: Array, v: Array, scale: float) -> Array:

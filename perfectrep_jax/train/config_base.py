@@ -80,9 +80,12 @@ def base_config(task: str) -> ml_collections.ConfigDict:
   c.data_global_order = False  # True: every process reads each global batch, keeps its slice
   c.compute_dtype = "float32"  # "bfloat16" on accelerators
   c.remat = ""  # "", "full" or "dots": rematerialise each half-block
-  # "auto": "einsum" (CPU), "lanes" (GPU), "tpu" (TPU); or "dot_product_attention" (cuDNN), "pallas" (TPU)
+  # "auto": "einsum" (CPU), "lanes" (GPU), "pallas" (TPU: Pallas kernels, interpreted elsewhere);
+  # or "dot_product_attention" (cuDNN), "tpu" (TPU without Pallas)
   c.attention_impl = "auto"
-  c.qkv_layout = "auto"  # "tokens" (CPU, GPU) or "heads" (TPU): how attention's q, k, v are projected
+  # "tokens" (CPU, GPU) or "heads" (TPU): q, k, v projected straight into heads, norms and MLPs
+  # on the (B, T, J, C) arrays instead of (tokens, C) matrices
+  c.qkv_layout = "auto"
   c.scan_layers = False  # True: one lax.scan over the depths (no dropout; measured no gain on v5e)
 
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))

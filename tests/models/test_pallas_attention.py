@@ -39,27 +39,32 @@ def _formula(q, k, v, scale):
   return jnp.einsum("...lm,...dm->...dl", weights, v)
 
 
+def _assert_is(attend, reference, shape, dtype, scale, atol, seed=0):
+  """``attend`` and its gradient, on random ``shape`` arrays of ``dtype``, are ``reference``'s
+  (taken in float32) to ``atol``, in ``dtype``."""
+  kq, kk, kv, kw = jax.random.split(jax.random.key(seed), 4)
+  q, k, v = (jax.random.normal(key, shape).astype(dtype) for key in (kq, kk, kv))
+  w = jax.random.normal(kw, shape)
+  out = attend(q, k, v, scale)
+  assert out.dtype == dtype and out.shape == shape
+  np.testing.assert_allclose(out.astype(jnp.float32), reference(q, k, v, scale), atol=atol)
+
+  def loss(fn, *qkv):
+    return jnp.sum(fn(*qkv, scale).astype(jnp.float32) * w)
+
+  got = jax.grad(functools.partial(loss, attend), argnums=(0, 1, 2))(q, k, v)
+  want = jax.grad(functools.partial(loss, reference), argnums=(0, 1, 2))(q, k, v)
+  for name, a, b in zip("qkv", got, want):
+    assert a.dtype == dtype
+    np.testing.assert_allclose(a.astype(jnp.float32), b, atol=atol, err_msg=f"d{name}")
+
+
 @pytest.mark.parametrize(
   "dtype,length,atol", [(jnp.float32, 37, 1e-5), (jnp.float32, 130, 1e-5), (jnp.bfloat16, 37, 3e-2)]
 )
 def test_the_kernel_and_its_gradient_are_the_formula(dtype, length, atol):
-  shape = (2, 3, 2, 16, length)  # (B, J, H, D, L): 37 and 130 are not whole tiles of 8 or 128
-  kq, kk, kv, kw = jax.random.split(jax.random.key(length), 4)
-  q, k, v = (jax.random.normal(key, shape).astype(dtype) for key in (kq, kk, kv))
-  w = jax.random.normal(kw, shape)
-  scale = 16**-0.5
-  out = kernels.pallas_attention(q, k, v, scale)
-  assert out.dtype == dtype and out.shape == shape
-  np.testing.assert_allclose(out.astype(jnp.float32), _formula(q, k, v, scale), atol=atol)
-
-  def loss(attend, *qkv):
-    return jnp.sum(attend(*qkv, scale).astype(jnp.float32) * w)
-
-  got = jax.grad(functools.partial(loss, kernels.pallas_attention), argnums=(0, 1, 2))(q, k, v)
-  want = jax.grad(functools.partial(loss, _formula), argnums=(0, 1, 2))(q, k, v)
-  for name, a, b in zip("qkv", got, want):
-    assert a.dtype == dtype
-    np.testing.assert_allclose(a.astype(jnp.float32), b, atol=atol, err_msg=f"d{name}")
+  # (B, J, H, D, L): 37 and 130 are not whole tiles of 8 or 128
+  _assert_is(kernels.pallas_attention, _formula, (2, 3, 2, 16, length), dtype, 16**-0.5, atol, seed=length)
 
 
 def test_a_clip_longer_than_the_chip_holds_is_refused():
@@ -77,27 +82,11 @@ def test_clips_longer_than_the_kernel_holds_take_the_compact_form():
 
 @pytest.mark.parametrize("dtype,atol", [(jnp.float32, 1e-5), (jnp.bfloat16, 3e-2)])
 def test_the_spatial_kernel_and_its_gradient_are_lanes_attention(dtype, atol):
-  # (B, H, L, D, N): 17 joints, 200 frames, so a full block of 128 frames and a masked edge one
-  shape = (2, 2, 17, 8, 200)
-  kq, kk, kv, kw = jax.random.split(jax.random.key(1), 4)
-  q, k, v = (jax.random.normal(key, shape).astype(dtype) for key in (kq, kk, kv))
-  w = jax.random.normal(kw, shape)
-  scale = 8**-0.5
-
   def reference(q, k, v, scale):  # the XLA kernel, on float32 copies
     return kernels.lanes_attention(*(a.astype(jnp.float32) for a in (q, k, v)), scale)
 
-  out = kernels.pallas_lanes_attention(q, k, v, scale)
-  assert out.dtype == dtype and out.shape == shape
-  np.testing.assert_allclose(out.astype(jnp.float32), reference(q, k, v, scale), atol=atol)
-
-  def loss(attend, *qkv):
-    return jnp.sum(attend(*qkv, scale).astype(jnp.float32) * w)
-
-  got = jax.grad(functools.partial(loss, kernels.pallas_lanes_attention), argnums=(0, 1, 2))(q, k, v)
-  want = jax.grad(functools.partial(loss, reference), argnums=(0, 1, 2))(q, k, v)
-  for name, a, b in zip("qkv", got, want):
-    np.testing.assert_allclose(a.astype(jnp.float32), b, atol=atol, err_msg=f"d{name}")
+  # (B, H, L, D, N): 17 joints, 200 frames, so a full block of 128 frames and a masked edge one
+  _assert_is(kernels.pallas_lanes_attention, reference, (2, 2, 17, 8, 200), dtype, 8**-0.5, atol, seed=1)
 
 
 @needs_libtpu
