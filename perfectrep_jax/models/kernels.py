@@ -319,7 +319,10 @@ softmax_attention.defvjp(_softmax_attention_fwd, _softmax_attention_bwd)
 
 _TN = (((0,), (0,)), ((), ()))  # a^T b
 _NT = (((1,), (1,)), ((), ()))  # a b^T
-PALLAS_MAX_LENGTH = 1024  # a sequence's (L, L) float32 weights, several at once, fit a TPU core's VMEM
+# The longest sequence pallas_attention takes: its backward holds several (L, L) float32 arrays in
+# a core's VMEM at once. Compiled here (deviceless) up to 896 on v5p and 1024 on v5e and v6e;
+# v5p refused 1024 (CompileTimeScopedVmemOom). Twice the 243 frames of the models' clips.
+PALLAS_MAX_LENGTH = 512
 
 
 def _key_weights(q: Array, k: Array, scale: float) -> tuple[Array, Array]:

@@ -164,8 +164,8 @@ def test_gradients_match_pytorch_on_the_same_weights():
     ("lanes", "heads", False),
     ("tpu", "heads", True),
     ("tpu", "tokens", False),
-    ("pallas", "heads", True),  # its kernel in Pallas's interpreter on this CPU
-    ("pallas", "tokens", False),
+    ("pallas", "heads", True),  # its kernels in Pallas's interpreter on this CPU (slow)
+    pytest.param("pallas", "tokens", False, marks=pytest.mark.slow),
   ],
 )
 def test_attention_impls_and_qkv_layouts_agree(impl, layout, qkv_bias):

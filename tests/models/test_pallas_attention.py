@@ -121,6 +121,16 @@ def test_xla_counts_the_kernels_work_on_a_tpu(mode, shape, length):
   assert kernel["bytes accessed"] < 0.5 * xla["bytes accessed"]
 
 
+@needs_libtpu
+@pytest.mark.parametrize("topology", ["v5e:2x2", "v5p:2x2x1", "v6e:2x2"])
+def test_the_longest_sequence_taken_compiles_for_each_chip(topology):
+  # the backward's (L, L) float32 arrays must fit a core's VMEM (v5p refused 1024 frames)
+  sharding = jax.sharding.SingleDeviceSharding(aot.topology_devices(topology)[0])
+  arg = jax.ShapeDtypeStruct((1, 2, 8, 64, kernels.PALLAS_MAX_LENGTH), jnp.bfloat16, sharding=sharding)
+  loss = lambda *a: jnp.sum(kernels.pallas_attention(*a, 0.125).astype(jnp.float32))  # noqa: E731
+  jax.jit(jax.grad(loss, argnums=(0, 1, 2))).lower(arg, arg, arg).compile()
+
+
 def test_a_kernel_without_a_cost_estimate_is_told_apart():
   costed = (
     '%a = bf16[8] custom-call(%x), custom_call_target="tpu_custom_call", backend_config={"cost_estimate":{}}'
