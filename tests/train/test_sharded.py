@@ -76,6 +76,15 @@ def test_meshes_on_8_devices_match_one_device(single_device, tmp_path, mesh):
   _assert_same(single_device, _result(tmp_path / "run"))
 
 
+@pytest.mark.slow
+def test_the_tpus_attention_kernels_and_layout_under_a_mesh_match_one_device(single_device, tmp_path):
+  # attention_impl 'pallas' (Pallas's interpreter on this CPU) runs per device in a shard_map,
+  # clips split over data and fsdp; qkv_layout 'heads' keeps the norms and MLPs unflattened
+  tpu_forms = ["--config.attention_impl=pallas", "--config.qkv_layout=heads"]
+  _train(tmp_path / "run", 8, (4, 2, 1), tpu_forms)
+  _assert_same(single_device, _result(tmp_path / "run"))
+
+
 def _free_port() -> int:
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
