@@ -226,8 +226,8 @@ class Attention(nnx.Module):
   the kernels seen as (C, 3, H, D) and (H, D, C), with no reshape into heads and no transpose
   (on a TPU each is a copy through HBM: the full config's step on v5e moves 27% fewer bytes,
   ``benchmarks/README.md``), and the blocks' norms and MLPs work on the (B, T, J, C) arrays as
-  they are (:func:`on_token_matrices`; another 27% less estimated time on a v5e); ``'auto'``:
-  ``'heads'`` on a TPU, else ``'tokens'``.
+  they are (:func:`on_token_matrices`; 20% less estimated time again at full size on a v5e);
+  ``'auto'``: ``'heads'`` on a TPU, else ``'tokens'`` (on an H100 ``'heads'`` moved 8% more).
   ``impl`` (the forms of spatial and temporal attention it names: :data:`IMPL_FORMS`):
   ``'einsum'`` (explicit softmax, fastest on CPU), ``'dot_product_attention'``
   (``jax.nn.dot_product_attention``: cuDNN on GPU where it applies), ``'lanes'`` (spatial
