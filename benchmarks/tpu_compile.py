@@ -51,7 +51,7 @@ MAX_PER_CHIP = 1024  # the largest-batch search stops here
 # Changes to the model or the step that change the compiled program, per platform; a cached row
 # records the revision it was compiled from (none: 1). Raise it with such a change, and say what
 # changed.
-STEP_REVISIONS = {"tpu": 5, "gpu": 3}
+STEP_REVISIONS = {"tpu": 6, "gpu": 3}
 REVISIONS = {
   1: "up to 3 Dec 2026",
   2: "TPU from 4 Dec 2026: qkv_layout 'heads', attention's q, k and v projected straight into "
@@ -63,6 +63,8 @@ REVISIONS = {
   5: "TPU, 4 Dec 2026: attention_impl 'pallas', spatial and temporal attention in Pallas kernels "
   "that keep the weights on chip, and under qkv_layout 'heads' the norms and MLPs on the "
   "(B, T, J, C) arrays as they are (no copy into a (tokens, C) matrix)",
+  6: "TPU, 5 Dec 2026: the Pallas kernels take q, k and v stacked as the projection writes them "
+  "and give their gradient stacked alike (no copy to split them, none to join the gradients)",
 }
 
 

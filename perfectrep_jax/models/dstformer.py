@@ -28,7 +28,7 @@ keeps a clip's frames on the last axis, since 17 joints would fill 17 of a TPU t
 ``kernels.compact_attention``, which keeps the (T, T) weights once, in bfloat16;
 ``'pallas'`` (the default on TPU) runs both through Pallas kernels instead
 (``kernels.pallas_attention``, ``kernels.pallas_lanes_attention``), the weights kept on chip
-(:data:`IMPL_FORMS`). ``remat`` rematerialises each half-block in the backward pass.
+and q, k and v read stacked as the projection writes them (:data:`IMPL_FORMS`). ``remat`` rematerialises each half-block in the backward pass.
 ``scan_layers`` runs the depths as one ``jax.lax.scan`` over their stacked parameters, so XLA
 sees one depth instead of ``depth`` copies (the parameters keep their
 per-depth names; for ``lite`` on a TPU v5e it saved neither compile time nor memory, see
@@ -288,38 +288,44 @@ class Attention(nnx.Module):
       layout = resolve_layout(self.layout)
       with jax.named_scope("qkv"):
         q_scale = self.scale if form == "explicit" else 1.0
-        q, k, v = (split_as_step(a, order) for a in self._project_qkv(x, order, layout, q_scale))
+        qkv = split_as_step(self._project_qkv(x, order, layout, q_scale), "s" + order)
       with jax.named_scope("scores"):
-        if self._dropout_active():
-          logits = jnp.einsum("...ld,...md->...lm", q, k, preferred_element_type=jnp.float32)
-          probs = self.attn_drop(jax.nn.softmax(logits, axis=-1).astype(v.dtype))
-          out = jnp.einsum("...lm,...md->...ld", probs, v)
-        elif form == "explicit":
-          out = softmax_attention(q, k, v)
-        elif form == "lanes":  # (B, H, J, D, T): a sequence per frame, the frames last
-          out = lanes_attention(q, k, v, self.scale)
-        elif form == "compact":  # (B, J, H, T, D): a sequence per joint
-          out = compact_attention(q, k, v, self.scale)
-        elif form == "pallas" and self.mode == "spatial":  # (B, H, J, D, T), as "lanes"
-          out = pallas_lanes_attention(q, k, v, self.scale)
-        elif form == "pallas":  # (B, J, H, D, T): a sequence per joint, the frames last
-          out = pallas_attention(q, k, v, self.scale)
-        else:  # (B*, L, H, D): a sequence per frame (spatial) or joint (temporal)
-          flat = (a.reshape((-1,) + a.shape[2:]) for a in (q, k, v))
-          out = jax.nn.dot_product_attention(*flat, scale=self.scale).reshape(q.shape)
+        out = self._attend(qkv, form)
       with jax.named_scope("proj"):
         return self.proj_drop(split_as_step(self._project_out(out, order, layout), "btjc"))
 
-  def _project_qkv(self, x: Array, order: str, layout: str, q_scale: float) -> tuple[Array, Array, Array]:
-    """q, k, v, each in ``order`` (see :data:`QKV_ORDERS`), from x (B, T, J, C) by way of
-    ``layout`` ('tokens' or 'heads'); q carries ``q_scale``."""
+  def _attend(self, qkv: Array, form: str) -> Array:
+    """The heads' output in the form's order (:data:`QKV_ORDERS`) from q, k and v stacked in it,
+    (3, *order)."""
+    if form == "pallas":  # the kernels take the three stacked: split, they'd be copied on a TPU
+      if self.mode == "spatial":  # (B, H, J, D, T), as "lanes"
+        return pallas_lanes_attention(qkv, self.scale)
+      return pallas_attention(qkv, self.scale)  # (B, J, H, D, T): a sequence per joint
+    with jax.named_scope("qkv"):  # a split whose transpose is one concatenate (not pads and adds)
+      q, k, v = (a[0] for a in jnp.split(qkv, 3, axis=0))
+    if self._dropout_active():
+      logits = jnp.einsum("...ld,...md->...lm", q, k, preferred_element_type=jnp.float32)
+      probs = self.attn_drop(jax.nn.softmax(logits, axis=-1).astype(v.dtype))
+      return jnp.einsum("...lm,...md->...ld", probs, v)
+    if form == "explicit":
+      return softmax_attention(q, k, v)
+    if form == "lanes":  # (B, H, J, D, T): a sequence per frame, the frames last
+      return lanes_attention(q, k, v, self.scale)
+    if form == "compact":  # (B, J, H, T, D): a sequence per joint
+      return compact_attention(q, k, v, self.scale)
+    # (B*, L, H, D): a sequence per frame (spatial) or joint (temporal)
+    flat = (a.reshape((-1,) + a.shape[2:]) for a in (q, k, v))
+    return jax.nn.dot_product_attention(*flat, scale=self.scale).reshape(q.shape)
+
+  def _project_qkv(self, x: Array, order: str, layout: str, q_scale: float) -> Array:
+    """q, k and v stacked, (3, *``order``) (see :data:`QKV_ORDERS`), from x (B, T, J, C) by way
+    of ``layout`` ('tokens' or 'heads'); q carries ``q_scale``."""
     layer, (c, h) = self.qkv, (x.shape[-1], self.num_heads)
     if layout == "tokens":
       qkv = apply_dense(layer, x).reshape(x.shape[:-1] + (3, h, c // h))
-      # split whose transpose is one concatenate (slices would transpose to three pads and adds)
-      q, k, v = (a[..., 0, :, :] for a in jnp.split(qkv, 3, axis=3))  # each (B, T, J, H, D)
-      q = q * jnp.asarray(q_scale, q.dtype) if q_scale != 1.0 else q
-      return tuple(jnp.einsum(f"btjhd->{order}", a) for a in (q, k, v))
+      if q_scale != 1.0:
+        qkv = qkv * jnp.asarray([q_scale, 1.0, 1.0], qkv.dtype)[:, None, None]
+      return jnp.einsum(f"btjshd->s{order}", qkv)
     bias = layer.bias[...] if layer.bias is not None else None
     x, kernel, bias = layer.promote_dtype((x, layer.kernel[...], bias), dtype=layer.dtype)
     per_part = jnp.asarray([q_scale, 1.0, 1.0], kernel.dtype)[:, None, None]  # (3, 1, 1)
@@ -328,8 +334,7 @@ class Attention(nnx.Module):
     if bias is not None:  # (3, H, D) onto (3, order); H comes before D in every order
       shape = (3,) + tuple({"h": h, "d": c // h}.get(a, 1) for a in order)
       qkv = qkv + (bias.reshape(3, h, c // h) * per_part).reshape(shape)
-    q, k, v = (a[0] for a in jnp.split(qkv, 3, axis=0))
-    return q, k, v
+    return qkv
 
   def _project_out(self, out: Array, order: str, layout: str) -> Array:
     """(B, T, J, C) from the heads' output in ``order``, by way of ``layout``."""

@@ -7,8 +7,9 @@ passes that XLA runs faster than autodiff's (``layer_norm_fn``, ``bias_gelu``, `
 ``compact_attention``; ``benchmarks/README.md`` has the figures), and two Pallas TPU kernels that
 keep attention's weights on chip, ``pallas_attention`` (over a clip's frames) and
 ``pallas_lanes_attention`` (over its joints). Shapes: (..., C) activations over the last axis,
-(..., L, D) for attention, (..., L, D, N) for the lanes forms, (B, J, H, D, L) for
-``pallas_attention``.
+(..., L, D) for attention, (..., L, D, N) for the lanes forms; the Pallas kernels take q, k and v
+stacked as one projection writes them, (3, B, J, H, D, L) for ``pallas_attention`` and
+(3, B, H, L, D, N) for ``pallas_lanes_attention``, and give their gradient stacked alike.
 """
 
 from __future__ import annotations
@@ -333,36 +334,40 @@ def _key_weights(q: Array, k: Array, scale: float) -> tuple[Array, Array]:
   return p, p.sum(axis=0, keepdims=True)
 
 
-def _attention_kernel(q_ref, k_ref, v_ref, o_ref, *, scale: float):
-  """One sequence's heads, blocks (1, 1, H, D, L): o^T = v^T P^T, one head at a time."""
+def _attention_kernel(qkv_ref, o_ref, *, scale: float):
+  """One sequence's heads: q, k and v stacked, block (3, 1, 1, H, D, L); out (1, 1, H, D, L).
+  o^T = v^T P^T, one head at a time."""
 
   def head(h, carry):
-    p, total = _key_weights(q_ref[0, 0, h], k_ref[0, 0, h], scale)
-    v = v_ref[0, 0, h]
+    p, total = _key_weights(qkv_ref[0, 0, 0, h], qkv_ref[1, 0, 0, h], scale)
+    v = qkv_ref[2, 0, 0, h]
     o = jnp.dot(v, p.astype(v.dtype), preferred_element_type=jnp.float32) / total
     o_ref[0, 0, h] = o.astype(o_ref.dtype)
     return carry
 
-  jax.lax.fori_loop(0, q_ref.shape[2], head, 0)
+  jax.lax.fori_loop(0, qkv_ref.shape[3], head, 0)
 
 
-def _attention_grad_kernel(q_ref, k_ref, v_ref, do_ref, dq_ref, dk_ref, dv_ref, *, scale: float):
-  """The backward of :func:`_attention_kernel` from q, k, v and dO alone: the weights are
-  recomputed on chip, and softmax's row term (dO . o) is taken as sum(P * dP) from them."""
+def _attention_grad_kernel(qkv_ref, do_ref, dqkv_ref, *, scale: float):
+  """The backward of :func:`_attention_kernel` from q, k, v and dO alone, dq, dk and dv written
+  stacked as q, k and v came: the weights are recomputed on chip, and softmax's row term
+  (dO . o) is taken as sum(P * dP) from them."""
 
   def head(h, carry):
-    q, k, v, do = q_ref[0, 0, h], k_ref[0, 0, h], v_ref[0, 0, h], do_ref[0, 0, h]
+    q, k, v = qkv_ref[0, 0, 0, h], qkv_ref[1, 0, 0, h], qkv_ref[2, 0, 0, h]
+    do = do_ref[0, 0, h]
     p, total = _key_weights(q, k, scale)
     p = p / total  # P^T: (keys, queries)
     dp = jax.lax.dot_general(v, do, _TN, preferred_element_type=jnp.float32)  # dP^T
     ds = (p * (dp - jnp.sum(p * dp, axis=0, keepdims=True)) * scale).astype(q.dtype)
     dv = jax.lax.dot_general(do, p.astype(do.dtype), _NT, preferred_element_type=jnp.float32)
-    dq_ref[0, 0, h] = jnp.dot(k, ds, preferred_element_type=jnp.float32).astype(dq_ref.dtype)
-    dk_ref[0, 0, h] = jax.lax.dot_general(q, ds, _NT, preferred_element_type=jnp.float32).astype(dk_ref.dtype)
-    dv_ref[0, 0, h] = dv.astype(dv_ref.dtype)
+    dqkv_ref[0, 0, 0, h] = jnp.dot(k, ds, preferred_element_type=jnp.float32).astype(dqkv_ref.dtype)
+    dk = jax.lax.dot_general(q, ds, _NT, preferred_element_type=jnp.float32)
+    dqkv_ref[1, 0, 0, h] = dk.astype(dqkv_ref.dtype)
+    dqkv_ref[2, 0, 0, h] = dv.astype(dqkv_ref.dtype)
     return carry
 
-  jax.lax.fori_loop(0, q_ref.shape[2], head, 0)
+  jax.lax.fori_loop(0, qkv_ref.shape[3], head, 0)
 
 
 def _tiled_bytes(shape: tuple[int, ...], dtype) -> int:
@@ -371,29 +376,37 @@ def _tiled_bytes(shape: tuple[int, ...], dtype) -> int:
 
 
 def _pallas_call(
-  kernel, args: tuple[Array, ...], outputs: int, block: tuple[int, ...], flops: int, exps: int
+  kernel, args: tuple[Array, ...], stacked_out: bool, block: tuple[int, ...], flops: int, exps: int
 ):
-  """``kernel`` over same-shaped arrays, a ``block`` of each a grid step (the grid covers the
-  arrays; an edge block past their end is masked), with the cost XLA is told: ``flops``,
-  ``exps`` and the arrays' HBM bytes, each read or written once."""
+  """``kernel`` over arrays of one shape, each either that shape or three of it stacked (3, ...)
+  (q, k and v as the projection writes them: slicing them apart would be a copy through HBM), a
+  ``block`` of each a grid step (the grid covers the arrays; an edge block past their end is
+  masked). One output, stacked if ``stacked_out``. XLA is told the cost: ``flops``, ``exps`` and
+  the arrays' HBM bytes, each read or written once."""
   from jax.experimental import pallas as pl
   from jax.experimental.pallas import tpu as pltpu
 
-  shape = args[0].shape
-  spec = pl.BlockSpec(block, lambda *index: index)
+  shape, dtype = args[-1].shape[-len(block) :], args[-1].dtype
+  out_shape = (3, *shape) if stacked_out else shape
+
+  def spec(array_shape):
+    if len(array_shape) == len(shape):
+      return pl.BlockSpec(block, lambda *index: index)
+    return pl.BlockSpec((3, *block), lambda *index: (0, *index))
+
   cost = pl.CostEstimate(
     flops=flops,
     transcendentals=exps,
-    bytes_accessed=(len(args) + outputs) * _tiled_bytes(shape, args[0].dtype),
+    bytes_accessed=sum(_tiled_bytes(x, dtype) for x in (*(a.shape for a in args), out_shape)),
   )
 
   def call(interpret: bool):
     return pl.pallas_call(
       kernel,
       grid=tuple(-(-n // b) for n, b in zip(shape, block)),
-      in_specs=[spec] * len(args),
-      out_specs=[spec] * outputs,
-      out_shape=[jax.ShapeDtypeStruct(shape, args[0].dtype)] * outputs,
+      in_specs=[spec(a.shape) for a in args],
+      out_specs=spec(out_shape),
+      out_shape=jax.ShapeDtypeStruct(out_shape, dtype),
       compiler_params=pltpu.CompilerParams(dimension_semantics=("parallel",) * len(shape)),
       cost_estimate=cost,
       interpret=interpret,
@@ -404,24 +417,25 @@ def _pallas_call(
 
 
 def _kernel_attention(kernel, grad_kernel, blocks):
-  """Attention ``(q, k, v, scale) -> out`` through a Pallas kernel, with ``grad_kernel`` as its
-  VJP: 2 (L, L, D) products forward, 5 backward (the weights recomputed). ``blocks(shape) ->
-  (block, weights, d)``: a grid step's block, and the attention weights over the arrays."""
+  """Attention ``(qkv, scale) -> out``, q, k and v stacked (3, ...), through a Pallas kernel,
+  with ``grad_kernel`` as its VJP (the gradient stacked as qkv): 2 (L, L, D) products forward, 5
+  backward (the weights recomputed). ``blocks(shape) -> (block, weights, d)``: a grid step's
+  block of one of q, k, v, and the attention weights over the arrays."""
 
-  def call(body, args, outputs, scale, products):
-    block, weights, d = blocks(args[0].shape)
+  def call(body, args, stacked_out, scale, products):
+    block, weights, d = blocks(args[0].shape[1:])
     flops = 2 * products * weights * d
-    return _pallas_call(functools.partial(body, scale=scale), args, outputs, block, flops, weights)
+    return _pallas_call(functools.partial(body, scale=scale), args, stacked_out, block, flops, weights)
 
-  @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-  def attend(q, k, v, scale):
-    return call(kernel, (q, k, v), 1, scale, products=2)[0]
+  @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+  def attend(qkv, scale):
+    return call(kernel, (qkv,), False, scale, products=2)
 
-  def forward(q, k, v, scale):
-    return attend(q, k, v, scale), (q, k, v)
+  def forward(qkv, scale):
+    return attend(qkv, scale), qkv
 
-  def backward(scale, residuals, do):
-    return tuple(call(grad_kernel, (*residuals, do), 3, scale, products=5))
+  def backward(scale, qkv, do):
+    return (call(grad_kernel, (qkv, do), True, scale, products=5),)
 
   attend.defvjp(forward, backward)
   return attend
@@ -436,12 +450,13 @@ def _sequence_blocks(shape: tuple[int, ...]) -> tuple[tuple[int, ...], int, int]
 _attention = _kernel_attention(_attention_kernel, _attention_grad_kernel, _sequence_blocks)
 
 
-def pallas_attention(q: Array, k: Array, v: Array, scale: float) -> Array:
-  """softmax(q^T k * scale) over (B, J, H, D, L) arrays (a sequence of L per (b, j), its heads'
-  channels before its positions, which lie along the TPU's 128 lanes), written for short
-  sequences: one Pallas TPU kernel holds a whole sequence's (L, L) weights on chip, so forward
-  and backward read and write only q, k, v, the output and their gradients (the backward
-  recomputes the weights; no softmax statistics are stored). XLA is given its FLOPs and bytes
+def pallas_attention(qkv: Array, scale: float) -> Array:
+  """softmax(q^T k * scale) v over (B, J, H, D, L) arrays (a sequence of L per (b, j), its heads'
+  channels before its positions, which lie along the TPU's 128 lanes), q, k and v stacked as
+  ``qkv`` (3, B, J, H, D, L), as one projection writes them, and their gradient stacked alike.
+  Written for short sequences: one Pallas TPU kernel holds a whole sequence's (L, L) weights on
+  chip, so forward and backward read and write only q, k, v, the output and their gradients (the
+  backward recomputes the weights; no softmax statistics are stored). XLA is given its FLOPs and bytes
   (``pl.CostEstimate``), so a compiled step's cost analysis counts it. Off a TPU it runs in
   Pallas's interpreter (slow; for tests). L is at most :data:`PALLAS_MAX_LENGTH`.
 
@@ -449,25 +464,25 @@ def pallas_attention(q: Array, k: Array, v: Array, scale: float) -> Array:
   which the train and eval steps set) it runs per device in a ``shard_map``: B over the mesh's
   ``data`` and ``fsdp`` axes, H over ``tensor``.
   """
-  if q.shape[-1] > PALLAS_MAX_LENGTH:
+  if qkv.shape[-1] > PALLAS_MAX_LENGTH:
     raise ValueError(
-      f"attention_impl='pallas' holds a sequence's weights on chip: {q.shape[-1]} positions, "
+      f"attention_impl='pallas' holds a sequence's weights on chip: {qkv.shape[-1]} positions, "
       f"at most {PALLAS_MAX_LENGTH}; use attention_impl='tpu' for longer clips"
     )
 
-  return _on_each_device(functools.partial(_attention, scale=scale), "bjhdt", q, k, v)
+  return _on_each_device(functools.partial(_attention, scale=scale), "bjhdt", qkv)
 
 
-def _on_each_device(kernel, axes: str, *args: Array) -> Array:
-  """``kernel(*args)``, per device in a ``shard_map`` under a mesh (XLA does not partition a
-  Mosaic kernel), the arrays split as the step splits ``axes`` (:func:`mesh_spec`)."""
+def _on_each_device(kernel, axes: str, qkv: Array) -> Array:
+  """``kernel(qkv)``, per device in a ``shard_map`` under a mesh (XLA does not partition a
+  Mosaic kernel), the arrays split as the step splits ``axes`` (:func:`mesh_spec`), the stacked
+  input's leading 3 whole."""
   spec = mesh_spec(axes)
   if spec is None:
-    return kernel(*args)
+    return kernel(qkv)
   mesh = jax.sharding.get_abstract_mesh()
-  return jax.shard_map(kernel, mesh=mesh, in_specs=(spec,) * len(args), out_specs=spec, check_vma=False)(
-    *args
-  )
+  stacked = mesh_spec("s" + axes)
+  return jax.shard_map(kernel, mesh=mesh, in_specs=(stacked,), out_specs=spec, check_vma=False)(qkv)
 
 
 LANES_BLOCK = 128  # frames a grid step of ``pallas_lanes_attention``: one tile's lanes
@@ -481,36 +496,37 @@ def _joint_weights(q: Array, k: Array, scale: float) -> Array:
   return w / w.sum(axis=0, keepdims=True)
 
 
-def _lanes_kernel(q_ref, k_ref, v_ref, o_ref, *, scale: float):
-  """Blocks (1, 1, L, D, N): o[i] = sum_m w[i, m] v[m], one query joint i at a time."""
-  k, v = k_ref[0, 0].astype(jnp.float32), v_ref[0, 0].astype(jnp.float32)
+def _lanes_kernel(qkv_ref, o_ref, *, scale: float):
+  """q, k and v stacked, block (3, 1, 1, L, D, N); out (1, 1, L, D, N): o[i] = sum_m w[i, m] v[m],
+  one query joint i at a time."""
+  k, v = qkv_ref[1, 0, 0].astype(jnp.float32), qkv_ref[2, 0, 0].astype(jnp.float32)
 
   def query(i, carry):
-    w = _joint_weights(q_ref[0, 0, i], k, scale)
+    w = _joint_weights(qkv_ref[0, 0, 0, i], k, scale)
     o_ref[0, 0, i] = jnp.sum(w[:, None] * v, axis=0).astype(o_ref.dtype)
     return carry
 
-  jax.lax.fori_loop(0, q_ref.shape[2], query, 0)
+  jax.lax.fori_loop(0, qkv_ref.shape[3], query, 0)
 
 
-def _lanes_grad_kernel(q_ref, k_ref, v_ref, do_ref, dq_ref, dk_ref, dv_ref, *, scale: float):
+def _lanes_grad_kernel(qkv_ref, do_ref, dqkv_ref, *, scale: float):
   """The backward of :func:`_lanes_kernel`, one query joint at a time: dq row by row, dk and dv
-  summed over the queries in float32."""
-  k, v = k_ref[0, 0].astype(jnp.float32), v_ref[0, 0].astype(jnp.float32)
+  summed over the queries in float32; written stacked as q, k and v came."""
+  k, v = qkv_ref[1, 0, 0].astype(jnp.float32), qkv_ref[2, 0, 0].astype(jnp.float32)
 
   def query(i, sums):
     dk, dv = sums
-    q, do = q_ref[0, 0, i].astype(jnp.float32), do_ref[0, 0, i].astype(jnp.float32)
+    q, do = qkv_ref[0, 0, 0, i].astype(jnp.float32), do_ref[0, 0, i].astype(jnp.float32)
     w = _joint_weights(q, k, scale)  # (M, N)
     dw = jnp.sum(do[None] * v, axis=1)
     dlogits = w * (dw - jnp.sum(w * dw, axis=0, keepdims=True)) * scale
-    dq_ref[0, 0, i] = jnp.sum(dlogits[:, None] * k, axis=0).astype(dq_ref.dtype)
+    dqkv_ref[0, 0, 0, i] = jnp.sum(dlogits[:, None] * k, axis=0).astype(dqkv_ref.dtype)
     return dk + dlogits[:, None] * q[None], dv + w[:, None] * do[None]
 
   zeros = jnp.zeros(k.shape, jnp.float32)
-  dk, dv = jax.lax.fori_loop(0, q_ref.shape[2], query, (zeros, zeros))
-  dk_ref[0, 0] = dk.astype(dk_ref.dtype)
-  dv_ref[0, 0] = dv.astype(dv_ref.dtype)
+  dk, dv = jax.lax.fori_loop(0, qkv_ref.shape[3], query, (zeros, zeros))
+  dqkv_ref[1, 0, 0] = dk.astype(dqkv_ref.dtype)
+  dqkv_ref[2, 0, 0] = dv.astype(dqkv_ref.dtype)
 
 
 def _lanes_blocks(shape: tuple[int, ...]) -> tuple[tuple[int, ...], int, int]:
@@ -522,13 +538,14 @@ def _lanes_blocks(shape: tuple[int, ...]) -> tuple[tuple[int, ...], int, int]:
 _lanes = _kernel_attention(_lanes_kernel, _lanes_grad_kernel, _lanes_blocks)
 
 
-def pallas_lanes_attention(q: Array, k: Array, v: Array, scale: float) -> Array:
+def pallas_lanes_attention(qkv: Array, scale: float) -> Array:
   """:func:`lanes_attention` (softmax over L of (B, H, L, D, N) arrays, the N frames along the
-  lanes) as one Pallas TPU kernel: the weights and the float32 copies of q, k and v stay on chip,
+  lanes; q, k and v stacked as ``qkv`` (3, B, H, L, D, N), as :func:`pallas_attention`) as one
+  Pallas TPU kernel: the weights and the float32 copies of q, k and v stay on chip,
   so forward and backward read and write only q, k, v, the output and their gradients (the
   backward recomputes the weights). Off a TPU it runs in Pallas's interpreter (slow; for tests).
   Under a mesh it runs per device, as :func:`pallas_attention`."""
-  return _on_each_device(functools.partial(_lanes, scale=scale), "bhjdt", q, k, v)
+  return _on_each_device(functools.partial(_lanes, scale=scale), "bhjdt", qkv)
 
 
 def mesh_spec(axes: str) -> jax.sharding.PartitionSpec | None:
