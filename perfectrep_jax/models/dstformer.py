@@ -171,7 +171,7 @@ class MLP(nnx.Module):
     fc1 = self.fc1
     if fc1.bias is not None:
       x, kernel, bias = fc1.promote_dtype((x, fc1.kernel[...], fc1.bias[...]), dtype=fc1.dtype)
-      x = bias_gelu(apply_matrix(x, kernel, flat, precision=fc1.precision), bias)
+      x = apply_matrix(x, kernel, flat, precision=fc1.precision, then=lambda h: bias_gelu(h, bias))
     else:
       x = gelu(apply_dense(fc1, x, flat))
     return self.drop(apply_dense(self.fc2, self.drop(x), flat))
@@ -288,21 +288,23 @@ class Attention(nnx.Module):
       layout = resolve_layout(self.layout)
       with jax.named_scope("qkv"):
         q_scale = self.scale if form == "explicit" else 1.0
-        qkv = split_as_step(self._project_qkv(x, order, layout, q_scale), "s" + order)
+        # the Pallas kernels read q, k and v stacked: split, they would be copied on a TPU
+        stacked = form == "pallas"
+        qkv = self._project_qkv(x, order, layout, q_scale, stacked)
+        qkv = split_as_step(qkv, "s" + order) if stacked else [split_as_step(a, order) for a in qkv]
       with jax.named_scope("scores"):
         out = self._attend(qkv, form)
       with jax.named_scope("proj"):
         return self.proj_drop(split_as_step(self._project_out(out, order, layout), "btjc"))
 
-  def _attend(self, qkv: Array, form: str) -> Array:
-    """The heads' output in the form's order (:data:`QKV_ORDERS`) from q, k and v stacked in it,
-    (3, *order)."""
-    if form == "pallas":  # the kernels take the three stacked: split, they'd be copied on a TPU
+  def _attend(self, qkv: Array | list[Array], form: str) -> Array:
+    """The heads' output in the form's order (:data:`QKV_ORDERS`) from q, k and v in it: stacked,
+    (3, *order), for ``'pallas'``, else apart."""
+    if form == "pallas":
       if self.mode == "spatial":  # (B, H, J, D, T), as "lanes"
         return pallas_lanes_attention(qkv, self.scale)
       return pallas_attention(qkv, self.scale)  # (B, J, H, D, T): a sequence per joint
-    with jax.named_scope("qkv"):  # a split whose transpose is one concatenate (not pads and adds)
-      q, k, v = (a[0] for a in jnp.split(qkv, 3, axis=0))
+    q, k, v = qkv
     if self._dropout_active():
       logits = jnp.einsum("...ld,...md->...lm", q, k, preferred_element_type=jnp.float32)
       probs = self.attn_drop(jax.nn.softmax(logits, axis=-1).astype(v.dtype))
@@ -317,15 +319,23 @@ class Attention(nnx.Module):
     flat = (a.reshape((-1,) + a.shape[2:]) for a in (q, k, v))
     return jax.nn.dot_product_attention(*flat, scale=self.scale).reshape(q.shape)
 
-  def _project_qkv(self, x: Array, order: str, layout: str, q_scale: float) -> Array:
-    """q, k and v stacked, (3, *``order``) (see :data:`QKV_ORDERS`), from x (B, T, J, C) by way
-    of ``layout`` ('tokens' or 'heads'); q carries ``q_scale``."""
+  def _project_qkv(
+    self, x: Array, order: str, layout: str, q_scale: float, stacked: bool
+  ) -> Array | tuple[Array, Array, Array]:
+    """q, k and v in ``order`` (see :data:`QKV_ORDERS`), from x (B, T, J, C) by way of
+    ``layout`` ('tokens' or 'heads'); q carries ``q_scale``. ``stacked``: as one (3, *order)
+    array, else apart."""
     layer, (c, h) = self.qkv, (x.shape[-1], self.num_heads)
     if layout == "tokens":
       qkv = apply_dense(layer, x).reshape(x.shape[:-1] + (3, h, c // h))
-      if q_scale != 1.0:
-        qkv = qkv * jnp.asarray([q_scale, 1.0, 1.0], qkv.dtype)[:, None, None]
-      return jnp.einsum(f"btjshd->s{order}", qkv)
+      if stacked:
+        qkv = qkv * jnp.asarray([q_scale, 1.0, 1.0], qkv.dtype)[:, None, None] if q_scale != 1.0 else qkv
+        return jnp.einsum(f"btjshd->s{order}", qkv)
+      # split, then rearrange each, which XLA fuses into its reader (CPU, GPU); a split
+      # transposes to one concatenate, where slices would transpose to pads and adds
+      q, k, v = (a[..., 0, :, :] for a in jnp.split(qkv, 3, axis=3))  # each (B, T, J, H, D)
+      q = q * jnp.asarray(q_scale, q.dtype) if q_scale != 1.0 else q
+      return tuple(jnp.einsum(f"btjhd->{order}", a) for a in (q, k, v))
     bias = layer.bias[...] if layer.bias is not None else None
     x, kernel, bias = layer.promote_dtype((x, layer.kernel[...], bias), dtype=layer.dtype)
     per_part = jnp.asarray([q_scale, 1.0, 1.0], kernel.dtype)[:, None, None]  # (3, 1, 1)
@@ -334,7 +344,7 @@ class Attention(nnx.Module):
     if bias is not None:  # (3, H, D) onto (3, order); H comes before D in every order
       shape = (3,) + tuple({"h": h, "d": c // h}.get(a, 1) for a in order)
       qkv = qkv + (bias.reshape(3, h, c // h) * per_part).reshape(shape)
-    return qkv
+    return qkv if stacked else tuple(a[0] for a in jnp.split(qkv, 3, axis=0))
 
   def _project_out(self, out: Array, order: str, layout: str) -> Array:
     """(B, T, J, C) from the heads' output in ``order``, by way of ``layout``."""
