@@ -32,6 +32,7 @@ from perfectrep_jax.data import pipeline
 from perfectrep_jax.errors import UserError
 from perfectrep_jax.interop import convert
 from perfectrep_jax.models import model_dir
+from perfectrep_jax.models.dstformer import AUTO_IMPLS
 from perfectrep_jax.train import checkpoints, rundir, sharding, tasks
 from perfectrep_jax.train.config_check import describe_data
 from perfectrep_jax.train.optim import make_optimizer
@@ -257,6 +258,18 @@ def run_eval(parts: TrainParts, eval_step, params, stats, config, split: str = "
   return task.evaluate(outputs)
 
 
+def interpreted_kernels_note(config, platform: str | None = None) -> str | None:
+  """A warning line for a run whose attention kernels Pallas will interpret (``attention_impl``
+  'pallas' off a TPU, ``platform`` being this host's): right, but many times slower."""
+  platform = platform or jax.default_backend()
+  if config.get("attention_impl", "auto") != "pallas" or platform == "tpu":
+    return None
+  return (
+    f"warning: attention_impl='pallas' is written for a TPU; on {platform} Pallas interprets its "
+    f"kernels, which is correct but slow (attention_impl='auto' picks {AUTO_IMPLS.get(platform, 'lanes')!r} here)"
+  )
+
+
 def train_and_evaluate(config, workdir: str | Path) -> dict[str, float]:
   """Trains ``config`` in ``workdir`` (resuming what is there) and returns the last eval metrics.
 
@@ -282,6 +295,8 @@ def _train_and_evaluate(config, workdir: Path, parts: TrainParts) -> dict[str, f
     flush=True,
   )
   print(describe_data(config), flush=True)
+  if note := interpreted_kernels_note(config):
+    print(note, flush=True)
   meta = model_dir.model_meta(
     nnx.eval_shape(parts.init_model),
     task=config.task,

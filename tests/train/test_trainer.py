@@ -135,3 +135,15 @@ def test_bad_config_is_one_clear_error(tmp_path):
     ["train", "--config", f"{CONFIGS / 'pretrain.py'}:nope", "--workdir", str(tmp_path / "w")], check=False
   )
   assert proc.returncode == 2 and "unknown variant" in proc.stderr
+
+
+def test_a_run_told_to_use_the_tpu_kernels_elsewhere_is_warned_it_will_be_slow():
+  from ml_collections import ConfigDict
+
+  from perfectrep_jax.train.trainer import interpreted_kernels_note
+
+  pallas = ConfigDict(dict(attention_impl="pallas"))
+  assert "interprets" in interpreted_kernels_note(pallas, "cpu")
+  assert "'lanes'" in interpreted_kernels_note(pallas, "gpu")
+  assert interpreted_kernels_note(pallas, "tpu") is None
+  assert interpreted_kernels_note(ConfigDict(dict(attention_impl="auto")), "cpu") is None
