@@ -28,7 +28,8 @@ keeps a clip's frames on the last axis, since 17 joints would fill 17 of a TPU t
 ``kernels.compact_attention``, which keeps the (T, T) weights once, in bfloat16;
 ``'pallas'`` (the default on TPU) runs both through Pallas kernels instead
 (``kernels.pallas_attention``, ``kernels.pallas_lanes_attention``), the weights kept on chip
-and q, k and v read stacked as the projection writes them (:data:`IMPL_FORMS`). ``remat`` rematerialises each half-block in the backward pass.
+and q, k and v read stacked as the projection writes them (:data:`IMPL_FORMS`). ``remat``
+rematerialises each half-block in the backward pass.
 ``scan_layers`` runs the depths as one ``jax.lax.scan`` over their stacked parameters, so XLA
 sees one depth instead of ``depth`` copies (the parameters keep their
 per-depth names; for ``lite`` on a TPU v5e it saved neither compile time nor memory, see
@@ -329,7 +330,8 @@ class Attention(nnx.Module):
     if layout == "tokens":
       qkv = apply_dense(layer, x).reshape(x.shape[:-1] + (3, h, c // h))
       if stacked:
-        qkv = qkv * jnp.asarray([q_scale, 1.0, 1.0], qkv.dtype)[:, None, None] if q_scale != 1.0 else qkv
+        if q_scale != 1.0:
+          qkv = qkv * jnp.asarray([q_scale, 1.0, 1.0], qkv.dtype)[:, None, None]
         return jnp.einsum(f"btjshd->s{order}", qkv)
       # split, then rearrange each, which XLA fuses into its reader (CPU, GPU); a split
       # transposes to one concatenate, where slices would transpose to pads and adds

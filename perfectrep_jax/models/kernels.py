@@ -3,8 +3,9 @@
 Layers with upstream's initialisation and logical axis names (``dense``, ``layer_norm``) and how
 they are applied, on (tokens, channels) matrices or (``flat=False``) on the arrays as they are
 (``apply_dense``, ``apply_matrix``, ``apply_layer_norm``); kernels with hand-written backward
-passes that XLA runs faster than autodiff's (``layer_norm_fn``, ``bias_gelu``, ``softmax_attention``, ``lanes_attention``,
-``compact_attention``; ``benchmarks/README.md`` has the figures), and two Pallas TPU kernels that
+passes that XLA runs faster than autodiff's (``layer_norm_fn``, ``bias_gelu``,
+``softmax_attention``, ``lanes_attention``, ``compact_attention``; ``benchmarks/README.md`` has
+the figures), and two Pallas TPU kernels that
 keep attention's weights on chip, ``pallas_attention`` (over a clip's frames) and
 ``pallas_lanes_attention`` (over its joints). Shapes: (..., C) activations over the last axis,
 (..., L, D) for attention, (..., L, D, N) for the lanes forms; the Pallas kernels take q, k and v
@@ -460,8 +461,8 @@ def pallas_attention(qkv: Array, scale: float) -> Array:
   ``qkv`` (3, B, J, H, D, L), as one projection writes them, and their gradient stacked alike.
   Written for short sequences: one Pallas TPU kernel holds a whole sequence's (L, L) weights on
   chip, so forward and backward read and write only q, k, v, the output and their gradients (the
-  backward recomputes the weights; no softmax statistics are stored). XLA is given its FLOPs and bytes
-  (``pl.CostEstimate``), so a compiled step's cost analysis counts it. Off a TPU it runs in
+  backward recomputes the weights; no softmax statistics are stored). XLA is given its FLOPs and
+  bytes (``pl.CostEstimate``), so a compiled step's cost analysis counts it. Off a TPU it runs in
   Pallas's interpreter (slow; for tests). L is at most :data:`PALLAS_MAX_LENGTH`.
 
   XLA does not partition a Mosaic kernel, so under a mesh (``jax.sharding.get_abstract_mesh()``,
